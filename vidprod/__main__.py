@@ -1,0 +1,3 @@
+from vidprod.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Command line: `vidprod serve`, `vidprod process FILE -o DIR`, `vidprod migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vidprod.config import ConfigError, Settings
+
+
+def _settings_epilog() -> str:
+    lines = ["settings (environment variables):"]
+    for name, default, doc in Settings.describe():
+        lines.append(f"  {name:<26} {doc} (default: {default})")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidprod",
+        description="Turn one talking-head phone video into ready-to-post short videos.",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web app, API and worker in one process")
+    serve.add_argument("--host", help="bind address (default: VIDPROD_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: VIDPROD_PORT or 8000)")
+
+    process = commands.add_parser("process", help="cut one video into parts, without the server")
+    process.add_argument("file", type=Path, help="the video to process")
+    process.add_argument("-o", "--output", type=Path, required=True, help="folder for the parts")
+    process.add_argument("--segment-seconds", type=int, help="longest part in seconds")
+
+    commands.add_parser("migrate", help="create or upgrade the database, then exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"vidprod: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "process":
+        return _process(settings, args)
+    if args.command == "migrate":
+        from vidprod.store import Database
+
+        db = Database(settings.database_path)
+        applied = db.migrate()
+        print(f"database {settings.database_path}: schema version {db.schema_version()}"
+              f" ({len(applied)} migration(s) applied)")
+        db.close()
+        return 0
+    return 2
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vidprod.web.app import create_app
+    from vidprod.web.auth import load_or_create_admin_token
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = Settings(**{**settings.__dict__, **overrides})
+    token, created = load_or_create_admin_token(settings)
+    app = create_app(settings)
+    print(f"vidprod is running on http://{settings.host}:{settings.port}", flush=True)
+    print(f"data: {settings.data_dir.resolve()}", flush=True)
+    if created:
+        print(f"admin token (generated, kept in {settings.data_dir / 'admin_token'}): {token}",
+              flush=True)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,  # one process: the worker threads live in it
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _process(settings: Settings, args: argparse.Namespace) -> int:
+    from vidprod.media.cuts import plan_even_cuts, read_timeline
+    from vidprod.media.probe import InvalidMedia, probe
+    from vidprod.media.render import render_parts
+
+    try:
+        info = probe(args.file)
+    except (InvalidMedia, FileNotFoundError) as exc:
+        print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    limit = args.segment_seconds or settings.segment_seconds
+    parts = plan_even_cuts(read_timeline(args.file), limit)
+    print(f"{args.file}: {info.width}x{info.height}, {info.duration:.2f} s -> {len(parts)} part(s)")
+
+    shown = [-1]
+
+    def progress(fraction: float) -> None:
+        percent = int(fraction * 100)
+        if percent != shown[0] and sys.stderr.isatty():
+            shown[0] = percent
+            print(f"\r  {percent:3d} %", end="", file=sys.stderr, flush=True)
+
+    rendered = render_parts(args.file, parts, args.output, on_progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for part in rendered:
+        print(f"  {part.path}  {float(part.start):8.3f}-{float(part.end):8.3f} s"
+              f"  {part.size_bytes / 1e6:6.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

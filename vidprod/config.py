@@ -1,0 +1,130 @@
+"""Every setting, read once from VIDPROD_* environment variables.
+
+Defaults run locally with nothing else installed: SQLite, the Huey queue and media
+files all live under ./data. An invalid value stops start-up with a message that
+names the variable, so an operator never finds out about a typo at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A VIDPROD_* variable holds a value we cannot use."""
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port number (0-65535)")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return Path(text).expanduser()
+
+
+def _token(text: str) -> str:
+    if len(text) < 16:
+        raise ValueError("must be at least 16 characters long")
+    return text
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(
+        "VIDPROD_DATA_DIR", _path, Path("data"), "Database, queue and media files."
+    )
+    host: str = _setting("VIDPROD_HOST", str, "127.0.0.1", "Address the server binds to.")
+    port: int = _setting("VIDPROD_PORT", _port, 8000, "Port the server listens on.")
+    admin_token: str | None = _setting(
+        "VIDPROD_ADMIN_TOKEN",
+        _token,
+        None,
+        "API token; generated and stored in the data dir when unset.",
+    )
+    segment_seconds: int = _setting(
+        "VIDPROD_SEGMENT_SECONDS", _positive_int, 60, "Longest part, in seconds."
+    )
+    max_upload_mb: int = _setting(
+        "VIDPROD_MAX_UPLOAD_MB", _positive_int, 2048, "Largest accepted upload, in MB."
+    )
+    workers: int = _setting(
+        "VIDPROD_WORKERS", _positive_int, 1, "Render worker threads (each uses ~2 cores)."
+    )
+    log_level: str = _setting("VIDPROD_LOG_LEVEL", _log_level, "INFO", "Logging level.")
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "vidprod.db"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) for every setting, for `vidprod --help`."""
+        return [
+            (f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(cls)
+        ]

@@ -1,0 +1,346 @@
+"""A job's life: created from an upload, processed into parts, cancelled, retried, deleted.
+
+This is where the rules live (which transitions are allowed, what a failure leaves
+behind). It calls the store for rows and the media package for pixels; it knows
+nothing of HTTP. Every method is synchronous: worker threads call it directly, the web
+layer on a thread.
+
+The database row is the truth and the queue only carries work, so `process` is safe to
+run twice: finished parts are kept and skipped, a finished job is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vidprod.config import Settings
+from vidprod.media.cuts import PlannedPart, plan_even_cuts, read_timeline
+from vidprod.media.probe import SourceInfo, probe
+from vidprod.media.render import RenderedPart, RenderStopped, part_filename, render_parts
+from vidprod.store import Database
+from vidprod.store import jobs as q
+
+log = logging.getLogger(__name__)
+
+# Progress is written at most this often; cancellation is noticed within the same time.
+PROGRESS_INTERVAL = 0.25
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobConflict(Exception):
+    """The job is not in a state that allows the request; the message says why."""
+
+
+class JobService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        enqueue: Callable[[str], None],
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.enqueue = enqueue
+        # Set when the process shuts down: a render stops at the next frame and the job
+        # stays `processing`, to be resumed on the next start.
+        self.stopping = stopping or threading.Event()
+
+    # --- paths -------------------------------------------------------------------
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.media_dir / job_id
+
+    def parts_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "parts"
+
+    def media_path(self, relative: str) -> Path:
+        return self.settings.media_dir / relative
+
+    # --- creating ----------------------------------------------------------------
+
+    def check_source(self, staged: Path) -> SourceInfo:
+        """Probe an uploaded file; raises InvalidMedia with words for the uploader."""
+        return probe(staged)
+
+    def create_job(
+        self,
+        staged: Path,
+        source_name: str,
+        info: SourceInfo,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Adopt a probed upload: move it into the job's folder, add the row, queue it."""
+        job_id = uuid.uuid4().hex[:16]
+        suffix = Path(source_name).suffix.lower()
+        if not suffix[1:].isalnum() or len(suffix) > 6:
+            suffix = ".bin"
+        job_dir = self.job_dir(job_id)
+        job_dir.mkdir(parents=True)
+        source = job_dir / f"source{suffix}"
+        staged.replace(source)  # same filesystem: the staging dir lives in the data dir
+        options = {"segment_seconds": self.settings.segment_seconds, **(options or {})}
+        try:
+            self.db.write(
+                lambda conn: (
+                    q.insert_job(
+                        conn,
+                        job_id=job_id,
+                        source_name=source_name,
+                        source_path=str(source.relative_to(self.settings.media_dir)),
+                        source_size=source.stat().st_size,
+                        source_info=info.to_json(),
+                        options=options,
+                    ),
+                    q.add_event(conn, job_id, "job.created", {"source_name": source_name}),
+                )
+            )
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        self.enqueue(job_id)
+        return self.get(job_id)
+
+    # --- reading -----------------------------------------------------------------
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        job = self.db.read(lambda conn: q.get_job(conn, job_id))
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def segments(self, job_id: str) -> list[dict[str, Any]]:
+        return self.db.read(lambda conn: q.list_segments(conn, job_id))
+
+    def segment_file(self, job_id: str, index: int) -> Path:
+        segment = self.db.read(lambda conn: q.get_segment(conn, job_id, index))
+        if segment is None:
+            raise JobNotFound(f"{job_id}/{index}")
+        return self.media_path(segment["path"])
+
+    def list(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        return self.db.read(
+            lambda conn: (q.list_jobs(conn, limit=limit, offset=offset), q.count_jobs(conn))
+        )
+
+    def counts_by_state(self) -> dict[str, int]:
+        return self.db.read(q.count_jobs_by_state)
+
+    def unfinished(self) -> list[str]:
+        return self.db.read(q.unfinished_job_ids)
+
+    # --- control -----------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        def change(conn: Any) -> str:
+            job = q.get_job(conn, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job["state"] == "queued":
+                q.update_job(conn, job_id, state="cancelled", stage=None, finished_at=q.now_iso())
+                q.add_event(conn, job_id, "job.cancelled", {"while": "queued"})
+                return "cancelled"
+            if job["state"] == "processing":
+                q.update_job(conn, job_id, cancel_requested=1)
+                return "requested"
+            raise JobConflict(f"The job is {job['state']}; only a queued or running job can be cancelled.")
+
+        if self.db.write(change) == "cancelled":
+            self._remove_outputs(job_id)
+        return self.get(job_id)
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        def change(conn: Any) -> None:
+            job = q.get_job(conn, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job["state"] not in ("failed", "cancelled"):
+                raise JobConflict(f"The job is {job['state']}; only a failed or cancelled job can be retried.")
+            q.delete_segments(conn, job_id)
+            q.update_job(
+                conn, job_id, state="queued", stage=None, progress=0, error=None,
+                cancel_requested=0, finished_at=None, plan=None,
+            )  # fmt: skip
+            q.add_event(conn, job_id, "job.retried", {"attempts_so_far": job["attempts"]})
+
+        self._remove_outputs(job_id)
+        self.db.write(change)
+        self.enqueue(job_id)
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        def change(conn: Any) -> None:
+            job = q.get_job(conn, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job["state"] == "processing":
+                raise JobConflict("The job is being processed; cancel it first, then delete it.")
+            q.delete_job(conn, job_id)
+            q.add_event(conn, job_id, "job.deleted", {})
+
+        self.db.write(change)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def _remove_outputs(self, job_id: str) -> None:
+        shutil.rmtree(self.parts_dir(job_id), ignore_errors=True)
+
+    # --- processing --------------------------------------------------------------
+
+    def process(self, job_id: str) -> None:
+        """Turn the job's source into parts. Safe to call twice or after a crash."""
+        job = self.db.write(lambda conn: self._claim(conn, job_id))
+        if job is None:
+            return
+        if job["cancel_requested"]:
+            self._finish_cancel(job_id)
+            return
+        try:
+            self._render(job)
+        except RenderStopped:
+            if self.stopping.is_set():
+                log.info("job %s paused by shutdown; it resumes on the next start", job_id)
+                return
+            self._finish_cancel(job_id)
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            self._fail(job_id, exc)
+
+    @staticmethod
+    def _claim(conn: Any, job_id: str) -> dict[str, Any] | None:
+        """Mark the job processing in the same transaction that reads it, so a cancel
+        landing in between cannot be overwritten."""
+        job = q.get_job(conn, job_id)
+        if job is None or job["state"] not in ("queued", "processing"):
+            return None
+        if not job["cancel_requested"]:
+            attempt = job["attempts"] + 1
+            q.update_job(conn, job_id, state="processing", stage="planning", attempts=attempt)
+            q.add_event(conn, job_id, "job.processing", {"attempt": attempt})
+        return job
+
+    def _render(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        source = self.media_path(job["source_path"])
+        plan = self._plan(job, source)
+        parts_dir = self.parts_dir(job_id)
+        done = {
+            s["idx"]
+            for s in self.segments(job_id)
+            if self.media_path(s["path"]).is_file()
+        }
+        self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
+        watch = _RenderWatch(self, job_id)
+        render_parts(
+            source,
+            plan,
+            parts_dir,
+            skip=done,
+            on_progress=watch.progress,
+            on_part=lambda part: self._record_part(job_id, part),
+            should_stop=watch.should_stop,
+        )
+        self.db.write(
+            lambda conn: (
+                q.update_job(
+                    conn, job_id, state="done", stage=None, progress=100, finished_at=q.now_iso()
+                ),
+                q.add_event(conn, job_id, "job.completed", {"segments": len(plan)}),
+            )
+        )
+
+    def _plan(self, job: dict[str, Any], source: Path) -> list[PlannedPart]:
+        if job["plan"]:
+            return [PlannedPart.from_json(p) for p in job["plan"]["parts"]]
+        limit = int(job["options"]["segment_seconds"])
+        parts = plan_even_cuts(read_timeline(source), limit)
+        plan = {"limit_seconds": limit, "parts": [p.to_json() for p in parts]}
+        self.db.write(lambda conn: q.update_job(conn, job["id"], plan=plan))
+        return parts
+
+    def _record_part(self, job_id: str, part: RenderedPart) -> None:
+        segment = {
+            "idx": part.index,
+            "start_seconds": float(part.start),
+            "end_seconds": float(part.end),
+            "duration_seconds": float(part.duration),
+            "path": str(part.path.relative_to(self.settings.media_dir)),
+            "size_bytes": part.size_bytes,
+            "width": part.width,
+            "height": part.height,
+            "has_audio": True,  # every part carries AAC; silence where the source had none
+        }
+        self.db.write(
+            lambda conn: (
+                q.upsert_segment(conn, job_id, segment),
+                q.add_event(
+                    conn, job_id, "segment.ready",
+                    {"index": part.index, "file": part_filename(part.index)},
+                ),
+            )
+        )  # fmt: skip
+
+    def _finish_cancel(self, job_id: str) -> None:
+        self._remove_outputs(job_id)
+        self.db.write(
+            lambda conn: (
+                q.delete_segments(conn, job_id),
+                q.update_job(
+                    conn, job_id, state="cancelled", stage=None, cancel_requested=0,
+                    finished_at=q.now_iso(),
+                ),
+                q.add_event(conn, job_id, "job.cancelled", {"while": "processing"}),
+            )
+        )  # fmt: skip
+
+    def _fail(self, job_id: str, exc: Exception) -> None:
+        reason = f"Processing failed: {exc}" if str(exc) else f"Processing failed ({type(exc).__name__})."
+        self._remove_outputs(job_id)
+        self.db.write(
+            lambda conn: (
+                q.delete_segments(conn, job_id),
+                q.update_job(
+                    conn, job_id, state="failed", stage=None, error=reason,
+                    finished_at=q.now_iso(),
+                ),
+                q.add_event(conn, job_id, "job.failed", {"error": reason}),
+            )
+        )  # fmt: skip
+
+
+class _RenderWatch:
+    """Throttled progress writes and cancel checks for one render."""
+
+    def __init__(self, service: JobService, job_id: str) -> None:
+        self.service = service
+        self.job_id = job_id
+        self.last_write = 0.0
+        self.last_check = 0.0
+        self.cancelled = False
+
+    def progress(self, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.last_write < PROGRESS_INTERVAL:
+            return
+        self.last_write = now
+        percent = round(min(99.9, max(0.0, fraction * 100)), 1)
+        self.service.db.write(lambda conn: q.update_job(conn, self.job_id, progress=percent))
+
+    def should_stop(self) -> bool:
+        if self.service.stopping.is_set() or self.cancelled:
+            return True
+        now = time.monotonic()
+        if now - self.last_check >= PROGRESS_INTERVAL:
+            self.last_check = now
+            job = self.service.db.read(lambda conn: q.get_job(conn, self.job_id))
+            self.cancelled = job is None or job["cancel_requested"]
+        return self.cancelled

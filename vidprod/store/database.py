@@ -1,0 +1,148 @@
+"""The SQLite connection: WAL, foreign keys, busy timeout, migrations.
+
+Writes are funnelled through one connection behind one lock (as datasette does), so
+web handlers and worker threads never fight over SQLite's single writer; reads use a
+connection per thread. We use the stdlib sqlite3 module rather than aiosqlite because
+the Huey worker threads are synchronous: one set of query functions `fn(conn)` serves
+both sides, and async callers run them on a thread with `aread`/`awrite`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+import anyio.to_thread
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, sql) of every migration shipped in the package, in order."""
+    found = []
+    for item in resources.files("vidprod.store").joinpath("migrations").iterdir():
+        name = item.name
+        if name.endswith(".sql"):
+            found.append((int(name.split("_", 1)[0]), item.read_text()))
+    return sorted(found)
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._writer = connect(path)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def migrate(self) -> list[int]:
+        """Apply every migration newer than the database, each in its own transaction."""
+        applied = []
+        with self._write_lock:
+            current = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            for version, sql in migrations():
+                if version <= current:
+                    continue
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(sql):
+                        self._writer.execute(statement)
+                    self._writer.execute(f"PRAGMA user_version = {version}")
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                applied.append(version)
+        return applied
+
+    def check_writable(self, timeout_ms: int = 1000) -> None:
+        """Prove the database takes a write now; raises sqlite3.Error if it cannot."""
+        with self._write_lock:
+            self._writer.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    self._writer.execute(
+                        "INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, datetime('now'))"
+                    )
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
+            finally:
+                self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    def schema_version(self) -> int:
+        return self.read(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn(conn) in one write transaction: all of it commits, or none of it."""
+        with self.transaction() as conn:
+            return fn(conn)
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return fn(conn)
+
+    async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self.write, fn)
+
+    async def aread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self.read, fn)
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+
+def _statements(sql: str) -> Iterator[str]:
+    # executescript() would COMMIT our transaction; split on complete statements instead.
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip() and not buffer.strip().startswith("--"):
+        yield buffer

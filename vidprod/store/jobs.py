@@ -1,0 +1,146 @@
+"""SQL for jobs, segments and events. Each function takes a connection; callers choose
+the transaction (Database.write) or a read connection (Database.read)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+JOB_COLUMNS = {
+    "state", "stage", "progress", "source_info", "options", "plan", "error",
+    "cancel_requested", "attempts", "finished_at",
+}  # fmt: skip
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _decode_job(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    job = dict(row)
+    for key in ("source_info", "options", "plan"):
+        job[key] = json.loads(job[key]) if job[key] else None
+    job["cancel_requested"] = bool(job["cancel_requested"])
+    return job
+
+
+def insert_job(
+    conn: sqlite3.Connection,
+    *,
+    job_id: str,
+    source_name: str,
+    source_path: str,
+    source_size: int,
+    source_info: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    stamp = now_iso()
+    conn.execute(
+        "INSERT INTO jobs (id, state, stage, source_name, source_path, source_size,"
+        " source_info, options, created_at, updated_at)"
+        " VALUES (?, 'queued', NULL, ?, ?, ?, ?, ?, ?, ?)",
+        (job_id, source_name, source_path, source_size, json.dumps(source_info),
+         json.dumps(options), stamp, stamp),
+    )  # fmt: skip
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+    return _decode_job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+
+def list_jobs(conn: sqlite3.Connection, *, limit: int, offset: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        (limit, offset),
+    ).fetchall()
+    return [_decode_job(row) for row in rows]  # type: ignore[misc]
+
+
+def count_jobs(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+def count_jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+    return {state: n for state, n in rows}
+
+
+def unfinished_job_ids(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE state IN ('queued', 'processing') ORDER BY created_at"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def update_job(conn: sqlite3.Connection, job_id: str, **changes: Any) -> None:
+    unknown = set(changes) - JOB_COLUMNS
+    if unknown:
+        raise ValueError(f"not job columns: {sorted(unknown)}")
+    for key in ("source_info", "options", "plan"):
+        if key in changes and changes[key] is not None:
+            changes[key] = json.dumps(changes[key])
+    assignments = ", ".join(f"{key} = ?" for key in changes)
+    conn.execute(
+        f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+        (*changes.values(), now_iso(), job_id),
+    )
+
+
+def delete_job(conn: sqlite3.Connection, job_id: str) -> None:
+    conn.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+    conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))  # segments cascade
+
+
+def upsert_segment(conn: sqlite3.Connection, job_id: str, segment: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO segments (job_id, idx, start_seconds, end_seconds, duration_seconds,"
+        " path, size_bytes, width, height, has_audio, created_at)"
+        " VALUES (:job_id, :idx, :start_seconds, :end_seconds, :duration_seconds, :path,"
+        " :size_bytes, :width, :height, :has_audio, :created_at)"
+        " ON CONFLICT (job_id, idx) DO UPDATE SET start_seconds = excluded.start_seconds,"
+        " end_seconds = excluded.end_seconds, duration_seconds = excluded.duration_seconds,"
+        " path = excluded.path, size_bytes = excluded.size_bytes, width = excluded.width,"
+        " height = excluded.height, has_audio = excluded.has_audio",
+        {**segment, "job_id": job_id, "created_at": now_iso()},
+    )
+
+
+def list_segments(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,)
+    ).fetchall()
+    return [{**dict(row), "has_audio": bool(row["has_audio"])} for row in rows]
+
+
+def get_segment(conn: sqlite3.Connection, job_id: str, idx: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT * FROM segments WHERE job_id = ? AND idx = ?", (job_id, idx)
+    ).fetchone()
+    return dict(row) if row else None
+
+
+def delete_segments(conn: sqlite3.Connection, job_id: str) -> None:
+    conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+
+
+def add_event(
+    conn: sqlite3.Connection, job_id: str | None, type_: str, data: dict[str, Any] | None = None
+) -> int:
+    cursor = conn.execute(
+        "INSERT INTO events (job_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+        (job_id, type_, json.dumps(data or {}), now_iso()),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def list_events(
+    conn: sqlite3.Connection, job_id: str, *, after_id: int = 0
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after_id)
+    ).fetchall()
+    return [{**dict(row), "data": json.loads(row["data"])} for row in rows]

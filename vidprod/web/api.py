@@ -1,0 +1,176 @@
+"""The JSON API: upload, job status and control, part downloads, health."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import anyio.to_thread
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from vidprod.domain.jobs import JobService
+from vidprod.web.downloads import ranged_file
+from vidprod.web.problems import problem
+from vidprod.web.uploads import receive_upload
+
+MAX_PAGE = 100
+
+
+def _service(state: State) -> JobService:
+    return state.jobs
+
+
+def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any]] | None) -> dict[str, Any]:
+    plan = job["plan"]["parts"] if job.get("plan") else None
+    body: dict[str, Any] = {
+        "id": job["id"],
+        "state": job["state"],
+        "stage": job["stage"],
+        "progress": job["progress"],
+        "error": job["error"],
+        "cancel_requested": job["cancel_requested"],
+        "attempts": job["attempts"],
+        "source": {"name": job["source_name"], "size_bytes": job["source_size"], **(job["source_info"] or {})},
+        "options": job["options"],
+        "created_at": job["created_at"],
+        "updated_at": job["updated_at"],
+        "finished_at": job["finished_at"],
+        "status_url": str(request.url_for("job_status", job_id=job["id"])),
+    }
+    if plan is not None:
+        body["plan"] = [
+            {k: p[k] for k in ("index", "start_seconds", "end_seconds", "reason")} for p in plan
+        ]
+    if segments is not None:
+        body["segments"] = [
+            {
+                "index": s["idx"],
+                "start_seconds": s["start_seconds"],
+                "end_seconds": s["end_seconds"],
+                "duration_seconds": s["duration_seconds"],
+                "size_bytes": s["size_bytes"],
+                "width": s["width"],
+                "height": s["height"],
+                "has_audio": s["has_audio"],
+                "download_url": str(
+                    request.url_for("segment_file", job_id=job["id"], index=s["idx"])
+                ),
+            }
+            for s in segments
+        ]
+    return body
+
+
+@post("/upload", status_code=202, request_max_body_size=None)
+async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
+    jobs = _service(state)
+    settings = jobs.settings
+    received = await receive_upload(request, settings.tmp_dir / "uploads", settings.max_upload_bytes)
+    try:
+        options = _upload_options(received.fields)
+        info = await anyio.to_thread.run_sync(jobs.check_source, received.path)
+        job = await anyio.to_thread.run_sync(
+            lambda: jobs.create_job(received.path, received.filename, info, options)
+        )
+    finally:
+        received.path.unlink(missing_ok=True)  # adopted files were moved away already
+    return Response(
+        job_json(request, job, None),
+        status_code=202,
+        headers={"Location": str(request.url_for("job_status", job_id=job["id"]))},
+    )
+
+
+def _upload_options(fields: dict[str, str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if fields.get("segment_seconds"):
+        text = fields["segment_seconds"].strip()
+        if not text.isdigit() or not 3 <= int(text) <= 600:
+            raise problem(422, "segment_seconds must be a whole number of seconds from 3 to 600.")
+        options["segment_seconds"] = int(text)
+    return options
+
+
+@get("/status/{job_id:str}", name="job_status")
+async def job_status(request: Request, state: State, job_id: str) -> dict[str, Any]:
+    jobs = _service(state)
+    job = await anyio.to_thread.run_sync(jobs.get, job_id)
+    segments = await anyio.to_thread.run_sync(jobs.segments, job_id)
+    return job_json(request, job, segments)
+
+
+@get("/jobs")
+async def list_jobs(
+    request: Request,
+    state: State,
+    limit: int = Parameter(default=20, ge=1, le=MAX_PAGE),
+    offset: int = Parameter(default=0, ge=0),
+) -> dict[str, Any]:
+    jobs, total = await anyio.to_thread.run_sync(
+        lambda: _service(state).list(limit=limit, offset=offset)
+    )
+    body: dict[str, Any] = {
+        "jobs": [job_json(request, job, None) for job in jobs],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+    if offset + limit < total:
+        body["next"] = f"{request.url.path}?limit={limit}&offset={offset + limit}"
+    return body
+
+
+@post("/jobs/{job_id:str}/cancel", status_code=202)
+async def cancel_job(request: Request, state: State, job_id: str) -> dict[str, Any]:
+    job = await anyio.to_thread.run_sync(_service(state).cancel, job_id)
+    return job_json(request, job, None)
+
+
+@post("/jobs/{job_id:str}/retry", status_code=202)
+async def retry_job(request: Request, state: State, job_id: str) -> dict[str, Any]:
+    job = await anyio.to_thread.run_sync(_service(state).retry, job_id)
+    return job_json(request, job, None)
+
+
+@delete("/jobs/{job_id:str}", status_code=204)
+async def delete_job(state: State, job_id: str) -> None:
+    await anyio.to_thread.run_sync(_service(state).delete, job_id)
+
+
+@get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file")
+async def segment_file(request: Request, state: State, job_id: str, index: int) -> Any:
+    path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
+    if not path.is_file():
+        raise problem(410, "This part's file is gone from the server.")
+    return ranged_file(
+        path,
+        request.headers.get("range"),
+        media_type="video/mp4",
+        download_name=f"{job_id}-{path.name}",
+    )
+
+
+@get("/health", opt={"public": True}, sync_to_thread=False)
+async def health(state: State) -> Response[dict[str, Any]]:
+    jobs = _service(state)
+    database: dict[str, Any] = {"state": "ok"}
+    try:
+        await anyio.to_thread.run_sync(jobs.db.check_writable)
+        database["jobs"] = await anyio.to_thread.run_sync(jobs.counts_by_state)
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot write"
+        database = {"state": "error", "error": str(exc)}
+    queue = await anyio.to_thread.run_sync(state.worker.state)
+    disk = shutil.disk_usage(jobs.settings.data_dir)
+    healthy = database["state"] == "ok"
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "database": database,
+        "queue": queue,
+        "disk": {"free_bytes": disk.free, "total_bytes": disk.total},
+    }
+    return Response(body, status_code=200 if healthy else 503)
+
+
+ROUTES = [upload, job_status, list_jobs, cancel_job, retry_job, delete_job, segment_file, health]

@@ -1,0 +1,59 @@
+"""The Litestar app factory. The lifespan owns the database and the in-process worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.datastructures import State
+
+from vidprod.config import Settings
+from vidprod.domain.jobs import JobService
+from vidprod.store import Database
+from vidprod.web.api import ROUTES
+from vidprod.web.auth import load_or_create_admin_token, require_admin
+from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
+from vidprod.worker.queue import Worker
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, run_worker: bool = True) -> Litestar:
+    """run_worker=False serves the API without consuming the queue (tests of the web
+    layer alone; jobs then stay queued)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    token, _ = load_or_create_admin_token(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        db = Database(settings.database_path)
+        db.migrate()
+        worker = Worker(settings)
+        jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping)
+        worker.bind(jobs)
+        app.state.jobs = jobs
+        app.state.worker = worker
+        if run_worker:
+            worker.recover()
+            worker.start()
+        try:
+            yield
+        finally:
+            # Stop renders at the next frame; their jobs resume on the next start.
+            await anyio.to_thread.run_sync(worker.stop)
+            db.close()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        guards=[require_admin],
+        plugins=[problem_details_plugin()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        state=State({"admin_token": token}),
+        request_max_body_size=1 << 20,
+        debug=False,
+    )

@@ -1,0 +1,62 @@
+"""Every error answer is an RFC 9457 problem+json document with words a person can act on."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from vidprod.domain.jobs import JobConflict, JobNotFound
+from vidprod.media.probe import InvalidMedia
+from vidprod.web.uploads import UploadRejected
+
+log = logging.getLogger(__name__)
+
+
+def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        headers=headers,
+        extra=extra or None,
+        type_="about:blank",
+    )
+
+
+def _http(exc: HTTPException) -> ProblemDetailsException:
+    detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else ""
+    if exc.status_code == 404 and not detail:
+        detail = "There is nothing at this address."
+    return problem(exc.status_code, detail or HTTPStatus(exc.status_code).description, headers=exc.headers)
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Something went wrong on the server; it has been logged.").to_response(request)
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            enable_for_all_http_exceptions=True,
+            exception_to_problem_detail_map={
+                HTTPException: _http,
+                JobNotFound: lambda exc: problem(404, "There is no job with this id."),
+                JobConflict: lambda exc: problem(409, str(exc)),
+                InvalidMedia: lambda exc: problem(422, str(exc)),
+                UploadRejected: lambda exc: problem(exc.status, exc.message),
+            },
+        )
+    )
+
+
+EXCEPTION_HANDLERS = {Exception: _server_error}

@@ -1,0 +1,154 @@
+"""Receive a multipart upload straight to disk, never holding the body in memory.
+
+Litestar's own form parsing spools files to an anonymous temporary file that we would
+then have to copy (seconds for a 1 GB video); parsing the stream ourselves with the
+`multipart` package's push parser writes the bytes once, into the data volume, so the
+file can be renamed into place the moment the last byte arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import anyio.to_thread
+from litestar import Request
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
+
+WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes
+SYNC_EVERY = 64 << 20  # flush to disk as we go, so the final fsync is short
+MAX_FIELD_BYTES = 64 << 10
+FILE_FIELD = "file"
+
+
+class UploadRejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ReceivedUpload:
+    path: Path  # the staged file, in the data dir; the caller adopts or deletes it
+    filename: str
+    size: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def too_large_message(limit_bytes: int) -> str:
+    return f"The file is larger than this server accepts ({limit_bytes // (1024 * 1024)} MB)."
+
+
+async def receive_upload(request: Request, staging_dir: Path, limit_bytes: int) -> ReceivedUpload:
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != "multipart/form-data" or not options.get("boundary"):
+        raise UploadRejected(
+            415, "Send the video as multipart/form-data with the file in a field named 'file'."
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes + (1 << 20):
+        raise UploadRejected(413, too_large_message(limit_bytes))
+
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    staged = staging_dir / f"upload-{uuid.uuid4().hex}.part"
+    receiver = _Receiver(staged, limit_bytes)
+    try:
+        parser = PushMultipartParser(
+            options["boundary"],
+            content_length=int(declared) if declared and declared.isdigit() else -1,
+            max_segment_count=16,
+        )
+        with parser:
+            async for chunk in request.stream():
+                for event in parser.parse(chunk):
+                    await receiver.feed(event)
+            for event in parser.parse(b""):
+                await receiver.feed(event)
+        return await receiver.finish()
+    except MultipartError as exc:
+        receiver.discard()
+        raise UploadRejected(400, f"The upload is not valid multipart/form-data ({exc}).") from None
+    except BaseException:
+        receiver.discard()  # a rejected, broken or abandoned upload leaves nothing behind
+        raise
+
+
+class _Receiver:
+    def __init__(self, staged: Path, limit_bytes: int) -> None:
+        self.staged = staged
+        self.limit = limit_bytes
+        self.file: IO[bytes] | None = None
+        self.filename = ""
+        self.size = 0
+        self.since_sync = 0
+        self.buffer = bytearray()
+        self.fields: dict[str, str] = {}
+        self.current: MultipartSegment | None = None
+        self.field_value = bytearray()
+        self.got_file = False
+
+    async def feed(self, event: MultipartSegment | bytes | bytearray | None) -> None:
+        if isinstance(event, MultipartSegment):
+            self.current = event
+            if event.name == FILE_FIELD and event.filename is not None:
+                if self.got_file:
+                    raise UploadRejected(400, "Send one file per upload.")
+                self.got_file = True
+                self.filename = Path(event.filename.replace("\\", "/")).name or "upload"
+                self.file = await anyio.to_thread.run_sync(open, self.staged, "xb")
+        elif event is None:
+            if self.current is not None and self.current.name == FILE_FIELD and self.file:
+                await self._flush()
+            elif self.current is not None and self.current.name:
+                self.fields[self.current.name] = self.field_value.decode("utf-8", "replace")
+            self.current = None
+            self.field_value.clear()
+        elif self.current is not None:
+            if self.current.name == FILE_FIELD and self.file is not None:
+                self.size += len(event)
+                if self.size > self.limit:
+                    raise UploadRejected(413, too_large_message(self.limit))
+                self.buffer += event
+                if len(self.buffer) >= WRITE_CHUNK:
+                    await self._flush()
+            else:
+                self.field_value += event
+                if len(self.field_value) > MAX_FIELD_BYTES:
+                    raise UploadRejected(400, f"The form field '{self.current.name}' is too long.")
+
+    async def _flush(self) -> None:
+        assert self.file is not None
+        data, self.buffer = bytes(self.buffer), bytearray()
+        if data:
+            await anyio.to_thread.run_sync(self.file.write, data)
+            self.since_sync += len(data)
+        if self.since_sync >= SYNC_EVERY:
+            self.since_sync = 0
+            await anyio.to_thread.run_sync(self._sync)
+
+    def _sync(self) -> None:
+        assert self.file is not None
+        self.file.flush()
+        os.fdatasync(self.file.fileno())
+
+    async def finish(self) -> ReceivedUpload:
+        if self.file is None:
+            raise UploadRejected(400, "No file was sent: put the video in a field named 'file'.")
+        await self._flush()
+        await anyio.to_thread.run_sync(self._sync)
+        self.file.close()
+        self.file = None
+        if self.size == 0:
+            self.discard()
+            raise UploadRejected(422, "The file is empty.")
+        return ReceivedUpload(self.staged, self.filename, self.size, self.fields)
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.staged.unlink(missing_ok=True)

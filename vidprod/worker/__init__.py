@@ -1,0 +1,1 @@
+"""The Huey queue and its consumer threads, run inside the web server's process."""
