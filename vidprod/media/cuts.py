@@ -17,6 +17,8 @@ from typing import Any
 
 import av
 
+from vidprod.media.probe import InvalidMedia
+
 
 @dataclass(frozen=True)
 class PlannedPart:
@@ -53,7 +55,10 @@ class Timeline:
 
 
 def read_timeline(path: Path) -> Timeline:
-    """Demux (not decode) the video track to learn every frame's time; works on VFR."""
+    """Demux (not decode) the video track to learn every frame's time; works on VFR.
+
+    Being a full pass over the file, it is also where damage that appeared after the
+    upload is caught: a cut-short packet or frames missing from the end."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         tb = video.time_base
@@ -62,16 +67,24 @@ def read_timeline(path: Path) -> Timeline:
         for packet in container.demux(video):
             if packet.pts is None or packet.size == 0:
                 continue
+            if packet.is_corrupt:
+                raise InvalidMedia(f"The video is damaged at {float(packet.pts * tb):.1f} s.")
             t = packet.pts * tb
             times.append(t)
             end = max(end, (packet.pts + (packet.duration or 0)) * tb)
+        declared = video.duration * tb if video.duration else None
     if not times:
-        raise ValueError("no video frames")
+        raise InvalidMedia("The video track holds no pictures.")
     times.sort()
     if end <= times[-1]:
         # No packet duration: assume the last frame shows as long as the one before.
         step = times[-1] - times[-2] if len(times) > 1 else Fraction(1, 30)
         end = times[-1] + step
+    if declared is not None and len(times) > 1 and end < declared - 2 * (times[-1] - times[-2]):
+        raise InvalidMedia(
+            f"The video stops at {float(end):.1f} s although it says it lasts "
+            f"{float(declared):.1f} s: the file is damaged or incomplete."
+        )
     return Timeline(times, end)
 
 

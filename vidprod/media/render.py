@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from vidprod.media.cuts import PlannedPart
-from vidprod.media.probe import clockwise_rotation
+from vidprod.media.probe import InvalidMedia, clockwise_rotation
 
 AUDIO_RATE = 48000
 AUDIO_LAYOUT = "stereo"
@@ -146,6 +146,8 @@ class _Render:
 
         streams = [video] + ([audio] if audio is not None else [])
         for packet in container.demux(streams):
+            if packet.is_corrupt:
+                raise InvalidMedia(f"The {packet.stream.type} track is damaged.")
             if packet.stream is video:
                 for frame in packet.decode():
                     self._video_frame(frame)

@@ -152,7 +152,7 @@ async def segment_file(request: Request, state: State, job_id: str, index: int) 
     )
 
 
-@get("/health", opt={"public": True}, sync_to_thread=False)
+@get("/health", opt={"public": True})
 async def health(state: State) -> Response[dict[str, Any]]:
     jobs = _service(state)
     database: dict[str, Any] = {"state": "ok"}

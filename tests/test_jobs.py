@@ -1,0 +1,161 @@
+"""The job service on its own: state rules, idempotent processing, clean failure."""
+
+import shutil
+
+import pytest
+
+from vidprod.domain.jobs import JobConflict, JobNotFound, JobService
+from vidprod.media.probe import probe
+from vidprod.store import Database
+from vidprod.store import jobs as q
+
+
+@pytest.fixture
+def service(settings):
+    db = Database(settings.database_path)
+    db.migrate()
+    queued = []
+    svc = JobService(db, settings, queued.append)
+    svc.queued = queued
+    yield svc
+    db.close()
+
+
+def _create(service, clip, tmp_path, name="talk.mp4"):
+    staged = tmp_path / f"staged-{name}"
+    shutil.copy(clip, staged)
+    return service.create_job(staged, name, probe(staged))
+
+
+def _events(service, job_id):
+    return [e["type"] for e in service.db.read(lambda c: q.list_events(c, job_id))]
+
+
+def _files(service, job_id):
+    parts = service.parts_dir(job_id)
+    return sorted(p.name for p in parts.iterdir()) if parts.exists() else []
+
+
+def test_create_moves_the_upload_and_queues_the_job(service, short_clip, tmp_path):
+    job = _create(service, short_clip, tmp_path)
+    assert job["state"] == "queued" and service.queued == [job["id"]]
+    assert not (tmp_path / "staged-talk.mp4").exists()
+    assert service.media_path(job["source_path"]).read_bytes() == short_clip.read_bytes()
+    assert _events(service, job["id"]) == ["job.created"]
+
+
+def test_process_makes_parts_and_running_twice_changes_nothing(service, long_clip, tmp_path):
+    job_id = _create(service, long_clip, tmp_path)["id"]
+    service.process(job_id)
+    first = service.segments(job_id)
+    assert [s["idx"] for s in first] == [0, 1, 2]
+    assert service.get(job_id)["state"] == "done"
+    service.process(job_id)  # a duplicate queue entry after a restart
+    assert service.segments(job_id) == first
+    assert _files(service, job_id) == ["part-001.mp4", "part-002.mp4", "part-003.mp4"]
+    assert _events(service, job_id).count("segment.ready") == 3
+
+
+def test_interrupted_job_resumes_without_redoing_finished_parts(service, long_clip, tmp_path):
+    job_id = _create(service, long_clip, tmp_path)["id"]
+    record = service._record_part
+
+    def record_then_shut_down(job, part):
+        record(job, part)
+        service.stopping.set()  # as on SIGTERM: the render stops at the next frame
+
+    service._record_part = record_then_shut_down
+    service.process(job_id)
+    assert service.get(job_id)["state"] == "processing"  # paused, not failed or cancelled
+    assert [s["idx"] for s in service.segments(job_id)] == [0]
+    first_part = service.parts_dir(job_id) / "part-001.mp4"
+    stamp = first_part.stat().st_mtime_ns
+
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert service.get(job_id)["state"] == "done"
+    assert [s["idx"] for s in service.segments(job_id)] == [0, 1, 2]
+    assert first_part.stat().st_mtime_ns == stamp  # not re-encoded
+    assert service.get(job_id)["attempts"] == 2
+
+
+def test_cancel_a_queued_job(service, short_clip, tmp_path):
+    job_id = _create(service, short_clip, tmp_path)["id"]
+    assert service.cancel(job_id)["state"] == "cancelled"
+    service.process(job_id)  # the queue entry runs later and must do nothing
+    assert service.get(job_id)["state"] == "cancelled"
+    assert _files(service, job_id) == []
+
+
+def test_cancel_requested_while_running_removes_outputs(service, long_clip, tmp_path):
+    job_id = _create(service, long_clip, tmp_path)["id"]
+    original = service._record_part
+
+    def cancel_after_first(job, part):
+        original(job, part)
+        service.cancel(job)
+
+    service._record_part = cancel_after_first
+    service.process(job_id)
+    job = service.get(job_id)
+    assert job["state"] == "cancelled" and not job["cancel_requested"]
+    assert service.segments(job_id) == []
+    assert _files(service, job_id) == []
+    assert _events(service, job_id)[-1] == "job.cancelled"
+
+
+def test_failure_records_the_reason_and_leaves_no_parts(service, long_clip, tmp_path):
+    job = _create(service, long_clip, tmp_path)
+    source = service.media_path(job["source_path"])
+    source.write_bytes(source.read_bytes()[: source.stat().st_size // 3])  # disk went bad
+    service.process(job["id"])
+    failed = service.get(job["id"])
+    assert failed["state"] == "failed"
+    assert "damaged" in failed["error"]
+    assert service.segments(job["id"]) == [] and _files(service, job["id"]) == []
+    assert _events(service, job["id"])[-1] == "job.failed"
+
+
+def test_retry_after_failure_runs_again_from_the_source(service, long_clip, tmp_path):
+    job = _create(service, long_clip, tmp_path)
+    source = service.media_path(job["source_path"])
+    good = source.read_bytes()
+    source.write_bytes(b"broken")
+    service.process(job["id"])
+    assert service.get(job["id"])["state"] == "failed"
+    source.write_bytes(good)
+    retried = service.retry(job["id"])
+    assert retried["state"] == "queued" and retried["error"] is None
+    assert service.queued[-1] == job["id"]
+    service.process(job["id"])
+    assert service.get(job["id"])["state"] == "done"
+    assert len(service.segments(job["id"])) == 3
+
+
+@pytest.mark.parametrize(("state", "action"), [
+    ("done", "cancel"), ("failed", "cancel"), ("cancelled", "cancel"),
+    ("queued", "retry"), ("processing", "retry"), ("done", "retry"),
+    ("processing", "delete"),
+])  # fmt: skip
+def test_invalid_transitions_are_conflicts(service, short_clip, tmp_path, state, action):
+    job_id = _create(service, short_clip, tmp_path)["id"]
+    service.db.write(lambda c: q.update_job(c, job_id, state=state))
+    with pytest.raises(JobConflict):
+        getattr(service, action)(job_id)
+
+
+def test_delete_removes_files_and_rows(service, short_clip, tmp_path):
+    job_id = _create(service, short_clip, tmp_path)["id"]
+    service.process(job_id)
+    service.delete(job_id)
+    assert not service.job_dir(job_id).exists()
+    with pytest.raises(JobNotFound):
+        service.get(job_id)
+    assert _events(service, job_id) == ["job.deleted"]
+
+
+def test_unknown_job(service):
+    for action in (service.get, service.cancel, service.retry, service.delete):
+        with pytest.raises(JobNotFound):
+            action("nope")

@@ -1,0 +1,72 @@
+import av
+import numpy as np
+import pytest
+
+from tests.clips import make_clip, truncate
+from tests.conftest import shared_media
+from vidprod.media.probe import InvalidMedia, clockwise_rotation, probe
+
+
+def test_probe_reads_a_clip(short_clip):
+    info = probe(short_clip)
+    assert (info.width, info.height, info.rotation) == (320, 240, 0)
+    assert info.duration == pytest.approx(4.0, abs=0.05)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert info.frame_count == 120
+
+
+def test_not_a_video(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are my notes, not a video")
+    with pytest.raises(InvalidMedia, match="not a video file we can read"):
+        probe(path)
+
+
+def test_audio_only_file_has_no_video_track(tmp_path):
+    path = tmp_path / "voice.m4a"
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(InvalidMedia, match="no video track"):
+        probe(path)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9, 0.995])
+def test_cut_short_upload_is_refused(short_clip, tmp_path, fraction):
+    # moov first (as phones and our uploads write it): the index promises more than arrived
+    cut = truncate(short_clip, tmp_path / "cut.mp4", fraction)
+    with pytest.raises(InvalidMedia, match="cut short"):
+        probe(cut)
+
+
+def test_cut_short_with_index_at_the_end_is_refused(tmp_path):
+    clip = make_clip(tmp_path / "late-moov.mp4", seconds=2, faststart=False)
+    with pytest.raises(InvalidMedia, match="not a video file we can read"):
+        probe(truncate(clip, tmp_path / "cut.mp4", 0.8))
+
+
+def test_matroska_from_a_webcam_is_accepted():
+    info = probe(shared_media("intel_cc_by/asl_gestures_book.mkv"))
+    assert (info.width, info.height) == (640, 480)
+    assert info.pixel_format == "yuvj420p"
+
+
+@pytest.mark.parametrize(("name", "rotation", "size"), [
+    ("video_0.mov", 0, (568, 320)),
+    ("video_90.mov", 90, (320, 568)),
+    ("video_180.mov", 180, (568, 320)),
+    ("video_270.mov", 270, (320, 568)),
+])  # fmt: skip
+def test_iphone_rotation_is_read(name, rotation, size):
+    info = probe(shared_media(f"phone_rotation_vfr/{name}"))
+    assert info.rotation == rotation
+    assert (info.width, info.height) == size
+
+
+def test_display_matrix_angles():
+    assert [clockwise_rotation(a) for a in (None, 0, -90, 90, 180, -180, 270)] == [
+        0, 0, 90, 270, 180, 180, 90,
+    ]  # fmt: skip

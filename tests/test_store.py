@@ -1,0 +1,88 @@
+import sqlite3
+import threading
+
+import pytest
+
+from vidprod.store import Database
+from vidprod.store import jobs as q
+from vidprod.store.database import migrations
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(tmp_path / "app.db")
+    database.migrate()
+    yield database
+    database.close()
+
+
+def _job(conn, job_id="j1"):
+    q.insert_job(conn, job_id=job_id, source_name="a.mp4", source_path=f"{job_id}/source.mp4",
+                 source_size=10, source_info={"duration": 1.0}, options={"segment_seconds": 60})
+
+
+def test_migrations_apply_once_and_set_the_version(db):
+    assert db.schema_version() == migrations()[-1][0]
+    assert db.migrate() == []  # nothing left to apply
+
+
+def test_pragmas(db):
+    mode, fk = db.read(lambda c: (c.execute("PRAGMA journal_mode").fetchone()[0],
+                                  c.execute("PRAGMA foreign_keys").fetchone()[0]))
+    assert (mode, fk) == ("wal", 1)
+
+
+def test_write_rolls_back_everything_on_error(db):
+    def half_then_fail(conn):
+        _job(conn)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        db.write(half_then_fail)
+    assert db.read(lambda c: q.get_job(c, "j1")) is None
+
+
+def test_state_is_checked_by_the_schema(db):
+    db.write(_job)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.write(lambda c: q.update_job(c, "j1", state="exploded"))
+
+
+def test_segments_upsert_by_index_and_cascade(db):
+    db.write(_job)
+    seg = dict(idx=0, start_seconds=0, end_seconds=1, duration_seconds=1, path="j1/p.mp4",
+               size_bytes=5, width=2, height=2, has_audio=True)
+    db.write(lambda c: q.upsert_segment(c, "j1", seg))
+    db.write(lambda c: q.upsert_segment(c, "j1", {**seg, "size_bytes": 7}))
+    segments = db.read(lambda c: q.list_segments(c, "j1"))
+    assert [(s["idx"], s["size_bytes"]) for s in segments] == [(0, 7)]
+    db.write(lambda c: q.delete_job(c, "j1"))
+    assert db.read(lambda c: q.list_segments(c, "j1")) == []
+
+
+def test_concurrent_writers_are_serialised(db):
+    db.write(_job)
+
+    def add_events():
+        for _ in range(50):
+            db.write(lambda c: q.add_event(c, "j1", "tick"))
+
+    threads = [threading.Thread(target=add_events) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(db.read(lambda c: q.list_events(c, "j1"))) == 200
+
+
+def test_check_writable_fails_while_another_process_holds_the_lock(db, tmp_path):
+    db.check_writable()
+    other = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            db.check_writable(timeout_ms=100)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    db.check_writable()
