@@ -35,11 +35,11 @@ def make_clip(
             sound = out.add_stream("aac", rate=AUDIO_RATE)
             sound.layout = "stereo"
         frames = int(round(seconds * fps))
-        yy, xx = np.mgrid[0:height, 0:width]
+        columns, rows = np.arange(width), np.arange(height)
+        image = np.empty((height, width, 3), np.uint8)
         for i in range(frames):
-            image = np.empty((height, width, 3), np.uint8)
-            image[..., 0] = (xx + i * 4) % 256
-            image[..., 1] = (yy + i * 2) % 256
+            image[..., 0] = ((columns + i * 4) % 256)[None, :]
+            image[..., 1] = ((rows + i * 2) % 256)[:, None]
             image[..., 2] = (i * 3) % 256
             image[:8] = frame_barcode(i, width)[None, :, None]
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")

@@ -91,8 +91,25 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
     )
-    uvicorn.Server(config).run()
+    _graceful_server_class()(config).run()
     return 0
+
+
+def _graceful_server_class():  # uvicorn is imported lazily: `process` does not need it
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """Exit with status 0 once a SIGTERM/SIGINT shutdown has completed.
+
+        uvicorn re-raises the signal after its graceful shutdown, so the process would
+        report death by signal although every job reached a checkpoint; a second
+        SIGINT still forces an immediate exit."""
+
+        def handle_exit(self, sig, frame):  # type: ignore[no-untyped-def]
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return GracefulServer
 
 
 def _process(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 import anyio.to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from vidprod.domain.jobs import JobService
 from vidprod.web.downloads import ranged_file
@@ -94,7 +94,7 @@ def _upload_options(fields: dict[str, str]) -> dict[str, Any]:
 
 
 @get("/status/{job_id:str}", name="job_status")
-async def job_status(request: Request, state: State, job_id: str) -> dict[str, Any]:
+async def job_status(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     jobs = _service(state)
     job = await anyio.to_thread.run_sync(jobs.get, job_id)
     segments = await anyio.to_thread.run_sync(jobs.segments, job_id)
@@ -123,24 +123,24 @@ async def list_jobs(
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=202)
-async def cancel_job(request: Request, state: State, job_id: str) -> dict[str, Any]:
+async def cancel_job(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await anyio.to_thread.run_sync(_service(state).cancel, job_id)
     return job_json(request, job, None)
 
 
 @post("/jobs/{job_id:str}/retry", status_code=202)
-async def retry_job(request: Request, state: State, job_id: str) -> dict[str, Any]:
+async def retry_job(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await anyio.to_thread.run_sync(_service(state).retry, job_id)
     return job_json(request, job, None)
 
 
 @delete("/jobs/{job_id:str}", status_code=204)
-async def delete_job(state: State, job_id: str) -> None:
+async def delete_job(state: State, job_id: FromPath[str]) -> None:
     await anyio.to_thread.run_sync(_service(state).delete, job_id)
 
 
 @get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file")
-async def segment_file(request: Request, state: State, job_id: str, index: int) -> Any:
+async def segment_file(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Any:
     path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
     if not path.is_file():
         raise problem(410, "This part's file is gone from the server.")

@@ -1,0 +1,95 @@
+"""Start the real `vidprod serve` process for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TOKEN
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "VIDPROD_DATA_DIR": str(data_dir),
+            "VIDPROD_PORT": str(self.port),
+            "VIDPROD_ADMIN_TOKEN": TOKEN,
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+
+    def start(self, timeout: float = 30) -> Server:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vidprod", "serve"], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def upload(self, path: Path, **fields: str) -> httpx.Response:
+        with open(path, "rb") as f:
+            return self.client.post("/upload", files={"file": (path.name, f)}, data=fields)
+
+    def status(self, job_id: str) -> dict:
+        return self.client.get(f"/status/{job_id}").json()
+
+    def wait_for(self, job_id: str, predicate, timeout: float = 120, interval: float = 0.02) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = self.status(job_id)
+            if predicate(body):
+                return body
+            time.sleep(interval)
+        raise AssertionError(f"timed out; last status: {body}")
+
+    def wait_done(self, job_id: str, timeout: float = 120) -> dict:
+        return self.wait_for(
+            job_id, lambda b: b["state"] in ("done", "failed", "cancelled"), timeout, 0.1
+        )

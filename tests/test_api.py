@@ -1,0 +1,237 @@
+"""The HTTP API in-process: auth, uploads, status, control, downloads, health, errors."""
+
+import sqlite3
+import time
+
+import pytest
+
+from tests.clips import truncate
+
+
+def _upload(client, auth, path, name="talk.mp4", **fields):
+    with open(path, "rb") as f:
+        return client.post("/upload", headers=auth, files={"file": (name, f, "video/mp4")},
+                           data=fields)
+
+
+def _wait(client, auth, job_id, states=("done", "failed", "cancelled"), timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/status/{job_id}", headers=auth).json()
+        if body["state"] in states:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {body['state']}")
+
+
+def _leftovers(settings):
+    uploads = settings.tmp_dir / "uploads"
+    staged = list(uploads.iterdir()) if uploads.exists() else []
+    media = list(settings.media_dir.iterdir()) if settings.media_dir.exists() else []
+    return staged, media
+
+
+def _is_problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
+
+
+# --- auth --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token-000000000", "Basic abc", "Bearer "])
+def test_every_api_route_needs_the_token(idle_client, header):
+    headers = {"Authorization": header} if header else {}
+    for method, url in [("GET", "/jobs"), ("GET", "/status/x"), ("POST", "/upload"),
+                        ("POST", "/jobs/x/cancel"), ("POST", "/jobs/x/retry"),
+                        ("DELETE", "/jobs/x"), ("GET", "/jobs/x/segments/0/file")]:
+        response = idle_client.request(method, url, headers=headers)
+        body = _is_problem(response, 401)
+        assert "Bearer" in body["detail"]
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_health_needs_no_token(idle_client):
+    response = idle_client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["database"]["state"] == "ok"
+    assert body["queue"]["depth"] == 0
+    assert body["disk"]["free_bytes"] > 0
+
+
+def test_health_is_503_when_the_database_cannot_be_written(idle_client, settings):
+    other = sqlite3.connect(settings.database_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        response = idle_client.get("/health")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert response.status_code == 503
+    assert response.json()["database"]["state"] == "error"
+    assert idle_client.get("/health").status_code == 200  # and recovers
+
+
+def test_generated_token_is_stored_and_reused(tmp_path):
+    from vidprod.config import Settings
+    from vidprod.web.auth import load_or_create_admin_token
+
+    settings = Settings(data_dir=tmp_path)
+    token, created = load_or_create_admin_token(settings)
+    assert created and len(token) >= 32
+    assert (tmp_path / "admin_token").stat().st_mode & 0o777 == 0o600
+    assert load_or_create_admin_token(settings) == (token, False)
+    assert load_or_create_admin_token(Settings(data_dir=tmp_path, admin_token="x" * 20)) == ("x" * 20, False)
+
+
+# --- the happy path ----------------------------------------------------------------
+
+
+def test_upload_then_status_lists_the_parts_with_downloads(client, auth, long_clip):
+    response = _upload(client, auth, long_clip)
+    assert response.status_code == 202
+    job = response.json()
+    assert job["state"] == "queued" and response.headers["location"].endswith(f"/status/{job['id']}")
+    done = _wait(client, auth, job["id"])
+    assert done["state"] == "done" and done["progress"] == 100
+    assert [p["reason"] for p in done["plan"]] == ["limit", "limit", "end"]
+    segments = done["segments"]
+    assert [s["index"] for s in segments] == [0, 1, 2]
+    assert sum(s["duration_seconds"] for s in segments) == pytest.approx(25.0, abs=1 / 30)
+    for s in segments:
+        assert s["duration_seconds"] <= 10 and s["size_bytes"] > 0
+        file = client.get(s["download_url"], headers=auth)
+        assert file.status_code == 200 and len(file.content) == s["size_bytes"]
+        assert file.headers["accept-ranges"] == "bytes"
+
+
+def test_per_job_segment_length(client, auth, long_clip):
+    job = _upload(client, auth, long_clip, segment_seconds="5").json()
+    assert job["options"]["segment_seconds"] == 5
+    assert len(_wait(client, auth, job["id"])["segments"]) == 5
+
+
+def test_range_requests(client, auth, short_clip):
+    job = _wait(client, auth, _upload(client, auth, short_clip).json()["id"])
+    url, size = job["segments"][0]["download_url"], job["segments"][0]["size_bytes"]
+    full = client.get(url, headers=auth).content
+    part = client.get(url, headers={**auth, "Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == full[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{size}"
+    tail = client.get(url, headers={**auth, "Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.content == full[-5:]
+    open_end = client.get(url, headers={**auth, "Range": f"bytes={size - 3}-"})
+    assert open_end.content == full[-3:]
+    beyond = client.get(url, headers={**auth, "Range": f"bytes={size}-"})
+    _is_problem(beyond, 416)
+    assert beyond.headers["content-range"] == f"bytes */{size}"
+    multi = client.get(url, headers={**auth, "Range": "bytes=0-1,5-6"})
+    assert multi.status_code == 200 and multi.content == full  # the RFC allows the whole file
+
+
+def test_jobs_are_listed_newest_first_with_paging(idle_client, auth, short_clip):
+    ids = [_upload(idle_client, auth, short_clip).json()["id"] for _ in range(3)]
+    page = idle_client.get("/jobs?limit=2", headers=auth).json()
+    assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
+    assert page["total"] == 3 and page["next"] == "/jobs?limit=2&offset=2"
+    rest = idle_client.get(page["next"], headers=auth).json()
+    assert [j["id"] for j in rest["jobs"]] == ids[:1] and "next" not in rest
+    _is_problem(idle_client.get("/jobs?limit=1000", headers=auth), 400)
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+def test_not_a_video_is_422_and_leaves_nothing(idle_client, auth, settings, tmp_path):
+    junk = tmp_path / "holiday.mp4"
+    junk.write_bytes(b"\x00\x01 this is not a video " * 100)
+    body = _is_problem(_upload(idle_client, auth, junk), 422)
+    assert "not a video" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+    assert idle_client.get("/jobs", headers=auth).json()["total"] == 0
+
+
+def test_truncated_video_is_422_and_leaves_nothing(idle_client, auth, settings, long_clip, tmp_path):
+    cut = truncate(long_clip, tmp_path / "cut.mp4", 0.7)
+    body = _is_problem(_upload(idle_client, auth, cut), 422)
+    assert "cut short" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+
+
+def test_empty_file_is_422(idle_client, auth, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert "empty" in _is_problem(_upload(idle_client, auth, empty), 422)["detail"]
+
+
+def test_over_the_limit_by_content_length_is_413_before_storing(tmp_path, auth, short_clip):
+    from litestar.testing import TestClient
+
+    from tests.conftest import TOKEN
+    from vidprod.config import Settings
+    from vidprod.web.app import create_app
+
+    settings = Settings(data_dir=tmp_path / "d", admin_token=TOKEN, max_upload_mb=1)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (3 << 20))
+    with TestClient(create_app(settings, run_worker=False)) as client:
+        body = _is_problem(_upload(client, auth, big), 413)
+        assert "1 MB" in body["detail"]
+
+        def chunks():  # no Content-Length: the limit is enforced while streaming
+            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\n"
+            for _ in range(40):
+                yield b"\0" * (64 << 10)
+            yield b"\r\n--b--\r\n"
+
+        streamed = client.post("/upload", headers={**auth, "Content-Type": "multipart/form-data; boundary=b"},
+                               content=chunks())
+        _is_problem(streamed, 413)
+    assert _leftovers(settings) == ([], [])
+
+
+def test_upload_format_errors(idle_client, auth):
+    body = _is_problem(idle_client.post("/upload", headers=auth, json={"file": "x"}), 415)
+    assert "multipart/form-data" in body["detail"]
+    no_file = idle_client.post("/upload", headers=auth, files={"other": ("a.txt", b"x")})
+    assert "field named 'file'" in _is_problem(no_file, 400)["detail"]
+    broken = idle_client.post(
+        "/upload", headers={**auth, "Content-Type": "multipart/form-data; boundary=zz"},
+        content=b"--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc",
+    )
+    _is_problem(broken, 400)
+
+
+def test_bad_segment_length_is_422(idle_client, auth, short_clip, settings):
+    body = _is_problem(_upload(idle_client, auth, short_clip, segment_seconds="1"), 422)
+    assert "segment_seconds" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+
+
+def test_unknown_job_is_404_everywhere(idle_client, auth):
+    for method, url in [("GET", "/status/nope"), ("POST", "/jobs/nope/cancel"),
+                        ("POST", "/jobs/nope/retry"), ("DELETE", "/jobs/nope"),
+                        ("GET", "/jobs/nope/segments/0/file")]:
+        _is_problem(idle_client.request(method, url, headers=auth), 404)
+    _is_problem(idle_client.get("/no/such/route", headers=auth), 404)
+
+
+# --- control -----------------------------------------------------------------------
+
+
+def test_cancel_retry_delete_of_a_queued_job(idle_client, auth, short_clip, settings):
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    cancelled = idle_client.post(f"/jobs/{job_id}/cancel", headers=auth)
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+    assert "only a queued or running job" in _is_problem(
+        idle_client.post(f"/jobs/{job_id}/cancel", headers=auth), 409)["detail"]
+    retried = idle_client.post(f"/jobs/{job_id}/retry", headers=auth)
+    assert retried.status_code == 202 and retried.json()["state"] == "queued"
+    _is_problem(idle_client.post(f"/jobs/{job_id}/retry", headers=auth), 409)
+    assert idle_client.delete(f"/jobs/{job_id}", headers=auth).status_code == 204
+    _is_problem(idle_client.get(f"/status/{job_id}", headers=auth), 404)
+    assert _leftovers(settings) == ([], [])

@@ -1,0 +1,147 @@
+"""End to end: the real server process, real uploads over HTTP, real PyAV output."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import av
+import pytest
+
+from tests.clips import make_clip, media_facts
+from tests.conftest import shared_media
+from tests.server import Server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(tmp_path / "data", tmp_path / "server.log", **env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def minute_clip(tmp_path_factory):
+    """60 s, 640x360, with audio: six 10 s parts, a few seconds of rendering."""
+    return make_clip(tmp_path_factory.mktemp("e2e") / "minute.mp4", seconds=60, size=(640, 360))
+
+
+def _check_parts(server: Server, job: dict, source, limit: float, tmp_path) -> None:
+    with av.open(str(source)) as c:
+        video = c.streams.video[0]
+        source_duration = float(video.duration * video.time_base)
+        frame = 1 / float(video.guessed_rate)
+        had_audio = bool(c.streams.audio)
+    total = 0.0
+    for segment in job["segments"]:
+        response = server.client.get(segment["download_url"])
+        assert response.status_code == 200
+        path = tmp_path / f"part-{segment['index']}.mp4"
+        path.write_bytes(response.content)
+        facts = media_facts(path)  # decodes the first frame
+        assert facts["first_frame"].width == segment["width"]
+        assert facts["video_duration"] <= limit
+        if had_audio:
+            assert facts["audio_codec"] == "aac"
+            assert facts["audio_duration"] == pytest.approx(facts["video_duration"], abs=0.03)
+        total += facts["video_duration"]
+    assert total == pytest.approx(source_duration, abs=frame)
+
+
+def test_upload_to_finished_parts(start_server, long_clip, tmp_path):
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    response = server.upload(long_clip)
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    seen = set()
+    job = server.wait_for(job_id, lambda b: seen.add(b["state"]) or b["state"] in ("done", "failed"))
+    assert job["state"] == "done", job["error"]
+    assert "processing" in seen or len(seen) == 1  # short renders may finish between polls
+    assert len(job["segments"]) == 3
+    _check_parts(server, job, long_clip, 10, tmp_path)
+
+
+def test_real_clip_is_cut_under_a_minute(start_server, tmp_path):
+    source = shared_media("intel_cc_by/one-by-one-person-detection.mp4")  # 139 s, no audio
+    server = start_server()
+    job = server.wait_done(server.upload(source).json()["id"])
+    assert job["state"] == "done", job["error"]
+    assert len(job["segments"]) == 3
+    _check_parts(server, job, source, 60, tmp_path)
+
+
+def test_progress_is_reported_while_rendering(start_server, minute_clip):
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    job_id = server.upload(minute_clip).json()["id"]
+    seen = []
+    server.wait_for(job_id, lambda b: seen.append((b["state"], b["stage"], b["progress"])) or b["state"] == "done")
+    rendering = [p for state, stage, p in seen if state == "processing" and stage == "rendering"]
+    assert len({p for p in rendering if 0 < p < 100}) >= 3
+    assert rendering == sorted(rendering)
+
+
+def test_sigkill_mid_render_then_restart_finishes_without_duplicates(start_server, minute_clip, tmp_path):
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    job_id = server.upload(minute_clip).json()["id"]
+    before = server.wait_for(job_id, lambda b: len(b.get("segments", [])) >= 1)
+    assert before["state"] == "processing"
+    server.signal(signal.SIGKILL)
+    server.wait_exit(10)
+
+    again = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    job = again.wait_done(job_id)
+    assert job["state"] == "done", job["error"]
+    assert job["attempts"] == 2
+    assert [s["index"] for s in job["segments"]] == [0, 1, 2, 3, 4, 5]
+    parts_dir = tmp_path / "data" / "media" / job_id / "parts"
+    assert sorted(p.name for p in parts_dir.iterdir()) == [f"part-{i:03d}.mp4" for i in range(1, 7)]
+    _check_parts(again, job, minute_clip, 10, tmp_path)
+
+
+def test_sigterm_with_a_job_in_flight_exits_quickly_and_resumes(start_server, minute_clip):
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    job_id = server.upload(minute_clip).json()["id"]
+    server.wait_for(job_id, lambda b: b["stage"] == "rendering" and b["progress"] > 0)
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    assert time.monotonic() - started < 10
+    again = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    assert again.wait_done(job_id)["state"] == "done"
+
+
+def test_cancel_retry_and_delete_through_the_api(start_server, minute_clip, short_clip, tmp_path):
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    running = server.upload(minute_clip).json()["id"]
+    server.wait_for(running, lambda b: b["stage"] == "rendering" and b["progress"] > 0)
+    # A second job waits behind the first (one worker); damage its source on disk.
+    waiting = server.upload(short_clip).json()["id"]
+    source = next((tmp_path / "data" / "media" / waiting).glob("source.*"))
+    good = source.read_bytes()
+    source.write_bytes(good[: len(good) // 2])
+
+    response = server.client.post(f"/jobs/{running}/cancel")
+    assert response.status_code == 202
+    cancelled = server.wait_done(running)
+    assert cancelled["state"] == "cancelled" and cancelled["segments"] == []
+    assert not (tmp_path / "data" / "media" / running / "parts").exists()
+
+    failed = server.wait_done(waiting)
+    assert failed["state"] == "failed" and "damaged" in failed["error"]
+    source.write_bytes(good)
+    assert server.client.post(f"/jobs/{waiting}/retry").status_code == 202
+    assert server.wait_done(waiting)["state"] == "done"
+
+    for job_id in (running, waiting):
+        assert server.client.delete(f"/jobs/{job_id}").status_code == 204
+        assert server.client.get(f"/status/{job_id}").status_code == 404
+        assert not (tmp_path / "data" / "media" / job_id).exists()
