@@ -235,3 +235,15 @@ def test_cancel_retry_delete_of_a_queued_job(idle_client, auth, short_clip, sett
     assert idle_client.delete(f"/jobs/{job_id}", headers=auth).status_code == 204
     _is_problem(idle_client.get(f"/status/{job_id}", headers=auth), 404)
     assert _leftovers(settings) == ([], [])
+
+
+def test_uploads_left_by_a_dead_process_are_removed_at_start(settings):
+    from litestar.testing import TestClient
+
+    from vidprod.web.app import create_app
+
+    staging = settings.tmp_dir / "uploads"
+    staging.mkdir(parents=True)
+    (staging / "upload-abc.part").write_bytes(b"half a video")
+    with TestClient(create_app(settings, run_worker=False)):
+        assert list(staging.iterdir()) == []

@@ -1,6 +1,7 @@
 from fractions import Fraction
 
 import av
+import numpy as np
 import pytest
 
 from tests.clips import make_clip, media_facts, read_barcode
@@ -91,8 +92,6 @@ def test_phone_rotation_is_applied(name, size, tmp_path):
     with av.open(str(source)) as c:
         raw = next(c.decode(video=0)).to_ndarray(format="gray").astype(float)
     turns = {"video_90.mov": -1, "video_180.mov": 2, "video_270.mov": 1}[name]
-    import numpy as np
-
     expected = np.rot90(raw, turns)
     got = facts["first_frame"].to_ndarray(format="gray").astype(float)
     assert np.abs(got - expected).mean() < 6  # re-encoding noise only

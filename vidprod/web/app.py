@@ -15,6 +15,7 @@ from vidprod.domain.jobs import JobService
 from vidprod.store import Database
 from vidprod.web.api import ROUTES
 from vidprod.web.auth import load_or_create_admin_token, require_admin
+from vidprod.web.uploads import discard_stale_uploads
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from vidprod.worker.queue import Worker
 
@@ -30,6 +31,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if removed := discard_stale_uploads(settings.tmp_dir / "uploads"):
+            log.info("removed %d upload(s) left unfinished by the previous run", removed)
         db = Database(settings.database_path)
         db.migrate()
         worker = Worker(settings)

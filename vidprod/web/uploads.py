@@ -39,6 +39,15 @@ class ReceivedUpload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def discard_stale_uploads(staging_dir: Path) -> int:
+    """Remove staged files left by a process that died mid-upload; call before serving."""
+    removed = 0
+    for path in staging_dir.glob("upload-*.part"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def too_large_message(limit_bytes: int) -> str:
     return f"The file is larger than this server accepts ({limit_bytes // (1024 * 1024)} MB)."
 
