@@ -19,17 +19,30 @@ def make_clip(
     path: Path,
     *,
     seconds: float = 4.0,
-    size: tuple[int, int] = (320, 240),
+    size: tuple[int, int] = (360, 640),
     fps: int = 30,
-    audio: bool = True,
+    audio: bool | str = True,
+    pauses: tuple[tuple[float, float], ...] = (),
     gop: int = 30,
     faststart: bool = True,
+    pixel_format: str = "yuv420p",
+    codec: str = "libx264",
+    sar: Fraction | None = None,
+    beeps: tuple[float, ...] = (),
 ) -> Path:
+    """A clip whose picture moves every frame and carries its frame number as a bar code.
+
+    audio: True for a 440 Hz tone, "speech" for speech-like bursts with silent `pauses`
+    ((start, length) in seconds), False for none. `beeps`: at each of these times a white
+    box in one frame and (in place of the other audio) a 30 ms 1 kHz beep, to check sync."""
+    flash_frames = {int(round(t * fps)) for t in beeps}
     width, height = size
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
     with av.open(str(path), "w", options=options) as out:
-        video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "g": str(gop)})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video = out.add_stream(codec, rate=fps, options={"preset": "ultrafast", "g": str(gop)})
+        video.width, video.height, video.pix_fmt = width, height, pixel_format
+        if sar is not None:
+            video.codec_context.sample_aspect_ratio = sar
         sound = None
         if audio:
             sound = out.add_stream("aac", rate=AUDIO_RATE)
@@ -42,7 +55,11 @@ def make_clip(
             image[..., 1] = ((rows + i * 2) % 256)[:, None]
             image[..., 2] = (i * 3) % 256
             image[:8] = frame_barcode(i, width)[None, :, None]
+            if i in flash_frames:  # small, so it is no scene change for the cut planner
+                image[16:64, :48] = 255
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if pixel_format != "yuv420p":
+                frame = frame.reformat(format=pixel_format)
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             for packet in video.encode(frame):
@@ -51,8 +68,17 @@ def make_clip(
             out.mux(packet)
         if sound is not None:
             total = int(round(seconds * AUDIO_RATE))
-            t = np.arange(total) / AUDIO_RATE
-            signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            if beeps:
+                signal = np.zeros(total, np.float32)
+                burst = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(int(0.03 * AUDIO_RATE)) / AUDIO_RATE)
+                for t in beeps:
+                    start = int(round(t * fps)) * AUDIO_RATE // fps
+                    signal[start : start + len(burst)] = burst
+            elif audio == "speech":
+                signal = speech_like(seconds, pauses)
+            else:
+                t = np.arange(total) / AUDIO_RATE
+                signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for start in range(0, total, 1024):
                 chunk = np.stack([signal[start : start + 1024]] * 2)
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
@@ -63,6 +89,27 @@ def make_clip(
             for packet in sound.encode(None):
                 out.mux(packet)
     return path
+
+
+def speech_like(seconds: float, pauses: tuple[tuple[float, float], ...], seed: int = 7) -> np.ndarray:
+    """Syllable-rate bursts of voiced noise with the short gaps between words that real
+    speech has (80-140 ms), over a quiet room; silent for each (start, length) pause."""
+    rng = np.random.default_rng(seed)
+    total = int(round(seconds * AUDIO_RATE))
+    t = np.arange(total) / AUDIO_RATE
+    voice = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t)
+    voice += 0.4 * rng.standard_normal(total)
+    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6.28))
+    envelope = syllables.copy()
+    position = 0.0
+    while position < seconds:  # short gaps between words
+        position += rng.uniform(0.6, 1.4)
+        gap = rng.uniform(0.08, 0.14)
+        envelope[int(position * AUDIO_RATE) : int((position + gap) * AUDIO_RATE)] = 0
+    for start, length in pauses:
+        envelope[int(start * AUDIO_RATE) : int((start + length) * AUDIO_RATE)] = 0
+    room = 0.002 * rng.standard_normal(total)
+    return (0.25 * voice * envelope + room).astype(np.float32)
 
 
 BARCODE_BITS = 12
@@ -78,8 +125,10 @@ def frame_barcode(index: int, width: int) -> np.ndarray:
     return row
 
 
-def read_barcode(frame: av.VideoFrame) -> int:
-    gray = frame.to_ndarray(format="gray")[2:6].mean(axis=0)
+def read_barcode(frame: av.VideoFrame, source_height: int = 640) -> int:
+    """The frame number drawn by make_clip, read from a picture scaled to fill the width."""
+    scale = frame.height / source_height
+    gray = frame.to_ndarray(format="gray")[int(2 * scale) : int(6 * scale) + 1].mean(axis=0)
     cell = gray.shape[0] // BARCODE_BITS
     return sum(
         1 << bit
@@ -110,3 +159,48 @@ def media_facts(path: Path) -> dict:
             "audio_codec": audio.codec_context.name if audio else None,
             "first_frame": first,
         }
+
+
+def grace_hopper() -> np.ndarray:
+    """A public-domain photo that ships with matplotlib (512x600 RGB)."""
+    import matplotlib
+    from PIL import Image
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def make_hdr_clip(path: Path, transfer: str, image: np.ndarray, seconds: float = 1.0) -> Path:
+    """HEVC 10-bit BT.2020 video of an SDR picture as a camera would record it in HDR:
+    SDR white at the reference level (203 nits in PQ, 75 % signal in HLG)."""
+    linear = (image.astype(np.float64) / 255) ** 2.4  # BT.1886 display light
+    m = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+    linear = linear @ m.T  # BT.709 -> BT.2020 primaries
+    if transfer == "pq":
+        m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 32, 3424 / 4096, 2413 / 128, 2392 / 128
+        y = np.clip(linear * 203 / 10000, 0, 1) ** m1
+        signal = ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+        trc = 16
+    else:
+        a, b, c = 0.17883277, 0.28466892, 0.55991073
+        e = np.clip(linear * 0.2647, 0, 1)
+        signal = np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-9)) + c)
+        trc = 18
+    rgb48 = np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
+    height, width = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
+    rgb48 = np.ascontiguousarray(rgb48[:height, :width])
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx265", rate=30, options={"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p10le"
+        ctx = video.codec_context
+        ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 9, trc, 9, 1
+        base = av.VideoFrame.from_ndarray(rgb48, format="rgb48le")
+        for i in range(int(seconds * 30)):
+            frame = base.reformat(format="yuv420p10le", dst_colorspace="BT2020", dst_color_range="MPEG")
+            frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = 9, trc, 9, 1
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    return path

@@ -29,19 +29,21 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def short_clip(clip_dir: Path) -> Path:
-    """4 s, 320x240, 30 fps, with audio."""
+    """4 s, 360x640 (9:16), 30 fps, with a tone."""
     return make_clip(clip_dir / "short.mp4", seconds=4)
 
 
 @pytest.fixture(scope="session")
 def long_clip(clip_dir: Path) -> Path:
-    """25 s with audio: three parts at a 10 s limit."""
+    """25 s, 9:16, with a tone: three parts at a 10 s limit."""
     return make_clip(clip_dir / "long.mp4", seconds=25)
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", admin_token=TOKEN, segment_seconds=10)
+    return Settings(
+        data_dir=tmp_path / "data", admin_token=TOKEN, segment_seconds=10, output_height=640
+    )
 
 
 @pytest.fixture

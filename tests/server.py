@@ -31,6 +31,7 @@ class Server:
             "VIDPROD_DATA_DIR": str(data_dir),
             "VIDPROD_PORT": str(self.port),
             "VIDPROD_ADMIN_TOKEN": TOKEN,
+            "VIDPROD_OUTPUT_HEIGHT": "640",  # 360x640 parts: the same pipeline, faster
             **env,
         }
         self.process: subprocess.Popen | None = None

@@ -98,7 +98,8 @@ def test_upload_then_status_lists_the_parts_with_downloads(client, auth, long_cl
     assert job["state"] == "queued" and response.headers["location"].endswith(f"/status/{job['id']}")
     done = _wait(client, auth, job["id"])
     assert done["state"] == "done" and done["progress"] == 100
-    assert [p["reason"] for p in done["plan"]] == ["limit", "limit", "end"]
+    reasons = [p["reason"] for p in done["plan"]]
+    assert reasons[-1] == "end" and set(reasons[:-1]) <= {"pause", "scene", "limit"}
     segments = done["segments"]
     assert [s["index"] for s in segments] == [0, 1, 2]
     assert sum(s["duration_seconds"] for s in segments) == pytest.approx(25.0, abs=1 / 30)
@@ -112,7 +113,8 @@ def test_upload_then_status_lists_the_parts_with_downloads(client, auth, long_cl
 def test_per_job_segment_length(client, auth, long_clip):
     job = _upload(client, auth, long_clip, segment_seconds="5").json()
     assert job["options"]["segment_seconds"] == 5
-    assert len(_wait(client, auth, job["id"])["segments"]) == 5
+    segments = _wait(client, auth, job["id"])["segments"]
+    assert len(segments) >= 5 and all(s["duration_seconds"] <= 5 for s in segments)
 
 
 def test_range_requests(client, auth, short_clip):

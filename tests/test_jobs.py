@@ -52,7 +52,9 @@ def test_process_makes_parts_and_running_twice_changes_nothing(service, long_cli
     assert service.get(job_id)["state"] == "done"
     service.process(job_id)  # a duplicate queue entry after a restart
     assert service.segments(job_id) == first
-    assert _files(service, job_id) == ["part-001.mp4", "part-002.mp4", "part-003.mp4"]
+    assert _files(service, job_id) == [
+        "part-001.jpg", "part-001.mp4", "part-002.jpg", "part-002.mp4", "part-003.jpg", "part-003.mp4"
+    ]  # fmt: skip
     assert _events(service, job_id).count("segment.ready") == 3
 
 

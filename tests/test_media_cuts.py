@@ -1,26 +1,97 @@
 from fractions import Fraction
+from pathlib import Path
 
-from vidprod.media.cuts import PlannedPart, Timeline, plan_even_cuts, read_timeline
+import numpy as np
+import pytest
+
+from tests.clips import make_clip
+from vidprod.media.cuts import CutRules, Plan, PlannedPart, find_pauses, plan_cuts, plan_file
+from vidprod.media.scan import Loudness, SourceScan, Timeline
 
 
 def _timeline(seconds, fps=30):
-    n = seconds * fps
+    n = int(seconds * fps)
     return Timeline([Fraction(i, fps) for i in range(n)], Fraction(n, fps))
 
 
-def test_short_video_is_one_part():
-    parts = plan_even_cuts(_timeline(12), 60)
+def _loudness(seconds, pauses=(), level=-20.0, floor=-60.0):
+    """Speech at `level` dB with silent (start, length) pauses, in 10 ms hops."""
+    db = np.full(int(seconds * 100), level, np.float32)
+    db += np.random.default_rng(1).normal(0, 2, len(db)).astype(np.float32)
+    for start, length in pauses:
+        db[int(start * 100) : int((start + length) * 100)] = floor
+    return Loudness(db, 0.0)
+
+
+def _scan(seconds, pauses=()):
+    return SourceScan(_timeline(seconds), _loudness(seconds, pauses))
+
+
+def _limits_hold(parts, rules, end):
+    assert parts[0].start == 0 and parts[-1].end == end
+    for a, b in zip(parts, parts[1:]):
+        assert a.end == b.start
+    assert all(p.duration <= rules.limit for p in parts)
+    assert all(p.duration >= rules.min_part for p in parts)
+
+
+def test_pauses_are_found_with_their_length():
+    pauses = find_pauses(_loudness(20, [(5.0, 0.4), (12.0, 0.8)]))
+    assert [(round(p.start, 2), round(p.length, 2)) for p in pauses] == [(5.0, 0.4), (12.0, 0.8)]
+    assert all(p.depth_db > 10 for p in pauses)
+
+
+def test_no_pauses_in_steady_sound():
+    flat = Loudness(np.full(2000, -30.0, np.float32), 0.0)
+    assert find_pauses(flat) == []
+
+
+def test_cut_lands_in_the_longest_pause_before_the_limit():
+    rules = CutRules(limit=Fraction(60))
+    scan = _scan(100, [(40.0, 0.3), (53.0, 0.9), (56.0, 0.3), (58.5, 0.2)])
+    parts = plan_cuts(scan, rules)
+    assert len(parts) == 2
+    assert parts[0].reason == "pause" and 53.0 <= parts[0].end <= 53.9
+    assert "900 ms pause" in parts[0].detail
+    _limits_hold(parts, rules, 100)
+
+
+def test_pause_outside_the_window_is_not_used():
+    rules = CutRules(limit=Fraction(60), window=Fraction(8))
+    parts = plan_cuts(_scan(100, [(30.0, 1.0)]), rules)
+    assert parts[0].reason == "limit"
+    assert parts[0].end == Fraction(1797, 30)  # the last frame before limit less the margin
+
+
+def test_scene_change_is_the_fallback():
+    rules = CutRules(limit=Fraction(60))
+    seen = []
+
+    def finder(lo, hi):
+        seen.append((lo, hi))
+        return Fraction(1650, 30)
+
+    parts = plan_cuts(_scan(100), rules, finder)
+    assert parts[0].reason == "scene" and parts[0].end == 55
+    lo, hi = seen[0]
+    assert hi - lo == rules.window and hi <= 60
+
+
+def test_no_short_tail():
+    rules = CutRules(limit=Fraction(60), min_part=Fraction(5))
+    for seconds in (61, 62, 119, 121, 181):
+        parts = plan_cuts(_scan(seconds), rules)
+        _limits_hold(parts, rules, seconds)
+
+
+def test_a_short_video_is_one_part():
+    parts = plan_cuts(_scan(12, [(5, 1)]), CutRules())
     assert [(p.start, p.end, p.reason) for p in parts] == [(0, 12, "end")]
 
 
-def test_parts_are_even_and_within_the_limit():
-    parts = plan_even_cuts(_timeline(130), 60)
-    assert len(parts) == 3
-    assert all(p.duration <= 60 for p in parts)
-    assert max(p.duration for p in parts) - min(p.duration for p in parts) <= Fraction(1, 15)
-    assert parts[0].start == 0 and parts[-1].end == 130
-    for a, b in zip(parts, parts[1:]):
-        assert a.end == b.start  # no gap, no overlap
+def test_video_without_audio_is_cut_at_the_limit():
+    parts = plan_cuts(SourceScan(_timeline(130), None), CutRules())
+    assert [p.reason for p in parts] == ["limit", "limit", "end"]
 
 
 def test_cuts_land_on_frame_times_of_a_vfr_timeline():
@@ -28,22 +99,32 @@ def test_cuts_land_on_frame_times_of_a_vfr_timeline():
     for i in range(1, 3000):  # alternating 30 and 40 ms frames
         times.append(times[-1] + Fraction(30 if i % 2 else 40, 1000))
     timeline = Timeline(times, times[-1] + Fraction(40, 1000))
-    parts = plan_even_cuts(timeline, 30)
-    frame_times = set(times)
-    assert all(p.start in frame_times for p in parts)
-    assert all(p.duration <= 30 for p in parts)
-
-
-def test_exactly_at_the_limit_stays_one_part():
-    assert len(plan_even_cuts(_timeline(60), 60)) == 1
+    rules = CutRules(limit=Fraction(30))
+    parts = plan_cuts(SourceScan(timeline, None), rules)
+    assert all(p.start in set(times) for p in parts)
+    _limits_hold(parts, rules, timeline.end)
 
 
 def test_plan_round_trips_through_json():
-    part = PlannedPart(1, Fraction(1001, 30), Fraction(2002, 30), "limit")
-    assert PlannedPart.from_json(part.to_json()) == part
+    part = PlannedPart(1, Fraction(1001, 30), Fraction(2002, 30), "pause", "400 ms pause at 33 s")
+    plan = Plan([part], Fraction(30000, 1001))
+    assert Plan.from_json(plan.to_json()) == plan
 
 
-def test_read_timeline_of_a_clip(short_clip):
-    timeline = read_timeline(short_clip)
-    assert len(timeline.frame_times) == 120
-    assert timeline.end == 4
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory) -> tuple[Path, list[tuple[float, float]]]:
+    """Speech-like audio (words with short gaps) and three real pauses at known times."""
+    pauses = [(7.2, 0.45), (15.6, 0.6), (24.1, 0.5)]
+    path = tmp_path_factory.mktemp("talk") / "talk.mp4"
+    make_clip(path, seconds=32, size=(180, 320), audio="speech", pauses=tuple(pauses))
+    return path, pauses
+
+
+def test_cuts_land_in_the_pauses_of_speech(talk):
+    path, pauses = talk
+    plan = plan_file(path, CutRules(limit=Fraction(10), min_part=Fraction(3), window=Fraction(4)))
+    cuts = [float(p.end) for p in plan.parts[:-1]]
+    assert [p.reason for p in plan.parts[:-1]] == ["pause"] * len(cuts)
+    for cut in cuts:
+        assert any(start + 0.05 <= cut <= start + length - 0.05 for start, length in pauses), cuts
+    assert plan.rate == 30

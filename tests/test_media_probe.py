@@ -9,7 +9,7 @@ from vidprod.media.probe import InvalidMedia, clockwise_rotation, probe
 
 def test_probe_reads_a_clip(short_clip):
     info = probe(short_clip)
-    assert (info.width, info.height, info.rotation) == (320, 240, 0)
+    assert (info.width, info.height, info.rotation) == (360, 640, 0)
     assert info.duration == pytest.approx(4.0, abs=0.05)
     assert info.has_audio and info.audio_codec == "aac"
     assert info.frame_count == 120

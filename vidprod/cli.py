@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("file", type=Path, help="the video to process")
     process.add_argument("-o", "--output", type=Path, required=True, help="folder for the parts")
     process.add_argument("--segment-seconds", type=int, help="longest part in seconds")
+    process.add_argument("--landscape", choices=["blur", "crop", "keep"],
+                         help="how landscape video fills 9:16 (default: VIDPROD_LANDSCAPE or blur)")
 
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
     return parser
@@ -113,19 +115,36 @@ def _graceful_server_class():  # uvicorn is imported lazily: `process` does not 
 
 
 def _process(settings: Settings, args: argparse.Namespace) -> int:
-    from vidprod.media.cuts import plan_even_cuts, read_timeline
+    from fractions import Fraction
+
+    from vidprod.media.cuts import CutRules, plan_file
+    from vidprod.media.faces import FaceFinder, FaceModelError, face_model_bytes
     from vidprod.media.probe import InvalidMedia, probe
-    from vidprod.media.render import render_parts
+    from vidprod.media.render import RenderOptions, render_parts
 
     try:
         info = probe(args.file)
+        limit = args.segment_seconds or settings.segment_seconds
+        rules = CutRules(limit=Fraction(limit), min_part=Fraction(settings.min_part_seconds))
+        plan = plan_file(args.file, rules)
     except (InvalidMedia, FileNotFoundError) as exc:
         print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
         return 1
-    limit = args.segment_seconds or settings.segment_seconds
-    parts = plan_even_cuts(read_timeline(args.file), limit)
-    print(f"{args.file}: {info.width}x{info.height}, {info.duration:.2f} s -> {len(parts)} part(s)")
-
+    print(f"{args.file}: {info.width}x{info.height}, {info.duration:.2f} s"
+          f" -> {len(plan.parts)} part(s) at {float(plan.rate):.3g} fps")
+    try:
+        model = face_model_bytes(settings.face_model)
+        finder = lambda: FaceFinder(model)  # noqa: E731
+    except (FaceModelError, OSError) as exc:
+        print(f"vidprod: face model unavailable ({exc}); thumbnails without face checks",
+              file=sys.stderr)
+        finder = None
+    options = RenderOptions(
+        rate=plan.rate,
+        landscape=args.landscape or settings.landscape,
+        size=settings.output_size,
+        face_finder=finder,
+    )
     shown = [-1]
 
     def progress(fraction: float) -> None:
@@ -134,12 +153,13 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             shown[0] = percent
             print(f"\r  {percent:3d} %", end="", file=sys.stderr, flush=True)
 
-    rendered = render_parts(args.file, parts, args.output, on_progress=progress)
+    rendered = render_parts(args.file, plan.parts, args.output, options, on_progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    for part in rendered:
+    for planned, part in zip(plan.parts, rendered):
+        why = f"{planned.reason}" + (f" ({planned.detail})" if planned.detail else "")
         print(f"  {part.path}  {float(part.start):8.3f}-{float(part.end):8.3f} s"
-              f"  {part.size_bytes / 1e6:6.1f} MB")
+              f"  {part.width}x{part.height}  {part.size_bytes / 1e6:6.1f} MB  ends at: {why}")
     return 0
 
 

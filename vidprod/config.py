@@ -58,6 +58,19 @@ def _log_level(text: str) -> str:
     return level
 
 
+def _output_height(text: str) -> int:
+    value = _int(text)
+    if not 640 <= value <= 1920 or value % 16:
+        raise ValueError("must be a multiple of 16 from 640 to 1920")
+    return value
+
+
+def _landscape(text: str) -> str:
+    if text not in ("blur", "crop", "keep"):
+        raise ValueError("must be blur, crop or keep")
+    return text
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -77,6 +90,18 @@ class Settings:
     )
     segment_seconds: int = _setting(
         "VIDPROD_SEGMENT_SECONDS", _positive_int, 60, "Longest part, in seconds."
+    )
+    min_part_seconds: int = _setting(
+        "VIDPROD_MIN_PART_SECONDS", _positive_int, 5, "Shortest part (no short tails), in seconds."
+    )
+    output_height: int = _setting(
+        "VIDPROD_OUTPUT_HEIGHT", _output_height, 1920, "Height of the 9:16 parts (1920 = 1080x1920)."
+    )
+    landscape: str = _setting(
+        "VIDPROD_LANDSCAPE", _landscape, "blur", "Landscape video: blur, crop (follow the face) or keep."
+    )
+    face_model: Path | None = _setting(
+        "VIDPROD_FACE_MODEL", _path, None, "Face landmarker model (default: the verified bundled copy)."
     )
     max_upload_mb: int = _setting(
         "VIDPROD_MAX_UPLOAD_MB", _positive_int, 2048, "Largest accepted upload, in MB."
@@ -101,6 +126,10 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.output_height * 9 // 16, self.output_height
 
     @property
     def max_upload_bytes(self) -> int:

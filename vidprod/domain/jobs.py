@@ -16,14 +16,22 @@ import shutil
 import threading
 import time
 import uuid
+from fractions import Fraction
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vidprod.config import Settings
-from vidprod.media.cuts import PlannedPart, plan_even_cuts, read_timeline
+from vidprod.media.cuts import CutRules, Plan, plan_file
+from vidprod.media.faces import FaceFinder, FaceModelError, face_model_bytes
 from vidprod.media.probe import SourceInfo, probe
-from vidprod.media.render import RenderedPart, RenderStopped, part_filename, render_parts
+from vidprod.media.render import (
+    RenderedPart,
+    RenderOptions,
+    RenderStopped,
+    part_filename,
+    render_parts,
+)
 from vidprod.store import Database
 from vidprod.store import jobs as q
 
@@ -55,6 +63,7 @@ class JobService:
         # Set when the process shuts down: a render stops at the next frame and the job
         # stays `processing`, to be resumed on the next start.
         self.stopping = stopping or threading.Event()
+        self._face_model: bytes | None = None
 
     # --- paths -------------------------------------------------------------------
 
@@ -89,7 +98,11 @@ class JobService:
         job_dir.mkdir(parents=True)
         source = job_dir / f"source{suffix}"
         staged.replace(source)  # same filesystem: the staging dir lives in the data dir
-        options = {"segment_seconds": self.settings.segment_seconds, **(options or {})}
+        options = {
+            "segment_seconds": self.settings.segment_seconds,
+            "landscape": self.settings.landscape,
+            **(options or {}),
+        }
         try:
             self.db.write(
                 lambda conn: (
@@ -122,11 +135,13 @@ class JobService:
     def segments(self, job_id: str) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: q.list_segments(conn, job_id))
 
-    def segment_file(self, job_id: str, index: int) -> Path:
+    def segment_file(self, job_id: str, index: int, *, thumbnail: bool = False) -> Path | None:
+        """The part's MP4 (or its thumbnail JPEG, None when it has none)."""
         segment = self.db.read(lambda conn: q.get_segment(conn, job_id, index))
         if segment is None:
             raise JobNotFound(f"{job_id}/{index}")
-        return self.media_path(segment["path"])
+        relative = segment["thumbnail_path"] if thumbnail else segment["path"]
+        return self.media_path(relative) if relative else None
 
     def list(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         return self.db.read(
@@ -232,7 +247,6 @@ class JobService:
         job_id = job["id"]
         source = self.media_path(job["source_path"])
         plan = self._plan(job, source)
-        parts_dir = self.parts_dir(job_id)
         done = {
             s["idx"]
             for s in self.segments(job_id)
@@ -240,10 +254,17 @@ class JobService:
         }
         self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
         watch = _RenderWatch(self, job_id)
+        options = RenderOptions(
+            rate=plan.rate,
+            landscape=job["options"].get("landscape", self.settings.landscape),
+            size=self.settings.output_size,
+            face_finder=self._face_finder_factory(),
+        )
         render_parts(
             source,
-            plan,
-            parts_dir,
+            plan.parts,
+            self.parts_dir(job_id),
+            options,
             skip=done,
             on_progress=watch.progress,
             on_part=lambda part: self._record_part(job_id, part),
@@ -254,18 +275,31 @@ class JobService:
                 q.update_job(
                     conn, job_id, state="done", stage=None, progress=100, finished_at=q.now_iso()
                 ),
-                q.add_event(conn, job_id, "job.completed", {"segments": len(plan)}),
+                q.add_event(conn, job_id, "job.completed", {"segments": len(plan.parts)}),
             )
         )
 
-    def _plan(self, job: dict[str, Any], source: Path) -> list[PlannedPart]:
+    def _plan(self, job: dict[str, Any], source: Path) -> Plan:
         if job["plan"]:
-            return [PlannedPart.from_json(p) for p in job["plan"]["parts"]]
+            return Plan.from_json(job["plan"])
         limit = int(job["options"]["segment_seconds"])
-        parts = plan_even_cuts(read_timeline(source), limit)
-        plan = {"limit_seconds": limit, "parts": [p.to_json() for p in parts]}
-        self.db.write(lambda conn: q.update_job(conn, job["id"], plan=plan))
-        return parts
+        rules = CutRules(limit=Fraction(limit), min_part=Fraction(self.settings.min_part_seconds))
+        plan = plan_file(source, rules)
+        stored = {"limit_seconds": limit, **plan.to_json()}
+        self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
+        return plan
+
+    def _face_finder_factory(self) -> Callable[[], FaceFinder] | None:
+        """Opens MediaPipe for thumbnails and the face-following crop; None (sharpest
+        frame, centred crop) when the verified model cannot be had."""
+        if self._face_model is None:
+            try:
+                self._face_model = face_model_bytes(self.settings.face_model)
+            except (FaceModelError, OSError) as exc:
+                log.warning("face model unavailable, thumbnails without face checks: %s", exc)
+                return None
+        model = self._face_model
+        return lambda: FaceFinder(model)
 
     def _record_part(self, job_id: str, part: RenderedPart) -> None:
         segment = {
@@ -278,6 +312,9 @@ class JobService:
             "width": part.width,
             "height": part.height,
             "has_audio": True,  # every part carries AAC; silence where the source had none
+            "thumbnail_path": (
+                str(part.thumbnail.relative_to(self.settings.media_dir)) if part.thumbnail else None
+            ),
         }
         self.db.write(
             lambda conn: (

@@ -1,15 +1,25 @@
-"""The single render pass: decode → upright → per-frame hook → encode, a new file per part.
+"""The single render pass: decode → upright SDR → per-frame hook → 9:16 → encode, a new
+file at each cut.
 
-One demux of the source feeds both tracks. Video frames are cut at frame-exact times (a
-new encoder per part, so every part starts on a keyframe); audio is resampled to 48 kHz
-stereo and sliced sample-exactly at the same times, padded with silence where the
-source has none, so each part's audio lasts exactly as long as its video. A part's file
-is written under a temporary name and renamed only when complete: a crash or a stop
+One demux of the source feeds both tracks. Output frames sit on a constant-rate grid
+anchored at the first frame: each grid slot shows the latest source frame at or before
+it, which turns variable-rate phone video into constant-rate video and lets parts tile
+the timeline exactly. A part's span is whole grid slots; its audio is the same span,
+resampled to 48 kHz stereo and sliced sample-exactly (silence where the source has
+none). A new encoder per part starts each part on a keyframe at its cut.
+
+MP4s carry no edit lists (Instagram's spec): B-frame delay is expressed with negative
+composition offsets, and the AAC encoder's 1024 priming samples are compensated by
+starting each part's audio 1024 samples after the cut, so sound and picture line up
+for players that ignore priming. The 21 ms this drops sit inside the pause we cut at.
+
+A part is written under a temporary name and renamed when complete: a crash or stop
 never leaves a half-written part under a final name.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -19,12 +29,25 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidprod.media.color import ColorFacts, HlgCorrection, PqToneMapper, sdr_filter_steps
 from vidprod.media.cuts import PlannedPart
+from vidprod.media.faces import FaceFinder
+from vidprod.media.framing import (
+    TARGET,
+    FaceTrack,
+    Landscape,
+    Reframer,
+    plan_framing,
+    track_face,
+)
 from vidprod.media.probe import InvalidMedia, clockwise_rotation
+from vidprod.media.scan import DEFAULT_RATE
+from vidprod.media.thumbnails import ThumbnailPicker
 
 AUDIO_RATE = 48000
 AUDIO_LAYOUT = "stereo"
 AUDIO_BIT_RATE = 160_000
+AAC_PRIMING = 1024  # FFmpeg's AAC encoder's initial padding
 
 # Settings every target platform accepts (see shared/DESIGN.md).
 VIDEO_OPTIONS = {
@@ -36,7 +59,9 @@ VIDEO_OPTIONS = {
     "g": "60",
     "maxrate": "12M",
     "bufsize": "24M",
+    "x264-params": "open-gop=0",
 }
+MUXER_OPTIONS = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": "0"}
 
 # When resuming, seek this far before the first part still to render, so audio packets
 # stored just before the video keyframe are not skipped.
@@ -50,14 +75,26 @@ class RenderStopped(Exception):
 
 
 @dataclass(frozen=True)
+class RenderOptions:
+    rate: Fraction = DEFAULT_RATE
+    landscape: Landscape = "blur"
+    size: tuple[int, int] = TARGET  # the 9:16 output
+    frame_hook: FrameHook | None = None
+    # Opens MediaPipe for thumbnails and the face-following crop; None: sharpest frame.
+    face_finder: Callable[[], FaceFinder] | None = None
+    thumbnails: bool = True
+
+
+@dataclass(frozen=True)
 class RenderedPart:
     index: int
     path: Path
-    start: Fraction
+    start: Fraction  # on the source clock, snapped to the output frame grid
     end: Fraction
     width: int
     height: int
     size_bytes: int
+    thumbnail: Path | None
 
     @property
     def duration(self) -> Fraction:
@@ -68,13 +105,17 @@ def part_filename(index: int) -> str:
     return f"part-{index + 1:03d}.mp4"
 
 
+def thumbnail_filename(index: int) -> str:
+    return f"part-{index + 1:03d}.jpg"
+
+
 def render_parts(
     source: Path,
     parts: Sequence[PlannedPart],
     out_dir: Path,
+    options: RenderOptions = RenderOptions(),
     *,
     skip: Collection[int] = (),
-    frame_hook: FrameHook | None = None,
     on_progress: Callable[[float], None] | None = None,
     on_part: Callable[[RenderedPart], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -84,41 +125,58 @@ def render_parts(
     on_progress gets the fraction (0-1) of the source timeline passed; on_part is called
     as soon as each part's file is complete; should_stop is asked between frames.
     """
-    todo = [p for p in parts if p.index not in skip]
-    if not todo:
+    if not any(p.index not in skip for p in parts):
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    render = _Render(source, parts, todo, out_dir, frame_hook, on_progress, on_part, should_stop)
+    render = _Render(source, parts, set(skip), out_dir, options, on_progress, on_part, should_stop)
     return render.run()
 
 
+@dataclass(frozen=True)
+class _Span:
+    """A part on the output grid: grid slots [first, stop) and audio samples [a, b)."""
+
+    part: PlannedPart
+    first: int
+    stop: int
+    start: Fraction
+    end: Fraction
+    sample_start: int
+    sample_end: int
+
+
 class _Render:
-    def __init__(
-        self,
-        source: Path,
-        parts: Sequence[PlannedPart],
-        todo: Sequence[PlannedPart],
-        out_dir: Path,
-        frame_hook: FrameHook | None,
-        on_progress: Callable[[float], None] | None,
-        on_part: Callable[[RenderedPart], None] | None,
-        should_stop: Callable[[], bool] | None,
-    ) -> None:
+    def __init__(self, source: Path, parts: Sequence[PlannedPart], skip: set[int],
+                 out_dir: Path, options: RenderOptions,
+                 on_progress: Callable[[float], None] | None,
+                 on_part: Callable[[RenderedPart], None] | None,
+                 should_stop: Callable[[], bool] | None) -> None:  # fmt: skip
         self.source = source
-        self.parts = list(parts)
-        self.todo = {p.index for p in todo}
+        self.options = options
         self.out_dir = out_dir
-        self.frame_hook = frame_hook
         self.on_progress = on_progress or (lambda fraction: None)
         self.on_part = on_part or (lambda part: None)
         self.should_stop = should_stop or (lambda: False)
+        rate = options.rate
+        self.rate = rate
+        self.origin = parts[0].start
+        slots = [math.ceil((p.start - self.origin) * rate) for p in parts]
+        slots.append(math.ceil((parts[-1].end - self.origin) * rate))
+        self.spans = []
+        for p, first, stop in zip(parts, slots, slots[1:]):
+            start, end = self.origin + first / rate, self.origin + stop / rate
+            self.spans.append(_Span(p, first, stop, start, end,
+                                    round(start * AUDIO_RATE), round(end * AUDIO_RATE)))
+        self.todo = {s.part.index for s in self.spans if s.part.index not in skip}
+        self.total_slots = slots[-1]
         self.writers: dict[int, _PartWriter] = {}
         self.done: list[RenderedPart] = []
-        self.timeline_start = self.parts[0].start
-        self.timeline_length = self.parts[-1].end - self.timeline_start
+        self.finished: set[int] = set()
+        self._finder: FaceFinder | None = None
 
     def run(self) -> list[RenderedPart]:
         try:
+            self._prepare()
             with av.open(str(self.source)) as container:
                 self._run(container)
         except BaseException:
@@ -126,22 +184,47 @@ class _Render:
                 writer.abort()
             self.writers.clear()
             raise
+        finally:
+            if self._finder is not None:
+                self._finder.close()
         return sorted(self.done, key=lambda p: p.index)
+
+    def _face_finder(self) -> FaceFinder | None:
+        """One MediaPipe landmarker for the whole render, opened on first use."""
+        if self._finder is None and self.options.face_finder is not None:
+            self._finder = self.options.face_finder()
+        return self._finder
+
+    def _prepare(self) -> None:
+        with av.open(str(self.source)) as container:
+            video = container.streams.video[0]
+            first = next(container.decode(video))
+            sar = video.sample_aspect_ratio or Fraction(1)
+        self.normalize = _Normalize(first, video.time_base)
+        width, height = self.normalize.size
+        if self.normalize.rotation in (90, 270):
+            sar = 1 / sar
+        self.framing = plan_framing(width, height, sar, self.options.landscape, self.options.size)
+        track: FaceTrack | None = None
+        if self.framing.mode == "crop":
+            track = track_face(self.source, self.normalize.rotation, self._face_finder())
+        self.reframer = Reframer(self.framing, width, height, sar, track)
 
     def _run(self, container: av.container.InputContainer) -> None:
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         audio = container.streams.audio[0] if container.streams.audio else None
         self.video_tb = video.time_base
-        self.rate = video.guessed_rate or video.average_rate or Fraction(30)
-        first_todo = self.parts[min(self.todo)]
-        if first_todo.start - SEEK_MARGIN > self.timeline_start:
+        first_todo = self.spans[min(self.todo)]
+        if first_todo.start - SEEK_MARGIN > self.origin:
             target = first_todo.start - SEEK_MARGIN
             container.seek(int(target / video.time_base), stream=video, backward=True)
 
-        self.upright: _Upright | None = None
-        self.video_part = 0  # index into self.parts of the part the video is in
-        self.pending: av.VideoFrame | None = None  # held one frame to learn its duration
+        self.slot = 0  # next grid slot to fill
+        self.span_index = 0
+        self.held: av.VideoFrame | None = None  # latest source frame, not yet shown
+        self.held_t: Fraction | None = None
+        self.held_out: av.VideoFrame | None = None  # its processed form, made on first use
         self.audio_slicer = _AudioSlicer(self) if audio is not None else None
 
         streams = [video] + ([audio] if audio is not None else [])
@@ -150,11 +233,13 @@ class _Render:
                 raise InvalidMedia(f"The {packet.stream.type} track is damaged.")
             if packet.stream is video:
                 for frame in packet.decode():
-                    self._video_frame(frame)
+                    self._source_frame(frame)
             else:
                 for frame in packet.decode():
                     self.audio_slicer.add(frame)
-        self._video_eof()
+        self._fill_until(self.total_slots)
+        while self.span_index < len(self.spans):
+            self._end_video_span()
         if self.audio_slicer is not None:
             self.audio_slicer.flush()
         for index in sorted(self.writers):
@@ -163,111 +248,103 @@ class _Render:
 
     # --- video -------------------------------------------------------------------
 
-    def _video_frame(self, frame: av.VideoFrame) -> None:
+    def _source_frame(self, frame: av.VideoFrame) -> None:
         if self.should_stop():
             raise RenderStopped()
         if frame.pts is None:
             return
-        if self.upright is None:
-            self.upright = _Upright(frame, self.video_tb)
         t = frame.pts * self.video_tb
-        if t < self.timeline_start:
-            return
-        while self.video_part < len(self.parts) and t >= self.parts[self.video_part].end:
-            self._end_video_part()
-        if self.video_part >= len(self.parts):
-            return
-        part = self.parts[self.video_part]
-        if part.index in self.todo:
-            for upright in self.upright.apply(frame):
-                out = self.frame_hook(upright) if self.frame_hook else upright
-                self._hold(out, part)
-        self.on_progress(float((t - self.timeline_start) / self.timeline_length))
+        if self.held is not None:
+            # The held frame shows until this one: fill every grid slot before t with it.
+            self._fill_until(math.ceil((t - self.origin) * self.rate))
+        self.held, self.held_t, self.held_out = frame, t, None
+        self.on_progress(float((t - self.origin) / (self.spans[-1].end - self.origin)))
 
-    def _hold(self, frame: av.VideoFrame, part: PlannedPart) -> None:
-        if self.pending is not None:
-            self._writer(part.index).add_video(self.pending, frame.pts - self.pending.pts)
-        self.pending = frame
+    def _fill_until(self, stop_slot: int) -> None:
+        stop_slot = min(stop_slot, self.total_slots)
+        while self.slot < stop_slot and self.held is not None:
+            while self.slot >= self.spans[self.span_index].stop:
+                self._end_video_span()
+            span = self.spans[self.span_index]
+            if span.part.index in self.todo and span.part.index not in self.finished:
+                out = self._processed()
+                writer = self._writer(span)
+                writer.add_video(out, self.slot - span.first)
+            self.slot += 1
 
-    def _end_video_part(self) -> None:
-        part = self.parts[self.video_part]
-        if part.index in self.todo:
-            writer = self._writer(part.index)
-            if self.pending is not None:
-                end_pts = int(part.end / self.video_tb)
-                writer.add_video(self.pending, end_pts - self.pending.pts)
-                self.pending = None
-            writer.video_eof()
-            self._maybe_close(part.index)
-        self.video_part += 1
+    def _processed(self) -> av.VideoFrame:
+        if self.held_out is None:
+            assert self.held is not None and self.held_t is not None
+            frame = self.normalize.apply(self.held)
+            if self.options.frame_hook is not None:
+                frame = self.options.frame_hook(frame)
+            self.held_out = self.reframer.apply(frame, float(self.held_t))
+        return self.held_out
 
-    def _video_eof(self) -> None:
-        while self.video_part < len(self.parts):
-            self._end_video_part()
+    def _end_video_span(self) -> None:
+        span = self.spans[self.span_index]
+        if span.part.index in self.writers:
+            self.writers[span.part.index].video_eof()
+            self._maybe_close(span.part.index)
+        self.span_index += 1
 
     # --- parts -------------------------------------------------------------------
 
-    def _writer(self, index: int) -> _PartWriter:
-        writer = self.writers.get(index)
+    def _writer(self, span: _Span) -> _PartWriter:
+        writer = self.writers.get(span.part.index)
         if writer is None:
-            part = self.parts[index]
-            writer = _PartWriter(
-                self.out_dir / part_filename(index),
-                part,
-                self.output_size(),
-                self.video_tb,
-                self.rate,
-            )
-            self.writers[index] = writer
+            picker = None
+            if self.options.thumbnails:
+                every = max(1, int(self.rate / 4))  # about four candidates a second
+                picker = ThumbnailPicker(every, self._face_finder)
+            writer = _PartWriter(self.out_dir, span, (self.framing.width, self.framing.height),
+                                 self.rate, picker)
+            self.writers[span.part.index] = writer
         return writer
-
-    def output_size(self) -> tuple[int, int]:
-        if self.upright is not None:
-            return self.upright.size
-        # Audio can arrive before the first video frame; probe the size from the file.
-        with av.open(str(self.source)) as container:
-            for frame in container.decode(video=0):
-                return _Upright(frame, container.streams.video[0].time_base).size
-        raise RuntimeError("no video frames")
 
     def _maybe_close(self, index: int) -> None:
         writer = self.writers[index]
         if writer.video_done and writer.audio_done:
             del self.writers[index]
             rendered = writer.close()
+            self.finished.add(index)
             self.done.append(rendered)
             self.on_part(rendered)
 
 
-class _Upright:
-    """Applies the display rotation and converts to even-sized yuv420p, in FFmpeg filters
-    (PyAV never auto-rotates). A no-op for frames that are already right."""
+class _Normalize:
+    """Display rotation and conversion to 8-bit BT.709 limited-range yuv420p, in FFmpeg
+    filters (PyAV never auto-rotates) or the PQ tone mapper. A no-op for frames that are
+    already right."""
 
     def __init__(self, first: av.VideoFrame, time_base: Fraction) -> None:
-        rotation = clockwise_rotation(first.rotation)
-        width, height = first.width, first.height
-        if rotation in (90, 270):
-            width, height = height, width
-        self.size = (width - width % 2, height - height % 2)
+        self.rotation = clockwise_rotation(first.rotation)
+        facts = ColorFacts.of(first)
+        self.tone_mapper = PqToneMapper() if facts.hdr == "pq" else None
+        self.hlg = HlgCorrection() if facts.hdr == "hlg" else None
+        # What enters the filter graph: the decoded frame, or the tone mapper's output.
+        width, height, pixel_format = first.width, first.height, first.format
+        if self.tone_mapper is not None:
+            width, height = self.tone_mapper.output_size(width, height)
+            pixel_format = av.VideoFormat("yuv420p")
         steps: list[tuple[str, str]] = []
-        if rotation == 90:
+        if self.rotation == 90:
             steps.append(("transpose", "clock"))
-        elif rotation == 270:
+        elif self.rotation == 270:
             steps.append(("transpose", "cclock"))
-        elif rotation == 180:
+        elif self.rotation == 180:
             steps += [("hflip", ""), ("vflip", "")]
-        if self.size != (width, height):
+        upright = (height, width) if self.rotation in (90, 270) else (width, height)
+        self.size = (upright[0] - upright[0] % 2, upright[1] - upright[1] % 2)
+        if self.size != upright:
             steps.append(("crop", f"{self.size[0]}:{self.size[1]}:0:0"))
-        if first.format.name != "yuv420p":
-            steps.append(("format", "yuv420p"))
+        if self.tone_mapper is None:
+            steps += sdr_filter_steps(facts)
         self.graph: av.filter.Graph | None = None
         if steps:
             graph = av.filter.Graph()
             node = graph.add_buffer(
-                width=first.width,
-                height=first.height,
-                format=first.format,
-                time_base=time_base,
+                width=width, height=height, format=pixel_format, time_base=time_base
             )
             for name, args in steps:
                 step = graph.add(name, args)
@@ -278,16 +355,16 @@ class _Upright:
             graph.configure()
             self.graph = graph
 
-    def apply(self, frame: av.VideoFrame) -> list[av.VideoFrame]:
+    def apply(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.tone_mapper is not None:
+            frame = self.tone_mapper.apply(frame)
         if self.graph is None:
-            return [frame]
+            return frame
         self.graph.push(frame)
-        out = []
-        while True:
-            try:
-                out.append(self.graph.pull())
-            except (BlockingIOError, av.error.EOFError):
-                return out
+        out = self.graph.pull()
+        if self.hlg is not None:
+            self.hlg.apply(out)
+        return out
 
 
 class _AudioSlicer:
@@ -315,49 +392,38 @@ class _AudioSlicer:
     def _distribute(self, first: int, samples: np.ndarray) -> None:
         render = self.render
         last = first + samples.shape[1]
-        for part in render.parts:
-            start, end = _sample_index(part.start), _sample_index(part.end)
-            if end <= first or start >= last or part.index not in render.todo:
+        for span in render.spans:
+            index = span.part.index
+            if span.sample_end <= first or span.sample_start >= last:
                 continue
-            if any(r.index == part.index for r in render.done):
+            if index not in render.todo or index in render.finished:
                 continue
-            writer = render._writer(part.index)
+            writer = render._writer(span)
             if writer.audio_done:
                 continue
-            lo, hi = max(start, first), min(end, last)
-            writer.add_audio(lo - start, samples[:, lo - first : hi - first])
-            if last >= end:
+            lo, hi = max(span.sample_start, first), min(span.sample_end, last)
+            writer.add_audio(lo - span.sample_start, samples[:, lo - first : hi - first])
+            if last >= span.sample_end:
                 writer.audio_eof()
-                render._maybe_close(part.index)
-
-
-def _sample_index(t: Fraction) -> int:
-    return round(t * AUDIO_RATE)
+                render._maybe_close(index)
 
 
 class _PartWriter:
     """One part's MP4: an H.264 encoder and an AAC encoder muxed into a temporary file."""
 
-    def __init__(
-        self,
-        path: Path,
-        part: PlannedPart,
-        size: tuple[int, int],
-        time_base: Fraction,
-        rate: Fraction,
-    ) -> None:
-        self.path = path
-        self.part = part
+    def __init__(self, out_dir: Path, span: _Span, size: tuple[int, int], rate: Fraction,
+                 picker: ThumbnailPicker | None) -> None:  # fmt: skip
+        self.span = span
         self.size = size
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        self.container = av.open(
-            str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"}
-        )
+        self.rate = rate
+        self.picker = picker
+        self.path = out_dir / part_filename(span.part.index)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.container = av.open(str(self.tmp), "w", format="mp4", options=dict(MUXER_OPTIONS))
         video = self.container.add_stream("libx264", rate=rate, options=dict(VIDEO_OPTIONS))
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
-        video.time_base = time_base
-        video.codec_context.time_base = time_base
+        video.codec_context.time_base = 1 / rate
         video.thread_type = "AUTO"
         ctx = video.codec_context
         ctx.color_primaries = ctx.color_trc = ctx.colorspace = 1  # BT.709
@@ -367,34 +433,35 @@ class _PartWriter:
         audio.layout = AUDIO_LAYOUT
         audio.bit_rate = AUDIO_BIT_RATE
         self.audio = audio
-        self.start_pts = int(part.start / time_base)
-        self.total_samples = _sample_index(part.end) - _sample_index(part.start)
+        # Samples the encoder takes: the span less the priming the decoder will add back.
+        self.total_samples = span.sample_end - span.sample_start - AAC_PRIMING
         self.samples_written = 0
-        self.durations: dict[int, int] = {}
         self.video_done = False
         self.audio_done = False
 
-    def add_video(self, frame: av.VideoFrame, duration: int) -> None:
-        frame.pts = frame.pts - self.start_pts
-        frame.time_base = self.video.time_base
+    def add_video(self, frame: av.VideoFrame, index: int) -> None:
+        frame.pts = index
+        frame.time_base = 1 / self.rate
         frame.pict_type = av.video.frame.PictureType.NONE
-        # libx264 drops frame durations; remember them to give the muxer the true
-        # length of the last frame (otherwise each part would end one frame short).
-        self.durations[frame.pts] = duration
         for packet in self.video.encode(frame):
-            self._mux_video(packet)
-
-    def _mux_video(self, packet: av.Packet) -> None:
-        if packet.pts is not None:
-            packet.duration = self.durations.pop(packet.pts, packet.duration)
-        self.container.mux(packet)
+            self.container.mux(packet)
+        if self.picker is not None:
+            length = float(self.span.end - self.span.start)
+            self.picker.offer(frame, index / float(self.rate), length)
 
     def video_eof(self) -> None:
+        if self.video_done:
+            return
         for packet in self.video.encode(None):
-            self._mux_video(packet)
+            self.container.mux(packet)
         self.video_done = True
 
     def add_audio(self, offset: int, samples: np.ndarray) -> None:
+        """Samples starting `offset` samples into the span."""
+        offset -= AAC_PRIMING
+        if offset < 0:
+            samples = samples[:, -offset:]
+            offset = 0
         if offset > self.samples_written:  # a gap in the source audio: fill with silence
             self._encode_audio(np.zeros((2, offset - self.samples_written), np.float32))
         elif offset < self.samples_written:  # overlap: keep what we already have
@@ -428,15 +495,21 @@ class _PartWriter:
         self.container.close()
         with open(self.tmp, "rb") as f:
             os.fsync(f.fileno())
+        thumbnail = None
+        if self.picker is not None:
+            thumbnail = self.path.with_name(thumbnail_filename(self.span.part.index))
+            if not self.picker.write(thumbnail):
+                thumbnail = None
         os.replace(self.tmp, self.path)
         return RenderedPart(
-            index=self.part.index,
+            index=self.span.part.index,
             path=self.path,
-            start=self.part.start,
-            end=self.part.end,
+            start=self.span.start,
+            end=self.span.end,
             width=self.size[0],
             height=self.size[1],
             size_bytes=self.path.stat().st_size,
+            thumbnail=thumbnail,
         )
 
     def abort(self) -> None:

@@ -98,14 +98,15 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> None:
 def upsert_segment(conn: sqlite3.Connection, job_id: str, segment: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO segments (job_id, idx, start_seconds, end_seconds, duration_seconds,"
-        " path, size_bytes, width, height, has_audio, created_at)"
+        " path, size_bytes, width, height, has_audio, thumbnail_path, created_at)"
         " VALUES (:job_id, :idx, :start_seconds, :end_seconds, :duration_seconds, :path,"
-        " :size_bytes, :width, :height, :has_audio, :created_at)"
+        " :size_bytes, :width, :height, :has_audio, :thumbnail_path, :created_at)"
         " ON CONFLICT (job_id, idx) DO UPDATE SET start_seconds = excluded.start_seconds,"
         " end_seconds = excluded.end_seconds, duration_seconds = excluded.duration_seconds,"
         " path = excluded.path, size_bytes = excluded.size_bytes, width = excluded.width,"
-        " height = excluded.height, has_audio = excluded.has_audio",
-        {**segment, "job_id": job_id, "created_at": now_iso()},
+        " height = excluded.height, has_audio = excluded.has_audio,"
+        " thumbnail_path = excluded.thumbnail_path",
+        {"thumbnail_path": None, **segment, "job_id": job_id, "created_at": now_iso()},
     )
 
 
