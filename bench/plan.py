@@ -1,0 +1,70 @@
+"""How long cut planning takes on a 10-minute 1080x1920 video with speech-like audio
+(target < 3 s): one demux of the video track and one decode of the audio.
+
+Needs the ffmpeg command to make the input (Debian: apt-get install ffmpeg).
+
+    uv run python bench/plan.py [--minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from vidprod.media.cuts import CutRules, plan_file
+
+# Voiced bursts at syllable rate with a 0.6 s pause every 7 s (so every 8 s search window holds one).
+SPEECH = "0.3*sin(2*PI*180*t)*(0.55+0.45*sin(2*PI*4*t))*gt(mod(t,7),0.6)"
+
+
+def make_input(work: Path, minutes: int) -> Path:
+    minute = work / "minute.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=1080x1920:r=30",
+         "-f", "lavfi", "-i", f"aevalsrc='{SPEECH}':s=48000", "-t", "60",
+         "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-g", "60",
+         "-c:a", "aac", "-b:a", "128k", str(minute)],
+        check=True,
+    )  # fmt: skip
+    listing = work / "list.txt"
+    listing.write_text("".join(f"file '{minute}'\n" for _ in range(minutes)))
+    long = work / "long.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+         "-c", "copy", "-movflags", "+faststart", str(long)],
+        check=True,
+    )  # fmt: skip
+    return long
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=10)
+    args = parser.parse_args()
+    if not shutil.which("ffmpeg"):
+        sys.exit("needs the ffmpeg command to make the input: apt-get install ffmpeg")
+    work = Path(tempfile.mkdtemp(prefix="vidprod-bench-"))
+    try:
+        source = make_input(work, args.minutes)
+        size = source.stat().st_size / 1e6
+        for run in (1, 2):
+            started = time.perf_counter()
+            plan = plan_file(source, CutRules(limit=Fraction(60)))
+            seconds = time.perf_counter() - started
+            reasons = [p.reason for p in plan.parts]
+            print(f"run {run}: planned {args.minutes} min ({size:.0f} MB) in {seconds:.2f} s "
+                  f"(target < 3 s): {len(plan.parts)} parts, cut at "
+                  + ", ".join(f"{float(p.end):.1f} s ({p.reason})" for p in plan.parts[:-1]))
+            assert reasons.count("pause") == len(plan.parts) - 1, reasons
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

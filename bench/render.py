@@ -1,0 +1,147 @@
+"""Our render (gaze off) against a plain ffmpeg transcode with the same encoder settings,
+on the same input, in one run; and the render's peak memory for 1080p and 4K input.
+
+Needs the ffmpeg command (Debian: apt-get install ffmpeg) for the reference and to make
+the inputs. Prints wall times, frames per second, the ratio ours/ffmpeg (target <= 1.05)
+and peak RSS (target <= 350 MB).
+
+    uv run python bench/render.py [--seconds 60] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REFERENCE = [
+    "-c:v", "libx264", "-preset", "veryfast", "-crf", "21", "-profile:v", "high",
+    "-level", "4.1", "-bf", "2", "-g", "60", "-maxrate", "12M", "-bufsize", "24M",
+    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2",
+    "-movflags", "+faststart",
+]  # fmt: skip
+
+
+def make_input(path: Path, size: str, seconds: int) -> Path:
+    """A moving test picture with detail (testsrc2) and a tone, like a phone would store."""
+    if not path.exists():
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y",
+             "-f", "lavfi", "-i", f"testsrc2=s={size}:r=30",
+             "-f", "lavfi", "-i", "sine=f=220:sample_rate=48000",
+             "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16",
+             "-g", "30", "-c:a", "aac", "-movflags", "+faststart", str(path)],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of a child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{command[:3]} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024
+
+
+def ours_cold(source: Path, out: Path) -> tuple[float, int]:
+    """`vidprod process` from a cold start: interpreter, imports (MediaPipe ~1.4 s), job."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "VIDPROD_DATA_DIR": str(out.parent / "data")}
+    return timed([sys.executable, "-m", "vidprod", "process", str(source), "-o", str(out)], env)
+
+
+def ours(source: Path, out: Path) -> tuple[float, int, int]:
+    """Jobs as the server's worker runs them: one process renders the input twice. The
+    second job is timed (imports, MediaPipe included, were paid by the first, as in a
+    running server); RSS is the process's peak after the first job and after both."""
+    shutil.rmtree(out, ignore_errors=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", str(source), str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    seconds, first_rss, rss = result.stdout.split()
+    return float(seconds), int(first_rss), int(rss)
+
+
+def child(source: Path, out: Path) -> None:
+    import resource
+    from fractions import Fraction
+
+    from vidprod.media.cuts import CutRules, plan_file
+    from vidprod.media.faces import FaceFinder, face_model_bytes
+    from vidprod.media.render import RenderOptions, render_parts
+
+    model = face_model_bytes()
+
+    def job(folder: Path) -> float:
+        started = time.perf_counter()
+        plan = plan_file(source, CutRules(limit=Fraction(60)))
+        options = RenderOptions(rate=plan.rate, face_finder=lambda: FaceFinder(model))
+        render_parts(source, plan.parts, folder, options)
+        return time.perf_counter() - started
+
+    job(out / "first")
+    first_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    seconds = job(out / "second")
+    print(seconds, first_rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def reference(source: Path, out: Path, scale: str | None = None) -> tuple[float, int]:
+    extra = ["-vf", f"scale={scale}"] if scale else []
+    return timed(["ffmpeg", "-v", "error", "-y", "-threads", "0", "-i", str(source), *extra,
+                  *REFERENCE, str(out)])  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="keep inputs in this folder between runs")
+    args = parser.parse_args()
+    if not shutil.which("ffmpeg"):
+        sys.exit("needs the ffmpeg command for the reference: apt-get install ffmpeg")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="vidprod-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        hd = make_input(work / f"in-1080x1920-{args.seconds}s.mp4", "1080x1920", args.seconds)
+        uhd = make_input(work / "in-2160x3840-10s.mp4", "2160x3840", 10)
+        frames = args.seconds * 30
+        print(f"input: 1080x1920 30 fps, {args.seconds} s ({frames} frames), AAC; "
+              f"{os.cpu_count()} cores")
+        ratios = []
+        for run in range(1, args.runs + 1):
+            ref_s, ref_rss = reference(hd, work / "ref.mp4")
+            our_s, first_rss, our_rss = ours(hd, work / "ours")
+            ratios.append(our_s / ref_s)
+            print(f"run {run}: ffmpeg {ref_s:.1f} s ({frames / ref_s:.1f} fps, RSS {ref_rss / 1e6:.0f} MB)"
+                  f" | ours {our_s:.1f} s ({frames / our_s:.1f} fps; peak RSS {first_rss / 1e6:.0f} MB"
+                  f" after one job, {our_rss / 1e6:.0f} MB after two)"
+                  f" | ratio ours/ffmpeg {our_s / ref_s:.3f}")
+        print(f"best ratio {min(ratios):.3f}, worst {max(ratios):.3f} (target <= 1.05)")
+        cold_s, cold_rss = ours_cold(hd, work / "cold")
+        print(f"cold `vidprod process` (interpreter and imports included): {cold_s:.1f} s, "
+              f"peak RSS {cold_rss / 1e6:.0f} MB")
+        ref_s, _ = reference(uhd, work / "ref4k.mp4", scale="1080:1920")
+        our_s, first_rss, our_rss = ours(uhd, work / "ours4k")
+        print(f"4K input (2160x3840, 10 s, downscaled to 1080x1920): ffmpeg {ref_s:.1f} s | ours "
+              f"{our_s:.1f} s, peak RSS {first_rss / 1e6:.0f} MB after one job, {our_rss / 1e6:.0f} MB"
+              f" after two | ratio {our_s / ref_s:.3f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
