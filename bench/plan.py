@@ -17,10 +17,9 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.render import SPEECH
 from vidprod.media.cuts import CutRules, plan_file
-
-# Voiced bursts at syllable rate with a 0.6 s pause every 7 s (so every 8 s search window holds one).
-SPEECH = "0.3*sin(2*PI*180*t)*(0.55+0.45*sin(2*PI*4*t))*gt(mod(t,7),0.6)"
 
 
 def make_input(work: Path, minutes: int) -> Path:

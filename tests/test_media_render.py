@@ -26,9 +26,13 @@ def _render(source, out_dir, limit=60, min_part=3, **options):
 
 
 @pytest.fixture(scope="module")
-def finder_factory():
-    model = face_model_bytes()
-    return lambda: FaceFinder(model)
+def face_model():
+    return face_model_bytes()
+
+
+@pytest.fixture(scope="module")
+def finder_factory(face_model):
+    return lambda: FaceFinder(face_model)
 
 
 def test_parts_tile_the_source_start_on_the_cut_frame_and_pass_the_platform_rules(long_clip, tmp_path):
@@ -91,7 +95,7 @@ def test_landscape_modes(tmp_path, mode, size):
         assert rgb[:150].std() < rgb[219:421].std()  # the fill is blurred
 
 
-def test_crop_follows_the_face_smoothly(tmp_path, finder_factory):
+def test_crop_follows_the_face_smoothly(tmp_path, face_model, finder_factory):
     """A landscape shot where the speaker walks from left to right: the 9:16 window
     keeps the face near its middle and never jumps."""
     face = cv2.resize(grace_hopper(), (150, 176))
@@ -109,7 +113,7 @@ def test_crop_follows_the_face_smoothly(tmp_path, finder_factory):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
-    _, [part] = _render(path, tmp_path / "out", landscape="crop", face_finder=finder_factory)
+    _, [part] = _render(path, tmp_path / "out", landscape="crop", face_model=face_model)
     centres = []
     with av.open(str(part.path)) as c, finder_factory() as finder:
         for i, frame in enumerate(c.decode(video=0)):
@@ -173,7 +177,7 @@ def test_hdr_becomes_sdr_without_washing_out(tmp_path, transfer):
     del out
 
 
-def test_thumbnails_are_sharp_frames_with_open_eyes(tmp_path, finder_factory):
+def test_thumbnails_are_sharp_frames_with_open_eyes(tmp_path, face_model, finder_factory):
     face = cv2.resize(grace_hopper(), (300, 352))
     path = tmp_path / "talk.mp4"
     with av.open(str(path), "w") as out:
@@ -190,10 +194,10 @@ def test_thumbnails_are_sharp_frames_with_open_eyes(tmp_path, finder_factory):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
-    _, [part] = _render(path, tmp_path / "out", face_finder=finder_factory)
+    _, [part] = _render(path, tmp_path / "out", face_model=face_model)
     assert part.thumbnail is not None and part.thumbnail.name == "part-001.jpg"
     picture = cv2.imread(str(part.thumbnail))
-    assert picture.shape[:2] == (640, 360)
+    assert picture.shape[:2] == (320, 180)  # half size: for browsing, not for platforms
     sharp = cv2.Laplacian(cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var()
     assert sharp > 50
     with finder_factory() as finder:

@@ -118,7 +118,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
     from fractions import Fraction
 
     from vidprod.media.cuts import CutRules, plan_file
-    from vidprod.media.faces import FaceFinder, FaceModelError, face_model_bytes
+    from vidprod.media.faces import FaceModelError, face_model_bytes
     from vidprod.media.probe import InvalidMedia, probe
     from vidprod.media.render import RenderOptions, render_parts
 
@@ -133,17 +133,16 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{args.file}: {info.width}x{info.height}, {info.duration:.2f} s"
           f" -> {len(plan.parts)} part(s) at {float(plan.rate):.3g} fps")
     try:
-        model = face_model_bytes(settings.face_model)
-        finder = lambda: FaceFinder(model)  # noqa: E731
+        model: bytes | None = face_model_bytes(settings.face_model)
     except (FaceModelError, OSError) as exc:
         print(f"vidprod: face model unavailable ({exc}); thumbnails without face checks",
               file=sys.stderr)
-        finder = None
+        model = None
     options = RenderOptions(
         rate=plan.rate,
         landscape=args.landscape or settings.landscape,
         size=settings.output_size,
-        face_finder=finder,
+        face_model=model,
     )
     shown = [-1]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from vidprod.config import Settings
 from vidprod.media.cuts import CutRules, Plan, plan_file
-from vidprod.media.faces import FaceFinder, FaceModelError, face_model_bytes
+from vidprod.media.faces import FaceModelError, face_model_bytes
 from vidprod.media.probe import SourceInfo, probe
 from vidprod.media.render import (
     RenderedPart,
@@ -258,7 +258,7 @@ class JobService:
             rate=plan.rate,
             landscape=job["options"].get("landscape", self.settings.landscape),
             size=self.settings.output_size,
-            face_finder=self._face_finder_factory(),
+            face_model=self._face_model_bytes(),
         )
         render_parts(
             source,
@@ -289,17 +289,15 @@ class JobService:
         self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
         return plan
 
-    def _face_finder_factory(self) -> Callable[[], FaceFinder] | None:
-        """Opens MediaPipe for thumbnails and the face-following crop; None (sharpest
-        frame, centred crop) when the verified model cannot be had."""
+    def _face_model_bytes(self) -> bytes | None:
+        """The verified face model for thumbnails and the face-following crop; None
+        (sharpest frame, centred crop) when it cannot be had."""
         if self._face_model is None:
             try:
                 self._face_model = face_model_bytes(self.settings.face_model)
             except (FaceModelError, OSError) as exc:
                 log.warning("face model unavailable, thumbnails without face checks: %s", exc)
-                return None
-        model = self._face_model
-        return lambda: FaceFinder(model)
+        return self._face_model
 
     def _record_part(self, job_id: str, part: RenderedPart) -> None:
         segment = {

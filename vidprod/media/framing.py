@@ -93,12 +93,11 @@ class FaceTrack:
         return cls(grid, path)
 
 
-def track_face(path: Path, rotation: int, finder: FaceFinder | None) -> FaceTrack | None:
-    """Find the main face on every keyframe (decoding keyframes only) of an upright video."""
-    if finder is None:
-        return None
+def track_face(path: Path, rotation: int, model: bytes) -> FaceTrack:
+    """Find the main face on every keyframe (decoding keyframes only) of an upright video.
+    Run it with faces.in_child: MediaPipe's memory then leaves with the child."""
     samples: list[tuple[float, float | None]] = []
-    with av.open(str(path)) as container:
+    with av.open(str(path)) as container, FaceFinder(model) as finder:
         video = container.streams.video[0]
         video.codec_context.skip_frame = "NONKEY"
         end = float(container.duration / av.time_base) if container.duration else 0.0

@@ -31,7 +31,7 @@ import numpy as np
 
 from vidprod.media.color import ColorFacts, HlgCorrection, PqToneMapper, sdr_filter_steps
 from vidprod.media.cuts import PlannedPart
-from vidprod.media.faces import FaceFinder
+from vidprod.media.faces import in_child
 from vidprod.media.framing import (
     TARGET,
     FaceTrack,
@@ -42,7 +42,7 @@ from vidprod.media.framing import (
 )
 from vidprod.media.probe import InvalidMedia, clockwise_rotation
 from vidprod.media.scan import DEFAULT_RATE
-from vidprod.media.thumbnails import ThumbnailPicker
+from vidprod.media.thumbnails import ThumbnailPicker, choose_thumbnails
 
 AUDIO_RATE = 48000
 AUDIO_LAYOUT = "stereo"
@@ -80,8 +80,9 @@ class RenderOptions:
     landscape: Landscape = "blur"
     size: tuple[int, int] = TARGET  # the 9:16 output
     frame_hook: FrameHook | None = None
-    # Opens MediaPipe for thumbnails and the face-following crop; None: sharpest frame.
-    face_finder: Callable[[], FaceFinder] | None = None
+    # The verified face model, for thumbnails (open eyes) and the face-following crop;
+    # None: the sharpest frame, a centred crop.
+    face_model: bytes | None = None
     thumbnails: bool = True
 
 
@@ -172,7 +173,6 @@ class _Render:
         self.writers: dict[int, _PartWriter] = {}
         self.done: list[RenderedPart] = []
         self.finished: set[int] = set()
-        self._finder: FaceFinder | None = None
         self.pickers: list[ThumbnailPicker] = []
 
     def run(self) -> list[RenderedPart]:
@@ -180,29 +180,14 @@ class _Render:
             self._prepare()
             with av.open(str(self.source)) as container:
                 self._run(container)
-            self._refine_thumbnails()
+            if self.options.face_model is not None:
+                choose_thumbnails(self.pickers, self.options.face_model)
         except BaseException:
             for writer in self.writers.values():
                 writer.abort()
             self.writers.clear()
             raise
-        finally:
-            if self._finder is not None:
-                self._finder.close()
         return sorted(self.done, key=lambda p: p.index)
-
-    def _refine_thumbnails(self) -> None:
-        finder = self._face_finder()
-        if finder is None:
-            return
-        for picker in self.pickers:
-            picker.refine(finder)
-
-    def _face_finder(self) -> FaceFinder | None:
-        """One MediaPipe landmarker for the whole render, opened on first use."""
-        if self._finder is None and self.options.face_finder is not None:
-            self._finder = self.options.face_finder()
-        return self._finder
 
     def _prepare(self) -> None:
         with av.open(str(self.source)) as container:
@@ -215,8 +200,8 @@ class _Render:
             sar = 1 / sar
         self.framing = plan_framing(width, height, sar, self.options.landscape, self.options.size)
         track: FaceTrack | None = None
-        if self.framing.mode == "crop":
-            track = track_face(self.source, self.normalize.rotation, self._face_finder())
+        if self.framing.mode == "crop" and self.options.face_model is not None:
+            track = in_child(track_face, self.source, self.normalize.rotation, self.options.face_model)
         self.reframer = Reframer(self.framing, width, height, sar, track)
 
     def _run(self, container: av.container.InputContainer) -> None:

@@ -1,9 +1,11 @@
 """Pick each part's thumbnail: a sharp frame where the speaker's face shows with open eyes.
 
 While a part renders, every few frames get a sharpness score (variance of the Laplacian
-of a quarter-size grey copy, ~0.3 ms); the best few are kept as plain copies of their
-planes (3 MB at 1080p, no conversion). When the part ends they become JPEGs and quarter-
-size pictures, and the sharpest is written at once; when the whole render has ended,
+of a quarter-size grey copy, ~0.3 ms); the best few are kept as half-size copies of
+their planes (0.8 MB at 1080p). Thumbnails are for people browsing the app (Shorts'
+API takes no custom cover; TikTok and Reels pick a frame by time), so 540x960 is
+plenty. When the part ends they become JPEGs and small pictures for the face check,
+and the sharpest is written at once; when the whole render has ended,
 `refine` looks for faces in the kept few and rewrites the thumbnail with the sharpest
 one showing open eyes. Converting only at part ends keeps the render's memory peak low,
 and doing the face check last keeps MediaPipe out of it.
@@ -19,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from vidprod.media.faces import FaceFinder, main_face
+from vidprod.media.faces import in_child, open_eyes
 from vidprod.media.planes import plane_views
 
 KEEP = 4
@@ -39,7 +41,7 @@ class _Candidate:
     sequence: int
     i420: np.ndarray | None  # the frame's planes, until the part ends
     jpeg: bytes = b""
-    small: np.ndarray | None = None  # quarter-size RGB, for the face check
+    small: np.ndarray | None = None  # RGB at most 480 px tall, for the face check
 
     def settle(self) -> None:
         """Turn the kept planes into the JPEG and the small picture, and drop them."""
@@ -51,17 +53,22 @@ class _Candidate:
             ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
         )
         self.jpeg = jpeg.tobytes() if ok else b""
-        self.small = cv2.resize(rgb, (rgb.shape[1] // 4, rgb.shape[0] // 4), interpolation=cv2.INTER_AREA)
+        scale = min(1.0, max(480, min(320, rgb.shape[0])) / rgb.shape[0])
+        size = (max(2, int(rgb.shape[1] * scale)), max(2, int(rgb.shape[0] * scale)))
+        self.small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def _i420(frame: av.VideoFrame) -> np.ndarray:
-    """The planes of a yuv420p frame stacked as OpenCV's I420 layout (one copy)."""
+def _half_i420(frame: av.VideoFrame) -> np.ndarray:
+    """A half-size copy of a yuv420p frame in OpenCV's I420 layout."""
     y, u, v = plane_views(frame)
-    height, width = y.shape
+    width, height = y.shape[1] // 4 * 2, y.shape[0] // 4 * 2
     packed = np.empty((height * 3 // 2, width), np.uint8)
-    packed[:height] = y
-    packed[height:].reshape(-1)[: u.size] = u.reshape(-1)
-    packed[height:].reshape(-1)[u.size :] = v.reshape(-1)
+    packed[:height] = cv2.resize(y, (width, height), interpolation=cv2.INTER_AREA)
+    chroma = (width // 2, height // 2)
+    size = chroma[0] * chroma[1]
+    flat = packed[height:].reshape(-1)
+    flat[:size] = cv2.resize(u, chroma, interpolation=cv2.INTER_AREA).reshape(-1)
+    flat[size:] = cv2.resize(v, chroma, interpolation=cv2.INTER_AREA).reshape(-1)
     return packed
 
 
@@ -85,7 +92,7 @@ class ThumbnailPicker:
         score = sharpness(frame)
         if len(self.candidates) >= KEEP and score <= self.candidates[0].score:
             return
-        candidate = _Candidate(score, self.seen, _i420(frame))
+        candidate = _Candidate(score, self.seen, _half_i420(frame))
         if len(self.candidates) < KEEP:
             heapq.heappush(self.candidates, candidate)
         else:
@@ -102,16 +109,30 @@ class ThumbnailPicker:
         self.path = path
         return True
 
-    def refine(self, finder: FaceFinder) -> bool:
-        """Rewrite the thumbnail with the sharpest candidate showing a face with open
-        eyes; True when one was found."""
-        if self.path is None:
-            return False
-        for candidate in sorted(self.candidates, reverse=True):
-            assert candidate.small is not None
-            height, width = candidate.small.shape[:2]
-            face = main_face(finder.find(candidate.small), width, height)
-            if face is not None and face.eyes_open:
-                _write_atomically(self.path, candidate.jpeg)
+    def ranked(self) -> list[_Candidate]:
+        return sorted(self.candidates, reverse=True) if self.path is not None else []
+
+    def pictures(self) -> list[np.ndarray]:
+        """Small pictures of the candidates, sharpest first, for the face check."""
+        return [c.small for c in self.ranked() if c.small is not None]
+
+    def choose(self, eyes_open: list[bool]) -> bool:
+        """Rewrite the thumbnail with the sharpest candidate whose face shows open eyes
+        (answers in the order of pictures()); True when there was one."""
+        for candidate, ok in zip(self.ranked(), eyes_open):
+            if ok:
+                _write_atomically(self.path, candidate.jpeg)  # type: ignore[arg-type]
                 return True
         return False
+
+
+def choose_thumbnails(pickers: list[ThumbnailPicker], model: bytes) -> None:
+    """One face check (in a child process) for every part rendered."""
+    batches = [picker.pictures() for picker in pickers]
+    flat = [picture for batch in batches for picture in batch]
+    if not flat:
+        return
+    answers = in_child(open_eyes, model, flat)
+    for picker, batch in zip(pickers, batches):
+        picker.choose(answers[: len(batch)])
+        answers = answers[len(batch) :]
