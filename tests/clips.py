@@ -137,6 +137,23 @@ def read_barcode(frame: av.VideoFrame, source_height: int = 640) -> int:
     )
 
 
+def encode_pictures(path: Path, pictures, fps: int = 30, gop: int = 30) -> Path:  # type: ignore[no-untyped-def]
+    """A silent H.264 clip of RGB pictures (all the same size)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "g": str(gop)})
+        for i, picture in enumerate(pictures):
+            if i == 0:
+                stream.height, stream.width = picture.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 def truncate(source: Path, dest: Path, fraction: float) -> Path:
     data = source.read_bytes()
     dest.write_bytes(data[: int(len(data) * fraction)])

@@ -8,7 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.clips import grace_hopper, make_clip, make_hdr_clip, media_facts, read_barcode
+from tests.clips import (
+    encode_pictures,
+    grace_hopper,
+    make_clip,
+    make_hdr_clip,
+    media_facts,
+    read_barcode,
+)
 from tests.conftest import shared_media
 from tests.platform import platform_problems
 from vidprod.media.cuts import CutRules, plan_file
@@ -99,20 +106,15 @@ def test_crop_follows_the_face_smoothly(tmp_path, face_model, finder_factory):
     """A landscape shot where the speaker walks from left to right: the 9:16 window
     keeps the face near its middle and never jumps."""
     face = cv2.resize(grace_hopper(), (150, 176))
-    path = tmp_path / "walk.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast", "g": "15"})
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+
+    def walking():
         for i in range(150):
             canvas = np.full((360, 640, 3), 90, np.uint8)
             x = int(60 + (640 - 270) * i / 149)
             canvas[90:266, x : x + 150] = face
-            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+            yield canvas
+
+    path = encode_pictures(tmp_path / "walk.mp4", walking(), gop=15)
     _, [part] = _render(path, tmp_path / "out", landscape="crop", face_model=face_model)
     centres = []
     with av.open(str(part.path)) as c, finder_factory() as finder:
@@ -179,21 +181,14 @@ def test_hdr_becomes_sdr_without_washing_out(tmp_path, transfer):
 
 def test_thumbnails_are_sharp_frames_with_open_eyes(tmp_path, face_model, finder_factory):
     face = cv2.resize(grace_hopper(), (300, 352))
-    path = tmp_path / "talk.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = 360, 640, "yuv420p"
+
+    def talking():
         for i in range(90):
             canvas = np.full((640, 360, 3), 60, np.uint8)
             canvas[140:492, 30:330] = face
-            if i < 45:  # blurred and blinking... an unfit first half
-                canvas = cv2.GaussianBlur(canvas, (0, 0), 6)
-            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+            yield cv2.GaussianBlur(canvas, (0, 0), 6) if i < 45 else canvas  # blurry first half
+
+    path = encode_pictures(tmp_path / "talk.mp4", talking())
     _, [part] = _render(path, tmp_path / "out", face_model=face_model)
     assert part.thumbnail is not None and part.thumbnail.name == "part-001.jpg"
     picture = cv2.imread(str(part.thumbnail))
@@ -298,3 +293,10 @@ def test_android_clip_with_variable_frame_rate_becomes_constant(tmp_path):
     facts = media_facts(part.path)
     assert facts["video_duration"] == pytest.approx(2.38, abs=1 / 30)
     assert facts["audio_duration"] == pytest.approx(facts["video_duration"], abs=0.022)
+
+
+def test_a_failing_face_check_keeps_the_job_and_the_sharpest_thumbnail(short_clip, tmp_path):
+    # A model file that is not a model: MediaPipe fails inside the child process.
+    _, [part] = _render(short_clip, tmp_path, face_model=b"not a model")
+    assert platform_problems(part.path) == []
+    assert part.thumbnail is not None and part.thumbnail.read_bytes()[:2] == b"\xff\xd8"

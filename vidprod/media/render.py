@@ -19,6 +19,7 @@ never leaves a half-written part under a final name.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Collection, Sequence
@@ -43,6 +44,8 @@ from vidprod.media.framing import (
 from vidprod.media.probe import InvalidMedia, clockwise_rotation
 from vidprod.media.scan import DEFAULT_RATE
 from vidprod.media.thumbnails import ThumbnailPicker, choose_thumbnails
+
+log = logging.getLogger(__name__)
 
 AUDIO_RATE = 48000
 AUDIO_LAYOUT = "stereo"
@@ -181,7 +184,10 @@ class _Render:
             with av.open(str(self.source)) as container:
                 self._run(container)
             if self.options.face_model is not None:
-                choose_thumbnails(self.pickers, self.options.face_model)
+                try:
+                    choose_thumbnails(self.pickers, self.options.face_model)
+                except Exception:  # an enhancement: the sharpest frames stay as thumbnails
+                    log.exception("face check for thumbnails failed; keeping the sharpest frames")
         except BaseException:
             for writer in self.writers.values():
                 writer.abort()
@@ -201,7 +207,10 @@ class _Render:
         self.framing = plan_framing(width, height, sar, self.options.landscape, self.options.size)
         track: FaceTrack | None = None
         if self.framing.mode == "crop" and self.options.face_model is not None:
-            track = in_child(track_face, self.source, self.normalize.rotation, self.options.face_model)
+            try:
+                track = in_child(track_face, self.source, self.normalize.rotation, self.options.face_model)
+            except Exception:  # an enhancement: fall back to a centred crop
+                log.exception("face tracking failed; cropping the centre")
         self.reframer = Reframer(self.framing, width, height, sar, track)
 
     def _run(self, container: av.container.InputContainer) -> None:
