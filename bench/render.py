@@ -83,10 +83,12 @@ def child(source: Path, out: Path) -> None:
     import resource
     from fractions import Fraction
 
+    from vidprod.cli import return_freed_memory_to_the_system
     from vidprod.media.cuts import CutRules, plan_file
     from vidprod.media.faces import face_model_bytes
     from vidprod.media.render import RenderOptions, render_parts
 
+    return_freed_memory_to_the_system()  # as `vidprod serve` does at start
     model = face_model_bytes()
 
     def job(folder: Path) -> float:

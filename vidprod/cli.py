@@ -41,8 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def return_freed_memory_to_the_system() -> None:
+    """Keep glibc from hoarding freed frame buffers.
+
+    glibc raises its mmap threshold each time a large block is freed, after which video
+    frames and encoder buffers come from a heap that fragments and never shrinks: a
+    long-running server then grows by 20-30 MB a job (measured: peaks of 340, 362, 374 MB
+    over three 1080p jobs, 170 MB when idle). A fixed threshold keeps large blocks mapped
+    on their own and unmapped when freed: 340 MB every job, 98 MB idle."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return_freed_memory_to_the_system()
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
