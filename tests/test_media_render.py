@@ -295,6 +295,12 @@ def test_android_clip_with_variable_frame_rate_becomes_constant(tmp_path):
     assert facts["audio_duration"] == pytest.approx(facts["video_duration"], abs=0.022)
 
 
+def test_a_very_short_part_still_gets_a_thumbnail(tmp_path):
+    source = make_clip(tmp_path / "blink.mp4", seconds=0.5, size=SMALL)
+    _, [part] = _render(source, tmp_path / "out")
+    assert part.thumbnail is not None and part.thumbnail.stat().st_size > 0
+
+
 def test_a_failing_face_check_keeps_the_job_and_the_sharpest_thumbnail(short_clip, tmp_path):
     # A model file that is not a model: MediaPipe fails inside the child process.
     _, [part] = _render(short_clip, tmp_path, face_model=b"not a model")

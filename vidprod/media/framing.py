@@ -89,12 +89,16 @@ class FaceTrack:
             return cls(np.array([0.0]), np.array([0.5]))
         grid = np.arange(0.0, max(end, known[-1][0]) + 0.1, 0.1)
         path = np.interp(grid, [t for t, _ in known], [c for _, c in known])
-        half = 10
-        padded = np.pad(path, half, mode="edge")
+        # Odd reflection at the ends (not repeating the edge value) keeps a steady
+        # movement steady through the smoothing, so the window does not lag at the ends.
+        half = min(10, len(path) - 1)
+        padded = np.pad(path, half, mode="reflect", reflect_type="odd")
         path = np.array([np.median(padded[i : i + 2 * half + 1]) for i in range(len(path))])
-        kernel = np.exp(-0.5 * (np.arange(-30, 31) / 10.0) ** 2)
+        reach = min(30, len(path) - 1)
+        kernel = np.exp(-0.5 * (np.arange(-reach, reach + 1) / 10.0) ** 2)
         kernel /= kernel.sum()
-        path = np.convolve(np.pad(path, 30, mode="edge"), kernel, mode="valid")
+        padded = np.pad(path, reach, mode="reflect", reflect_type="odd")
+        path = np.clip(np.convolve(padded, kernel, mode="valid"), 0, 1)
         max_step = 0.25 * 0.1  # at most a quarter of the picture width per second
         for i in range(1, len(path)):
             path[i] = path[i - 1] + np.clip(path[i] - path[i - 1], -max_step, max_step)

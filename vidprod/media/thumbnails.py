@@ -87,7 +87,8 @@ class ThumbnailPicker:
 
     def offer(self, frame: av.VideoFrame, t_in_part: float, part_length: float) -> None:
         self.seen += 1
-        if self.seen % self.every or not EDGE_SKIP <= t_in_part <= part_length - EDGE_SKIP:
+        edge = min(EDGE_SKIP, part_length / 4)  # a short part still gets a thumbnail
+        if self.seen % self.every or not edge <= t_in_part <= part_length - edge:
             return
         score = sharpness(frame)
         if len(self.candidates) >= KEEP and score <= self.candidates[0].score:
