@@ -4,7 +4,7 @@ Writes are funnelled through one connection behind one lock (as datasette does),
 web handlers and worker threads never fight over SQLite's single writer; reads use a
 connection per thread. We use the stdlib sqlite3 module rather than aiosqlite because
 the Huey worker threads are synchronous: one set of query functions `fn(conn)` serves
-both sides, and async callers run them on a thread with `aread`/`awrite`.
+both sides, and the web layer calls the domain service on a worker thread.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
-import anyio.to_thread
 
 T = TypeVar("T")
 
@@ -120,12 +119,6 @@ class Database:
             with self._readers_lock:
                 self._readers.append(conn)
         return fn(conn)
-
-    async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self.write, fn)
-
-    async def aread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self.read, fn)
 
     def close(self) -> None:
         with self._readers_lock:
