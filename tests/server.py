@@ -94,3 +94,27 @@ class Server:
         return self.wait_for(
             job_id, lambda b: b["state"] in ("done", "failed", "cancelled"), timeout, 0.1
         )
+
+
+def read_events(response, stop) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Parse a text/event-stream response into messages until stop(message) is true or
+    the stream ends. A message: {"id", "event", "data", "comment"}."""
+    messages: list[dict] = []
+    current: dict = {}
+    for line in response.iter_lines():
+        if line == "":
+            if current:
+                messages.append(current)
+                if stop(current):
+                    return messages
+            current = {}
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "":
+            current["comment"] = value
+        elif field == "data":
+            current["data"] = current.get("data", "") + value
+        else:
+            current[field] = value
+    return messages

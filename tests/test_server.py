@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.clips import make_clip, media_facts
 from tests.conftest import shared_media
-from tests.server import Server
+from tests.server import Server, read_events
 
 pytestmark = pytest.mark.slow
 
@@ -149,3 +150,34 @@ def test_cancel_retry_and_delete_through_the_api(start_server, minute_clip, shor
         assert server.client.delete(f"/jobs/{job_id}").status_code == 204
         assert server.client.get(f"/status/{job_id}").status_code == 404
         assert not (tmp_path / "data" / "media" / job_id).exists()
+
+
+def test_live_events_resume_after_a_disconnect_without_loss_or_repeats(start_server, minute_clip):
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10")
+    job_id = server.upload(minute_clip).json()["id"]
+    url = f"/jobs/{job_id}/events"
+    with server.client.stream("GET", url, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        first = read_events(response, lambda m: m.get("event") == "segment.ready")
+    assert first[-1]["event"] == "segment.ready"
+    assert any(m.get("event") == "progress" for m in first)
+    last_id = [m for m in first if "id" in m][-1]["id"]
+
+    with server.client.stream("GET", url, headers={"Last-Event-ID": last_id}, timeout=120) as response:
+        second = read_events(response, lambda m: m.get("event") == "end")
+    assert second[-1]["event"] == "end" and json.loads(second[-1]["data"]) == {"state": "done"}
+
+    with server.client.stream("GET", url, timeout=60) as response:  # the whole story again
+        replay = read_events(response, lambda m: m.get("event") == "end")
+
+    def stored(messages):
+        return [(m["id"], m["event"]) for m in messages if "id" in m]
+
+    assert stored(first) + stored(second) == stored(replay)  # nothing lost, nothing twice
+    kinds = [event for _, event in stored(replay)]
+    assert kinds[0] == "job.created" and kinds[-1] == "job.completed"
+    assert kinds.count("segment.ready") == len(server.status(job_id)["segments"])
+    payload = json.loads(next(m["data"] for m in replay if m.get("event") == "job.completed"))
+    assert set(payload) == {"type", "timestamp", "data"} and payload["type"] == "job.completed"
+    assert server.client.get(url, headers={"Last-Event-ID": "abc"}).status_code == 400
+    assert server.client.get("/jobs/nope/events").status_code == 404

@@ -16,8 +16,8 @@ import shutil
 import threading
 import time
 import uuid
-from fractions import Fraction
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ class JobService:
     # --- reading -----------------------------------------------------------------
 
     def get(self, job_id: str) -> dict[str, Any]:
-        job = self.db.read(lambda conn: q.get_job(conn, job_id))
+        job = self.find(job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
@@ -147,6 +147,12 @@ class JobService:
         return self.db.read(
             lambda conn: (q.list_jobs(conn, limit=limit, offset=offset), q.count_jobs(conn))
         )
+
+    def events(self, job_id: str, *, after_id: int = 0) -> list[dict[str, Any]]:
+        return self.db.read(lambda conn: q.list_events(conn, job_id, after_id=after_id))
+
+    def find(self, job_id: str) -> dict[str, Any] | None:
+        return self.db.read(lambda conn: q.get_job(conn, job_id))
 
     def counts_by_state(self) -> dict[str, int]:
         return self.db.read(q.count_jobs_by_state)

@@ -16,7 +16,6 @@ shows correctly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from fractions import Fraction
 
 import av

@@ -12,9 +12,9 @@ here); VIDPROD_FACE_MODEL may point at another copy. Either way its sha256 must 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 import numpy as np

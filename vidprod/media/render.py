@@ -30,7 +30,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidprod.media.color import ColorFacts, HlgCorrection, PqToneMapper, sdr_filter_steps
+from vidprod.media.color import (
+    ColorFacts,
+    HlgCorrection,
+    PqToneMapper,
+    sdr_filter_steps,
+)
 from vidprod.media.cuts import PlannedPart
 from vidprod.media.faces import in_child
 from vidprod.media.framing import (

@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
-
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
@@ -54,6 +53,11 @@ class Database:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._commit_listeners: list[Callable[[], None]] = []
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call listener() after every committed write (from the writing thread)."""
+        self._commit_listeners.append(listener)
 
     def migrate(self) -> list[int]:
         """Apply every migration newer than the database, each in its own transaction."""
@@ -105,6 +109,8 @@ class Database:
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
+        for listener in self._commit_listeners:
+            listener()
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run fn(conn) in one write transaction: all of it commits, or none of it."""

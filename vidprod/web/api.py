@@ -9,11 +9,12 @@ import anyio.to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, Parameter
-from litestar.response import Stream
+from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
 from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.downloads import ranged_file
+from vidprod.web.live import job_event_stream
 from vidprod.web.problems import problem
 from vidprod.web.uploads import receive_upload
 
@@ -173,6 +174,16 @@ async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str
     return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-{path.name}")
 
 
+@get("/jobs/{job_id:str}/events", name="job_events")
+async def job_events(request: Request, state: State, job_id: FromPath[str]) -> ServerSentEvent:
+    jobs = _service(state)
+    await anyio.to_thread.run_sync(jobs.get, job_id)  # 404 for an unknown job
+    resume = request.headers.get("last-event-id", "0").strip() or "0"
+    if not resume.isdigit():
+        raise problem(400, "Last-Event-ID must be the id of an event this stream sent.")
+    return job_event_stream(jobs, state.live, job_id, int(resume))
+
+
 @get("/health", opt={"public": True})
 async def health(state: State) -> Response[dict[str, Any]]:
     jobs = _service(state)
@@ -196,5 +207,5 @@ async def health(state: State) -> Response[dict[str, Any]]:
 
 ROUTES = [
     upload, job_status, list_jobs, cancel_job, retry_job, delete_job, segment_file,
-    segment_thumbnail, health,
+    segment_thumbnail, job_events, health,
 ]  # fmt: skip

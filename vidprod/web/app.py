@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,8 +16,9 @@ from vidprod.domain.jobs import JobService
 from vidprod.store import Database
 from vidprod.web.api import ROUTES
 from vidprod.web.auth import load_or_create_admin_token, require_admin
-from vidprod.web.uploads import discard_stale_uploads
+from vidprod.web.live import CommitSignal
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
+from vidprod.web.uploads import discard_stale_uploads
 from vidprod.worker.queue import Worker
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Litestar:
         worker.bind(jobs)
         app.state.jobs = jobs
         app.state.worker = worker
+        app.state.live = CommitSignal(asyncio.get_running_loop())
+        db.add_commit_listener(app.state.live.notify)
         if run_worker:
             worker.recover()
             worker.start()

@@ -16,7 +16,12 @@ from typing import IO
 
 import anyio.to_thread
 from litestar import Request
-from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
+from multipart import (
+    MultipartError,
+    MultipartSegment,
+    PushMultipartParser,
+    parse_options_header,
+)
 
 WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes
 SYNC_EVERY = 64 << 20  # flush to disk as we go, so the final fsync is short
