@@ -58,6 +58,15 @@ def test_parts_tile_the_source_start_on_the_cut_frame_and_pass_the_platform_rule
     assert total == pytest.approx(25.0, abs=1 / 30)
 
 
+def test_default_output_is_1080x1920_and_platform_ready(tmp_path):
+    source = make_clip(tmp_path / "phone.mp4", seconds=1, size=(720, 1280))
+    plan = plan_file(source, CutRules())
+    [part] = render_parts(source, plan.parts, tmp_path / "out", RenderOptions(rate=plan.rate))
+    assert (part.width, part.height) == (1080, 1920)
+    assert platform_problems(part.path) == []
+    assert read_barcode(media_facts(part.path)["first_frame"], source_height=1280) == 0
+
+
 def test_sound_and_picture_stay_in_sync_across_cuts(tmp_path):
     beeps = (1.0, 4.5, 7.0, 11.5)
     source = make_clip(tmp_path / "sync.mp4", seconds=13, size=SMALL, beeps=beeps)
