@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 
 import av
@@ -115,11 +116,21 @@ def test_sigkill_mid_render_then_restart_finishes_without_duplicates(start_serve
 def test_sigterm_with_a_job_in_flight_exits_quickly_and_resumes(start_server, minute_clip):
     server = start_server(VIDPROD_SEGMENT_SECONDS="10")
     job_id = server.upload(minute_clip).json()["id"]
+    stream: dict = {}
+
+    def watch() -> None:  # an open job page must not hold the shutdown
+        with server.client.stream("GET", f"/jobs/{job_id}/events", timeout=30) as response:
+            stream["messages"] = read_events(response, lambda m: False)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     server.wait_for(job_id, lambda b: b["stage"] == "rendering" and b["progress"] > 0)
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.wait_exit(10) == 0
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 4  # without ending the streams: 5.2 s
+    watcher.join(5)
+    assert stream["messages"][0]["event"] == "job.created"
     again = start_server(VIDPROD_SEGMENT_SECONDS="10")
     assert again.wait_done(job_id)["state"] == "done"
 

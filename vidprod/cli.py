@@ -115,7 +115,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
     )
-    _graceful_server_class()(config).run()
+    def end_live_streams() -> None:
+        live = getattr(app.state, "live", None)
+        if live is not None:
+            live.close()
+
+    _graceful_server_class()(config, on_exit=end_live_streams).run()
     return 0
 
 
@@ -123,15 +128,21 @@ def _graceful_server_class():  # uvicorn is imported lazily: `process` does not 
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
-        """Exit with status 0 once a SIGTERM/SIGINT shutdown has completed.
+        """Exit with status 0 once a SIGTERM/SIGINT shutdown has completed, and end the
+        live event streams as soon as it starts.
 
         uvicorn re-raises the signal after its graceful shutdown, so the process would
         report death by signal although every job reached a checkpoint; a second
         SIGINT still forces an immediate exit."""
 
+        def __init__(self, config, on_exit):  # type: ignore[no-untyped-def]
+            super().__init__(config)
+            self.on_exit = on_exit
+
         def handle_exit(self, sig, frame):  # type: ignore[no-untyped-def]
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
+            self.on_exit()  # open event streams would hold the shutdown otherwise
 
     return GracefulServer
 

@@ -29,6 +29,13 @@ class CommitSignal:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiters: set[asyncio.Event] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is stopping: streams end now (their clients resume with
+        Last-Event-ID), instead of holding the shutdown for the server's grace period."""
+        self.closed = True
+        self.notify()
 
     def notify(self) -> None:
         try:
@@ -73,6 +80,8 @@ def job_event_stream(jobs: JobService, signal: CommitSignal, job_id: str, after_
                 for event in events:
                     yield ServerSentEventMessage(data=event_payload(event), event=event["type"], id=event["id"])
                     last = event["id"]
+                if signal.closed:
+                    return
                 if job is None or job["state"] in FINISHED:
                     yield ServerSentEventMessage(data=json.dumps({"state": job["state"] if job else "deleted"}), event="end")
                     return
