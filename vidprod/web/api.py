@@ -1,4 +1,4 @@
-"""The JSON API: upload, job status and control, part downloads, health."""
+"""The JSON API: upload, job status and control, part downloads, live events, health."""
 
 from __future__ import annotations
 
