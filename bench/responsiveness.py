@@ -10,16 +10,14 @@ with the server idle.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.clips import make_clip  # noqa: E402
-from tests.server import Server  # noqa: E402
+from tests.server import Server, server_in_temp_dir  # noqa: E402
 
 
 def timed_get(server: Server, url: str) -> tuple[float, dict]:
@@ -41,36 +39,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="vidprod-bench-"))
-    try:
+    with server_in_temp_dir() as (server, work):
         clip = make_clip(work / "portrait.mp4", seconds=args.seconds, size=(1080, 1920))
-        server = Server(work / "data", work / "server.log").start()
-        try:
-            job_id = server.upload(clip).json()["id"]
-            url = f"/status/{job_id}"
-            busy: list[float] = []
-            render_started = None
-            while True:
-                ms, body = timed_get(server, url)
-                if body["state"] == "processing" and body["stage"] == "rendering":
-                    render_started = render_started or time.perf_counter()
-                    busy.append(ms)
-                if body["state"] in ("done", "failed"):
-                    break
-                time.sleep(0.05)
-            render_seconds = time.perf_counter() - (render_started or time.perf_counter())
-            idle = []
-            for _ in range(len(busy) or 50):
-                idle.append(timed_get(server, url)[0])
-                time.sleep(0.05)
-            print(f"render of {args.seconds} s at 1080x1920: {body['state']} in ~{render_seconds:.1f} s"
-                  f" ({args.seconds * 30 / max(render_seconds, 1e-9):.0f} fps)")
-            print(summary("status while rendering", busy))
-            print(summary("status while idle     ", idle))
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        server.start()
+        job_id = server.upload(clip).json()["id"]
+        url = f"/status/{job_id}"
+        busy: list[float] = []
+        render_started = None
+        while True:
+            ms, body = timed_get(server, url)
+            if body["state"] == "processing" and body["stage"] == "rendering":
+                render_started = render_started or time.perf_counter()
+                busy.append(ms)
+            if body["state"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        render_seconds = time.perf_counter() - (render_started or time.perf_counter())
+        idle = []
+        for _ in range(len(busy) or 50):
+            idle.append(timed_get(server, url)[0])
+            time.sleep(0.05)
+        print(f"render of {args.seconds} s at 1080x1920: {body['state']} in ~{render_seconds:.1f} s"
+              f" ({args.seconds * 30 / max(render_seconds, 1e-9):.0f} fps)")
+        print(summary("status while rendering", busy))
+        print(summary("status while idle     ", idle))
 
 
 if __name__ == "__main__":

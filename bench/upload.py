@@ -11,10 +11,8 @@ within 100 ms of the last byte.
 from __future__ import annotations
 
 import argparse
-import shutil
 import struct
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.clips import make_clip  # noqa: E402
-from tests.server import Server  # noqa: E402
+from tests.server import server_in_temp_dir  # noqa: E402
 
 CHUNK = 1 << 20
 
@@ -65,49 +63,41 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="vidprod-bench-"))
-    try:
+    with server_in_temp_dir(VIDPROD_MAX_UPLOAD_MB=str(args.size_mb + 16)) as (server, work):
         clip = make_clip(work / "clip.mp4", seconds=2).read_bytes()
         total = args.size_mb << 20
         padding = total - len(clip) - 8
-        server = Server(
-            work / "data", work / "server.log", VIDPROD_MAX_UPLOAD_MB=str(args.size_mb + 16)
-        ).start()
-        try:
-            boundary = "vidprodbenchboundary"
-            for run in range(1, args.runs + 1):
-                time.sleep(1)  # let the previous job's render settle
-                baseline = psutil.Process(server.process.pid).memory_info().rss
-                sampler = RssSampler(server.process.pid)
-                sampler.start()
-                marks: dict[str, float] = {}
-                body_length = sum(len(c) for c in multipart_body(clip, 0, boundary, {})) + padding
-                started = time.perf_counter()
-                response = server.client.post(
-                    "/upload",
-                    content=multipart_body(clip, padding, boundary, marks),
-                    headers={
-                        "Content-Type": f"multipart/form-data; boundary={boundary}",
-                        "Content-Length": str(body_length),
-                    },
-                    timeout=httpx.Timeout(600),
-                )
-                answered = time.perf_counter()
-                sampler.running = False
-                sampler.join()
-                assert response.status_code == 202, response.text
-                seconds = marks["last_byte"] - started
-                print(
-                    f"run {run}: {body_length / 1e6:.0f} MB in {seconds:.1f} s "
-                    f"({body_length / 1e6 / seconds:.0f} MB/s); "
-                    f"last byte -> 202: {(answered - marks['last_byte']) * 1000:.1f} ms; "
-                    f"server RSS {baseline / 1e6:.0f} MB before, peak {sampler.peak / 1e6:.0f} MB, "
-                    f"growth {(sampler.peak - baseline) / 1e6:.1f} MB"
-                )
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        server.start()
+        boundary = "vidprodbenchboundary"
+        for run in range(1, args.runs + 1):
+            time.sleep(1)  # let the previous job's render settle
+            baseline = psutil.Process(server.process.pid).memory_info().rss
+            sampler = RssSampler(server.process.pid)
+            sampler.start()
+            marks: dict[str, float] = {}
+            body_length = sum(len(c) for c in multipart_body(clip, 0, boundary, {})) + padding
+            started = time.perf_counter()
+            response = server.client.post(
+                "/upload",
+                content=multipart_body(clip, padding, boundary, marks),
+                headers={
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                    "Content-Length": str(body_length),
+                },
+                timeout=httpx.Timeout(600),
+            )
+            answered = time.perf_counter()
+            sampler.running = False
+            sampler.join()
+            assert response.status_code == 202, response.text
+            seconds = marks["last_byte"] - started
+            print(
+                f"run {run}: {body_length / 1e6:.0f} MB in {seconds:.1f} s "
+                f"({body_length / 1e6 / seconds:.0f} MB/s); "
+                f"last byte -> 202: {(answered - marks['last_byte']) * 1000:.1f} ms; "
+                f"server RSS {baseline / 1e6:.0f} MB before, peak {sampler.peak / 1e6:.0f} MB, "
+                f"growth {(sampler.peak - baseline) / 1e6:.1f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -47,25 +47,25 @@ def make_clip(
         if audio:
             sound = out.add_stream("aac", rate=AUDIO_RATE)
             sound.layout = "stereo"
-        frames = int(round(seconds * fps))
         columns, rows = np.arange(width), np.arange(height)
         image = np.empty((height, width, 3), np.uint8)
-        for i in range(frames):
-            image[..., 0] = ((columns + i * 4) % 256)[None, :]
-            image[..., 1] = ((rows + i * 2) % 256)[:, None]
-            image[..., 2] = (i * 3) % 256
-            image[:8] = frame_barcode(i, width)[None, :, None]
-            if i in flash_frames:  # small, so it is no scene change for the cut planner
-                image[16:64, :48] = 255
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            if pixel_format != "yuv420p":
-                frame = frame.reformat(format=pixel_format)
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+
+        def pictures():  # type: ignore[no-untyped-def]
+            for i in range(int(round(seconds * fps))):
+                image[..., 0] = ((columns + i * 4) % 256)[None, :]
+                image[..., 1] = ((rows + i * 2) % 256)[:, None]
+                image[..., 2] = (i * 3) % 256
+                image[:8] = frame_barcode(i, width)[None, :, None]
+                if i in flash_frames:  # small, so it is no scene change for the cut planner
+                    image[16:64, :48] = 255
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                if pixel_format != "yuv420p":
+                    frame = frame.reformat(format=pixel_format)
+                frame.pts = i
+                frame.time_base = Fraction(1, fps)
+                yield frame
+
+        _encode_all(out, video, pictures())
         if sound is not None:
             total = int(round(seconds * AUDIO_RATE))
             if beeps:
@@ -79,16 +79,26 @@ def make_clip(
             else:
                 t = np.arange(total) / AUDIO_RATE
                 signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            for start in range(0, total, 1024):
-                chunk = np.stack([signal[start : start + 1024]] * 2)
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                frame.sample_rate = AUDIO_RATE
-                frame.pts = start
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode(None):
-                out.mux(packet)
+
+            def chunks():  # type: ignore[no-untyped-def]
+                for start in range(0, total, 1024):
+                    chunk = np.stack([signal[start : start + 1024]] * 2)
+                    frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                    frame.sample_rate = AUDIO_RATE
+                    frame.pts = start
+                    yield frame
+
+            _encode_all(out, sound, chunks())
     return path
+
+
+def _encode_all(out, stream, frames) -> None:  # type: ignore[no-untyped-def]
+    """Encode every frame into the container, then flush the encoder."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode(None):
+        out.mux(packet)
 
 
 def speech_like(seconds: float, pauses: tuple[tuple[float, float], ...], seed: int = 7) -> np.ndarray:
@@ -141,16 +151,17 @@ def encode_pictures(path: Path, pictures, fps: int = 30, gop: int = 30) -> Path:
     """A silent H.264 clip of RGB pictures (all the same size)."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "g": str(gop)})
-        for i, picture in enumerate(pictures):
-            if i == 0:
-                stream.height, stream.width = picture.shape[:2]
-                stream.pix_fmt = "yuv420p"
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+
+        def frames():  # type: ignore[no-untyped-def]
+            for i, picture in enumerate(pictures):
+                if i == 0:
+                    stream.height, stream.width = picture.shape[:2]
+                    stream.pix_fmt = "yuv420p"
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts = i
+                yield frame
+
+        _encode_all(out, stream, frames())
     return path
 
 
@@ -212,12 +223,13 @@ def make_hdr_clip(path: Path, transfer: str, image: np.ndarray, seconds: float =
         ctx = video.codec_context
         ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 9, trc, 9, 1
         base = av.VideoFrame.from_ndarray(rgb48, format="rgb48le")
-        for i in range(int(seconds * 30)):
-            frame = base.reformat(format="yuv420p10le", dst_colorspace="BT2020", dst_color_range="MPEG")
-            frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = 9, trc, 9, 1
-            frame.pts = i
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+
+        def frames():  # type: ignore[no-untyped-def]
+            for i in range(int(seconds * 30)):
+                frame = base.reformat(format="yuv420p10le", dst_colorspace="BT2020", dst_color_range="MPEG")
+                frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = 9, trc, 9, 1
+                frame.pts = i
+                yield frame
+
+        _encode_all(out, video, frames())
     return path

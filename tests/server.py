@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import TOKEN
+
+
+@contextmanager
+def server_in_temp_dir(**env: str) -> Iterator[tuple[Server, Path]]:
+    """A real server on a fresh data dir in a temporary folder, removed afterwards (for
+    benchmarks; tests use the start_server fixture)."""
+    work = Path(tempfile.mkdtemp(prefix="vidprod-bench-"))
+    server = Server(work / "data", work / "server.log", **env)
+    try:
+        yield server, work
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -66,8 +66,10 @@ def _output_height(text: str) -> int:
 
 
 def _landscape(text: str) -> str:
-    if text not in ("blur", "crop", "keep"):
-        raise ValueError("must be blur, crop or keep")
+    from vidprod.media.framing import LANDSCAPE_MODES  # only when the variable is set
+
+    if text not in LANDSCAPE_MODES:
+        raise ValueError("must be one of " + ", ".join(LANDSCAPE_MODES))
     return text
 
 

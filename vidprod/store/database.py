@@ -62,53 +62,43 @@ class Database:
     def migrate(self) -> list[int]:
         """Apply every migration newer than the database, each in its own transaction."""
         applied = []
-        with self._write_lock:
-            current = self._writer.execute("PRAGMA user_version").fetchone()[0]
-            for version, sql in migrations():
-                if version <= current:
+        for version, sql in migrations():
+            with self.transaction() as conn:
+                # Read inside the transaction: another process may have migrated first.
+                if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
                     continue
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in _statements(sql):
-                        self._writer.execute(statement)
-                    self._writer.execute(f"PRAGMA user_version = {version}")
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    raise
-                applied.append(version)
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+            applied.append(version)
         return applied
 
     def check_writable(self, timeout_ms: int = 1000) -> None:
         """Prove the database takes a write now; raises sqlite3.Error if it cannot."""
-        with self._write_lock:
-            self._writer.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            try:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    self._writer.execute(
-                        "INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, datetime('now'))"
-                    )
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    raise
-                self._writer.execute("COMMIT")
-            finally:
-                self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        with self.transaction(busy_timeout_ms=timeout_ms) as conn:
+            conn.execute("INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, datetime('now'))")
 
     def schema_version(self) -> int:
         return self.read(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, busy_timeout_ms: int | None = None) -> Iterator[sqlite3.Connection]:
+        """The one way to write: BEGIN IMMEDIATE ... COMMIT on the single write connection,
+        rolled back on any error; commit listeners are told afterwards."""
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
+            if busy_timeout_ms is not None:
+                self._writer.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             try:
-                yield self._writer
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._writer
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
+            finally:
+                if busy_timeout_ms is not None:
+                    self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         for listener in self._commit_listeners:
             listener()
 
