@@ -7,6 +7,7 @@ import pytest
 from vidprod.domain.jobs import JobConflict, JobNotFound, JobService
 from vidprod.media.probe import probe
 from vidprod.store import Database
+from vidprod.store import events as ev
 from vidprod.store import jobs as q
 
 
@@ -28,7 +29,7 @@ def _create(service, clip, tmp_path, name="talk.mp4"):
 
 
 def _events(service, job_id):
-    return [e["type"] for e in service.db.read(lambda c: q.list_events(c, job_id))]
+    return [e["type"] for e in service.db.read(lambda c: ev.list_events(c, job_id))]
 
 
 def _files(service, job_id):

@@ -4,6 +4,7 @@ import threading
 import pytest
 
 from vidprod.store import Database
+from vidprod.store import events as ev
 from vidprod.store import jobs as q
 from vidprod.store.database import migrations
 
@@ -65,14 +66,14 @@ def test_concurrent_writers_are_serialised(db):
 
     def add_events():
         for _ in range(50):
-            db.write(lambda c: q.add_event(c, "j1", "tick"))
+            db.write(lambda c: ev.add_event(c, "j1", "tick"))
 
     threads = [threading.Thread(target=add_events) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(db.read(lambda c: q.list_events(c, "j1"))) == 200
+    assert len(db.read(lambda c: ev.list_events(c, "j1"))) == 200
 
 
 def test_check_writable_fails_while_another_process_holds_the_lock(db, tmp_path):

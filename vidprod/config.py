@@ -73,6 +73,32 @@ def _landscape(text: str) -> str:
     return text
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use 1 or 0")
+
+
+def _retry_schedule(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError("a comma-separated list of seconds, such as 0,5,300") from None
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError("a comma-separated list of seconds, none negative")
+    return delays
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(f"{value:g}" for value in default)
+    if isinstance(default, bool):
+        return str(int(default))
+    return str(default)
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any, doc: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -112,6 +138,21 @@ class Settings:
         "VIDPROD_WORKERS", _positive_int, 1, "Render worker threads (each uses ~2 cores)."
     )
     log_level: str = _setting("VIDPROD_LOG_LEVEL", _log_level, "INFO", "Logging level.")
+    webhook_allow_private: bool = _setting(
+        "VIDPROD_WEBHOOK_ALLOW_PRIVATE",
+        _flag,
+        False,
+        "1 lets webhooks reach private addresses and plain http: tests and local use only.",
+    )
+    webhook_retry_schedule: tuple[float, ...] = _setting(
+        "VIDPROD_WEBHOOK_RETRY_SCHEDULE",
+        _retry_schedule,
+        (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        "Seconds before each webhook attempt (after the last, a delivery has failed).",
+    )
+    webhook_workers: int = _setting(
+        "VIDPROD_WEBHOOK_WORKERS", _positive_int, 8, "Threads sending webhooks (I/O only)."
+    )
 
     @property
     def database_path(self) -> Path:
@@ -120,6 +161,10 @@ class Settings:
     @property
     def queue_path(self) -> Path:
         return self.data_dir / "queue.db"
+
+    @property
+    def io_queue_path(self) -> Path:
+        return self.data_dir / "io-queue.db"
 
     @property
     def media_dir(self) -> Path:
@@ -157,5 +202,5 @@ class Settings:
     def describe(cls) -> list[tuple[str, str, str]]:
         """(variable, default, meaning) for every setting, for `vidprod --help`."""
         return [
-            (f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(cls)
+            (f.metadata["env"], _shown(f.default), f.metadata["doc"]) for f in fields(cls)
         ]

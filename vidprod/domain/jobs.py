@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vidprod.config import Settings
+from vidprod.domain.webhooks import NewEndpoint, store_endpoint
 from vidprod.media.cuts import CutRules, Plan, plan_file
 from vidprod.media.faces import FaceModelError, face_model_bytes
 from vidprod.media.probe import SourceInfo, probe
@@ -33,12 +34,15 @@ from vidprod.media.render import (
     render_parts,
 )
 from vidprod.store import Database
+from vidprod.store import events as ev
 from vidprod.store import jobs as q
 
 log = logging.getLogger(__name__)
 
 # Progress is written at most this often; cancellation is noticed within the same time.
 PROGRESS_INTERVAL = 0.25
+# A job.progress event (webhooks, opt-in) each time progress passes another 10 %.
+PROGRESS_EVENT_STEP = 10
 
 
 class JobNotFound(LookupError):
@@ -88,8 +92,12 @@ class JobService:
         source_name: str,
         info: SourceInfo,
         options: dict[str, Any] | None = None,
+        webhook: NewEndpoint | None = None,
     ) -> dict[str, Any]:
-        """Adopt a probed upload: move it into the job's folder, add the row, queue it."""
+        """Adopt a probed upload: move it into the job's folder, add the row, queue it.
+
+        `webhook` is the job's own endpoint (seed API), stored with the job so that it
+        hears job.created and everything after."""
         job_id = uuid.uuid4().hex[:16]
         suffix = Path(source_name).suffix.lower()
         if not suffix[1:].isalnum() or len(suffix) > 6:
@@ -103,21 +111,23 @@ class JobService:
             "landscape": self.settings.landscape,
             **(options or {}),
         }
-        try:
-            self.db.write(
-                lambda conn: (
-                    q.insert_job(
-                        conn,
-                        job_id=job_id,
-                        source_name=source_name,
-                        source_path=str(source.relative_to(self.settings.media_dir)),
-                        source_size=source.stat().st_size,
-                        source_info=info.to_json(),
-                        options=options,
-                    ),
-                    q.add_event(conn, job_id, "job.created", {"source_name": source_name}),
-                )
+
+        def insert(conn: Any) -> None:
+            q.insert_job(
+                conn,
+                job_id=job_id,
+                source_name=source_name,
+                source_path=str(source.relative_to(self.settings.media_dir)),
+                source_size=source.stat().st_size,
+                source_info=info.to_json(),
+                options=options,
             )
+            if webhook is not None:
+                store_endpoint(conn, webhook, job_id=job_id)
+            ev.add_event(conn, job_id, "job.created", {"source_name": source_name})
+
+        try:
+            self.db.write(insert)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
@@ -149,7 +159,7 @@ class JobService:
         )
 
     def events(self, job_id: str, *, after_id: int = 0) -> list[dict[str, Any]]:
-        return self.db.read(lambda conn: q.list_events(conn, job_id, after_id=after_id))
+        return self.db.read(lambda conn: ev.list_events(conn, job_id, after_id=after_id))
 
     def find(self, job_id: str) -> dict[str, Any] | None:
         return self.db.read(lambda conn: q.get_job(conn, job_id))
@@ -169,7 +179,7 @@ class JobService:
                 raise JobNotFound(job_id)
             if job["state"] == "queued":
                 q.update_job(conn, job_id, state="cancelled", stage=None, finished_at=q.now_iso())
-                q.add_event(conn, job_id, "job.cancelled", {"while": "queued"})
+                ev.add_event(conn, job_id, "job.cancelled", {"while": "queued"})
                 return "cancelled"
             if job["state"] == "processing":
                 q.update_job(conn, job_id, cancel_requested=1)
@@ -192,7 +202,7 @@ class JobService:
                 conn, job_id, state="queued", stage=None, progress=0, error=None,
                 cancel_requested=0, finished_at=None, plan=None,
             )  # fmt: skip
-            q.add_event(conn, job_id, "job.retried", {"attempts_so_far": job["attempts"]})
+            ev.add_event(conn, job_id, "job.retried", {"attempts_so_far": job["attempts"]})
 
         self._remove_outputs(job_id)
         self.db.write(change)
@@ -207,7 +217,7 @@ class JobService:
             if job["state"] == "processing":
                 raise JobConflict("The job is being processed; cancel it first, then delete it.")
             q.delete_job(conn, job_id)
-            q.add_event(conn, job_id, "job.deleted", {})
+            ev.add_event(conn, job_id, "job.deleted", {})
 
         self.db.write(change)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
@@ -246,7 +256,7 @@ class JobService:
         if not job["cancel_requested"]:
             attempt = job["attempts"] + 1
             q.update_job(conn, job_id, state="processing", stage="planning", attempts=attempt)
-            q.add_event(conn, job_id, "job.processing", {"attempt": attempt})
+            ev.add_event(conn, job_id, "job.processing", {"attempt": attempt})
         return job
 
     def _render(self, job: dict[str, Any]) -> None:
@@ -281,7 +291,7 @@ class JobService:
                 q.update_job(
                     conn, job_id, state="done", stage=None, progress=100, finished_at=q.now_iso()
                 ),
-                q.add_event(conn, job_id, "job.completed", {"segments": len(plan.parts)}),
+                ev.add_event(conn, job_id, "job.completed", {"segments": len(plan.parts)}),
             )
         )
 
@@ -323,7 +333,7 @@ class JobService:
         self.db.write(
             lambda conn: (
                 q.upsert_segment(conn, job_id, segment),
-                q.add_event(
+                ev.add_event(
                     conn, job_id, "segment.ready",
                     {"index": part.index, "file": part_filename(part.index)},
                 ),
@@ -339,7 +349,7 @@ class JobService:
                     conn, job_id, state="cancelled", stage=None, cancel_requested=0,
                     finished_at=q.now_iso(),
                 ),
-                q.add_event(conn, job_id, "job.cancelled", {"while": "processing"}),
+                ev.add_event(conn, job_id, "job.cancelled", {"while": "processing"}),
             )
         )  # fmt: skip
 
@@ -353,7 +363,7 @@ class JobService:
                     conn, job_id, state="failed", stage=None, error=reason,
                     finished_at=q.now_iso(),
                 ),
-                q.add_event(conn, job_id, "job.failed", {"error": reason}),
+                ev.add_event(conn, job_id, "job.failed", {"error": reason}),
             )
         )  # fmt: skip
 
@@ -367,6 +377,7 @@ class _RenderWatch:
         self.last_write = 0.0
         self.last_check = 0.0
         self.cancelled = False
+        self.announced_step = 0  # tenths of the way already sent as job.progress
 
     def progress(self, fraction: float) -> None:
         now = time.monotonic()
@@ -374,7 +385,16 @@ class _RenderWatch:
             return
         self.last_write = now
         percent = round(min(99.9, max(0.0, fraction * 100)), 1)
-        self.service.db.write(lambda conn: q.update_job(conn, self.job_id, progress=percent))
+        step = int(percent // PROGRESS_EVENT_STEP)
+        announce = step > self.announced_step
+        self.announced_step = max(step, self.announced_step)
+
+        def write(conn: Any) -> None:
+            q.update_job(conn, self.job_id, progress=percent)
+            if announce:
+                ev.add_event(conn, self.job_id, "job.progress", {"percent": step * PROGRESS_EVENT_STEP})
+
+        self.service.db.write(write)
 
     def should_stop(self) -> bool:
         if self.service.stopping.is_set() or self.cancelled:

@@ -1,4 +1,4 @@
-"""SQL for jobs, segments and events. Each function takes a connection; callers choose
+"""SQL for jobs and segments. Each function takes a connection; callers choose
 the transaction (Database.write) or a read connection (Database.read)."""
 
 from __future__ import annotations
@@ -91,7 +91,12 @@ def update_job(conn: sqlite3.Connection, job_id: str, **changes: Any) -> None:
 
 
 def delete_job(conn: sqlite3.Connection, job_id: str) -> None:
-    conn.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+    # The event log goes with the job, except events a webhook has still to deliver.
+    conn.execute(
+        "DELETE FROM events WHERE job_id = ? AND id NOT IN"
+        " (SELECT event_id FROM webhook_deliveries WHERE state = 'pending')",
+        (job_id,),
+    )
     conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))  # segments cascade
 
 
@@ -126,22 +131,3 @@ def get_segment(conn: sqlite3.Connection, job_id: str, idx: int) -> dict[str, An
 
 def delete_segments(conn: sqlite3.Connection, job_id: str) -> None:
     conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
-
-
-def add_event(
-    conn: sqlite3.Connection, job_id: str | None, type_: str, data: dict[str, Any] | None = None
-) -> int:
-    cursor = conn.execute(
-        "INSERT INTO events (job_id, type, data, created_at) VALUES (?, ?, ?, ?)",
-        (job_id, type_, json.dumps(data or {}), now_iso()),
-    )
-    return int(cursor.lastrowid or 0)
-
-
-def list_events(
-    conn: sqlite3.Connection, job_id: str, *, after_id: int = 0
-) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after_id)
-    ).fetchall()
-    return [{**dict(row), "data": json.loads(row["data"])} for row in rows]

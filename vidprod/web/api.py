@@ -12,6 +12,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
+from vidprod.domain.webhooks import NewEndpoint
 from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.downloads import ranged_file
 from vidprod.web.live import job_event_stream
@@ -78,17 +79,30 @@ async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     received = await receive_upload(request, settings.tmp_dir / "uploads", settings.max_upload_bytes)
     try:
         options = _upload_options(received.fields)
+        webhook = await anyio.to_thread.run_sync(_job_webhook, state, received.fields)
         info = await anyio.to_thread.run_sync(jobs.check_source, received.path)
         job = await anyio.to_thread.run_sync(
-            lambda: jobs.create_job(received.path, received.filename, info, options)
+            lambda: jobs.create_job(received.path, received.filename, info, options, webhook)
         )
     finally:
         received.path.unlink(missing_ok=True)  # adopted files were moved away already
+    body = job_json(request, job, None)
+    if webhook is not None:  # the only time this secret is shown
+        body["webhook"] = {"endpoint_id": webhook.id, "url": webhook.url, "secret": webhook.secret}
     return Response(
-        job_json(request, job, None),
+        body,
         status_code=202,
         headers={"Location": str(request.url_for("job_status", job_id=job["id"]))},
     )
+
+
+def _job_webhook(state: State, fields: dict[str, str]) -> NewEndpoint | None:
+    """The job's own webhook_url (optional webhook_events: comma-separated types)."""
+    url = fields.get("webhook_url", "").strip()
+    if not url:
+        return None
+    types = [t.strip() for t in fields.get("webhook_events", "").split(",") if t.strip()]
+    return state.webhooks.prepare(url, types or None, description="job webhook")
 
 
 def _upload_options(fields: dict[str, str]) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from litestar.datastructures import State
 
 from vidprod.config import Settings
 from vidprod.domain.jobs import JobService
+from vidprod.domain.webhooks import WebhookService
 from vidprod.store import Database
-from vidprod.web.api import ROUTES
+from vidprod.web import api, webhooks
 from vidprod.web.auth import load_or_create_admin_token, require_admin
 from vidprod.web.live import CommitSignal
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from vidprod.web.uploads import discard_stale_uploads
+from vidprod.worker.deliveries import DeliveryWorker
 from vidprod.worker.queue import Worker
 
 log = logging.getLogger(__name__)
@@ -40,22 +42,39 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Litestar:
         worker = Worker(settings)
         jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping)
         worker.bind(jobs)
+        deliveries = DeliveryWorker(settings)
+        webhooks = WebhookService(db, settings, deliveries.kick)
+        deliveries.bind(webhooks)
         app.state.jobs = jobs
+        app.state.webhooks = webhooks
         app.state.worker = worker
+        app.state.deliveries = deliveries
         app.state.live = CommitSignal(asyncio.get_running_loop())
         db.add_commit_listener(app.state.live.notify)
+        if settings.webhook_allow_private:
+            log.warning(
+                "VIDPROD_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach private addresses"
+                " and plain http. Use this for tests and local use only."
+            )
         if run_worker:
+            db.add_commit_listener(deliveries.on_commit)
             worker.recover()
+            deliveries.recover()
             worker.start()
+            deliveries.start()
         try:
             yield
         finally:
             # Stop renders at the next frame; their jobs resume on the next start.
-            await anyio.to_thread.run_sync(worker.stop)
+            # Deliveries finish the request in flight; the rest stay pending.
+            await asyncio.gather(
+                anyio.to_thread.run_sync(worker.stop), anyio.to_thread.run_sync(deliveries.stop)
+            )
+            webhooks.close()
             db.close()
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*api.ROUTES, *webhooks.ROUTES],
         lifespan=[lifespan],
         guards=[require_admin],
         plugins=[problem_details_plugin()],

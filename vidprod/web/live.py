@@ -18,6 +18,7 @@ import anyio.to_thread
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from vidprod.domain.jobs import JobService
+from vidprod.events import payload
 
 KEEPALIVE_SECONDS = 15.0  # under Fly's 60 s idle timeout, and proxies' shorter ones
 FINISHED = ("done", "failed", "cancelled")
@@ -57,10 +58,6 @@ class CommitSignal:
             self.waiters.discard(waiter)
 
 
-def event_payload(event: dict[str, Any]) -> str:
-    return json.dumps({"type": event["type"], "timestamp": event["created_at"], "data": event["data"]})
-
-
 def _read(jobs: JobService, job_id: str, after_id: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     return jobs.events(job_id, after_id=after_id), jobs.find(job_id)
 
@@ -78,7 +75,7 @@ def job_event_stream(jobs: JobService, signal: CommitSignal, job_id: str, after_
                 wake.clear()
                 events, job = await anyio.to_thread.run_sync(_read, jobs, job_id, last)
                 for event in events:
-                    yield ServerSentEventMessage(data=event_payload(event), event=event["type"], id=event["id"])
+                    yield ServerSentEventMessage(data=json.dumps(payload(event)), event=event["type"], id=event["id"])
                     last = event["id"]
                 if signal.closed:
                     return

@@ -15,6 +15,7 @@ from litestar.plugins.problem_details import (
 )
 
 from vidprod.domain.jobs import JobConflict, JobNotFound
+from vidprod.domain.webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
 from vidprod.web.uploads import UploadRejected
 
@@ -54,6 +55,9 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 JobConflict: lambda exc: problem(409, str(exc)),
                 InvalidMedia: lambda exc: problem(422, str(exc)),
                 UploadRejected: lambda exc: problem(exc.status, exc.message),
+                EndpointNotFound: lambda exc: problem(404, str(exc)),
+                DeliveryNotFound: lambda exc: problem(404, str(exc)),
+                InvalidEndpoint: lambda exc: problem(422, str(exc)),
             },
         )
     )

@@ -31,6 +31,21 @@ class EmbeddedConsumer(Consumer):
         pass
 
 
+def start_consumer(huey: SqliteHuey, workers: int) -> EmbeddedConsumer:
+    """Consumer threads polling quickly (an idle poll is one small SQLite read)."""
+    consumer = EmbeddedConsumer(
+        huey,
+        workers=workers,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.05,
+        backoff=1.5,
+        max_delay=0.5,
+    )
+    consumer.start()
+    return consumer
+
+
 class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -76,16 +91,7 @@ class Worker:
 
     def start(self) -> None:
         self.stopping.clear()
-        self._consumer = EmbeddedConsumer(
-            self.huey,
-            workers=self.settings.workers,
-            worker_type="thread",
-            periodic=False,
-            initial_delay=0.05,
-            backoff=1.5,
-            max_delay=0.5,
-        )
-        self._consumer.start()
+        self._consumer = start_consumer(self.huey, self.settings.workers)
 
     def stop(self) -> None:
         """Ask running renders to stop at the next frame, then wait for the threads."""
