@@ -9,9 +9,11 @@ import time
 
 import av
 import pytest
+from standardwebhooks import Webhook
 
 from tests.clips import make_clip, media_facts
 from tests.conftest import shared_media
+from tests.receiver import Receiver
 from tests.server import Server, read_events
 
 pytestmark = pytest.mark.slow
@@ -192,3 +194,46 @@ def test_live_events_resume_after_a_disconnect_without_loss_or_repeats(start_ser
     assert set(payload) == {"type", "timestamp", "data"} and payload["type"] == "job.completed"
     assert server.client.get(url, headers={"Last-Event-ID": "abc"}).status_code == 400
     assert server.client.get("/jobs/nope/events").status_code == 404
+
+
+def test_webhook_receiver_down_while_the_app_is_killed_still_gets_every_event(start_server, minute_clip):
+    """The receiver is down, the app dies mid-render (SIGKILL), the receiver comes back,
+    the app restarts: every event of the job arrives, each once, in order, signed."""
+    receiver = Receiver()  # not started yet: connections are refused
+    env = {
+        "VIDPROD_SEGMENT_SECONDS": "10",
+        "VIDPROD_WEBHOOK_ALLOW_PRIVATE": "1",
+        "VIDPROD_WEBHOOK_RETRY_SCHEDULE": "0,1,1,1,1,1,1,1",
+    }
+    server = start_server(**env)
+    assert "VIDPROD_WEBHOOK_ALLOW_PRIVATE is on" in server.log_path.read_text()
+    created = server.client.post("/webhooks", json={"url": receiver.url})
+    assert created.status_code == 201
+    endpoint_id, secret = created.json()["id"], created.json()["secret"]
+    job_id = server.upload(minute_clip).json()["id"]
+    server.wait_for(job_id, lambda b: len(b.get("segments", [])) >= 2)
+    pending = server.client.get(f"/webhooks/{endpoint_id}/deliveries").json()["deliveries"]
+    assert pending and all(d["state"] == "pending" for d in pending)
+    assert any("refused" in (a["error"] or "").lower() for d in pending for a in d["attempts"])
+    server.signal(signal.SIGKILL)
+    server.wait_exit(10)
+
+    receiver.start()
+    try:
+        again = start_server(**env)
+        job = again.wait_done(job_id)
+        assert job["state"] == "done"
+        receiver.wait_for(lambda got: any(json.loads(r.body)["type"] == "job.completed" for r in got))
+        bodies = [Webhook(secret).verify(r.body, r.headers) for r in receiver.requests]
+        ids = [r.headers["webhook-id"] for r in receiver.requests]
+    finally:
+        receiver.stop()
+    assert len(ids) == len(set(ids)), "no event twice"
+    kinds = [b["type"] for b in bodies]
+    assert kinds[0] == "job.created" and kinds[-1] == "job.completed"
+    assert kinds.count("job.processing") == 2, "one per start"
+    assert kinds.count("segment.ready") == len(job["segments"])
+    times = [b["timestamp"] for b in bodies]
+    assert times == sorted(times), "in the order they happened"
+    log = again.client.get(f"/webhooks/{endpoint_id}/deliveries?limit=100").json()["deliveries"]
+    assert {d["state"] for d in log} == {"succeeded"} and len(log) == len(kinds)

@@ -62,33 +62,42 @@ def _read(jobs: JobService, job_id: str, after_id: int) -> tuple[list[dict[str, 
     return jobs.events(job_id, after_id=after_id), jobs.find(job_id)
 
 
-def job_event_stream(jobs: JobService, signal: CommitSignal, job_id: str, after_id: int) -> ServerSentEvent:
+async def job_event_messages(
+    jobs: JobService,
+    signal: CommitSignal,
+    job_id: str,
+    after_id: int,
+    keepalive_seconds: float = KEEPALIVE_SECONDS,
+) -> AsyncIterator[ServerSentEventMessage]:
     """Every event of the job after `after_id` (ids are the events' ids), live `progress`
     messages (not stored, no id) while it runs, keep-alive comments, and `end` once the
     job has finished and everything was sent."""
+    last = after_id
+    shown = None
+    with signal.subscribe() as wake:
+        while True:
+            wake.clear()
+            events, job = await anyio.to_thread.run_sync(_read, jobs, job_id, last)
+            for event in events:
+                yield ServerSentEventMessage(data=json.dumps(payload(event)), event=event["type"], id=event["id"])
+                last = event["id"]
+            if signal.closed:
+                return
+            if job is None or job["state"] in FINISHED:
+                yield ServerSentEventMessage(data=json.dumps({"state": job["state"] if job else "deleted"}), event="end")
+                return
+            now = {"state": job["state"], "stage": job["stage"], "progress": job["progress"]}
+            if now != shown:
+                shown = now
+                yield ServerSentEventMessage(data=json.dumps(now), event="progress")
+            try:
+                await asyncio.wait_for(wake.wait(), keepalive_seconds)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
 
-    async def stream() -> AsyncIterator[ServerSentEventMessage]:
-        last = after_id
-        shown = None
-        with signal.subscribe() as wake:
-            while True:
-                wake.clear()
-                events, job = await anyio.to_thread.run_sync(_read, jobs, job_id, last)
-                for event in events:
-                    yield ServerSentEventMessage(data=json.dumps(payload(event)), event=event["type"], id=event["id"])
-                    last = event["id"]
-                if signal.closed:
-                    return
-                if job is None or job["state"] in FINISHED:
-                    yield ServerSentEventMessage(data=json.dumps({"state": job["state"] if job else "deleted"}), event="end")
-                    return
-                now = {"state": job["state"], "stage": job["stage"], "progress": job["progress"]}
-                if now != shown:
-                    shown = now
-                    yield ServerSentEventMessage(data=json.dumps(now), event="progress")
-                try:
-                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    yield ServerSentEventMessage(comment="keep-alive", data=None)
 
-    return ServerSentEvent(stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+def job_event_stream(jobs: JobService, signal: CommitSignal, job_id: str, after_id: int) -> ServerSentEvent:
+    return ServerSentEvent(
+        job_event_messages(jobs, signal, job_id, after_id),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
