@@ -22,6 +22,7 @@ from vidprod.domain.webhooks import (
 from vidprod.net.ssrf import guarded_client
 from vidprod.store import Database
 from vidprod.store import events as ev
+from vidprod.store import jobs as q
 from vidprod.web.app import create_app
 
 T0 = 1_900_000_000.0
@@ -341,3 +342,18 @@ def test_upload_with_its_own_webhook_url(hook_client, auth, receiver, short_clip
             data={"webhook_url": "gopher://x"}, headers=auth,
         )  # fmt: skip
     assert refused.status_code == 422 and "https://" in refused.json()["detail"]
+
+
+def test_deleting_a_job_keeps_the_events_still_to_be_delivered(service, receiver):
+    endpoint, _ = service.create_endpoint(receiver.url)
+    receiver.script = [Reply(500)]
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    service.db.write(lambda conn: q.delete_job(conn, "job1"))
+    emit(service, "job.deleted")
+    service.clock.now += 10
+    drain(service, endpoint["id"])
+    assert [json.loads(r.body)["type"] for r in receiver.successes()] == ["job.created", "job.deleted"]
+    service.db.write(lambda conn: q.delete_job(conn, "job1"))
+    assert service.db.read(lambda conn: ev.list_events(conn, "job1")) == []
+    assert service.deliveries(endpoint["id"]) == [], "delivered history goes with the job"
