@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from vidprod import logs
 from vidprod.config import ConfigError, Settings
 
 
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vidprod: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "process":
@@ -113,6 +111,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through our handler (JSON on Fly)
         access_log=False,
     )
     def end_live_streams() -> None:

@@ -91,6 +91,22 @@ def _retry_schedule(text: str) -> tuple[float, ...]:
     return delays
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError("use one of: " + ", ".join(allowed))
+        return text
+
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _shown(default: Any) -> str:
     if isinstance(default, tuple):
         return ",".join(f"{value:g}" for value in default)
@@ -138,6 +154,38 @@ class Settings:
         "VIDPROD_WORKERS", _positive_int, 1, "Render worker threads (each uses ~2 cores)."
     )
     log_level: str = _setting("VIDPROD_LOG_LEVEL", _log_level, "INFO", "Logging level.")
+    log_format: str = _setting(
+        "VIDPROD_LOG_FORMAT", _choice("auto", "json", "text"), "auto",
+        "json (one object a line), text, or auto: text in a terminal, json otherwise.",
+    )
+    database_dir: Path | None = _setting(
+        "VIDPROD_DATABASE_DIR", _path, None,
+        "Where vidprod.db lives (default: the data dir; /litefs under LiteFS).",
+    )
+    idle_exit_seconds: int = _setting(
+        "VIDPROD_IDLE_EXIT_SECONDS", _non_negative_int, 0,
+        "Exit (status 0) after this long with nothing to do; 0 never (Fly sets 300).",
+    )
+    keep_hours: int = _setting(
+        "VIDPROD_KEEP_HOURS", _positive_int, 48,
+        "Hours a finished job's video files are kept once nothing will publish them.",
+    )
+    min_free_mb: int = _setting(
+        "VIDPROD_MIN_FREE_MB", _non_negative_int, 512,
+        "Refuse uploads (507) that would leave less free disk than this.",
+    )
+    metrics: str = _setting(
+        "VIDPROD_METRICS", _choice("token", "public", "off"), "token",
+        "/metrics: token (needs the admin token), public, or off.",
+    )
+    rate_limit: int = _setting(
+        "VIDPROD_RATE_LIMIT", _non_negative_int, 600,
+        "Requests a minute per client address; 0 turns the limit off.",
+    )
+    behind_fly: bool = _setting(
+        "VIDPROD_BEHIND_FLY", _flag, False,
+        "1 behind Fly's proxy: trust Fly-Client-IP for the client address.",
+    )
     webhook_allow_private: bool = _setting(
         "VIDPROD_WEBHOOK_ALLOW_PRIVATE",
         _flag,
@@ -156,7 +204,12 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "vidprod.db"
+        return (self.database_dir or self.data_dir) / "vidprod.db"
+
+    @property
+    def is_replica(self) -> bool:
+        """Under LiteFS, a `.primary` file next to the database means another node writes."""
+        return (self.database_path.parent / ".primary").exists()
 
     @property
     def queue_path(self) -> Path:

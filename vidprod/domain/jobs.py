@@ -21,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
 from vidprod.media.cuts import CutRules, Plan, plan_file
@@ -262,7 +263,9 @@ class JobService:
     def _render(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
         source = self.media_path(job["source_path"])
+        started = time.monotonic()
         plan = self._plan(job, source)
+        metrics.PROCESSING_SECONDS.labels("planning").observe(time.monotonic() - started)
         done = {
             s["idx"]
             for s in self.segments(job_id)
@@ -276,6 +279,15 @@ class JobService:
             size=self.settings.output_size,
             face_model=self._face_model_bytes(),
         )
+        frames = 0
+
+        def finished_part(part: RenderedPart) -> None:
+            nonlocal frames
+            self._record_part(job_id, part)
+            frames += round(part.duration * plan.rate)
+            metrics.FRAMES_RENDERED.inc(round(part.duration * plan.rate))
+
+        started = time.monotonic()
         render_parts(
             source,
             plan.parts,
@@ -283,9 +295,13 @@ class JobService:
             options,
             skip=done,
             on_progress=watch.progress,
-            on_part=lambda part: self._record_part(job_id, part),
+            on_part=finished_part,
             should_stop=watch.should_stop,
         )
+        seconds = time.monotonic() - started
+        metrics.PROCESSING_SECONDS.labels("rendering").observe(seconds)
+        if frames:
+            metrics.RENDER_FPS.observe(frames / seconds)
         self.db.write(
             lambda conn: (
                 q.update_job(

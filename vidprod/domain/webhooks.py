@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.events import CATALOGUE, message_id, payload
 from vidprod.net import ssrf
@@ -207,6 +208,10 @@ class WebhookService:
     def endpoints_with_pending(self) -> list[str]:
         return self.db.read(wq.endpoints_with_pending)
 
+    def due_within(self, seconds: float) -> int:
+        """Pending deliveries (to enabled endpoints) due in the next `seconds`."""
+        return self.db.read(lambda conn: wq.count_due(conn, self.clock() + seconds))
+
     def new_deliveries(self, after_id: int) -> tuple[list[str], int]:
         """Endpoints with deliveries queued after `after_id`, and the newest delivery id."""
         return self.db.read(lambda conn: wq.endpoints_with_deliveries_after(conn, after_id))
@@ -274,6 +279,8 @@ class WebhookService:
                 )  # fmt: skip
 
         self.db.write(write)
+        outcome = "disabled" if disable else changes.get("state", "retrying")
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
         if disable:
             log.warning("webhook endpoint %s answered 410 Gone: disabled", endpoint["url"])
         return now if "next_attempt_at" not in changes else changes["next_attempt_at"]

@@ -10,7 +10,7 @@ from typing import Any
 
 JOB_COLUMNS = {
     "state", "stage", "progress", "source_info", "options", "plan", "error",
-    "cancel_requested", "attempts", "finished_at",
+    "cancel_requested", "attempts", "finished_at", "files_removed_at",
 }  # fmt: skip
 
 
@@ -72,6 +72,17 @@ def count_jobs_by_state(conn: sqlite3.Connection) -> dict[str, int]:
 def unfinished_job_ids(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT id FROM jobs WHERE state IN ('queued', 'processing') ORDER BY created_at"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def jobs_with_files_ended_before(conn: sqlite3.Connection, cutoff_iso: str) -> list[str]:
+    """Finished jobs whose files are still on disk and that ended before the cutoff.
+    (Publishing adds: and none of the job's publications is still to run.)"""
+    rows = conn.execute(
+        "SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled')"
+        " AND files_removed_at IS NULL AND finished_at < ? ORDER BY finished_at",
+        (cutoff_iso,),
     ).fetchall()
     return [row[0] for row in rows]
 

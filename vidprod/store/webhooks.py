@@ -90,6 +90,14 @@ def endpoints_with_pending(conn: sqlite3.Connection) -> list[str]:
     return [row[0] for row in rows]
 
 
+def count_due(conn: sqlite3.Connection, before: float) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id"
+        " WHERE d.state = 'pending' AND e.enabled AND d.next_attempt_at <= ?",
+        (before,),
+    ).fetchone()[0]
+
+
 def endpoints_with_deliveries_after(conn: sqlite3.Connection, delivery_id: int) -> tuple[list[str], int]:
     """Endpoints that got deliveries with ids above `delivery_id`, and the highest id seen."""
     rows = conn.execute(

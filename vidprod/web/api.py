@@ -41,6 +41,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
         "created_at": job["created_at"],
         "updated_at": job["updated_at"],
         "finished_at": job["finished_at"],
+        "files_removed_at": job["files_removed_at"],
         "status_url": str(request.url_for("job_status", job_id=job["id"])),
     }
     if plan is not None:
@@ -76,7 +77,9 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
 async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     jobs = _service(state)
     settings = jobs.settings
-    received = await receive_upload(request, settings.tmp_dir / "uploads", settings.max_upload_bytes)
+    received = await receive_upload(
+        request, settings.tmp_dir / "uploads", settings.max_upload_bytes, settings.min_free_mb << 20
+    )
     try:
         options = _upload_options(received.fields)
         webhook = await anyio.to_thread.run_sync(_job_webhook, state, received.fields)

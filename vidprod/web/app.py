@@ -1,85 +1,155 @@
-"""The Litestar app factory. The lifespan owns the database and the in-process worker."""
+"""The Litestar app factory. The lifespan owns the database, the in-process workers and
+the idle watch that lets the app stop itself."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from vidprod import metrics
 from vidprod.config import Settings
+from vidprod.domain.housekeeping import Housekeeper
+from vidprod.domain.idle import IdleWatch, pending_work
 from vidprod.domain.jobs import JobService
 from vidprod.domain.webhooks import WebhookService
 from vidprod.store import Database
 from vidprod.web import api, webhooks
 from vidprod.web.auth import load_or_create_admin_token, require_admin
 from vidprod.web.live import CommitSignal
+from vidprod.web.middleware import client_address, request_tracking, security_headers
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from vidprod.web.uploads import discard_stale_uploads
 from vidprod.worker.deliveries import DeliveryWorker
+from vidprod.worker.housekeeping import schedule_housekeeping
 from vidprod.worker.queue import Worker
 
 log = logging.getLogger(__name__)
 
+IDLE_CHECK_SECONDS = 1.0
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> Litestar:
+
+def stop_this_process() -> None:
+    """The same path as Fly's kill signal: finish requests, stop workers, exit 0."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(
+    settings: Settings, *, run_worker: bool = True, on_idle: Callable[[], None] = stop_this_process
+) -> Litestar:
     """run_worker=False serves the API without consuming the queue (tests of the web
-    layer alone; jobs then stay queued)."""
+    layer alone; jobs then stay queued). on_idle is called once the idle watch says
+    the app may stop (only when VIDPROD_IDLE_EXIT_SECONDS is set)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     token, _ = load_or_create_admin_token(settings)
+    state = State({"admin_token": token, "idle": None})
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        replica = settings.is_replica
+        working = run_worker and not replica
+        if replica:
+            log.info("LiteFS replica (%s exists): serving reads, no workers", settings.database_path.parent / ".primary")
         if removed := discard_stale_uploads(settings.tmp_dir / "uploads"):
             log.info("removed %d upload(s) left unfinished by the previous run", removed)
         db = Database(settings.database_path)
-        db.migrate()
+        if not replica:
+            db.migrate()
         worker = Worker(settings)
         jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping)
         worker.bind(jobs)
         deliveries = DeliveryWorker(settings)
-        webhooks = WebhookService(db, settings, deliveries.kick)
-        deliveries.bind(webhooks)
+        hooks = WebhookService(db, settings, deliveries.kick)
+        deliveries.bind(hooks)
         app.state.jobs = jobs
-        app.state.webhooks = webhooks
+        app.state.webhooks = hooks
         app.state.worker = worker
         app.state.deliveries = deliveries
         app.state.live = CommitSignal(asyncio.get_running_loop())
         db.add_commit_listener(app.state.live.notify)
+        unregister_metrics = metrics.register(
+            metrics.AppCollector(
+                jobs.counts_by_state,
+                lambda: {"render": worker.huey.pending_count(), "webhooks": deliveries.pending_tasks()},
+                settings.data_dir,
+            )
+        )
         if settings.webhook_allow_private:
             log.warning(
                 "VIDPROD_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach private addresses"
                 " and plain http. Use this for tests and local use only."
             )
-        if run_worker:
+        idle_task = None
+        if working:
             db.add_commit_listener(deliveries.on_commit)
             worker.recover()
             deliveries.recover()
+            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings))()  # and once now
             worker.start()
             deliveries.start()
+            if settings.idle_exit_seconds:
+                watch = IdleWatch(settings.idle_exit_seconds, lambda window: pending_work(jobs, hooks, window))
+                app.state.idle = watch
+                idle_task = asyncio.create_task(_exit_when_idle(watch, on_idle))
         try:
             yield
         finally:
+            if idle_task is not None:
+                idle_task.cancel()
             # Stop renders at the next frame; their jobs resume on the next start.
             # Deliveries finish the request in flight; the rest stay pending.
             await asyncio.gather(
                 anyio.to_thread.run_sync(worker.stop), anyio.to_thread.run_sync(deliveries.stop)
             )
-            webhooks.close()
+            unregister_metrics()
+            hooks.close()
             db.close()
 
+    handlers: list = [*api.ROUTES, *webhooks.ROUTES]
+    middleware: list = [
+        request_tracking(lambda: state.idle),
+        security_headers(trust_forwarded_proto=settings.behind_fly),
+    ]
+    if settings.metrics != "off":
+        handlers.append(
+            type("Metrics", (PrometheusController,), {"opt": {"public": settings.metrics == "public"}})
+        )
+        middleware.append(PrometheusConfig(app_name="vidprod", prefix="vidprod", group_path=True).middleware)
+    if settings.rate_limit:
+        middleware.append(
+            RateLimitConfig(
+                rate_limit=("minute", settings.rate_limit),
+                identifier_for_request=client_address(settings.behind_fly),
+                exclude=["/health"],
+            ).middleware
+        )
     return Litestar(
-        route_handlers=[*api.ROUTES, *webhooks.ROUTES],
+        route_handlers=handlers,
         lifespan=[lifespan],
         guards=[require_admin],
+        middleware=middleware,
         plugins=[problem_details_plugin()],
         exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"admin_token": token}),
+        state=state,
         request_max_body_size=1 << 20,
         debug=False,
     )
+
+
+async def _exit_when_idle(watch: IdleWatch, on_idle: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(IDLE_CHECK_SECONDS)
+        if await anyio.to_thread.run_sync(watch.should_exit):
+            log.info("nothing to do for %.0f s: stopping (any request starts the app again)", watch.window)
+            on_idle()
+            return

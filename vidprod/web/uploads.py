@@ -23,6 +23,8 @@ from multipart import (
     parse_options_header,
 )
 
+from vidprod.domain.housekeeping import disk_room_problem
+
 WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes
 SYNC_EVERY = 64 << 20  # flush to disk as we go, so the final fsync is short
 MAX_FIELD_BYTES = 64 << 10
@@ -57,7 +59,11 @@ def too_large_message(limit_bytes: int) -> str:
     return f"The file is larger than this server accepts ({limit_bytes // (1024 * 1024)} MB)."
 
 
-async def receive_upload(request: Request, staging_dir: Path, limit_bytes: int) -> ReceivedUpload:
+async def receive_upload(
+    request: Request, staging_dir: Path, limit_bytes: int, floor_bytes: int
+) -> ReceivedUpload:
+    """Stream the multipart body to a staged file. Refused with 507, before anything is
+    stored or while receiving, when the disk would fall below `floor_bytes` free."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != "multipart/form-data" or not options.get("boundary"):
         raise UploadRejected(
@@ -68,8 +74,11 @@ async def receive_upload(request: Request, staging_dir: Path, limit_bytes: int) 
         raise UploadRejected(413, too_large_message(limit_bytes))
 
     staging_dir.mkdir(parents=True, exist_ok=True)
+    expected = int(declared) if declared and declared.isdigit() else 0
+    if short := disk_room_problem(staging_dir, expected, floor_bytes):
+        raise UploadRejected(507, short)
     staged = staging_dir / f"upload-{uuid.uuid4().hex}.part"
-    receiver = _Receiver(staged, limit_bytes)
+    receiver = _Receiver(staged, limit_bytes, floor_bytes)
     try:
         parser = PushMultipartParser(
             options["boundary"],
@@ -92,9 +101,10 @@ async def receive_upload(request: Request, staging_dir: Path, limit_bytes: int) 
 
 
 class _Receiver:
-    def __init__(self, staged: Path, limit_bytes: int) -> None:
+    def __init__(self, staged: Path, limit_bytes: int, floor_bytes: int) -> None:
         self.staged = staged
         self.limit = limit_bytes
+        self.floor = floor_bytes
         self.file: IO[bytes] | None = None
         self.filename = ""
         self.size = 0
@@ -143,6 +153,9 @@ class _Receiver:
         if self.since_sync >= SYNC_EVERY:
             self.since_sync = 0
             await anyio.to_thread.run_sync(self._sync)
+            # A chunked body declares no size: check the room as it grows.
+            if short := disk_room_problem(self.staged.parent, 0, self.floor):
+                raise UploadRejected(507, short)
 
     def _sync(self) -> None:
         assert self.file is not None

@@ -112,7 +112,8 @@ class DeliveryWorker:
 
     def start(self) -> None:
         self.stopping.clear()
-        self._consumer = start_consumer(self.huey, self.settings.webhook_workers)
+        # Periodic tasks (housekeeping) run here too: this queue never waits on a render.
+        self._consumer = start_consumer(self.huey, self.settings.webhook_workers, periodic=True)
 
     def stop(self) -> None:
         """Finish the request in flight (at most the 15 s delivery deadline), send no more."""

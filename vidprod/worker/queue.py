@@ -15,6 +15,7 @@ from typing import Any
 from huey import SqliteHuey
 from huey.consumer import Consumer
 
+from vidprod import logs
 from vidprod.config import Settings
 from vidprod.domain.jobs import JobService
 
@@ -31,13 +32,13 @@ class EmbeddedConsumer(Consumer):
         pass
 
 
-def start_consumer(huey: SqliteHuey, workers: int) -> EmbeddedConsumer:
+def start_consumer(huey: SqliteHuey, workers: int, *, periodic: bool = False) -> EmbeddedConsumer:
     """Consumer threads polling quickly (an idle poll is one small SQLite read)."""
     consumer = EmbeddedConsumer(
         huey,
         workers=workers,
         worker_type="thread",
-        periodic=False,
+        periodic=periodic,
         initial_delay=0.05,
         backoff=1.5,
         max_delay=0.5,
@@ -72,9 +73,11 @@ class Worker:
             if job_id in self._running:
                 return
             self._running.add(job_id)
+        token = logs.job_id.set(job_id)  # every log line of this job names it
         try:
             self.service.process(job_id)
         finally:
+            logs.job_id.reset(token)
             with self._running_lock:
                 self._running.discard(job_id)
 

@@ -1,0 +1,32 @@
+# vidprod on Fly.io: LiteFS (as root, for FUSE) runs migrations, then the app as an
+# unprivileged user. `deploy/install.sh` runs the same install steps on a host in CI.
+
+# --- build: resolve and install the locked dependencies into /app/.venv --------------
+FROM python:3.11-slim-bookworm AS build
+COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md LICENSE ./
+COPY vidprod ./vidprod
+COPY deploy/install.sh deploy/install.sh
+RUN deploy/install.sh /app
+
+# --- runtime: Python, the venv, LiteFS; nothing to build with ------------------------
+FROM python:3.11-slim-bookworm
+RUN apt-get update -y \
+ && apt-get install -y --no-install-recommends ca-certificates fuse3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin vidprod
+COPY --from=flyio/litefs:0.5 /usr/local/bin/litefs /usr/local/bin/litefs
+COPY --from=build /app /app
+COPY litefs.yml /etc/litefs.yml
+ENV PATH="/app/.venv/bin:$PATH" \
+    PYTHONUNBUFFERED=1 \
+    VIDPROD_DATA_DIR=/data \
+    TMPDIR=/data/tmp
+WORKDIR /data
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4); sys.exit(0)"
+# LiteFS mounts /litefs, waits for the lease, runs `exec` from litefs.yml.
+ENTRYPOINT ["litefs", "mount"]

@@ -1,0 +1,9 @@
+#!/bin/sh
+# The Dockerfile's install steps, runnable on any host (CI runs them as a test):
+# locked runtime dependencies only, the project itself, and a check that the verified
+# face model loads. Usage: deploy/install.sh PROJECT_DIR
+set -eu
+cd "$1"
+uv sync --frozen --no-dev --no-editable
+.venv/bin/python -c "from vidprod.media.faces import face_model_bytes; face_model_bytes(None)"
+.venv/bin/vidprod --help >/dev/null

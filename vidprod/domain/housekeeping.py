@@ -1,0 +1,74 @@
+"""Keeping the data volume from filling: expiring old files, refusing work with no room."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vidprod.config import Settings
+from vidprod.store import Database
+from vidprod.store import jobs as q
+
+log = logging.getLogger(__name__)
+
+ABANDONED_UPLOAD_HOURS = 24  # a staged upload nobody wrote to for this long is dead
+# An upload needs room for itself and about as much again for its parts.
+ROOM_FACTOR = 2
+
+
+def disk_room_problem(path: Path, incoming_bytes: int, floor_bytes: int) -> str | None:
+    """Words for the uploader when storing `incoming_bytes` (and its parts) would leave
+    less than the floor free; None when there is room."""
+    free = shutil.disk_usage(path).free
+    if free - incoming_bytes * ROOM_FACTOR >= floor_bytes:
+        return None
+    return (
+        f"The server is short of disk space ({free // 2**20} MB free, and it keeps "
+        f"{floor_bytes // 2**20} MB spare). Try again after old jobs have been cleaned up, "
+        "or delete finished jobs."
+    )
+
+
+class Housekeeper:
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    def run(self) -> dict[str, int]:
+        removed_jobs = self.remove_expired_job_files()
+        removed_uploads = self.remove_abandoned_uploads()
+        if removed_jobs or removed_uploads:
+            log.info(
+                "housekeeping: removed files of %d job(s), %d abandoned upload(s)",
+                len(removed_jobs), removed_uploads,
+            )  # fmt: skip
+        return {"jobs": len(removed_jobs), "uploads": removed_uploads}
+
+    def remove_expired_job_files(self) -> list[str]:
+        """Source and parts of jobs that ended more than VIDPROD_KEEP_HOURS ago.
+        The job rows, plan and events stay; downloads then answer 410."""
+        cutoff = datetime.fromtimestamp(self.clock() - self.settings.keep_hours * 3600, UTC).isoformat(
+            timespec="milliseconds"
+        )
+        expired = self.db.read(lambda conn: q.jobs_with_files_ended_before(conn, cutoff))
+        for job_id in expired:
+            shutil.rmtree(self.settings.media_dir / job_id, ignore_errors=True)
+            self.db.write(lambda conn, job_id=job_id: q.update_job(conn, job_id, files_removed_at=q.now_iso()))
+        return expired
+
+    def remove_abandoned_uploads(self) -> int:
+        cutoff = self.clock() - ABANDONED_UPLOAD_HOURS * 3600
+        removed = 0
+        for path in (self.settings.tmp_dir / "uploads").glob("upload-*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # finished or discarded meanwhile
+        return removed

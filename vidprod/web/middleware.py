@@ -1,0 +1,95 @@
+"""ASGI middleware: request ids and idle tracking, security headers, the client's address."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from litestar import Request
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from vidprod import logs
+from vidprod.domain.idle import IdleWatch
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+# No inline script or style anywhere, so the policy can forbid them.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def request_tracking(get_watch: Callable[[], IdleWatch | None]) -> Callable[[ASGIApp], ASGIApp]:
+    """A request id for each request (the caller's X-Request-ID when it is sane), set for
+    the logs and echoed back; and every request told to the idle watch."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            given = MutableScopeHeaders(scope).get("x-request-id", "")
+            rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+            token = logs.request_id.set(rid)
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableScopeHeaders.from_message(message)["x-request-id"] = rid
+                await send(message)
+
+            watch = get_watch()
+            counted = watch.request_started(scope["path"]) if watch else False
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                if counted and watch:
+                    watch.request_finished()
+                logs.request_id.reset(token)
+
+        return tracked
+
+    return middleware
+
+
+def security_headers(trust_forwarded_proto: bool) -> Callable[[ASGIApp], ASGIApp]:
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def secured(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            https = scope.get("scheme") == "https" or (
+                trust_forwarded_proto and MutableScopeHeaders(scope).get("x-forwarded-proto") == "https"
+            )
+
+            async def send_secured(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = MutableScopeHeaders.from_message(message)
+                    headers["x-content-type-options"] = "nosniff"
+                    headers["x-frame-options"] = "DENY"
+                    headers["referrer-policy"] = "same-origin"
+                    headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+                    if https:
+                        headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
+                await send(message)
+
+            await app(scope, receive, send_secured)
+
+        return secured
+
+    return middleware
+
+
+def client_address(behind_fly: bool) -> Callable[[Request], str]:
+    """Behind Fly's proxy the client is in Fly-Client-IP (set by the proxy, not the client);
+    anywhere else that header could be forged, so the socket's address is used."""
+
+    def address(request: Request) -> str:
+        if behind_fly and (fly := request.headers.get("fly-client-ip")):
+            return fly
+        return request.client.host if request.client else "unknown"
+
+    return address
