@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import signal
 import threading
 import time
@@ -115,7 +116,7 @@ def test_sigkill_mid_render_then_restart_finishes_without_duplicates(start_serve
     _check_parts(again, job, minute_clip, 10, tmp_path)
 
 
-def test_sigterm_with_a_job_in_flight_exits_quickly_and_resumes(start_server, minute_clip):
+def test_sigterm_with_a_job_in_flight_exits_quickly_and_resumes(start_server, minute_clip, tmp_path):
     server = start_server(VIDPROD_SEGMENT_SECONDS="10")
     job_id = server.upload(minute_clip).json()["id"]
     stream: dict = {}
@@ -126,7 +127,9 @@ def test_sigterm_with_a_job_in_flight_exits_quickly_and_resumes(start_server, mi
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    server.wait_for(job_id, lambda b: b["stage"] == "rendering" and b["progress"] > 0)
+    server.wait_for(job_id, lambda b: len(b.get("segments", [])) >= 1)
+    parts_dir = tmp_path / "data" / "media" / job_id / "parts"
+    finished = {p.name: p.stat().st_mtime_ns for p in parts_dir.glob("part-*.mp4")}
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     assert server.wait_exit(10) == 0
@@ -135,6 +138,22 @@ def test_sigterm_with_a_job_in_flight_exits_quickly_and_resumes(start_server, mi
     assert stream["messages"][0]["event"] == "job.created"
     again = start_server(VIDPROD_SEGMENT_SECONDS="10")
     assert again.wait_done(job_id)["state"] == "done"
+    assert finished and {name: (parts_dir / name).stat().st_mtime_ns for name in finished} == finished, (
+        "parts finished before the SIGTERM were not encoded again"
+    )
+
+
+def test_idle_exit_waits_for_the_job_then_exits_cleanly(start_server, minute_clip):
+    """No request after the upload: the 2 s idle window passes while the job renders,
+    yet the app stays until the job is done, then exits with status 0."""
+    server = start_server(VIDPROD_SEGMENT_SECONDS="10", VIDPROD_IDLE_EXIT_SECONDS="2")
+    job_id = server.upload(minute_clip).json()["id"]
+    assert server.wait_exit(120) == 0
+    assert "nothing to do for 2 s: stopping" in server.log_path.read_text()
+    job = start_server().status(job_id)  # on Fly any request starts it again
+    assert job["state"] == "done" and job["attempts"] == 1, "never stopped mid-job"
+    took = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])
+    assert took.total_seconds() > 2, "the render outlasted the idle window, so the rule was tested"
 
 
 def test_cancel_retry_and_delete_through_the_api(start_server, minute_clip, short_clip, tmp_path):
