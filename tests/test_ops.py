@@ -298,3 +298,11 @@ def test_upload_is_refused_with_507_when_the_disk_floor_would_be_crossed(setting
         assert "disk space" in answer.json()["detail"]
         assert client.get("/jobs", headers=auth).json()["total"] == 0
     assert list((settings.tmp_dir / "uploads").glob("*")) == [], "nothing stored"
+
+
+def test_one_access_log_line_per_request_with_its_id(idle_client, auth, caplog):
+    with caplog.at_level(logging.INFO, logger="vidprod.access"):
+        idle_client.get("/jobs", headers={**auth, "X-Request-ID": "trace-000123"})
+        idle_client.get("/health")
+    lines = [r for r in caplog.records if r.name == "vidprod.access"]
+    assert [r.getMessage().split(" ")[:3] for r in lines] == [["GET", "/jobs", "200"]], "probes stay quiet"

@@ -142,6 +142,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,
         request_max_body_size=1 << 20,
+        logging_config=None,  # logs.configure() owns logging (JSON on Fly)
         debug=False,
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -11,7 +13,9 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidprod import logs
-from vidprod.domain.idle import IdleWatch
+from vidprod.domain.idle import PROBE_PATHS, IdleWatch
+
+access = logging.getLogger("vidprod.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -36,8 +40,13 @@ def request_tracking(get_watch: Callable[[], IdleWatch | None]) -> Callable[[ASG
             rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
             token = logs.request_id.set(rid)
 
+            status = 0
+            started = time.perf_counter()
+
             async def send_with_id(message: Message) -> None:
+                nonlocal status
                 if message["type"] == "http.response.start":
+                    status = message["status"]
                     MutableScopeHeaders.from_message(message)["x-request-id"] = rid
                 await send(message)
 
@@ -48,6 +57,12 @@ def request_tracking(get_watch: Callable[[], IdleWatch | None]) -> Callable[[ASG
             finally:
                 if counted and watch:
                     watch.request_finished()
+                # One line a request; probes only at debug level (Fly checks every 30 s).
+                access.log(
+                    logging.DEBUG if scope["path"] in PROBE_PATHS else logging.INFO,
+                    "%s %s %d %.1f ms", scope["method"], scope["path"], status,
+                    (time.perf_counter() - started) * 1000,
+                )  # fmt: skip
                 logs.request_id.reset(token)
 
         return tracked
