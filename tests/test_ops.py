@@ -22,7 +22,7 @@ from vidprod import logs
 from vidprod.config import Settings
 from vidprod.domain.housekeeping import ABANDONED_UPLOAD_HOURS, Housekeeper
 from vidprod.domain.idle import IdleWatch, pending_work
-from vidprod.domain.jobs import JobService
+from vidprod.domain.jobs import JobConflict, JobService
 from vidprod.domain.webhooks import WebhookService
 from vidprod.store import Database
 from vidprod.store import events as ev
@@ -306,3 +306,11 @@ def test_one_access_log_line_per_request_with_its_id(idle_client, auth, caplog):
         idle_client.get("/health")
     lines = [r for r in caplog.records if r.name == "vidprod.access"]
     assert [r.getMessage().split(" ")[:3] for r in lines] == [["GET", "/jobs", "200"]], "probes stay quiet"
+
+
+def test_a_job_whose_files_were_removed_cannot_be_retried(db, settings):
+    jobs = JobService(db, settings, enqueue=lambda job_id: None)
+    add_job(db, "old", "failed", "2020-01-01T00:00:00.000+00:00")
+    assert Housekeeper(db, settings).run()["jobs"] == 1
+    with pytest.raises(JobConflict, match="removed by housekeeping after 48 hours"):
+        jobs.retry("old")

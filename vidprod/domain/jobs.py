@@ -198,6 +198,11 @@ class JobService:
                 raise JobNotFound(job_id)
             if job["state"] not in ("failed", "cancelled"):
                 raise JobConflict(f"The job is {job['state']}; only a failed or cancelled job can be retried.")
+            if job["files_removed_at"]:
+                raise JobConflict(
+                    "This job's video was removed by housekeeping after "
+                    f"{self.settings.keep_hours} hours; upload it again to make new parts."
+                )
             q.delete_segments(conn, job_id)
             q.update_job(
                 conn, job_id, state="queued", stage=None, progress=0, error=None,
@@ -284,8 +289,9 @@ class JobService:
         def finished_part(part: RenderedPart) -> None:
             nonlocal frames
             self._record_part(job_id, part)
-            frames += round(part.duration * plan.rate)
-            metrics.FRAMES_RENDERED.inc(round(part.duration * plan.rate))
+            count = round(part.duration * plan.rate)
+            frames += count
+            metrics.FRAMES_RENDERED.inc(count)
 
         started = time.monotonic()
         render_parts(
