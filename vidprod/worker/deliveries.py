@@ -94,7 +94,7 @@ class DeliveryWorker:
                     if endpoint_id in self._again:
                         self._again.discard(endpoint_id)
                         continue
-                    self._running.discard(endpoint_id)
+                    self._running.discard(endpoint_id)  # under the lock: a kick now runs anew
                     break
         finally:
             with self._lock:
