@@ -27,7 +27,7 @@ from vidprod.net.webhook_client import Answer, new_secret, post_message
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import webhooks as wq
-from vidprod.store.jobs import now_iso
+from vidprod.store.database import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -221,15 +221,16 @@ class WebhookService:
 
         Returns None when nothing is left to send (or the endpoint is disabled or gone),
         otherwise the time (clock seconds) to come back for the next one."""
-        endpoint, head = self.db.read(
-            lambda conn: (wq.get_endpoint(conn, endpoint_id), wq.head_delivery(conn, endpoint_id))
-        )
+        def read(conn: Any) -> tuple[Any, Any, Any]:
+            endpoint, head = wq.get_endpoint(conn, endpoint_id), wq.head_delivery(conn, endpoint_id)
+            return endpoint, head, ev.get_event(conn, head["event_id"]) if head else None
+
+        endpoint, head, event = self.db.read(read)
         if endpoint is None or not endpoint["enabled"] or head is None:
             return None
         now = self.clock()
         if head["next_attempt_at"] > now:
             return head["next_attempt_at"]
-        event = self.db.read(lambda conn: ev.get_event(conn, head["event_id"]))
         if event is None:  # cannot happen while the foreign key cascades; never loop on it
             self.db.write(lambda conn: wq.update_delivery(conn, head["id"], state="failed", last_error="event gone"))
             return now

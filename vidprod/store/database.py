@@ -11,15 +11,35 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def update_row(
+    conn: sqlite3.Connection, table: str, columns: Iterable[str], row_id: object, changes: dict[str, Any]
+) -> None:
+    """UPDATE one row by id, setting only known columns (names are never user input) and
+    stamping updated_at."""
+    unknown = set(changes) - set(columns)
+    if unknown:
+        raise ValueError(f"not {table} columns: {sorted(unknown)}")
+    assignments = ", ".join(f"{key} = ?" for key in changes)
+    conn.execute(
+        f"UPDATE {table} SET {assignments}, updated_at = ? WHERE id = ?",
+        (*changes.values(), now_iso(), row_id),
+    )
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from vidprod.events import OPT_IN, bounded
-from vidprod.store.jobs import now_iso
+from vidprod.store.database import now_iso
 
 
 def add_event(

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
 from typing import Any
+
+from vidprod.store.database import now_iso, update_row
 
 JOB_COLUMNS = {
     "state", "stage", "progress", "source_info", "options", "plan", "error",
     "cancel_requested", "attempts", "finished_at", "files_removed_at",
 }  # fmt: skip
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _decode_job(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -88,17 +85,10 @@ def jobs_with_files_ended_before(conn: sqlite3.Connection, cutoff_iso: str) -> l
 
 
 def update_job(conn: sqlite3.Connection, job_id: str, **changes: Any) -> None:
-    unknown = set(changes) - JOB_COLUMNS
-    if unknown:
-        raise ValueError(f"not job columns: {sorted(unknown)}")
     for key in ("source_info", "options", "plan"):
         if key in changes and changes[key] is not None:
             changes[key] = json.dumps(changes[key])
-    assignments = ", ".join(f"{key} = ?" for key in changes)
-    conn.execute(
-        f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
-        (*changes.values(), now_iso(), job_id),
-    )
+    update_row(conn, "jobs", JOB_COLUMNS, job_id, changes)
 
 
 def delete_job(conn: sqlite3.Connection, job_id: str) -> None:

@@ -6,12 +6,13 @@ import json
 import sqlite3
 from typing import Any
 
-from vidprod.store.jobs import now_iso
+from vidprod.store.database import now_iso, update_row
 
 ENDPOINT_COLUMNS = {
     "url", "description", "event_types", "enabled", "disabled_reason", "secret",
     "previous_secret", "previous_expires_at",
 }  # fmt: skip
+DELIVERY_COLUMNS = {"state", "step", "next_attempt_at", "last_status", "last_error"}
 
 
 def _endpoint(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -63,18 +64,11 @@ def list_endpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, **changes: Any) -> None:
-    unknown = set(changes) - ENDPOINT_COLUMNS
-    if unknown:
-        raise ValueError(f"not endpoint columns: {sorted(unknown)}")
     if "event_types" in changes and changes["event_types"] is not None:
         changes["event_types"] = json.dumps(changes["event_types"])
     if "enabled" in changes:
         changes["enabled"] = int(changes["enabled"])
-    assignments = ", ".join(f"{key} = ?" for key in changes)
-    conn.execute(
-        f"UPDATE webhook_endpoints SET {assignments}, updated_at = ? WHERE id = ?",
-        (*changes.values(), now_iso(), endpoint_id),
-    )
+    update_row(conn, "webhook_endpoints", ENDPOINT_COLUMNS, endpoint_id, changes)
 
 
 def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> None:
@@ -136,11 +130,7 @@ def list_deliveries(
 
 
 def update_delivery(conn: sqlite3.Connection, delivery_id: int, **changes: Any) -> None:
-    assignments = ", ".join(f"{key} = ?" for key in changes)
-    conn.execute(
-        f"UPDATE webhook_deliveries SET {assignments}, updated_at = ? WHERE id = ?",
-        (*changes.values(), now_iso(), delivery_id),
-    )
+    update_row(conn, "webhook_deliveries", DELIVERY_COLUMNS, delivery_id, changes)
 
 
 def requeue_failed(conn: sqlite3.Connection, endpoint_id: str) -> int:

@@ -12,31 +12,27 @@ from __future__ import annotations
 import logging
 import threading
 
-from huey import SqliteHuey
-
 from vidprod.config import Settings
 from vidprod.domain.webhooks import WebhookService
-from vidprod.worker.queue import EmbeddedConsumer, start_consumer
+from vidprod.worker.queue import EmbeddedQueue
 
 log = logging.getLogger(__name__)
 
 ERROR_BACKOFF_SECONDS = 30.0  # after an unexpected error (not a failed delivery)
 
 
-class DeliveryWorker:
+class DeliveryWorker(EmbeddedQueue):
+    """Stopping finishes the request in flight (at most the 15 s deadline), sends no more.
+    Periodic tasks (housekeeping) run on this queue too: it never waits on a render."""
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.huey = SqliteHuey(
-            name="vidprod-io", filename=str(settings.io_queue_path), results=False, utc=True
-        )
-        self.stopping = threading.Event()
+        super().__init__("vidprod-io", settings.io_queue_path, settings.webhook_workers, periodic=True)
         self.service: WebhookService | None = None
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._again: set[str] = set()  # kicked while running: look once more before leaving
         self._scheduled: dict[str, float] = {}  # endpoint -> earliest eta already queued
         self._seen_delivery = 0
-        self._consumer: EmbeddedConsumer | None = None
         self._task = self.huey.task(name="deliver_webhooks")(self._deliver)
 
     def bind(self, service: WebhookService) -> None:
@@ -109,18 +105,6 @@ class DeliveryWorker:
                 return  # an earlier look is queued already; it will find this one
             self._scheduled[endpoint_id] = wake
         self._task.schedule(args=(endpoint_id,), delay=max(0.0, wake - self.service.clock()))
-
-    def start(self) -> None:
-        self.stopping.clear()
-        # Periodic tasks (housekeeping) run here too: this queue never waits on a render.
-        self._consumer = start_consumer(self.huey, self.settings.webhook_workers, periodic=True)
-
-    def stop(self) -> None:
-        """Finish the request in flight (at most the 15 s delivery deadline), send no more."""
-        self.stopping.set()
-        if self._consumer is not None:
-            self._consumer.stop(graceful=True)
-            self._consumer = None
 
     def pending_tasks(self) -> int:
         return self.huey.pending_count() + self.huey.scheduled_count()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey
@@ -32,29 +33,41 @@ class EmbeddedConsumer(Consumer):
         pass
 
 
-def start_consumer(huey: SqliteHuey, workers: int, *, periodic: bool = False) -> EmbeddedConsumer:
-    """Consumer threads polling quickly (an idle poll is one small SQLite read)."""
-    consumer = EmbeddedConsumer(
-        huey,
-        workers=workers,
-        worker_type="thread",
-        periodic=periodic,
-        initial_delay=0.05,
-        backoff=1.5,
-        max_delay=0.5,
-    )
-    consumer.start()
-    return consumer
+class EmbeddedQueue:
+    """A SqliteHuey queue on its own file and the consumer threads that serve it, started
+    and stopped by the app's lifespan. Subclasses add their tasks."""
+
+    def __init__(self, name: str, path: Path, workers: int, *, periodic: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.huey = SqliteHuey(name=name, filename=str(path), results=False, utc=True)
+        self.workers = workers
+        self.periodic = periodic
+        self.stopping = threading.Event()  # tasks look at it to stop early
+        self._consumer: EmbeddedConsumer | None = None
+
+    def start(self) -> None:
+        self.stopping.clear()
+        # Threads poll quickly: an idle poll is one small SQLite read.
+        self._consumer = EmbeddedConsumer(
+            self.huey, workers=self.workers, worker_type="thread", periodic=self.periodic,
+            initial_delay=0.05, backoff=1.5, max_delay=0.5,
+        )  # fmt: skip
+        self._consumer.start()
+
+    def stop(self) -> None:
+        """Tell running tasks to stop, then wait for the threads to finish them."""
+        self.stopping.set()
+        if self._consumer is not None:
+            self._consumer.stop(graceful=True)
+            self._consumer = None
 
 
-class Worker:
+class Worker(EmbeddedQueue):
+    """Renders: a render stops at the next frame once `stopping` is set."""
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__("vidprod", settings.queue_path, settings.workers)
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.huey = SqliteHuey(
-            name="vidprod", filename=str(settings.queue_path), results=False, utc=True
-        )
-        self.stopping = threading.Event()
         self.service: JobService | None = None
         self._running: set[str] = set()
         self._running_lock = threading.Lock()
@@ -92,17 +105,6 @@ class Worker:
             log.info("re-queued %d unfinished job(s): %s", len(job_ids), ", ".join(job_ids))
         return job_ids
 
-    def start(self) -> None:
-        self.stopping.clear()
-        self._consumer = start_consumer(self.huey, self.settings.workers)
-
-    def stop(self) -> None:
-        """Ask running renders to stop at the next frame, then wait for the threads."""
-        self.stopping.set()
-        if self._consumer is not None:
-            self._consumer.stop(graceful=True)
-            self._consumer = None
-
     def state(self) -> dict[str, Any]:
         running = self._consumer is not None and not self.stopping.is_set()
         with self._running_lock:
@@ -111,5 +113,5 @@ class Worker:
             "state": "running" if running else "stopped",
             "depth": self.huey.pending_count(),
             "active": active,
-            "workers": self.settings.workers,
+            "workers": self.workers,
         }
