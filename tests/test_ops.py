@@ -20,13 +20,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.receiver import Reply, running_receiver
 from vidprod import logs
 from vidprod.config import Settings
+from vidprod.domain.accounts import AccountService
 from vidprod.domain.housekeeping import ABANDONED_UPLOAD_HOURS, Housekeeper
 from vidprod.domain.idle import IdleWatch, pending_work
 from vidprod.domain.jobs import JobConflict, JobService
+from vidprod.domain.publishing import PublicationService
 from vidprod.domain.webhooks import WebhookService
+from vidprod.publish.platforms import load_platforms
 from vidprod.store import Database
+from vidprod.store import accounts as aq
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
+from vidprod.store import publications as pq
+from vidprod.vault import Vault
 from vidprod.web.app import create_app
 
 
@@ -65,7 +71,9 @@ def test_idle_exit_only_when_nothing_is_pending(db, settings):
     jobs = JobService(db, settings, enqueue=lambda job_id: None)
     hook_clock = Clock(time.time())
     hooks = WebhookService(db, settings, kick=lambda e: None, clock=hook_clock)
-    watch = IdleWatch(300, lambda window: pending_work(jobs, hooks, window), clock=clock)
+    accounts = AccountService(db, settings, load_platforms(settings), Vault.from_settings(settings), hook_clock)
+    publications = PublicationService(db, settings, jobs, accounts, hook_clock, kick=lambda i, w: None)
+    watch = IdleWatch(300, lambda window: pending_work(jobs, hooks, publications, window), clock=clock)
 
     assert not watch.should_exit(), "just started: the window has not passed"
     clock.now += 301
@@ -99,7 +107,32 @@ def test_idle_exit_only_when_nothing_is_pending(db, settings):
     assert watch.should_exit(), "a retry hours away waits for the next start"
     hook_clock.now += 5 * 3600 - 100
     assert not watch.should_exit(), "due within the window"
+    db.write(lambda c: c.execute("DELETE FROM webhook_deliveries"))
+    assert watch.should_exit()
+
+    # A publication due within the window keeps it up; one due tomorrow does not.
+    add_publication(db, "j1", due_at=hook_clock.now + 86400)
+    assert watch.should_exit(), "a post due tomorrow waits for the wake-up cron"
+    hook_clock.now += 86400 - 120
+    assert watch.reasons_to_stay() == ["1 publication(s) due"]
+    db.write(lambda c: c.execute("UPDATE publications SET state = 'waiting'"))
+    assert watch.should_exit(), "a post waiting for a reconnect needs a person, not the app"
     hooks.close()
+
+
+def add_publication(db: Database, job_id: str, due_at: float, state: str = "scheduled") -> str:
+    publication_id = f"pub_{job_id}_{due_at:.0f}"
+
+    def insert(c):
+        aq.upsert_account(c, account_id="acc1", platform="youtube", remote_id="UC1", name="Chan",
+                          sandbox=True, tokens="x", expires_at=None)  # fmt: skip
+        pq.insert_publication(c, {"id": publication_id, "job_id": job_id, "segment_idx": 0,
+                                  "account_id": "acc1", "platform": "youtube", "title": "t", "caption": "c",
+                                  "privacy": "public", "options": {}, "due_at": due_at})  # fmt: skip
+        pq.update_publication(c, publication_id, state=state)
+        return publication_id
+
+    return db.write(insert)
 
 
 def test_idle_watch_off_when_the_window_is_zero(db, settings):
@@ -261,12 +294,20 @@ def test_housekeeping_removes_exactly_the_expired_files(db, settings):
         "young-done": ("done", hours_ago(47)),
         "running": ("processing", None),
         "queued": ("queued", None),
+        "old-still-to-publish": ("done", hours_ago(100)),
+        "old-published-lately": ("done", hours_ago(100)),
+        "old-published-long-ago": ("done", hours_ago(100)),
     }
     for job_id, (state, finished) in cases.items():
         add_job(db, job_id, state, finished)
         (settings.media_dir / job_id / "parts").mkdir(parents=True)
         (settings.media_dir / job_id / "source.mp4").write_bytes(b"x")
         (settings.media_dir / job_id / "parts" / "part-001.mp4").write_bytes(b"x")
+    # Files stay while a publication may still need them, and KEEP_HOURS after the last ended.
+    add_publication(db, "old-still-to-publish", due_at=now + 3600)
+    for job_id, ended in (("old-published-lately", hours_ago(10)), ("old-published-long-ago", hours_ago(49))):
+        publication_id = add_publication(db, job_id, due_at=now - 99 * 3600, state="published")
+        db.write(lambda c, p=publication_id, e=ended: c.execute("UPDATE publications SET updated_at = ? WHERE id = ?", (e, p)))
     uploads = settings.tmp_dir / "uploads"
     uploads.mkdir(parents=True)
     stale, fresh = uploads / "upload-old.part", uploads / "upload-new.part"
@@ -276,9 +317,9 @@ def test_housekeeping_removes_exactly_the_expired_files(db, settings):
 
     result = Housekeeper(db, settings, clock=lambda: now).run()
 
-    assert result == {"jobs": 3, "uploads": 1}
+    assert result == {"jobs": 4, "uploads": 1}
     gone = {j for j in cases if not (settings.media_dir / j).exists()}
-    assert gone == {"old-done", "old-failed", "old-cancelled"}
+    assert gone == {"old-done", "old-failed", "old-cancelled", "old-published-long-ago"}
     assert not stale.exists() and fresh.exists()
     for job_id in cases:
         job = db.read(lambda c, job_id=job_id: q.get_job(c, job_id))

@@ -107,6 +107,19 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")) or " " in text:
+        raise ValueError("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _chunk_bytes(text: str) -> int:
+    value = _positive_int(text)
+    if value % (256 * 1024):
+        raise ValueError("must be a multiple of 262144 (256 KiB, YouTube's unit)")
+    return value
+
+
 def _shown(default: Any) -> str:
     if isinstance(default, tuple):
         return ",".join(f"{value:g}" for value in default)
@@ -202,6 +215,75 @@ class Settings:
         "VIDPROD_WEBHOOK_WORKERS", _positive_int, 8, "Threads sending webhooks (I/O only)."
     )
 
+    platforms: str = _setting(
+        "VIDPROD_PLATFORMS", _choice("auto", "sandbox", "live"), "auto",
+        "sandbox: built-in fake TikTok/Instagram/YouTube; live: the real ones; auto: live"
+        " once any client id is set, else sandbox.",
+    )
+    public_url: str | None = _setting(
+        "VIDPROD_PUBLIC_URL", _url, None,
+        "The app's address as browsers reach it (OAuth redirects); default http://HOST:PORT.",
+    )
+    secret_key: str | None = _setting(
+        "VIDPROD_SECRET_KEY", str, None,
+        "Fernet key(s), comma-separated, newest first, encrypting account tokens;"
+        " generated and stored in the data dir when unset.",
+    )
+    tiktok_client_key: str | None = _setting("VIDPROD_TIKTOK_CLIENT_KEY", str, None, "TikTok app client key.")
+    tiktok_client_secret: str | None = _setting(
+        "VIDPROD_TIKTOK_CLIENT_SECRET", str, None, "TikTok app client secret."
+    )
+    tiktok_inbox_fallback: bool = _setting(
+        "VIDPROD_TIKTOK_INBOX_FALLBACK", _flag, False,
+        "1: when TikTok refuses a direct post, upload it to the creator's inbox as a draft.",
+    )
+    instagram_client_id: str | None = _setting(
+        "VIDPROD_INSTAGRAM_CLIENT_ID", str, None, "Instagram app id (Instagram API with Instagram Login)."
+    )
+    instagram_client_secret: str | None = _setting(
+        "VIDPROD_INSTAGRAM_CLIENT_SECRET", str, None, "Instagram app secret."
+    )
+    google_client_id: str | None = _setting(
+        "VIDPROD_GOOGLE_CLIENT_ID", str, None, "Google OAuth client id (YouTube)."
+    )
+    google_client_secret: str | None = _setting(
+        "VIDPROD_GOOGLE_CLIENT_SECRET", str, None, "Google OAuth client secret."
+    )
+    platform_base_url: str | None = _setting(
+        "VIDPROD_PLATFORM_BASE_URL", _url, None,
+        "Reach every platform host at BASE/<host>/... instead of https://<host>/ (tests, fakes).",
+    )
+    publish_attempts: int = _setting(
+        "VIDPROD_PUBLISH_ATTEMPTS", _positive_int, 5,
+        "Tries per publication before it is dead-lettered.",
+    )
+    publish_workers: int = _setting(
+        "VIDPROD_PUBLISH_WORKERS", _positive_int, 2, "Threads uploading to platforms (I/O only)."
+    )
+    publish_chunk_bytes: int = _setting(
+        "VIDPROD_PUBLISH_CHUNK_BYTES", _chunk_bytes, 10 * 1024 * 1024,
+        "Chunk size of TikTok and YouTube uploads, in bytes.",
+    )
+    publish_timeout: int = _setting(
+        "VIDPROD_PUBLISH_TIMEOUT", _positive_int, 120,
+        "Seconds to wait for one platform request (a chunk upload included).",
+    )
+    dispatch_seconds: int = _setting(
+        "VIDPROD_DISPATCH_SECONDS", _positive_int, 60,
+        "How often due publications are looked for (besides their own timers).",
+    )
+    tiktok_daily_posts: int = _setting(
+        "VIDPROD_TIKTOK_DAILY_POSTS", _positive_int, 15, "Posts per TikTok account in any 24 h."
+    )
+    youtube_daily_uploads: int = _setting(
+        "VIDPROD_YOUTUBE_DAILY_UPLOADS", _positive_int, 100,
+        "videos.insert calls per day, all channels together (the project's quota bucket).",
+    )
+    test_clock_file: Path | None = _setting(
+        "VIDPROD_TEST_CLOCK_FILE", _path, None,
+        "Tests only: a file holding seconds added to the clock of schedules and retries.",
+    )
+
     @property
     def database_path(self) -> Path:
         return (self.database_dir or self.data_dir) / "vidprod.db"
@@ -226,6 +308,31 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def sandbox(self) -> bool:
+        """Whether the built-in fake platforms stand in for the real ones."""
+        if self.platforms != "auto":
+            return self.platforms == "sandbox"
+        return not (self.tiktok_client_key or self.instagram_client_id or self.google_client_id)
+
+    @property
+    def internal_url(self) -> str:
+        """How this process reaches itself (the sandbox's API calls)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def browser_url(self) -> str:
+        return self.public_url or self.internal_url
+
+    def platform_url(self, host: str, *, browser: bool = False) -> str:
+        """The base URL of a platform host: `https://host`, or under the fake's base."""
+        if self.sandbox:
+            return f"{self.browser_url if browser else self.internal_url}/sandbox/{host}"
+        if self.platform_base_url:
+            return f"{self.platform_base_url}/{host}"
+        return f"https://{host}"
 
     @property
     def output_size(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ CATALOGUE: dict[str, str] = {
     "publication.published": "The platform published the post (with its id and URL).",
     "publication.failed": "An upload attempt failed; it will be retried.",
     "publication.dead_lettered": "A publication gave up after its last retry.",
+    "publication.cancelled": "A publication was cancelled before it went out.",
     "account.reconnect_needed": "An account's token could not be refreshed.",
 }
 

@@ -3,7 +3,7 @@
 Fly's proxy would stop a machine in the middle of a render, so its auto-stop is off and
 the app decides instead: it exits when no request came for the whole idle window, none
 is in flight (an upload or an open job page is a request in flight), no job is queued
-or running, and no webhook delivery is due within the window. Work due later waits
+or running, and no webhook delivery or publication is due within the window. Work due later waits
 for the next start: any request wakes the machine (a cron hitting /health does).
 Health checks and metric scrapes are probes, not users: they never keep it awake.
 """
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vidprod.domain.jobs import JobService
+    from vidprod.domain.publishing import PublicationService
     from vidprod.domain.webhooks import WebhookService
 
 PROBE_PATHS = ("/health", "/metrics")
@@ -65,11 +66,16 @@ class IdleWatch:
         return self.window > 0 and not self.reasons_to_stay()
 
 
-def pending_work(jobs: JobService, webhooks: WebhookService, within: float) -> list[str]:
-    """Work that keeps the app up: jobs queued or running, webhooks due within `within` s."""
+def pending_work(
+    jobs: JobService, webhooks: WebhookService, publications: PublicationService, within: float
+) -> list[str]:
+    """Work that keeps the app up: jobs queued or running, webhooks and publications due
+    within `within` seconds (one due later wakes the app through a cron request)."""
     reasons = []
     if unfinished := jobs.unfinished():
         reasons.append(f"{len(unfinished)} job(s) queued or running")
     if due := webhooks.due_within(within):
         reasons.append(f"{due} webhook delivery(ies) due")
+    if due := publications.due_within(within):
+        reasons.append(f"{due} publication(s) due")
     return reasons

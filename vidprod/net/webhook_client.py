@@ -8,11 +8,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from standardwebhooks import Webhook
+
+from vidprod.net.retry_after import parse_retry_after
 
 RESPONSE_EXCERPT_BYTES = 1024
 MAX_RESPONSE_BYTES = 64 * 1024  # read no more of an answer than this
@@ -53,22 +54,6 @@ class Answer:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait: Retry-After is either seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 def post_message(

@@ -74,12 +74,15 @@ def unfinished_job_ids(conn: sqlite3.Connection) -> list[str]:
 
 
 def jobs_with_files_ended_before(conn: sqlite3.Connection, cutoff_iso: str) -> list[str]:
-    """Finished jobs whose files are still on disk and that ended before the cutoff.
-    (Publishing adds: and none of the job's publications is still to run.)"""
+    """Finished jobs whose files are still on disk, that ended before the cutoff, none
+    of whose publications is still to run and whose last publication ended before it."""
     rows = conn.execute(
         "SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled')"
-        " AND files_removed_at IS NULL AND finished_at < ? ORDER BY finished_at",
-        (cutoff_iso,),
+        " AND files_removed_at IS NULL AND finished_at < :cutoff"
+        " AND NOT EXISTS (SELECT 1 FROM publications p WHERE p.job_id = jobs.id"
+        "   AND (p.state IN ('scheduled', 'publishing', 'waiting') OR p.updated_at >= :cutoff))"
+        " ORDER BY finished_at",
+        {"cutoff": cutoff_iso},
     ).fetchall()
     return [row[0] for row in rows]
 

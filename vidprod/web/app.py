@@ -18,12 +18,17 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from vidprod import metrics
 from vidprod.config import Settings
+from vidprod.clock import wall_clock
+from vidprod.domain.accounts import AccountService
 from vidprod.domain.housekeeping import Housekeeper
 from vidprod.domain.idle import IdleWatch, pending_work
 from vidprod.domain.jobs import JobService
+from vidprod.domain.publishing import PublicationService
 from vidprod.domain.webhooks import WebhookService
+from vidprod.publish.platforms import load_platforms
 from vidprod.store import Database
-from vidprod.web import api, webhooks
+from vidprod.vault import Vault
+from vidprod.web import api, publishing, webhooks
 from vidprod.web.auth import load_or_create_admin_token, require_admin
 from vidprod.web.live import CommitSignal
 from vidprod.web.middleware import client_address, request_tracking, security_headers
@@ -31,6 +36,7 @@ from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from vidprod.web.uploads import discard_stale_uploads
 from vidprod.worker.deliveries import DeliveryWorker
 from vidprod.worker.housekeeping import schedule_housekeeping
+from vidprod.worker.publishing import PublishWorker
 from vidprod.worker.queue import Worker
 
 log = logging.getLogger(__name__)
@@ -52,7 +58,8 @@ def create_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     token, _ = load_or_create_admin_token(settings)
-    state = State({"admin_token": token, "idle": None})
+    vault = Vault.from_settings(settings)  # a bad VIDPROD_SECRET_KEY stops start-up here
+    state = State({"admin_token": token, "idle": None, "settings": settings})
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -71,6 +78,20 @@ def create_app(
         deliveries = DeliveryWorker(settings)
         hooks = WebhookService(db, settings, deliveries.kick)
         deliveries.bind(hooks)
+        clock = wall_clock(settings.test_clock_file)
+        publisher = PublishWorker(settings)
+        platforms = load_platforms(settings)
+        accounts = AccountService(
+            db, settings, platforms, vault, clock,
+            on_reconnected=lambda ids: [publisher.kick(i, clock()) for i in ids],
+        )  # fmt: skip
+        publications = PublicationService(
+            db, settings, jobs, accounts, clock, publisher.kick, stopping=publisher.stopping
+        )
+        publisher.bind(publications)
+        app.state.accounts = accounts
+        app.state.publications = publications
+        app.state.publisher = publisher
         app.state.jobs = jobs
         app.state.webhooks = hooks
         app.state.worker = worker
@@ -80,7 +101,11 @@ def create_app(
         unregister_metrics = metrics.register(
             metrics.AppCollector(
                 jobs.counts_by_state,
-                lambda: {"render": worker.huey.pending_count(), "webhooks": deliveries.pending_tasks()},
+                lambda: {
+                    "render": worker.huey.pending_count(),
+                    "webhooks": deliveries.pending_tasks(),
+                    "publishing": publisher.pending_tasks(),
+                },
                 settings.data_dir,
             )
         )
@@ -89,16 +114,26 @@ def create_app(
                 "VIDPROD_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach private addresses"
                 " and plain http. Use this for tests and local use only."
             )
+        if settings.test_clock_file:
+            log.warning("VIDPROD_TEST_CLOCK_FILE is set: schedules follow a shifted clock (tests only)")
+        log.info(
+            "publishing to %s", "the built-in sandbox (fake TikTok, Instagram and YouTube)"
+            if settings.sandbox else "the real platforms",
+        )  # fmt: skip
         idle_task = None
         if working:
             db.add_commit_listener(deliveries.on_commit)
             worker.recover()
             deliveries.recover()
-            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings))()  # and once now
+            publisher.recover()
+            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings), accounts)()  # and once now
             worker.start()
             deliveries.start()
+            publisher.start()
             if settings.idle_exit_seconds:
-                watch = IdleWatch(settings.idle_exit_seconds, lambda window: pending_work(jobs, hooks, window))
+                watch = IdleWatch(
+                    settings.idle_exit_seconds, lambda window: pending_work(jobs, hooks, publications, window)
+                )
                 app.state.idle = watch
                 idle_task = asyncio.create_task(_exit_when_idle(watch, on_idle))
         try:
@@ -108,14 +143,19 @@ def create_app(
                 idle_task.cancel()
             # Stop renders at the next frame; their jobs resume on the next start.
             # Deliveries finish the request in flight; the rest stay pending.
+            # Uploads stop between chunks; their saved steps resume on the next start.
             await asyncio.gather(
-                anyio.to_thread.run_sync(worker.stop), anyio.to_thread.run_sync(deliveries.stop)
+                anyio.to_thread.run_sync(worker.stop),
+                anyio.to_thread.run_sync(deliveries.stop),
+                anyio.to_thread.run_sync(publisher.stop),
             )
+            for client in platforms.values():
+                client.close()
             unregister_metrics()
             hooks.close()
             db.close()
 
-    handlers: list = [*api.ROUTES, *webhooks.ROUTES]
+    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES]
     middleware: list = [
         request_tracking(lambda: state.idle),
         security_headers(trust_forwarded_proto=settings.behind_fly),

@@ -14,7 +14,9 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from vidprod.domain.accounts import AccountNotFound, ConnectError
 from vidprod.domain.jobs import JobConflict, JobNotFound
+from vidprod.domain.publishing import InvalidPublication, PublicationConflict, PublicationNotFound
 from vidprod.domain.webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
 from vidprod.web.uploads import UploadRejected
@@ -58,6 +60,11 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 EndpointNotFound: lambda exc: problem(404, str(exc)),
                 DeliveryNotFound: lambda exc: problem(404, str(exc)),
                 InvalidEndpoint: lambda exc: problem(422, str(exc)),
+                AccountNotFound: lambda exc: problem(404, f"There is no account or platform {exc}."),
+                ConnectError: lambda exc: problem(409, str(exc)),
+                PublicationNotFound: lambda exc: problem(404, "There is no publication with this id."),
+                PublicationConflict: lambda exc: problem(409, str(exc)),
+                InvalidPublication: lambda exc: problem(422, str(exc), problems=exc.problems),
             },
         )
     )

@@ -1,0 +1,454 @@
+"""Publications: scheduling parts to accounts, and running each one to the end.
+
+The rules live here: which parts may go where (each platform's `problems`), when (the
+schedule), what a failure means (retry with full-jitter backoff, refresh the token,
+wait for a reconnect, reschedule after a cap, or dead-letter), and that nothing is
+posted twice: a client stores each remote id through `Session.save` before its next
+step, and a run that finds ids resumes or looks the outcome up.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vidprod import metrics
+from vidprod.config import Settings
+from vidprod.domain.accounts import AccountNotFound, AccountService
+from vidprod.domain.jobs import JobService
+from vidprod.publish.base import (
+    PRIVACY,
+    Published,
+    PublishFailure,
+    PublishStopped,
+    Session,
+    Upload,
+)
+from vidprod.publish.limits import DAY_SECONDS, RequestRates, rolling_cap_frees_at
+from vidprod.publish.schedule import (
+    ScheduleError,
+    backoff_seconds,
+    due_times,
+    render_template,
+    with_hashtags,
+)
+from vidprod.store import Database
+from vidprod.store import accounts as aq
+from vidprod.store import events as ev
+from vidprod.store import publications as q
+
+log = logging.getLogger(__name__)
+
+MAX_RESCHEDULES = 5  # caps and blocks met in a row before a publication is dead-lettered
+UNKNOWN_CHECK_SECONDS = 60.0  # look again this soon after an unanswered final call
+BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
+OPTION_NAMES = {
+    "made_for_kids", "disable_comment", "disable_duet", "disable_stitch", "brand_content",
+    "brand_organic", "is_aigc", "cover_ms", "share_to_feed", "publish_at", "tiktok_inbox",
+}  # fmt: skip
+
+
+class PublicationNotFound(LookupError):
+    pass
+
+
+class PublicationConflict(Exception):
+    """The publication (or job) is not in a state that allows the request."""
+
+
+class InvalidPublication(ValueError):
+    """The request cannot be scheduled; `problems` lists every reason in words."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class PublishRequest:
+    accounts: list[str]
+    title: str | None = None
+    title_template: str | None = None
+    caption: str | None = None  # a template too: {title} {part} {parts}
+    hashtags: list[str] = field(default_factory=list)
+    privacy: str = "public"
+    schedule: dict[str, Any] = field(default_factory=lambda: {"mode": "now"})
+    parts: list[int] | None = None  # 1-based; all when None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class PublicationService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        jobs: JobService,
+        accounts: AccountService,
+        clock: Callable[[], float],
+        kick: Callable[[str, float], None],
+        stopping: threading.Event | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.jobs = jobs
+        self.accounts = accounts
+        self.clock = clock
+        self.kick = kick  # (publication id, when): run it then
+        self.stopping = stopping or threading.Event()
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.rates = RequestRates(sleep=sleep, now=time.time)
+        self._busy_accounts: set[str] = set()
+        self._busy_lock = threading.Lock()
+
+    # --- scheduling --------------------------------------------------------------
+
+    def create(self, job_id: str, request: PublishRequest) -> list[dict[str, Any]]:
+        job = self.jobs.get(job_id)
+        if job["state"] != "done":
+            raise PublicationConflict(f"the job is {job['state']}; parts can be published once it is done")
+        if job.get("files_removed_at"):
+            raise PublicationConflict("the job's files were removed by housekeeping; upload the video again")
+        segments = self.jobs.segments(job_id)
+        count = len(segments)
+        chosen = request.parts or list(range(1, count + 1))
+        problems = []
+        if bad := [n for n in chosen if not 1 <= n <= count]:
+            problems.append(f"parts {bad} do not exist; the job has parts 1 to {count}")
+        if request.privacy not in PRIVACY:
+            problems.append(f"privacy must be one of {', '.join(PRIVACY)}")
+        if unknown := set(request.options) - OPTION_NAMES:
+            problems.append(f"unknown options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}")
+        if not request.accounts:
+            problems.append("choose at least one account")
+        accounts = []
+        for account_id in dict.fromkeys(request.accounts):
+            try:
+                account = self.accounts.get(account_id)
+            except AccountNotFound:
+                problems.append(f"there is no account {account_id!r}")
+                continue
+            if account["state"] == "disconnected":
+                problems.append(f"the {account['platform']} account {account['name']} is disconnected")
+            accounts.append(account)
+        if problems:
+            raise InvalidPublication(problems)
+        title = (request.title or Path(job["source_name"]).stem).strip()
+        try:
+            times = due_times(request.schedule, len(chosen), self.clock())
+            rows = []
+            for number, due in zip(chosen, times, strict=True):
+                segment = segments[number - 1]
+                values = {"title": title, "part": number, "parts": count}
+                default = "{title} ({part}/{parts})" if count > 1 else "{title}"
+                part_title = render_template(request.title_template or default, **values)
+                caption = with_hashtags(render_template(request.caption or default, **values), request.hashtags)
+                for account in accounts:
+                    row = {
+                        "id": "pub_" + uuid.uuid4().hex[:16], "job_id": job_id, "segment_idx": segment["idx"],
+                        "account_id": account["id"], "platform": account["platform"], "title": part_title,
+                        "caption": caption, "privacy": request.privacy, "options": dict(request.options),
+                        "due_at": due,
+                    }  # fmt: skip
+                    rows.append((row, account, segment))
+        except ScheduleError as exc:
+            raise InvalidPublication([str(exc)]) from None
+        for row, account, segment in rows:
+            upload = self._upload_for(row, segment, self.jobs.media_path(segment["path"]))
+            for problem in self.accounts.platforms[account["platform"]].problems(upload, account["profile"]):
+                problems.append(f"part {row['segment_idx'] + 1} to {account['platform']} ({account['name']}): {problem}")
+        if problems:
+            raise InvalidPublication(problems)
+
+        def insert(conn: Any) -> None:
+            for row, account, _ in rows:
+                if q.open_for(conn, job_id, row["segment_idx"], account["id"]):
+                    raise PublicationConflict(
+                        f"part {row['segment_idx'] + 1} is already scheduled or published to"
+                        f" {account['platform']} ({account['name']}); cancel that first"
+                    )
+                q.insert_publication(conn, row)
+                ev.add_event(conn, job_id, "publication.scheduled", self._event_data(row, publish_at=_iso(row["due_at"])))
+
+        self.db.write(insert)
+        for row, _, _ in rows:
+            self.kick(row["id"], row["due_at"])
+        return [self.get(row["id"]) for row, _, _ in rows]
+
+    # --- reading and changing ----------------------------------------------------
+
+    def get(self, publication_id: str) -> dict[str, Any]:
+        publication = self.db.read(lambda conn: q.get_publication(conn, publication_id))
+        if publication is None:
+            raise PublicationNotFound(publication_id)
+        return publication
+
+    def list(self, *, job_id: str | None = None, state: str | None = None, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        return self.db.read(lambda conn: q.list_publications(conn, job_id=job_id, state=state, limit=limit, offset=offset))
+
+    def retry(self, publication_id: str) -> dict[str, Any]:
+        """A dead-lettered or cancelled publication is scheduled again, now. Its stored
+        remote ids are kept: the run looks up what already happened."""
+
+        def change(conn: Any) -> dict[str, Any]:
+            publication = q.get_publication(conn, publication_id)
+            if publication is None:
+                raise PublicationNotFound(publication_id)
+            if publication["state"] not in ("dead", "cancelled"):
+                raise PublicationConflict(f"the publication is {publication['state']}; only dead or cancelled ones are retried")
+            if q.open_for(conn, publication["job_id"], publication["segment_idx"], publication["account_id"]):
+                raise PublicationConflict("this part is already scheduled or published to that account again")
+            q.update_publication(conn, publication_id, state="scheduled", attempts=0, reschedules=0,
+                                 next_attempt_at=self.clock(), error_code=None, error_message=None)  # fmt: skip
+            ev.add_event(conn, publication["job_id"], "publication.scheduled",
+                         self._event_data(publication, publish_at=_iso(self.clock()), retry=True))  # fmt: skip
+            return publication
+
+        self.db.write(change)
+        self.kick(publication_id, self.clock())
+        return self.get(publication_id)
+
+    def cancel(self, publication_id: str) -> dict[str, Any]:
+        def change(conn: Any) -> None:
+            publication = q.get_publication(conn, publication_id)
+            if publication is None:
+                raise PublicationNotFound(publication_id)
+            if publication["state"] == "publishing":
+                raise PublicationConflict("it is being uploaded right now and may already be out; try again in a minute")
+            if publication["state"] not in ("scheduled", "waiting", "dead"):
+                raise PublicationConflict(f"the publication is {publication['state']}")
+            q.update_publication(conn, publication_id, state="cancelled")
+            ev.add_event(conn, publication["job_id"], "publication.cancelled", self._event_data(publication))
+
+        self.db.write(change)
+        return self.get(publication_id)
+
+    def due_ids(self) -> list[str]:
+        return self.db.read(lambda conn: q.due_ids(conn, self.clock()))
+
+    def upcoming(self) -> list[tuple[str, float]]:
+        """(id, when) of every open publication still to run, for timers after a restart."""
+        rows = self.db.read(lambda conn: q.list_publications(conn, state="scheduled", limit=100_000))
+        return [(row["id"], row["next_attempt_at"]) for row in rows]
+
+    def due_within(self, seconds: float) -> int:
+        """Publications that will want to run within `seconds` (the idle watch)."""
+        next_at = self.db.read(q.next_due_at)
+        if next_at is None or next_at > self.clock() + seconds:
+            return 0
+        return len(self.db.read(lambda conn: q.due_ids(conn, self.clock() + seconds)))
+
+    def counts_by_state(self) -> dict[str, int]:
+        return self.db.read(q.counts_by_state)
+
+    # --- running -----------------------------------------------------------------
+
+    def run(self, publication_id: str) -> float | None:
+        """Take one publication as far as it goes now. Returns when to look again (a
+        retry, a block, a busy account), or None when nothing is left to do here."""
+        publication = self.get(publication_id)
+        now = self.clock()
+        if publication["state"] not in ("scheduled", "publishing"):
+            return None
+        if publication["next_attempt_at"] > now + 1:
+            return publication["next_attempt_at"]
+        account = self.accounts.get(publication["account_id"])
+        if account["state"] != "connected":
+            self._set(publication, state="waiting" if account["state"] == "reconnect_needed" else "cancelled")
+            return None
+        if (account["blocked_until"] or 0) > now:
+            return self._reschedule(publication, account["blocked_until"], account["blocked_reason"] or "blocked")
+        with self._busy_lock:
+            if account["id"] in self._busy_accounts:
+                return now + BUSY_ACCOUNT_SECONDS
+            self._busy_accounts.add(account["id"])
+        try:
+            return self._run(publication, account, now)
+        finally:
+            with self._busy_lock:
+                self._busy_accounts.discard(account["id"])
+
+    def _run(self, publication: dict[str, Any], account: dict[str, Any], now: float) -> float | None:
+        platform = account["platform"]
+        client = self.accounts.platforms[platform]
+        segment = next((s for s in self.jobs.segments(publication["job_id"]) if s["idx"] == publication["segment_idx"]), None)
+        path = self.jobs.media_path(segment["path"]) if segment else None
+        if segment is None or path is None or not path.is_file():
+            return self._dead(publication, PublishFailure(
+                "permanent", "file_missing", "the part's video file is gone (the job was deleted or cleaned up)"
+            ))  # fmt: skip
+        if not publication["remote"] and platform == "tiktok":
+            times = self.db.read(lambda conn: aq.usage_since(conn, kind="post", since=now - DAY_SECONDS, account_id=account["id"]))
+            if frees_at := rolling_cap_frees_at(times, self.settings.tiktok_daily_posts, now):
+                self.accounts.block(account["id"], frees_at, f"{self.settings.tiktok_daily_posts} posts in 24 h")
+                return self._reschedule(publication, frees_at, "daily post cap")
+        if publication["state"] == "scheduled":
+            attempt = publication["attempts"] + 1
+            self._set(publication, state="publishing", attempts=attempt,
+                      event=("publication.uploading", {"attempt": attempt}))  # fmt: skip
+            publication["attempts"] = attempt
+        upload = self._upload_for(publication, segment, path)
+        session = Session(
+            upload=upload,
+            account_remote_id=account["remote_id"],
+            tokens=None,  # type: ignore[arg-type]  (set below)
+            save=lambda remote: self.db.write(
+                lambda conn: q.update_publication(conn, publication["id"], remote=remote)
+            ),
+            should_stop=self.stopping.is_set,
+            throttle=lambda call: self._throttle(account, call),
+            clock=self.clock,
+            sleep=self._sleep,
+        )
+        started = time.monotonic()
+        try:
+            session.tokens = self.accounts.fresh_tokens(account)
+            result = self._publish(client, session, account)
+        except PublishStopped:
+            log.info("publication %s stopped for shutdown; it resumes on the next start", publication["id"])
+            return None
+        except PublishFailure as failure:
+            metrics.PUBLICATIONS.labels(platform, failure.kind).inc()
+            return self._failed(publication, account, failure)
+        finally:
+            if session.block_until:
+                self.accounts.block(account["id"], session.block_until, "platform usage near its limit")
+            metrics.PROCESSING_SECONDS.labels("publishing").observe(time.monotonic() - started)
+        self._succeeded(publication, account, result)
+        return None
+
+    def _publish(self, client: Any, session: Session, account: dict[str, Any]) -> Published:
+        try:
+            return client.publish(session)
+        except PublishFailure as failure:
+            if failure.kind != "refresh":
+                raise
+        # The platform refused the access token: refresh it once and carry on from the
+        # saved steps. A second refusal is an ordinary failure.
+        session.tokens = self.accounts.fresh_tokens(account, force=True)
+        try:
+            return client.publish(session)
+        except PublishFailure as failure:
+            if failure.kind == "refresh":
+                raise PublishFailure("retry", failure.code, failure.message, trace_id=failure.trace_id) from None
+            raise
+
+    def _succeeded(self, publication: dict[str, Any], account: dict[str, Any], result: Published) -> None:
+        now = self.clock()
+
+        def change(conn: Any) -> None:
+            q.update_publication(
+                conn, publication["id"], state="published", post_id=result.post_id, post_url=result.url,
+                published_at=_iso(now), error_code=None, error_message=None, trace_id=None,
+            )  # fmt: skip
+            aq.record_usage(conn, account["id"], account["platform"], "post", now)
+            ev.add_event(conn, publication["job_id"], "publication.published", self._event_data(
+                publication, post_id=result.post_id, url=result.url, inbox=result.inbox,
+            ))  # fmt: skip
+
+        self.db.write(change)
+        metrics.PUBLICATIONS.labels(account["platform"], "published").inc()
+        log.info("publication %s is out on %s: %s", publication["id"], account["platform"], result.url or result.post_id)
+
+    def _failed(self, publication: dict[str, Any], account: dict[str, Any], failure: PublishFailure) -> float | None:
+        now = self.clock()
+        errors = {"error_code": failure.code, "error_message": failure.message, "trace_id": failure.trace_id}
+        log.warning("publication %s to %s: %s (%s)", publication["id"], account["platform"], failure, failure.kind)
+        if failure.kind == "reconnect":
+            self.accounts.mark_reconnect(account["id"], f"{failure.code}: {failure.message}")
+            self._set(publication, state="waiting", attempts=publication["attempts"] - 1, **errors)
+            return None
+        if failure.kind == "unknown":
+            # The final call may have gone through: look it up soon, never send it again.
+            self._set(publication, next_attempt_at=now + UNKNOWN_CHECK_SECONDS, **errors)
+            return now + UNKNOWN_CHECK_SECONDS
+        if failure.kind == "cap":
+            until = now + (failure.retry_after or 3600.0)
+            self.accounts.block(account["id"], until, f"{failure.code}: {failure.message}")
+            if publication["reschedules"] + 1 > MAX_RESCHEDULES:
+                return self._dead(publication, failure)
+            return self._reschedule(publication, until, f"{failure.code}: {failure.message}", undo_attempt=True, **errors)
+        if failure.kind == "permanent" or publication["attempts"] >= self.settings.publish_attempts:
+            return self._dead(publication, failure)
+        retry_at = now + backoff_seconds(publication["attempts"], failure.retry_after, self.rng)
+        self._set(publication, state="scheduled", next_attempt_at=retry_at, **errors, event=(
+            "publication.failed", {"attempt": publication["attempts"], "error": failure.message,
+                                   "code": failure.code, "retry_at": _iso(retry_at)},
+        ))  # fmt: skip
+        return retry_at
+
+    def _reschedule(self, publication: dict[str, Any], until: float, reason: str, *, undo_attempt: bool = False, **errors: Any) -> float:
+        """Past a cap or block: not a failed try, so no attempt is used up."""
+        changes: dict[str, Any] = {"state": "scheduled", "next_attempt_at": until, "reschedules": publication["reschedules"] + 1}
+        if undo_attempt and publication["state"] == "publishing":
+            changes["attempts"] = max(0, publication["attempts"] - 1)
+        self._set(publication, **changes, **errors, event=(
+            "publication.failed", {"error": reason, "rescheduled": True, "retry_at": _iso(until)},
+        ))  # fmt: skip
+        return until
+
+    def _dead(self, publication: dict[str, Any], failure: PublishFailure) -> None:
+        self._set(publication, state="dead", error_code=failure.code, error_message=failure.message,
+                  trace_id=failure.trace_id, event=("publication.dead_lettered", {
+                      "error": failure.message, "code": failure.code, "attempts": publication["attempts"]}))  # fmt: skip
+        metrics.PUBLICATIONS.labels(publication["platform"], "dead").inc()
+
+    def _set(self, publication: dict[str, Any], *, event: tuple[str, dict[str, Any]] | None = None, **changes: Any) -> None:
+        def change(conn: Any) -> None:
+            q.update_publication(conn, publication["id"], **changes)
+            if event is not None:
+                ev.add_event(conn, publication["job_id"], event[0], self._event_data(publication, **event[1]))
+
+        self.db.write(change)
+        publication.update(changes)
+
+    def _throttle(self, account: dict[str, Any], call: str) -> None:
+        self.rates.wait(account["platform"], account["id"], call)
+        if (account["platform"], call) != ("youtube", "insert"):
+            return
+        # videos.insert draws on the project's daily bucket, shared by every channel.
+        now = self.clock()
+
+        def take(conn: Any) -> float | None:
+            times = aq.usage_since(conn, kind="insert", since=now - DAY_SECONDS, platform="youtube")
+            frees_at = rolling_cap_frees_at(times, self.settings.youtube_daily_uploads, now)
+            if frees_at is None:
+                aq.record_usage(conn, account["id"], "youtube", "insert", now)
+            return frees_at
+
+        if frees_at := self.db.write(take):
+            raise PublishFailure("cap", "daily_uploads", "the project's daily YouTube uploads are used up",
+                                 retry_after=frees_at - now)  # fmt: skip
+
+    def _sleep(self, seconds: float) -> None:
+        # Polling waits end early on shutdown; the run then stops at its next check.
+        self.stopping.wait(seconds)
+
+    @staticmethod
+    def _upload_for(row: dict[str, Any], segment: dict[str, Any], path: Path) -> Upload:
+        return Upload(
+            publication_id=row["id"], path=path, size=segment["size_bytes"],
+            duration=segment["duration_seconds"], title=row["title"], caption=row["caption"],
+            privacy=row["privacy"], options=dict(row["options"]), remote=dict(row.get("remote") or {}),
+        )  # fmt: skip
+
+    @staticmethod
+    def _event_data(publication: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {
+            "publication_id": publication["id"], "platform": publication["platform"],
+            "account": publication["account_id"], "segment": publication["segment_idx"], **extra,
+        }  # fmt: skip
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

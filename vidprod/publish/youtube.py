@@ -1,0 +1,284 @@
+"""YouTube Shorts through the Data API v3 `videos.insert` resumable upload, with the real
+google-api-python-client (built from its bundled discovery document, so the API root
+comes from our config and the sandbox or a test fake can stand in).
+
+Steps and what is stored before the next one: the resumable session URI (caught from
+the initiation answer before the first byte is sent), then the video id. A resumed run
+asks the session where it stands (`bytes */N`): 308 continues from the offset YouTube
+holds, 200/201 means the upload completed and the video exists — never a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httplib2
+import httpx
+from authlib.common.security import generate_token
+from authlib.integrations.base_client.errors import OAuthError
+from googleapiclient.discovery import build_from_document
+from googleapiclient.errors import HttpError, ResumableUploadError
+from googleapiclient.http import MediaFileUpload
+
+from vidprod.publish.base import (
+    PlatformHttp,
+    Profile,
+    Published,
+    PublishFailure,
+    Session,
+    Tokens,
+    Upload,
+    transport_failure,
+)
+
+API = "youtube.googleapis.com"
+MAX_TITLE = 100
+MAX_DESCRIPTION_BYTES = 5000
+MAX_SHORT_SECONDS = 180.0
+PRIVACY = {"public": "public", "private": "private", "unlisted": "unlisted"}
+CHUNK_RETRIES = 3  # inside one run, after a cut connection or a 5xx, before backing off
+PACIFIC = ZoneInfo("America/Los_Angeles")  # quotas reset at midnight Pacific time
+TRANSPORT_ERRORS = (OSError, httplib2.HttpLib2Error, TimeoutError)
+
+
+def _discovery_document(root_url: str) -> dict[str, Any]:
+    text = (
+        resources.files("googleapiclient")
+        .joinpath("discovery_cache/documents/youtube.v3.json")
+        .read_text()
+    )
+    document = json.loads(text)
+    document["rootUrl"] = root_url
+    document["mtlsRootUrl"] = root_url
+    return document
+
+
+class _BearerHttp(httplib2.Http):
+    """httplib2 with our access token, and a hook that sees the resumable session URI
+    before the library sends the first byte to it."""
+
+    def __init__(self, token: str, timeout: float, on_session: Any = None) -> None:
+        super().__init__(timeout=timeout)
+        self.token = token
+        self.on_session = on_session
+
+    def request(self, uri: str, method: str = "GET", body: Any = None, headers: Any = None, *args: Any, **kw: Any):  # type: ignore[override]
+        headers = {**(headers or {}), "authorization": f"Bearer {self.token}"}
+        response, content = super().request(uri, method, body, headers, *args, **kw)
+        if self.on_session and method == "POST" and "uploadType=resumable" in uri and "location" in response:
+            self.on_session(response["location"])
+        return response, content
+
+
+def seconds_to_pacific_midnight(now: float) -> float:
+    """Until just after the next quota reset."""
+    here = datetime.fromtimestamp(now, PACIFIC)
+    midnight = (here + timedelta(days=1)).replace(hour=0, minute=5, second=0, microsecond=0)
+    return midnight.timestamp() - now
+
+
+class YouTube(PlatformHttp):
+    name = "youtube"
+    label = "YouTube"
+    scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
+    token_host = "oauth2.googleapis.com"
+    token_path = "/token"
+
+    # --- accounts ----------------------------------------------------------------
+
+    def authorize_url(self, state: str, redirect_uri: str) -> tuple[str, str | None]:
+        verifier = generate_token(64)
+        with self.oauth(redirect_uri) as client:
+            url, _ = client.create_authorization_url(
+                self.url("accounts.google.com", "/o/oauth2/v2/auth", browser=True), state=state,
+                code_verifier=verifier, access_type="offline", prompt="consent",
+                include_granted_scopes="true",
+            )  # fmt: skip
+        return url, verifier
+
+    def connect(self, code: str, verifier: str | None, redirect_uri: str) -> tuple[Tokens, Profile]:
+        now = time.time()
+        with self.oauth(redirect_uri) as client:
+            try:
+                answer = client.fetch_token(
+                    self.token_url(), grant_type="authorization_code", code=code, code_verifier=verifier
+                )
+            except OAuthError as exc:
+                raise PublishFailure("permanent", exc.error or "oauth", exc.description or str(exc)) from None
+        tokens = Tokens.from_oauth(answer, now)
+        if not tokens.refresh_token:
+            raise PublishFailure(
+                "permanent", "no_refresh_token",
+                "Google gave no refresh token; remove vidprod's access in your Google account and connect again",
+            )  # fmt: skip
+        channels = self._execute(self._service(tokens.access_token).channels().list(part="snippet", mine=True))
+        items = channels.get("items") or []
+        if not items:
+            raise PublishFailure("permanent", "no_channel", "this Google account has no YouTube channel")
+        return tokens, Profile(items[0]["id"], items[0]["snippet"]["title"])
+
+    def refresh(self, tokens: Tokens) -> Tokens:
+        now = time.time()
+        with self.oauth() as client:
+            try:
+                answer = client.refresh_token(self.token_url(), refresh_token=tokens.refresh_token)
+            except OAuthError as exc:
+                # invalid_grant: revoked, or a "Testing" app's 7-day refresh token ran out.
+                kind = "reconnect" if exc.error in ("invalid_grant", "unauthorized_client") else "retry"
+                raise PublishFailure(kind, exc.error or "oauth", exc.description or str(exc)) from None
+            except httpx.HTTPError as exc:
+                raise transport_failure(exc, "refreshing the Google token") from None
+        return Tokens.from_oauth(answer, now, previous=tokens)
+
+    def fetch_profile(self, tokens: Tokens) -> dict[str, Any]:
+        return {}
+
+    def problems(self, upload: Upload, profile: dict[str, Any]) -> list[str]:
+        found = []
+        if upload.privacy not in PRIVACY:
+            found.append("YouTube privacy is public, unlisted or private")
+        if upload.options.get("publish_at") and upload.privacy != "private":
+            found.append("YouTube publishes at a set time (publish_at) only videos uploaded as private")
+        if upload.duration > MAX_SHORT_SECONDS:
+            found.append(f"a YouTube Short lasts at most 3 min; the part is {upload.duration:.0f} s")
+        if len(upload.caption.encode()) > MAX_DESCRIPTION_BYTES:
+            found.append("a YouTube description has at most 5000 bytes")
+        return found
+
+    # --- posting -----------------------------------------------------------------
+
+    def publish(self, session: Session) -> Published:
+        remote = session.upload.remote
+        if remote.get("video_id"):
+            return _published(remote["video_id"])
+        service = self._service(
+            session.tokens.access_token, on_session=lambda uri: session.remember(session_uri=uri)
+        )
+        request = service.videos().insert(
+            part="snippet,status", body=self._video_body(session.upload),
+            media_body=MediaFileUpload(
+                str(session.upload.path), mimetype="video/mp4",
+                chunksize=self.settings.publish_chunk_bytes, resumable=True,
+            ),
+        )  # fmt: skip
+        if remote.get("session_uri"):
+            request.resumable_uri = remote["session_uri"]
+            done = self._resume_point(session, request)
+            if done is not None:
+                session.remember(video_id=done["id"])
+                return _published(done["id"])
+        else:
+            session.throttle("insert")
+        response = None
+        failures = 0
+        while response is None:
+            session.check_stop()
+            try:
+                _, response = request.next_chunk()  # no num_retries: see shared/PLATFORMS.md
+                failures = 0
+            except HttpError as exc:
+                failure = _failure(exc, session.clock())
+                if failure.kind != "retry" or failures >= CHUNK_RETRIES or request.resumable_uri is None:
+                    if exc.resp.status in (404, 410):
+                        session.upload.remote.clear()
+                        session.save({})  # the session is gone and no video was made
+                    raise failure from None
+                failures += 1
+                session.sleep(2.0**failures)
+            except TRANSPORT_ERRORS as exc:
+                # The library's next call asks the session where to resume (bytes */N).
+                if failures >= CHUNK_RETRIES or request.resumable_uri is None:
+                    raise PublishFailure("retry", "network", f"YouTube upload: {exc!r}") from None
+                failures += 1
+                session.sleep(2.0**failures)
+        session.remember(video_id=response["id"])
+        return _published(response["id"])
+
+    def _video_body(self, upload: Upload) -> dict[str, Any]:
+        title = re.sub(r"[<>]", "", upload.title).strip()[:MAX_TITLE] or "Short"
+        status: dict[str, Any] = {
+            "privacyStatus": PRIVACY[upload.privacy],
+            "selfDeclaredMadeForKids": bool(upload.options.get("made_for_kids", False)),
+        }
+        if upload.options.get("publish_at") and upload.privacy == "private":
+            status["publishAt"] = upload.options["publish_at"]
+        tags = [w.lstrip("#") for w in upload.caption.split() if w.startswith("#") and len(w) > 1]
+        return {
+            "snippet": {"title": title, "description": upload.caption, "tags": tags[:30], "categoryId": "22"},
+            "status": status,
+        }
+
+    def _resume_point(self, session: Session, request: Any) -> dict[str, Any] | None:
+        """Ask the session how much it holds; the finished video when it is complete."""
+        try:
+            response = self.http.put(
+                request.resumable_uri,
+                headers={"Content-Range": f"bytes */{session.upload.size}", "Content-Length": "0",
+                         "Authorization": f"Bearer {session.tokens.access_token}"},
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise transport_failure(exc, "asking YouTube where the upload stands") from None
+        if response.status_code in (200, 201):
+            return response.json()
+        if response.status_code == 308:
+            held = response.headers.get("range")
+            request.resumable_progress = int(held.rsplit("-", 1)[1]) + 1 if held else 0
+            return None
+        if response.status_code in (404, 410):
+            # The session expired (a week) without completing: no video exists.
+            session.upload.remote.clear()
+            session.save({})
+            raise PublishFailure("retry", "session_expired", "the YouTube upload session expired")
+        if response.status_code == 401:
+            raise PublishFailure("refresh", "authError", "the access token was refused")
+        raise PublishFailure("retry", f"http_{response.status_code}", response.text[:300])
+
+    def _service(self, token: str, on_session: Any = None) -> Any:
+        root = self.settings.platform_url(API) + "/"
+        http = _BearerHttp(token, self.settings.publish_timeout, on_session)
+        return build_from_document(_discovery_document(root), http=http, static_discovery=None)
+
+    def _execute(self, request: Any) -> dict[str, Any]:
+        try:
+            return request.execute()
+        except HttpError as exc:
+            raise _failure(exc, time.time()) from None
+        except TRANSPORT_ERRORS as exc:
+            raise PublishFailure("retry", "network", f"YouTube: {exc!r}") from None
+
+
+def _published(video_id: str) -> Published:
+    return Published(video_id, f"https://www.youtube.com/shorts/{video_id}")
+
+
+def _failure(exc: HttpError, now: float) -> PublishFailure:
+    status = exc.resp.status
+    reason, message = "", str(exc)
+    try:
+        error = json.loads(exc.content or b"{}").get("error") or {}
+        message = error.get("message") or message
+        reason = (error.get("errors") or [{}])[0].get("reason", "")
+    except (ValueError, AttributeError):
+        pass
+    if isinstance(exc, ResumableUploadError) and not reason:
+        reason = "resumable_upload"
+    code = reason or f"http_{status}"
+    if status == 401:
+        return PublishFailure("refresh", code, message)
+    if reason in ("quotaExceeded", "dailyLimitExceeded"):
+        return PublishFailure("cap", code, message, retry_after=seconds_to_pacific_midnight(now))
+    if reason == "uploadLimitExceeded":
+        return PublishFailure("cap", code, message, retry_after=24 * 3600.0)
+    if reason in ("rateLimitExceeded", "userRateLimitExceeded") or status == 429:
+        return PublishFailure("retry", code, message, retry_after=60.0)
+    if reason in ("forbidden", "youtubeSignupRequired", "insufficientPermissions"):
+        return PublishFailure("reconnect", code, message)
+    if status >= 500:
+        return PublishFailure("retry", code, message)
+    return PublishFailure("permanent", code, message)

@@ -1,0 +1,124 @@
+"""SQL for publications: one part going to one account."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from vidprod.store.database import now_iso, update_row
+
+PUBLICATION_COLUMNS = {
+    "state", "due_at", "next_attempt_at", "attempts", "reschedules", "remote", "post_id", "post_url",
+    "error_code", "error_message", "trace_id", "published_at",
+}  # fmt: skip
+OPEN_STATES = ("scheduled", "publishing", "waiting")
+
+
+def _decode(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    publication = dict(row)
+    publication["options"] = json.loads(publication["options"])
+    publication["remote"] = json.loads(publication["remote"])
+    return publication
+
+
+def insert_publication(conn: sqlite3.Connection, publication: dict[str, Any]) -> None:
+    stamp = now_iso()
+    row = {
+        **publication,
+        "options": json.dumps(publication["options"]),
+        "state": "scheduled",
+        "next_attempt_at": publication["due_at"],
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
+    names = ", ".join(row)
+    conn.execute(
+        f"INSERT INTO publications ({names}) VALUES ({', '.join('?' for _ in row)})",
+        tuple(row.values()),
+    )
+
+
+def get_publication(conn: sqlite3.Connection, publication_id: str) -> dict[str, Any] | None:
+    return _decode(conn.execute("SELECT * FROM publications WHERE id = ?", (publication_id,)).fetchone())
+
+
+def update_publication(conn: sqlite3.Connection, publication_id: str, **changes: Any) -> None:
+    if "remote" in changes:
+        changes["remote"] = json.dumps(changes["remote"])
+    update_row(conn, "publications", PUBLICATION_COLUMNS, publication_id, changes)
+
+
+def list_publications(
+    conn: sqlite3.Connection, *, job_id: str | None = None, state: str | None = None,
+    limit: int = 200, offset: int = 0,
+) -> list[dict[str, Any]]:
+    where, args = [], []
+    if job_id is not None:
+        where.append("job_id = ?")
+        args.append(job_id)
+    if state is not None:
+        where.append("state = ?")
+        args.append(state)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT * FROM publications {clause} ORDER BY due_at, segment_idx, platform LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    ).fetchall()
+    return [_decode(row) for row in rows]  # type: ignore[misc]
+
+
+def open_for(conn: sqlite3.Connection, job_id: str, segment_idx: int, account_id: str) -> bool:
+    """Whether this part already has a live publication to this account."""
+    return conn.execute(
+        "SELECT 1 FROM publications WHERE job_id = ? AND segment_idx = ? AND account_id = ?"
+        " AND state NOT IN ('cancelled', 'dead')",
+        (job_id, segment_idx, account_id),
+    ).fetchone() is not None
+
+
+def due_ids(conn: sqlite3.Connection, now: float) -> list[str]:
+    """Publications whose time has come (and those interrupted mid-publish)."""
+    rows = conn.execute(
+        "SELECT id FROM publications WHERE state IN ('scheduled', 'publishing')"
+        " AND next_attempt_at <= ? ORDER BY next_attempt_at",
+        (now,),
+    )
+    return [row["id"] for row in rows]
+
+
+def next_due_at(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute(
+        "SELECT MIN(next_attempt_at) AS at FROM publications WHERE state IN ('scheduled', 'publishing')"
+    ).fetchone()
+    return row["at"]
+
+
+def set_state_for_account(
+    conn: sqlite3.Connection, account_id: str, from_states: tuple[str, ...], to_state: str, **changes: Any
+) -> list[str]:
+    """Move an account's publications in `from_states` to `to_state`; returns their ids."""
+    marks = ", ".join("?" for _ in from_states)
+    rows = conn.execute(
+        f"SELECT id FROM publications WHERE account_id = ? AND state IN ({marks})",
+        (account_id, *from_states),
+    ).fetchall()
+    ids = [row["id"] for row in rows]
+    for publication_id in ids:
+        update_publication(conn, publication_id, state=to_state, **changes)
+    return ids
+
+
+def jobs_with_open_publications(conn: sqlite3.Connection) -> set[str]:
+    marks = ", ".join("?" for _ in OPEN_STATES)
+    rows = conn.execute(
+        f"SELECT DISTINCT job_id FROM publications WHERE state IN ({marks})", OPEN_STATES
+    )
+    return {row["job_id"] for row in rows}
+
+
+def counts_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT state, COUNT(*) AS n FROM publications GROUP BY state")
+    return {row["state"]: row["n"] for row in rows}

@@ -1,0 +1,165 @@
+"""The accounts and publications API, and the OAuth callback page platforms send the
+browser back to."""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated, Any
+
+import anyio.to_thread
+from litestar import Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody, Parameter
+
+from vidprod.domain.accounts import AccountService, ConnectError, public_view
+from vidprod.domain.publishing import PublicationService, PublishRequest
+from vidprod.web.problems import problem
+
+# Capability URLs (anyone holding them can upload) stay on the server.
+HIDDEN_REMOTE_KEYS = {"upload_url", "upload_uri", "session_uri"}
+PUBLICATION_STATES = ("scheduled", "publishing", "waiting", "published", "dead", "cancelled")
+REQUEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "accounts": list, "title": (str, type(None)), "title_template": (str, type(None)),
+    "caption": (str, type(None)), "hashtags": list, "privacy": str, "schedule": dict,
+    "parts": (list, type(None)), "options": dict,
+}  # fmt: skip
+
+
+def _accounts(state: State) -> AccountService:
+    return state.accounts
+
+
+def _publications(state: State) -> PublicationService:
+    return state.publications
+
+
+def publication_view(publication: dict[str, Any]) -> dict[str, Any]:
+    remote = {k: v for k, v in publication["remote"].items() if k not in HIDDEN_REMOTE_KEYS}
+    return {**publication, "remote": remote, "part": publication["segment_idx"] + 1}
+
+
+def parse_publish_request(data: Any) -> PublishRequest:
+    """A JSON body as a PublishRequest, with words for each wrong field."""
+    if not isinstance(data, dict):
+        raise problem(400, "The body must be a JSON object.")
+    if unknown := set(data) - set(REQUEST_FIELDS):
+        raise problem(422, f"Unknown field(s): {', '.join(sorted(unknown))}. Known: {', '.join(REQUEST_FIELDS)}.")
+    for name, kinds in REQUEST_FIELDS.items():
+        if name in data and not isinstance(data[name], kinds):
+            raise problem(422, f"{name} has the wrong type.")
+    if "accounts" not in data:
+        raise problem(422, "accounts is required: the ids of the accounts to publish to.")
+    if not all(isinstance(x, str) for x in data["accounts"] + data.get("hashtags", [])):
+        raise problem(422, "accounts and hashtags are lists of strings.")
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in data.get("parts") or []):
+        raise problem(422, "parts is a list of part numbers (1 is the first).")
+    return PublishRequest(**data)
+
+
+@get("/accounts")
+async def list_accounts(state: State) -> dict[str, Any]:
+    overview = await anyio.to_thread.run_sync(_accounts(state).overview)
+    return {"sandbox": state.settings.sandbox, "platforms": overview}
+
+
+@get("/accounts/{account_id:str}")
+async def get_account(state: State, account_id: FromPath[str]) -> dict[str, Any]:
+    return public_view(await anyio.to_thread.run_sync(_accounts(state).get, account_id))
+
+
+@post("/accounts/{platform:str}/connect", status_code=200)
+async def connect_account(state: State, platform: FromPath[str]) -> dict[str, Any]:
+    """Where to send the browser to grant access (the platform's own consent page)."""
+    url = await anyio.to_thread.run_sync(_accounts(state).start_connect, platform)
+    return {"authorize_url": url, "sandbox": state.settings.sandbox}
+
+
+@get("/accounts/{platform:str}/callback", opt={"public": True})
+async def oauth_callback(
+    state: State,
+    platform: FromPath[str],
+    code: str | None = None,
+    oauth_state: Annotated[str | None, Parameter(query="state")] = None,
+    error: str | None = None,
+    error_description: str | None = None,
+) -> Response[str]:
+    """The platform sends the browser here; the single-use state proves we started it."""
+    try:
+        account = await anyio.to_thread.run_sync(
+            lambda: _accounts(state).finish_connect(
+                platform, code=code, state=oauth_state, error=error_description or error
+            )
+        )
+    except ConnectError as exc:
+        return _page("Could not connect the account", str(exc), status=400)
+    label = _accounts(state).platforms[platform].label
+    sandbox = " (sandbox)" if account["sandbox"] else ""
+    return _page(f"{label} connected{sandbox}", f"{account['name']} is connected. You can close this page.")
+
+
+@delete("/accounts/{account_id:str}", status_code=200)
+async def disconnect_account(state: State, account_id: FromPath[str]) -> dict[str, Any]:
+    cancelled = await anyio.to_thread.run_sync(_accounts(state).disconnect, account_id)
+    return {"disconnected": account_id, "cancelled_publications": cancelled}
+
+
+@post("/jobs/{job_id:str}/publications", status_code=201)
+async def create_publications(state: State, job_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
+    request = parse_publish_request(data)
+    created = await anyio.to_thread.run_sync(_publications(state).create, job_id, request)
+    return {"publications": [publication_view(p) for p in created]}
+
+
+@get("/jobs/{job_id:str}/publications")
+async def job_publications(state: State, job_id: FromPath[str]) -> dict[str, Any]:
+    await anyio.to_thread.run_sync(state.jobs.get, job_id)  # 404 for an unknown job
+    rows = await anyio.to_thread.run_sync(lambda: _publications(state).list(job_id=job_id))
+    return {"publications": [publication_view(p) for p in rows]}
+
+
+@get("/publications")
+async def list_publications(
+    state: State,
+    publication_state: Annotated[str | None, Parameter(query="state")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> dict[str, Any]:
+    if publication_state is not None and publication_state not in PUBLICATION_STATES:
+        raise problem(422, f"state must be one of {', '.join(PUBLICATION_STATES)}.")
+    rows = await anyio.to_thread.run_sync(
+        lambda: _publications(state).list(state=publication_state, limit=limit, offset=offset)
+    )
+    return {"publications": [publication_view(p) for p in rows]}
+
+
+@get("/publications/{publication_id:str}")
+async def get_publication(state: State, publication_id: FromPath[str]) -> dict[str, Any]:
+    return publication_view(await anyio.to_thread.run_sync(_publications(state).get, publication_id))
+
+
+@post("/publications/{publication_id:str}/retry", status_code=202)
+async def retry_publication(state: State, publication_id: FromPath[str]) -> dict[str, Any]:
+    return publication_view(await anyio.to_thread.run_sync(_publications(state).retry, publication_id))
+
+
+@post("/publications/{publication_id:str}/cancel", status_code=200)
+async def cancel_publication(state: State, publication_id: FromPath[str]) -> dict[str, Any]:
+    return publication_view(await anyio.to_thread.run_sync(_publications(state).cancel, publication_id))
+
+
+def _page(title: str, text: str, *, status: int = 200) -> Response[str]:
+    # Until the web UI lands this is the whole page; no script, no inline style (CSP).
+    body = (
+        f"<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)} · vidprod</title><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(text)}</p><p><a href='/'>Back to vidprod</a></p></html>"
+    )
+    return Response(body, status_code=status, media_type="text/html")
+
+
+ROUTES = [
+    list_accounts, get_account, connect_account, oauth_callback, disconnect_account,
+    create_publications, job_publications, list_publications, get_publication,
+    retry_publication, cancel_publication,
+]  # fmt: skip
