@@ -108,6 +108,9 @@ class AccountService:
             details = client.fetch_profile(tokens)
         except PublishFailure as failure:
             raise ConnectError(f"{client.label} refused the connection: {failure.message}") from None
+        except (KeyError, ValueError) as exc:  # an answer without the fields we need
+            log.warning("connecting %s: unexpected answer: %r", platform, exc)
+            raise ConnectError(f"{client.label} answered in a way we did not expect; try again.") from None
         account_id = uuid.uuid4().hex[:12]
 
         def store(conn: Any) -> tuple[str, list[str]]:

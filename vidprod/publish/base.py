@@ -164,8 +164,12 @@ class PlatformHttp:
     token_path = ""
     refresh_margin = 300.0  # refresh an access token this long before it expires
 
-    def __init__(self, settings: Settings, client_id: str | None, client_secret: str | None) -> None:
+    def __init__(
+        self, settings: Settings, client_id: str | None, client_secret: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # token expiry is reckoned on the app's clock
         self.client_id = client_id
         self.client_secret = client_secret
         self.http = httpx.Client(timeout=settings.publish_timeout, trust_env=False)

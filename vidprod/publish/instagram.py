@@ -11,7 +11,6 @@ publish again); FINISHED means the call never landed, so publishing is safe.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ class Instagram(PlatformHttp):
             except OAuthError as exc:
                 raise PublishFailure("permanent", exc.error or "oauth", exc.description or str(exc)) from None
         # Meta's own exchange for a 60-day token (not an OAuth grant type).
-        now = time.time()
+        now = self.clock()
         answer = self._graph("GET", "/access_token", params={
             "grant_type": "ig_exchange_token", "client_secret": self.client_secret,
             "access_token": short["access_token"],
@@ -84,7 +83,7 @@ class Instagram(PlatformHttp):
         return tokens, Profile(str(me.get("user_id") or me["id"]), me.get("username") or str(me["id"]))
 
     def refresh(self, tokens: Tokens) -> Tokens:
-        now = time.time()
+        now = self.clock()
         try:
             answer = self._graph("GET", "/refresh_access_token", params={
                 "grant_type": "ig_refresh_token", "access_token": tokens.access_token,
@@ -276,9 +275,13 @@ def _note_usage(session: Session, response: httpx.Response) -> None:
 
 def _failure(response: httpx.Response) -> PublishFailure:
     try:
-        error = response.json().get("error") or {}
+        body = response.json()
     except ValueError:
-        error = {}
+        body = {}
+    error = body.get("error") or {}
+    if isinstance(debug := body.get("debug_info"), dict):  # rupload.facebook.com's shape
+        kind = "retry" if debug.get("retriable") or response.status_code >= 500 else "permanent"
+        return PublishFailure(kind, f"upload_{debug.get('type') or response.status_code}", str(debug.get("message")))
     code = int(error.get("code") or 0)
     subcode = int(error.get("error_subcode") or 0)
     message = str(error.get("error_user_msg") or error.get("message") or response.text[:300])

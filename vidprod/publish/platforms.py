@@ -3,6 +3,9 @@ ids, or the built-in sandbox's fake ones."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from vidprod.config import Settings
 from vidprod.publish.base import PlatformHttp
 from vidprod.publish.instagram import Instagram
@@ -13,15 +16,17 @@ from vidprod.sandbox.state import DEFAULT_CLIENTS as SANDBOX_CLIENTS
 ORDER = ("tiktok", "instagram", "youtube")
 
 
-def load_platforms(settings: Settings) -> dict[str, PlatformHttp]:
+def load_platforms(settings: Settings, clock: Callable[[], float] = time.time) -> dict[str, PlatformHttp]:
     if settings.sandbox:
-        return {
-            "tiktok": TikTok(settings, *SANDBOX_CLIENTS["tiktok"]),
-            "instagram": Instagram(settings, *SANDBOX_CLIENTS["instagram"]),
-            "youtube": YouTube(settings, *SANDBOX_CLIENTS["youtube"]),
+        credentials = SANDBOX_CLIENTS
+    else:
+        credentials = {
+            "tiktok": (settings.tiktok_client_key, settings.tiktok_client_secret),
+            "instagram": (settings.instagram_client_id, settings.instagram_client_secret),
+            "youtube": (settings.google_client_id, settings.google_client_secret),
         }
     return {
-        "tiktok": TikTok(settings, settings.tiktok_client_key, settings.tiktok_client_secret),
-        "instagram": Instagram(settings, settings.instagram_client_id, settings.instagram_client_secret),
-        "youtube": YouTube(settings, settings.google_client_id, settings.google_client_secret),
+        "tiktok": TikTok(settings, *credentials["tiktok"], clock=clock),
+        "instagram": Instagram(settings, *credentials["instagram"], clock=clock),
+        "youtube": YouTube(settings, *credentials["youtube"], clock=clock),
     }

@@ -9,12 +9,13 @@ the status endpoint first, so an upload TikTok already has is never sent again.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from authlib.common.urls import add_params_to_qs
 from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.httpx_client import OAuth2Client
 
 from vidprod.publish.base import (
     PlatformHttp,
@@ -73,15 +74,12 @@ class TikTok(PlatformHttp):
 
     # --- accounts ----------------------------------------------------------------
 
-    def oauth(self, redirect_uri: str | None = None):  # type: ignore[no-untyped-def]
+    def oauth(self, redirect_uri: str | None = None) -> OAuth2Client:
         client = super().oauth(redirect_uri)
-
-        # TikTok names the client id `client_key` (authlib sends `client_id`).
-        def rename(url: str, headers: dict, body: str) -> tuple[str, dict, str]:
-            return url, headers, body.replace("client_id=", "client_key=")
-
-        client.register_compliance_hook("access_token_request", rename)
-        client.register_compliance_hook("refresh_token_request", rename)
+        # TikTok names the client id `client_key`; authlib's client_secret_post says
+        # client_id, so the token requests use this method instead.
+        client.register_client_auth_method(("client_key_post", _client_key_post))
+        client.token_endpoint_auth_method = "client_key_post"
         return client
 
     def authorize_url(self, state: str, redirect_uri: str) -> tuple[str, str | None]:
@@ -94,7 +92,7 @@ class TikTok(PlatformHttp):
         return url, None
 
     def connect(self, code: str, verifier: str | None, redirect_uri: str) -> tuple[Tokens, Profile]:
-        now = time.time()
+        now = self.clock()
         with self.oauth(redirect_uri) as client:
             try:
                 answer = client.fetch_token(self.token_url(), grant_type="authorization_code", code=code)
@@ -105,7 +103,7 @@ class TikTok(PlatformHttp):
         return tokens, Profile(user["open_id"], user.get("display_name") or user["open_id"])
 
     def refresh(self, tokens: Tokens) -> Tokens:
-        now = time.time()
+        now = self.clock()
         with self.oauth() as client:
             try:
                 answer = client.refresh_token(self.token_url(), refresh_token=tokens.refresh_token)
@@ -271,6 +269,13 @@ class TikTok(PlatformHttp):
             raise _failure(response)
         return body.get("data") or {}
 
+
+
+def _client_key_post(client: Any, method: str, uri: str, headers: dict, body: str) -> tuple[str, dict, str]:
+    body = add_params_to_qs(body or "", [("client_key", client.client_id), ("client_secret", client.client_secret)])
+    if "Content-Length" in headers:
+        headers["Content-Length"] = str(len(body))
+    return uri, headers, body
 
 
 def _failure(response: httpx.Response) -> PublishFailure:

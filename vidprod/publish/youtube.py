@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -65,6 +64,9 @@ class _BearerHttp(httplib2.Http):
 
     def __init__(self, token: str, timeout: float, on_session: Any = None) -> None:
         super().__init__(timeout=timeout)
+        # 308 is "Resume Incomplete" to the upload protocol, not a redirect (as in
+        # googleapiclient.http.build_http, which builds the Http we replace).
+        self.redirect_codes = self.redirect_codes - {308}
         self.token = token
         self.on_session = on_session
 
@@ -103,7 +105,7 @@ class YouTube(PlatformHttp):
         return url, verifier
 
     def connect(self, code: str, verifier: str | None, redirect_uri: str) -> tuple[Tokens, Profile]:
-        now = time.time()
+        now = self.clock()
         with self.oauth(redirect_uri) as client:
             try:
                 answer = client.fetch_token(
@@ -124,7 +126,7 @@ class YouTube(PlatformHttp):
         return tokens, Profile(items[0]["id"], items[0]["snippet"]["title"])
 
     def refresh(self, tokens: Tokens) -> Tokens:
-        now = time.time()
+        now = self.clock()
         with self.oauth() as client:
             try:
                 answer = client.refresh_token(self.token_url(), refresh_token=tokens.refresh_token)
@@ -242,13 +244,13 @@ class YouTube(PlatformHttp):
     def _service(self, token: str, on_session: Any = None) -> Any:
         root = self.settings.platform_url(API) + "/"
         http = _BearerHttp(token, self.settings.publish_timeout, on_session)
-        return build_from_document(_discovery_document(root), http=http, static_discovery=None)
+        return build_from_document(_discovery_document(root), http=http)
 
     def _execute(self, request: Any) -> dict[str, Any]:
         try:
             return request.execute()
         except HttpError as exc:
-            raise _failure(exc, time.time()) from None
+            raise _failure(exc, self.clock()) from None
         except TRANSPORT_ERRORS as exc:
             raise PublishFailure("retry", "network", f"YouTube: {exc!r}") from None
 

@@ -26,6 +26,7 @@ from vidprod.domain.jobs import JobService
 from vidprod.domain.publishing import PublicationService
 from vidprod.domain.webhooks import WebhookService
 from vidprod.publish.platforms import load_platforms
+from vidprod.sandbox import FakePlatforms, sandbox_router
 from vidprod.store import Database
 from vidprod.vault import Vault
 from vidprod.web import api, publishing, webhooks
@@ -80,7 +81,7 @@ def create_app(
         deliveries.bind(hooks)
         clock = wall_clock(settings.test_clock_file)
         publisher = PublishWorker(settings)
-        platforms = load_platforms(settings)
+        platforms = load_platforms(settings, clock)
         accounts = AccountService(
             db, settings, platforms, vault, clock,
             on_reconnected=lambda ids: [publisher.kick(i, clock()) for i in ids],
@@ -156,6 +157,13 @@ def create_app(
             db.close()
 
     handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES]
+    if settings.sandbox:
+        # The fake platforms, served by this process; their state survives restarts.
+        sandbox = settings.data_dir / "sandbox"
+        handlers.append(sandbox_router(FakePlatforms(
+            upload_dir=sandbox / "uploads", state_file=sandbox / "state.json",
+            clock=wall_clock(settings.test_clock_file),
+        )))  # fmt: skip
     middleware: list = [
         request_tracking(lambda: state.idle),
         security_headers(trust_forwarded_proto=settings.behind_fly),
@@ -170,7 +178,7 @@ def create_app(
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit),
                 identifier_for_request=client_address(settings.behind_fly),
-                exclude=["/health"],
+                exclude=["/health", "/sandbox"],  # the sandbox is this app calling itself
             ).middleware
         )
     return Litestar(

@@ -1,0 +1,262 @@
+"""Publishing end to end: the real `vidprod serve` process renders real video and
+publishes it to strict fake TikTok, Instagram and YouTube servers running in this test
+process. Time is moved by writing to VIDPROD_TEST_CLOCK_FILE (app and fakes read the
+same clock), never by sleeping through a schedule."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.fakes import running_fake
+from tests.server import Server
+from vidprod.clock import wall_clock
+from vidprod.sandbox.state import DEFAULT_CLIENTS, FakePlatforms, Rules
+
+pytestmark = pytest.mark.slow
+
+KiB = 1024
+CHUNK = 256 * KiB  # both the app's chunk and the fakes' scaled-down rules
+
+
+class World:
+    """One server, the fakes, the shared clock and three connected accounts."""
+
+    def __init__(self, root: Path, fake_url: str, fake: FakePlatforms, clock_file: Path) -> None:
+        self.fake = fake
+        self.clock_file = clock_file
+        self.offset = 0.0
+        client_env = {
+            "VIDPROD_TIKTOK_CLIENT_KEY": DEFAULT_CLIENTS["tiktok"][0],
+            "VIDPROD_TIKTOK_CLIENT_SECRET": DEFAULT_CLIENTS["tiktok"][1],
+            "VIDPROD_INSTAGRAM_CLIENT_ID": DEFAULT_CLIENTS["instagram"][0],
+            "VIDPROD_INSTAGRAM_CLIENT_SECRET": DEFAULT_CLIENTS["instagram"][1],
+            "VIDPROD_GOOGLE_CLIENT_ID": DEFAULT_CLIENTS["youtube"][0],
+            "VIDPROD_GOOGLE_CLIENT_SECRET": DEFAULT_CLIENTS["youtube"][1],
+        }
+        self.server = Server(
+            root / "data", root / "server.log",
+            VIDPROD_PLATFORMS="live", VIDPROD_PLATFORM_BASE_URL=fake_url,
+            VIDPROD_TEST_CLOCK_FILE=str(clock_file), VIDPROD_DISPATCH_SECONDS="1",
+            VIDPROD_PUBLISH_CHUNK_BYTES=str(CHUNK), VIDPROD_PUBLISH_TIMEOUT="10",
+            VIDPROD_SEGMENT_SECONDS="10", **client_env,
+        )  # fmt: skip
+        self.accounts: dict[str, str] = {}
+
+    @property
+    def api(self) -> httpx.Client:
+        return self.server.client
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+        self.clock_file.write_text(str(self.offset))
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def connect(self, platform: str) -> str:
+        """The OAuth flow as a browser walks it: our connect → the fake's consent page
+        (Allow) → our callback."""
+        answer = self.api.post(f"/accounts/{platform}/connect")
+        assert answer.status_code == 200, answer.text
+        consent = httpx.get(answer.json()["authorize_url"] + "&approve=1", follow_redirects=False)
+        assert consent.status_code == 302, consent.text
+        back = urlsplit(consent.headers["location"])
+        callback = httpx.get(f"{self.server.url}{back.path}?{back.query}")
+        assert callback.status_code == 200, callback.text
+        assert "connected" in callback.text
+        [account] = [a for p in self.api.get("/accounts").json()["platforms"] if p["platform"] == platform
+                     for a in p["accounts"]]  # fmt: skip
+        return account["id"]
+
+    def job(self, clip: Path) -> dict[str, Any]:
+        answer = self.server.upload(clip)
+        assert answer.status_code == 202, answer.text
+        job = self.server.wait_done(answer.json()["id"])
+        assert job["state"] == "done", job
+        return job
+
+    def publish(self, job_id: str, platforms: list[str], **body: Any) -> list[dict[str, Any]]:
+        body = {"accounts": [self.accounts[p] for p in platforms], **body}
+        answer = self.api.post(f"/jobs/{job_id}/publications", json=body)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["publications"]
+
+    def publication(self, publication_id: str) -> dict[str, Any]:
+        return self.api.get(f"/publications/{publication_id}").json()
+
+    def wait(self, predicate: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if value := predicate():
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what or predicate}; log:\n{self.server.log_path.read_text()[-3000:]}")
+
+    def wait_state(self, publication_id: str, state: str, timeout: float = 60) -> dict[str, Any]:
+        return self.wait(lambda: (p := self.publication(publication_id))["state"] == state and p,
+                         timeout, f"{publication_id} to be {state}")  # fmt: skip
+
+    def event_types(self, job_id: str, prefix: str = "publication.") -> list[str]:
+        """The job's event log, read from the app's database file (read-only)."""
+        with sqlite3.connect(f"file:{self.server.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT type FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+            return [t for (t,) in rows if t.startswith(prefix)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("publishing")
+    clock_file = root / "clock"
+    clock_file.write_text("0")
+    rules = Rules(tiktok_min_chunk=128 * KiB, tiktok_max_chunk=1024 * KiB, tiktok_max_last_chunk=2048 * KiB,
+                  youtube_chunk_granularity=CHUNK)  # fmt: skip
+    fake = FakePlatforms(clock=wall_clock(clock_file), rules=rules, upload_dir=root / "fake-uploads")
+    with running_fake(fake) as fake_url:
+        world = World(root, fake_url, fake, clock_file)
+        world.server.start()
+        try:
+            for platform in ("tiktok", "instagram", "youtube"):
+                world.accounts[platform] = world.connect(platform)
+            yield world
+        finally:
+            world.server.stop()
+
+
+def test_three_parts_to_all_three_platforms_on_a_spread_schedule(world, long_clip):
+    job = world.job(long_clip)
+    assert len(job["segments"]) == 3
+    start = time.strftime("%Y-%m-%dT18:00", time.gmtime(world.now() + 86400))
+    publications = world.publish(
+        job["id"], ["tiktok", "instagram", "youtube"], title="My trip",
+        caption="{title} ({part}/{parts})", hashtags=["shorts"], privacy="public",
+        schedule={"mode": "spread", "start": start, "timezone": "Europe/Berlin", "every_hours": 24},
+        options={"made_for_kids": False},
+    )  # fmt: skip
+    assert len(publications) == 9
+    first_due = min(p["due_at"] for p in publications)
+    assert {round(p["due_at"] - first_due) for p in publications} == {0, 86400, 2 * 86400}
+    time.sleep(2)  # two dispatcher rounds: nothing is due yet
+    assert world.fake.posts() == []
+
+    for day in range(3):
+        world.advance(first_due + day * 86400 + 1 - world.now())
+        due = [p for p in publications if p["part"] == day + 1]
+        for publication in due:
+            done = world.wait_state(publication["id"], "published")
+            assert done["post_id"] and done["attempts"] == 1
+        later = [world.publication(p["id"])["state"] for p in publications if p["part"] > day + 1]
+        assert set(later) <= {"scheduled"}, "later parts wait for their day"
+
+    posts = world.fake.posts()
+    assert len(posts) == 9, "each part once on each platform"
+    captions = sorted(p.get("caption") or p.get("title") or p.get("description") for p in posts if p["platform"] == "instagram")
+    assert captions == [f"My trip ({n}/3) #shorts" for n in (1, 2, 3)]
+    [init] = world.fake.requests("tiktok.init")[:1]
+    assert init["post_info"]["privacy_level"] == "PUBLIC_TO_EVERYONE"
+    insert = world.fake.requests("youtube.insert")[0]["body"]
+    assert insert["status"]["selfDeclaredMadeForKids"] is False and insert["snippet"]["title"] == "My trip (1/3)"
+    types = world.event_types(job["id"])
+    assert types.count("publication.scheduled") == 9 and types.count("publication.published") == 9
+
+
+def test_a_5xx_then_success_is_retried_with_backoff(world, short_clip):
+    job = world.job(short_clip)
+    world.fake.fail_next("tiktok.init", 500, code="internal_error")
+    [publication] = world.publish(job["id"], ["tiktok"])
+    failed = world.wait(lambda: (p := world.publication(publication["id"]))["error_code"] and p, what="a failure")
+    assert failed["state"] == "scheduled" and failed["error_code"] == "internal_error"
+    assert failed["next_attempt_at"] <= world.now() + 30, "full jitter under a 30 s ceiling"
+    world.advance(31)
+    done = world.wait_state(publication["id"], "published")
+    assert done["attempts"] == 2
+    types = world.event_types(job["id"])
+    assert types == ["publication.scheduled", "publication.uploading", "publication.failed",
+                     "publication.uploading", "publication.published"]  # fmt: skip
+
+
+def test_429_with_retry_after_blocks_the_account_until_then(world, short_clip):
+    job = world.job(short_clip)
+    before = world.fake.seen("tiktok.init")
+    world.fake.fail_next("tiktok.init", 429, code="rate_limit_exceeded", retry_after=600)
+    [publication] = world.publish(job["id"], ["tiktok"])
+    waiting = world.wait(lambda: (p := world.publication(publication["id"]))["error_code"] and p, what="the 429")
+    assert waiting["next_attempt_at"] >= world.now() + 590 and waiting["attempts"] == 0, "not a failed try"
+    account = world.api.get(f"/accounts/{world.accounts['tiktok']}").json()
+    assert account["blocked_until"] >= world.now() + 590
+    time.sleep(3)  # three dispatcher rounds
+    assert world.fake.seen("tiktok.init") == before + 1, "no request before Retry-After passed"
+    world.advance(601)
+    world.wait_state(publication["id"], "published")
+
+
+def test_token_expiring_mid_upload_is_refreshed_and_the_upload_finishes(world, long_clip):
+    job = world.job(long_clip)  # 10 s parts: several 256 KiB chunks
+    refreshes = world.fake.seen("youtube.token")
+    world.fake.expire_tokens("youtube", after="youtube.upload")
+    [publication] = world.publish(job["id"], ["youtube"], parts=[1])
+    done = world.wait_state(publication["id"], "published")
+    assert done["attempts"] == 1, "a refresh is not a failed try"
+    assert world.fake.seen("youtube.token") == refreshes + 1
+    assert len([p for p in world.fake.posts("youtube") if p["id"] == done["post_id"]]) == 1
+
+
+def test_a_chunk_cut_mid_way_resumes_from_the_offset(world, long_clip):
+    job = world.job(long_clip)
+    uploads = world.fake.seen("youtube.upload")
+    world.fake.cut_next("youtube.upload", after_bytes=CHUNK // 2)
+    [publication] = world.publish(job["id"], ["youtube"], parts=[2])
+    done = world.wait_state(publication["id"], "published")
+    size = job["segments"][1]["size_bytes"]
+    chunks = -(-size // CHUNK)
+    # The cut chunk again, one status query; never the chunks already held.
+    assert world.fake.seen("youtube.upload") - uploads <= chunks + 2
+    assert done["attempts"] == 1
+
+    tiktok_uploads = world.fake.seen("tiktok.upload")
+    world.fake.cut_next("tiktok.upload", after_bytes=CHUNK // 2)
+    [publication] = world.publish(job["id"], ["tiktok"], parts=[2])
+    world.advance(31)  # the cut counts as a failed try: its retry comes within 30 s
+    done = world.wait_state(publication["id"], "published")
+    tiktok_chunks = max(1, size // CHUNK)  # TikTok's rule: the last chunk takes the remainder
+    assert tiktok_chunks >= 2
+    assert world.fake.seen("tiktok.upload") - tiktok_uploads == tiktok_chunks + 1, "only the cut chunk was sent twice"
+
+
+def test_killed_right_after_the_final_publish_call_posts_exactly_once(world, short_clip):
+    job = world.job(short_clip)
+    before = len(world.fake.posts("instagram"))
+    world.fake.hang_next("instagram.publish", 30)
+    [publication] = world.publish(job["id"], ["instagram"])
+    assert world.fake.wait_for("instagram.publish", count=world.fake.seen("instagram.publish") + 1, timeout=60)
+    world.server.signal(signal.SIGKILL)
+    world.server.wait_exit(10)
+    assert len(world.fake.posts("instagram")) == before + 1, "the fake published before answering"
+    world.server.start()
+    world.advance(61)  # the unknown outcome is looked up, not re-sent
+    done = world.wait_state(publication["id"], "published")
+    assert len(world.fake.posts("instagram")) == before + 1, "exactly one post"
+    assert done["post_id"]
+
+
+def test_a_cap_error_reschedules_after_the_window_instead_of_looping(world, short_clip):
+    job = world.job(short_clip)
+    publishes = world.fake.seen("instagram.publish")
+    world.fake.fail_next("instagram.publish", 400, code=9, subcode=2207042, message="publishing limit reached")
+    [publication] = world.publish(job["id"], ["instagram"])
+    held = world.wait(lambda: (p := world.publication(publication["id"]))["error_code"] and p, what="the cap")
+    assert held["state"] == "scheduled" and held["reschedules"] == 1 and held["attempts"] == 0
+    assert held["next_attempt_at"] >= world.now() + 3000
+    time.sleep(3)
+    assert world.fake.seen("instagram.publish") == publishes + 1, "not retried in a loop"
+    world.advance(3601)
+    world.wait_state(publication["id"], "published")
+    assert world.fake.seen("instagram.publish") == publishes + 2
