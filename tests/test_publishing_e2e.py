@@ -260,3 +260,92 @@ def test_a_cap_error_reschedules_after_the_window_instead_of_looping(world, shor
     world.advance(3601)
     world.wait_state(publication["id"], "published")
     assert world.fake.seen("instagram.publish") == publishes + 2
+
+
+def test_a_lost_grant_makes_posts_wait_until_the_account_is_reconnected(world, short_clip):
+    job = world.job(short_clip)
+    world.fake.expire_tokens("tiktok")
+    world.fake.fail_next("tiktok.token", 400, code="invalid_grant", message="refresh token revoked")
+    [publication] = world.publish(job["id"], ["tiktok"])
+    waiting = world.wait_state(publication["id"], "waiting")
+    assert waiting["attempts"] == 0
+    account = world.api.get(f"/accounts/{world.accounts['tiktok']}").json()
+    assert account["state"] == "reconnect_needed" and "invalid_grant" in account["state_reason"]
+    with sqlite3.connect(f"file:{world.server.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        [(data,)] = conn.execute("SELECT data FROM events WHERE type = 'account.reconnect_needed'").fetchall()
+    assert '"publications_waiting": 1' in data
+    assert world.connect("tiktok") == world.accounts["tiktok"], "the same account, reconnected"
+    world.wait_state(publication["id"], "published")
+
+
+def test_a_permanent_refusal_is_dead_lettered_and_can_be_retried(world, short_clip):
+    job = world.job(short_clip)
+    world.fake.fail_next("youtube.insert", 400, code="invalidTitle", message="The title is not allowed")
+    [publication] = world.publish(job["id"], ["youtube"])
+    dead = world.wait_state(publication["id"], "dead")
+    assert (dead["error_code"], dead["error_message"]) == ("invalidTitle", "The title is not allowed")
+    assert world.api.get("/publications", params={"state": "dead"}).json()["publications"][0]["id"] == publication["id"]
+    assert world.api.post(f"/publications/{publication['id']}/cancel").status_code == 200
+    retried = world.api.post(f"/publications/{publication['id']}/retry")
+    assert retried.status_code == 202
+    world.wait_state(publication["id"], "published")
+    again = world.api.post(f"/jobs/{job['id']}/publications", json={"accounts": [world.accounts["youtube"]]})
+    assert again.status_code == 409, "a part goes to an account once"
+
+
+def test_refusals_name_every_problem(world, short_clip):
+    job = world.job(short_clip)
+    answer = world.api.post(f"/jobs/{job['id']}/publications", json={
+        "accounts": [world.accounts["instagram"], world.accounts["youtube"], "nope"],
+        "privacy": "friends", "parts": [1, 9], "schedule": {"mode": "spread", "start": "tomorrow"},
+    })  # fmt: skip
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problems = answer.json()["problems"]
+    assert any("parts [9] do not exist" in p for p in problems)
+    assert any("no account 'nope'" in p for p in problems)
+    answer = world.api.post(f"/jobs/{job['id']}/publications", json={
+        "accounts": [world.accounts["instagram"], world.accounts["youtube"]], "privacy": "friends",
+    })  # fmt: skip
+    problems = answer.json()["problems"]
+    assert any("Instagram Reels are always public" in p for p in problems)
+    assert any("YouTube privacy is public, unlisted or private" in p for p in problems)
+    bad = world.api.post(f"/jobs/{job['id']}/publications", json={"accounts": "x"})
+    assert bad.status_code == 422 and "wrong type" in bad.json()["detail"]
+    assert world.api.get(f"/jobs/{job['id']}/publications").json()["publications"] == [], "nothing half-made"
+
+
+def test_sandbox_mode_publishes_to_the_fakes_inside_the_app(tmp_path, short_clip):
+    """No client ids: the app's own /sandbox serves the platforms; connect and publish
+    work with no developer accounts, and say sandbox."""
+    server = Server(tmp_path / "data", tmp_path / "server.log", VIDPROD_DISPATCH_SECONDS="1").start()
+    try:
+        overview = server.client.get("/accounts").json()
+        assert overview["sandbox"] is True
+        assert all(p["configured"] and p["sandbox"] for p in overview["platforms"])
+        accounts = []
+        for platform in ("tiktok", "instagram", "youtube"):
+            url = server.client.post(f"/accounts/{platform}/connect").json()["authorize_url"]
+            assert url.startswith(f"{server.url}/sandbox/")
+            page = httpx.get(url)
+            assert page.status_code == 200 and "Sandbox" in page.text
+            back = httpx.get(url + "&approve=1").headers["location"]
+            callback = httpx.get(back)
+            assert callback.status_code == 200 and "(sandbox)" in callback.text
+        for platform in server.client.get("/accounts").json()["platforms"]:
+            [account] = platform["accounts"]
+            assert account["sandbox"] is True
+            accounts.append(account["id"])
+        upload = server.upload(short_clip)
+        job = server.wait_done(upload.json()["id"])
+        created = server.client.post(f"/jobs/{job['id']}/publications", json={"accounts": accounts})
+        assert created.status_code == 201, created.text
+        for publication in created.json()["publications"]:
+            deadline = time.monotonic() + 60
+            while server.client.get(f"/publications/{publication['id']}").json()["state"] != "published":
+                assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+                time.sleep(0.2)
+        state = (tmp_path / "data" / "sandbox" / "state.json").read_text()
+        assert state.count('"sha256"') >= 3, "the sandbox keeps its posts across restarts"
+    finally:
+        server.stop()
