@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes import running_fake
 from tests.server import Server
@@ -164,6 +165,13 @@ def test_three_parts_to_all_three_platforms_on_a_spread_schedule(world, long_cli
     assert init["post_info"]["privacy_level"] == "PUBLIC_TO_EVERYONE"
     insert = world.fake.requests("youtube.insert")[0]["body"]
     assert insert["status"]["selfDeclaredMadeForKids"] is False and insert["snippet"]["title"] == "My trip (1/3)"
+    published = {
+        sample.labels["platform"]: sample.value
+        for family in text_string_to_metric_families(world.api.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "vidprod_publications_total" and sample.labels["outcome"] == "published"
+    }
+    assert published == {"tiktok": 3, "instagram": 3, "youtube": 3}
     types = world.event_types(job["id"])
     assert types.count("publication.scheduled") == 9 and types.count("publication.published") == 9
 
