@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import httpx
+from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
 from vidprod.config import Settings
@@ -195,6 +196,31 @@ class PlatformHttp:
 
     def token_url(self) -> str:
         return self.url(self.token_host, self.token_path)
+
+    # OAuth error codes that mean the grant is gone and only the creator can fix it.
+    lost_grant_errors: frozenset[str] = frozenset({"invalid_grant"})
+
+    def exchange_code(self, code: str, verifier: str | None, redirect_uri: str) -> dict[str, Any]:
+        """The token endpoint's answer for an authorization code."""
+        extra = {"code_verifier": verifier} if verifier else {}
+        with self.oauth(redirect_uri) as client:
+            try:
+                return client.fetch_token(self.token_url(), grant_type="authorization_code", code=code, **extra)
+            except OAuthError as exc:
+                raise PublishFailure("permanent", exc.error or "oauth", exc.description or str(exc)) from None
+
+    def refresh(self, tokens: Tokens) -> Tokens:
+        """A standard refresh_token grant; a lost grant means reconnect."""
+        now = self.clock()
+        with self.oauth() as client:
+            try:
+                answer = client.refresh_token(self.token_url(), refresh_token=tokens.refresh_token)
+            except OAuthError as exc:
+                kind = "reconnect" if exc.error in self.lost_grant_errors else "retry"
+                raise PublishFailure(kind, exc.error or "oauth", exc.description or str(exc)) from None
+            except httpx.HTTPError as exc:
+                raise transport_failure(exc, f"refreshing the {self.label} token") from None
+        return Tokens.from_oauth(answer, now, previous=tokens)
 
     def close(self) -> None:
         self.http.close()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from authlib.integrations.base_client.errors import OAuthError
 
 from vidprod.publish.base import (
     PlatformHttp,
@@ -67,11 +66,7 @@ class Instagram(PlatformHttp):
         return url, None
 
     def connect(self, code: str, verifier: str | None, redirect_uri: str) -> tuple[Tokens, Profile]:
-        with self.oauth(redirect_uri) as client:
-            try:
-                short = client.fetch_token(self.token_url(), grant_type="authorization_code", code=code)
-            except OAuthError as exc:
-                raise PublishFailure("permanent", exc.error or "oauth", exc.description or str(exc)) from None
+        short = self.exchange_code(code, None, redirect_uri)
         # Meta's own exchange for a 60-day token (not an OAuth grant type).
         now = self.clock()
         answer = self._graph("GET", "/access_token", params={

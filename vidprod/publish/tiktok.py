@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 from authlib.common.urls import add_params_to_qs
-from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
 from vidprod.publish.base import (
@@ -71,6 +70,7 @@ class TikTok(PlatformHttp):
     scope = "user.info.basic,video.publish,video.upload"
     token_host = API
     token_path = "/v2/oauth/token/"
+    lost_grant_errors = frozenset({"invalid_grant", "invalid_request"})
 
     # --- accounts ----------------------------------------------------------------
 
@@ -93,26 +93,9 @@ class TikTok(PlatformHttp):
 
     def connect(self, code: str, verifier: str | None, redirect_uri: str) -> tuple[Tokens, Profile]:
         now = self.clock()
-        with self.oauth(redirect_uri) as client:
-            try:
-                answer = client.fetch_token(self.token_url(), grant_type="authorization_code", code=code)
-            except OAuthError as exc:
-                raise PublishFailure("permanent", exc.error or "oauth", exc.description or str(exc)) from None
-        tokens = Tokens.from_oauth(answer, now)
+        tokens = Tokens.from_oauth(self.exchange_code(code, None, redirect_uri), now)
         user = self._call("GET", "/v2/user/info/?fields=open_id,display_name", tokens.access_token)["user"]
         return tokens, Profile(user["open_id"], user.get("display_name") or user["open_id"])
-
-    def refresh(self, tokens: Tokens) -> Tokens:
-        now = self.clock()
-        with self.oauth() as client:
-            try:
-                answer = client.refresh_token(self.token_url(), refresh_token=tokens.refresh_token)
-            except OAuthError as exc:
-                kind = "reconnect" if exc.error in ("invalid_grant", "invalid_request") else "retry"
-                raise PublishFailure(kind, exc.error or "oauth", exc.description or str(exc)) from None
-            except httpx.HTTPError as exc:
-                raise transport_failure(exc, "refreshing the TikTok token") from None
-        return Tokens.from_oauth(answer, now, previous=tokens)
 
     def fetch_profile(self, tokens: Tokens) -> dict[str, Any]:
         return self.creator_info(tokens.access_token)

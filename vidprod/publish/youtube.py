@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 import httplib2
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.base_client.errors import OAuthError
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError, ResumableUploadError
 from googleapiclient.http import MediaFileUpload
@@ -91,6 +90,8 @@ class YouTube(PlatformHttp):
     scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
     token_host = "oauth2.googleapis.com"
     token_path = "/token"
+    # invalid_grant: revoked, or a "Testing" app's 7-day refresh token ran out.
+    lost_grant_errors = frozenset({"invalid_grant", "unauthorized_client"})
 
     # --- accounts ----------------------------------------------------------------
 
@@ -106,14 +107,7 @@ class YouTube(PlatformHttp):
 
     def connect(self, code: str, verifier: str | None, redirect_uri: str) -> tuple[Tokens, Profile]:
         now = self.clock()
-        with self.oauth(redirect_uri) as client:
-            try:
-                answer = client.fetch_token(
-                    self.token_url(), grant_type="authorization_code", code=code, code_verifier=verifier
-                )
-            except OAuthError as exc:
-                raise PublishFailure("permanent", exc.error or "oauth", exc.description or str(exc)) from None
-        tokens = Tokens.from_oauth(answer, now)
+        tokens = Tokens.from_oauth(self.exchange_code(code, verifier, redirect_uri), now)
         if not tokens.refresh_token:
             raise PublishFailure(
                 "permanent", "no_refresh_token",
@@ -124,19 +118,6 @@ class YouTube(PlatformHttp):
         if not items:
             raise PublishFailure("permanent", "no_channel", "this Google account has no YouTube channel")
         return tokens, Profile(items[0]["id"], items[0]["snippet"]["title"])
-
-    def refresh(self, tokens: Tokens) -> Tokens:
-        now = self.clock()
-        with self.oauth() as client:
-            try:
-                answer = client.refresh_token(self.token_url(), refresh_token=tokens.refresh_token)
-            except OAuthError as exc:
-                # invalid_grant: revoked, or a "Testing" app's 7-day refresh token ran out.
-                kind = "reconnect" if exc.error in ("invalid_grant", "unauthorized_client") else "retry"
-                raise PublishFailure(kind, exc.error or "oauth", exc.description or str(exc)) from None
-            except httpx.HTTPError as exc:
-                raise transport_failure(exc, "refreshing the Google token") from None
-        return Tokens.from_oauth(answer, now, previous=tokens)
 
     def fetch_profile(self, tokens: Tokens) -> dict[str, Any]:
         return {}
