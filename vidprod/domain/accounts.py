@@ -208,7 +208,14 @@ class AccountService:
         log.warning("account %s needs to be reconnected: %s", account_id, reason)
 
     def block(self, account_id: str, until: float, reason: str) -> None:
-        self.db.write(lambda conn: q.update_account(conn, account_id, blocked_until=until, blocked_reason=reason))
+        """Nothing goes to the account before `until`; a longer block already set stays."""
+
+        def change(conn: Any) -> None:
+            account = q.get_account(conn, account_id)
+            if account is not None and (account["blocked_until"] or 0) < until:
+                q.update_account(conn, account_id, blocked_until=until, blocked_reason=reason)
+
+        self.db.write(change)
 
     def _platform(self, name: str) -> PlatformHttp:
         if name not in self.platforms:

@@ -37,6 +37,7 @@ from vidprod.media.render import (
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
+from vidprod.store import publications as pq
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ class JobService:
                 raise JobNotFound(job_id)
             if job["state"] == "processing":
                 raise JobConflict("The job is being processed; cancel it first, then delete it.")
+            if pq.publishing_for_job(conn, job_id):
+                raise JobConflict("A part is being uploaded to a platform right now; delete the job once that has finished.")
             q.delete_job(conn, job_id)
             ev.add_event(conn, job_id, "job.deleted", {})
 

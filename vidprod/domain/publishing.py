@@ -47,8 +47,12 @@ from vidprod.store import publications as q
 
 log = logging.getLogger(__name__)
 
-MAX_RESCHEDULES = 5  # caps and blocks met in a row before a publication is dead-lettered
+MAX_RESCHEDULES = 48  # cap answers (not short blocks) before a publication is dead-lettered
+COUNTED_CAP_SECONDS = 600.0  # a cap shorter than this is a throttle: it does not count
 UNKNOWN_CHECK_SECONDS = 60.0  # look again this soon after an unanswered final call
+UNKNOWN_GIVE_UP_SECONDS = 24 * 3600.0  # then a person must look on the platform
+# Remote marks after which the post may exist: cancelling could no longer stop it.
+POINT_OF_NO_RETURN = ("publish_sent", "last_chunk_sent", "uploaded", "media_id", "video_id")
 BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
 OPTION_NAMES = {
     "made_for_kids", "disable_comment", "disable_duet", "disable_stitch", "brand_content",
@@ -223,8 +227,10 @@ class PublicationService:
             publication = q.get_publication(conn, publication_id)
             if publication is None:
                 raise PublicationNotFound(publication_id)
-            if publication["state"] == "publishing":
-                raise PublicationConflict("it is being uploaded right now and may already be out; try again in a minute")
+            if publication["state"] == "publishing" or any(publication["remote"].get(k) for k in POINT_OF_NO_RETURN):
+                raise PublicationConflict(
+                    "it is being uploaded or may already be out; it cannot be cancelled now (retry later)"
+                )
             if publication["state"] not in ("scheduled", "waiting", "dead"):
                 raise PublicationConflict(f"the publication is {publication['state']}")
             q.update_publication(conn, publication_id, state="cancelled")
@@ -264,16 +270,18 @@ class PublicationService:
             return publication["next_attempt_at"]
         account = self.accounts.get(publication["account_id"])
         if account["state"] != "connected":
-            self._set(publication, state="waiting" if account["state"] == "reconnect_needed" else "cancelled")
-            return None
+            return self._wait_for_account(publication)
         if (account["blocked_until"] or 0) > now:
-            return self._reschedule(publication, account["blocked_until"], account["blocked_reason"] or "blocked")
+            return self._reschedule(publication, account["blocked_until"], account["blocked_reason"] or "blocked", counted=False)
         with self._busy_lock:
             if account["id"] in self._busy_accounts:
                 return now + BUSY_ACCOUNT_SECONDS
             self._busy_accounts.add(account["id"])
         try:
             return self._run(publication, account, now)
+        except Exception as exc:  # a bug or an odd answer: count it as a try, never loop
+            log.exception("publication %s broke", publication_id)
+            return self._failed(publication, account, PublishFailure("retry", "internal", f"{type(exc).__name__}: {exc}"))
         finally:
             with self._busy_lock:
                 self._busy_accounts.discard(account["id"])
@@ -292,11 +300,8 @@ class PublicationService:
             if frees_at := rolling_cap_frees_at(times, self.settings.tiktok_daily_posts, now):
                 self.accounts.block(account["id"], frees_at, f"{self.settings.tiktok_daily_posts} posts in 24 h")
                 return self._reschedule(publication, frees_at, "daily post cap")
-        if publication["state"] == "scheduled":
-            attempt = publication["attempts"] + 1
-            self._set(publication, state="publishing", attempts=attempt,
-                      event=("publication.uploading", {"attempt": attempt}))  # fmt: skip
-            publication["attempts"] = attempt
+        if publication["state"] == "scheduled" and not self._claim(publication):
+            return None  # cancelled (or changed) since it was read
         upload = self._upload_for(publication, segment, path)
         session = Session(
             upload=upload,
@@ -326,6 +331,45 @@ class PublicationService:
             metrics.PROCESSING_SECONDS.labels("publishing").observe(time.monotonic() - started)
         self._succeeded(publication, account, result)
         return None
+
+    def _claim(self, publication: dict[str, Any]) -> bool:
+        """scheduled → publishing, only if it is still scheduled (a cancel may have won)."""
+        attempt = publication["attempts"] + 1
+
+        def change(conn: Any) -> bool:
+            current = q.get_publication(conn, publication["id"])
+            if current is None or current["state"] != "scheduled":
+                return False
+            q.update_publication(conn, publication["id"], state="publishing", attempts=attempt)
+            ev.add_event(conn, publication["job_id"], "publication.uploading", self._event_data(publication, attempt=attempt))
+            return True
+
+        if claimed := self.db.write(change):
+            publication.update(state="publishing", attempts=attempt)
+        return claimed
+
+    def _wait_for_account(self, publication: dict[str, Any]) -> float | None:
+        """Park a publication whose account cannot post, deciding on the account's
+        state in the same transaction (a reconnect may just have happened)."""
+        now = self.clock()
+
+        def change(conn: Any) -> float | None:
+            account = aq.get_account(conn, publication["account_id"])
+            if account is not None and account["state"] == "connected":
+                q.update_publication(conn, publication["id"], state="scheduled", next_attempt_at=now)
+                return now
+            state = "cancelled" if account is None or account["state"] == "disconnected" else "waiting"
+            q.update_publication(conn, publication["id"], state=state)
+            return None
+
+        return self.db.write(change)
+
+    def resume_waiting(self) -> list[str]:
+        """Waiting publications whose account is connected again go back to scheduled."""
+        ids = self.db.read(q.waiting_with_connected_account)
+        for publication_id in ids:
+            self._wait_for_account(self.get(publication_id))
+        return ids
 
     def _publish(self, client: Any, session: Session, account: dict[str, Any]) -> Published:
         try:
@@ -366,18 +410,27 @@ class PublicationService:
         log.warning("publication %s to %s: %s (%s)", publication["id"], account["platform"], failure, failure.kind)
         if failure.kind == "reconnect":
             self.accounts.mark_reconnect(account["id"], f"{failure.code}: {failure.message}")
-            self._set(publication, state="waiting", attempts=publication["attempts"] - 1, **errors)
-            return None
+            self._set(publication, attempts=max(0, publication["attempts"] - 1), **errors)
+            return self._wait_for_account(publication)
         if failure.kind == "unknown":
             # The final call may have gone through: look it up soon, never send it again.
-            self._set(publication, next_attempt_at=now + UNKNOWN_CHECK_SECONDS, **errors)
+            remote = self.get(publication["id"])["remote"]
+            since = remote.setdefault("unknown_since", now)
+            if now - since > UNKNOWN_GIVE_UP_SECONDS:
+                return self._dead(publication, PublishFailure(
+                    "permanent", "outcome_unknown",
+                    f"{publication['platform']} never said whether the post went out; check the account there",
+                ))  # fmt: skip
+            self._set(publication, next_attempt_at=now + UNKNOWN_CHECK_SECONDS, remote=remote, **errors)
             return now + UNKNOWN_CHECK_SECONDS
         if failure.kind == "cap":
-            until = now + (failure.retry_after or 3600.0)
-            self.accounts.block(account["id"], until, f"{failure.code}: {failure.message}")
-            if publication["reschedules"] + 1 > MAX_RESCHEDULES:
+            wait = failure.retry_after or 3600.0
+            counted = wait >= COUNTED_CAP_SECONDS and failure.code != "local_rate_limit"
+            self.accounts.block(account["id"], now + wait, f"{failure.code}: {failure.message}")
+            if counted and publication["reschedules"] + 1 > MAX_RESCHEDULES:
                 return self._dead(publication, failure)
-            return self._reschedule(publication, until, f"{failure.code}: {failure.message}", undo_attempt=True, **errors)
+            return self._reschedule(publication, now + wait, f"{failure.code}: {failure.message}",
+                                    counted=counted, undo_attempt=True, **errors)  # fmt: skip
         if failure.kind == "permanent" or publication["attempts"] >= self.settings.publish_attempts:
             return self._dead(publication, failure)
         retry_at = now + backoff_seconds(publication["attempts"], failure.retry_after, self.rng)
@@ -387,9 +440,16 @@ class PublicationService:
         ))  # fmt: skip
         return retry_at
 
-    def _reschedule(self, publication: dict[str, Any], until: float, reason: str, *, undo_attempt: bool = False, **errors: Any) -> float:
-        """Past a cap or block: not a failed try, so no attempt is used up."""
-        changes: dict[str, Any] = {"state": "scheduled", "next_attempt_at": until, "reschedules": publication["reschedules"] + 1}
+    def _reschedule(
+        self, publication: dict[str, Any], until: float, reason: str, *, counted: bool = True,
+        undo_attempt: bool = False, **errors: Any,
+    ) -> float:
+        """Past a cap or block: not a failed try, so no attempt is used up. Caps count
+        towards MAX_RESCHEDULES; short throttles and account blocks do not."""
+        changes: dict[str, Any] = {
+            "state": "scheduled", "next_attempt_at": until,
+            "reschedules": publication["reschedules"] + (1 if counted else 0),
+        }  # fmt: skip
         if undo_attempt and publication["state"] == "publishing":
             changes["attempts"] = max(0, publication["attempts"] - 1)
         self._set(publication, **changes, **errors, event=(

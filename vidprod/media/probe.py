@@ -42,7 +42,7 @@ class SourceInfo:
         return asdict(self)
 
 
-def clockwise_rotation(display_rotation: float | int | None) -> int:
+def clockwise_rotation(display_rotation: float | None) -> int:
     """Turn FFmpeg's display-matrix angle (counter-clockwise) into the clockwise
     rotation that shows the picture upright: -90 -> 90, 90 -> 270, ±180 -> 180."""
     if not display_rotation:

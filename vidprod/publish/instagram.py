@@ -43,6 +43,8 @@ NEW_CONTAINER_SUBCODES = {2207020, 2207053}
 NEW_CONTAINER_CODES = {str(code) for code in NEW_CONTAINER_SUBCODES}
 RETRY_SUBCODES = {2207001, 2207003, 2207032}
 NOT_READY_SUBCODES = {2207027}
+NOT_READY_CODES = {"2207027", "9007"}
+RECHECK_SECONDS = 300.0  # after an unanswered media_publish, before trusting FINISHED
 CAP_SUBCODE = 2207042
 SPAM_SUBCODE = 2207051
 
@@ -132,20 +134,25 @@ class Instagram(PlatformHttp):
             self._upload(session, Path(session.upload.path))
             session.remember(uploaded=True)
         status = self._await_container(session)
+        if status == "FINISHED" and remote.get("publish_sent") and session.clock() - remote.get("publish_sent_at", 0) < RECHECK_SECONDS:
+            # Our publish call got no clear answer and Meta may still be on it: a
+            # FINISHED container is trusted to mean "not published" only a while later.
+            raise PublishFailure("unknown", "publish_unanswered", "waiting before checking the container again")
         if status == "PUBLISHED":
             # Our earlier media_publish landed though its answer was lost. The media id
             # is not on the container; the container id identifies the post for us.
             return Published(remote["container_id"], None)
-        session.remember(publish_sent=True)
+        session.remember(publish_sent=True, publish_sent_at=session.clock())
         try:
             answer = self._graph(
                 "POST", f"/{session.account_remote_id}/media_publish", token=session.tokens.access_token,
                 data={"creation_id": remote["container_id"]}, session=session,
             )  # fmt: skip
         except PublishFailure as failure:
-            if failure.kind == "retry" and failure.code == "network":
+            if failure.kind == "retry" and failure.code not in NOT_READY_CODES:
+                # No answer, or a 5xx from a gateway: the post may exist. Look it up.
                 raise PublishFailure("unknown", "publish_unanswered", failure.message) from None
-            # Meta answered: the post did not happen, publishing again is safe.
+            # Meta refused it: the post did not happen, publishing again is safe.
             session.remember(publish_sent=False)
             raise
         session.remember(media_id=str(answer["id"]))

@@ -187,6 +187,11 @@ class TikTok(PlatformHttp):
                 end = size if index == count - 1 else start + chunk_size
                 f.seek(start)
                 body = f.read(end - start)
+                final = index == count - 1
+                if final:
+                    # Past here TikTok may hold the whole video: sending this chunk again
+                    # is harmless, starting over is not.
+                    session.remember(last_chunk_sent=True)
                 try:
                     response = self.http.put(
                         remote["upload_url"], content=body,
@@ -196,6 +201,8 @@ class TikTok(PlatformHttp):
                     raise transport_failure(exc, f"TikTok chunk {index + 1}/{count}") from None
                 if response.status_code not in (201, 206):
                     failure = _failure(response)
+                    if final and failure.kind == "permanent":
+                        raise PublishFailure("unknown", failure.code, f"the last chunk was refused: {failure.message}")
                     if response.status_code in (400, 403, 404, 410) and failure.kind == "permanent":
                         # An expired or refused upload URL: nothing was posted, start over.
                         session.upload.remote.clear()
@@ -226,8 +233,13 @@ class TikTok(PlatformHttp):
                 reason = state.get("fail_reason") or "failed"
                 remote.clear()
                 session.save({})  # no post exists: the next attempt starts over
+                message = f"TikTok could not publish the video: {reason}"
+                if reason in CAP_CODES or reason.startswith("spam_risk"):
+                    raise PublishFailure("cap", reason, message, retry_after=CAP_CODES.get(reason, 24 * 3600.0))
+                if reason == "auth_removed":
+                    raise PublishFailure("reconnect", reason, message)
                 kind = "permanent" if reason in PERMANENT_CODES else "retry"
-                raise PublishFailure(kind, reason, f"TikTok could not publish the video: {reason}")
+                raise PublishFailure(kind, reason, message)
             if waited >= POLL_LIMIT_SECONDS:
                 raise PublishFailure("unknown", "still_processing", f"TikTok still says {status}")
             session.check_stop()

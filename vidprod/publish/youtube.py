@@ -10,6 +10,7 @@ holds, 200/201 means the upload completed and the video exists — never a secon
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from datetime import datetime, timedelta
@@ -42,7 +43,8 @@ MAX_SHORT_SECONDS = 180.0
 PRIVACY = {"public": "public", "private": "private", "unlisted": "unlisted"}
 CHUNK_RETRIES = 3  # inside one run, after a cut connection or a 5xx, before backing off
 PACIFIC = ZoneInfo("America/Los_Angeles")  # quotas reset at midnight Pacific time
-TRANSPORT_ERRORS = (OSError, httplib2.HttpLib2Error, TimeoutError)
+# A cut connection shows up as http.client.IncompleteRead (an HTTPException) under httplib2.
+TRANSPORT_ERRORS = (OSError, httplib2.HttpLib2Error, TimeoutError, http.client.HTTPException)
 
 
 def _discovery_document(root_url: str) -> dict[str, Any]:
@@ -167,10 +169,11 @@ class YouTube(PlatformHttp):
                 failures = 0
             except HttpError as exc:
                 failure = _failure(exc, session.clock())
+                if exc.resp.status in (404, 410) and request.resumable_uri is not None:
+                    session.upload.remote.clear()
+                    session.save({})  # the session is gone and no video was made
+                    raise PublishFailure("retry", "session_expired", "the YouTube upload session expired") from None
                 if failure.kind != "retry" or failures >= CHUNK_RETRIES or request.resumable_uri is None:
-                    if exc.resp.status in (404, 410):
-                        session.upload.remote.clear()
-                        session.save({})  # the session is gone and no video was made
                     raise failure from None
                 failures += 1
                 session.sleep(2.0**failures)

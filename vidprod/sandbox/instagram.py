@@ -23,7 +23,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from vidprod.sandbox import mp4
-from vidprod.sandbox.errors import graph_error, instagram_oauth_error, json_response, ok, rupload_error
+from vidprod.sandbox.errors import (
+    graph_error,
+    instagram_oauth_error,
+    json_response,
+    ok,
+    rupload_error,
+)
 from vidprod.sandbox.state import ACCOUNTS, DAY, FakePlatforms, numeric_id
 from vidprod.sandbox.web import (
     PUBLIC,

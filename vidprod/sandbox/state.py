@@ -465,7 +465,11 @@ class FakePlatforms:
     def issue_tokens(self, platform: str, scopes: list[str] | None = None) -> dict[str, Any]:
         """Tokens as if the creator had just connected (skips the consent page), in the
         shape the platform's token endpoint answers; for tests that start past OAuth."""
-        from vidprod.sandbox import instagram, tiktok, youtube  # the platforms know their scopes
+        from vidprod.sandbox import (  # the platforms know their scopes
+            instagram,
+            tiktok,
+            youtube,
+        )
 
         module = {"tiktok": tiktok, "instagram": instagram, "youtube": youtube}[platform]
         client_id = self.clients[platform][0]

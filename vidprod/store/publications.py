@@ -122,3 +122,18 @@ def jobs_with_open_publications(conn: sqlite3.Connection) -> set[str]:
 def counts_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     rows = conn.execute("SELECT state, COUNT(*) AS n FROM publications GROUP BY state")
     return {row["state"]: row["n"] for row in rows}
+
+
+def publishing_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM publications WHERE job_id = ? AND state = 'publishing'", (job_id,)
+    ).fetchone() is not None
+
+
+def waiting_with_connected_account(conn: sqlite3.Connection) -> list[str]:
+    """Publications still waiting although their account was connected again."""
+    rows = conn.execute(
+        "SELECT p.id FROM publications p JOIN accounts a ON a.id = p.account_id"
+        " WHERE p.state = 'waiting' AND a.state = 'connected'"
+    )
+    return [row["id"] for row in rows]

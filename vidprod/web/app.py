@@ -17,8 +17,8 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from vidprod import metrics
-from vidprod.config import Settings
 from vidprod.clock import wall_clock
+from vidprod.config import Settings
 from vidprod.domain.accounts import AccountService
 from vidprod.domain.housekeeping import Housekeeper
 from vidprod.domain.idle import IdleWatch, pending_work

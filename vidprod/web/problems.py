@@ -16,7 +16,11 @@ from litestar.plugins.problem_details import (
 
 from vidprod.domain.accounts import AccountNotFound, ConnectError
 from vidprod.domain.jobs import JobConflict, JobNotFound
-from vidprod.domain.publishing import InvalidPublication, PublicationConflict, PublicationNotFound
+from vidprod.domain.publishing import (
+    InvalidPublication,
+    PublicationConflict,
+    PublicationNotFound,
+)
 from vidprod.domain.webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
 from vidprod.web.uploads import UploadRejected

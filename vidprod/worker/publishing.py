@@ -12,7 +12,7 @@ import logging
 import threading
 
 from vidprod.config import Settings
-from vidprod.domain.publishing import PublicationService
+from vidprod.domain.publishing import PublicationNotFound, PublicationService
 from vidprod.worker.queue import EmbeddedQueue
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class PublishWorker(EmbeddedQueue):
     def dispatch(self) -> list[str]:
         """Queue every publication whose time has come and that is not running here."""
         assert self.service is not None
+        self.service.resume_waiting()
         due = self.service.due_ids()
         with self._lock:
             due = [publication_id for publication_id in due if publication_id not in self._running]
@@ -94,6 +95,8 @@ class PublishWorker(EmbeddedQueue):
         try:
             try:
                 wake = self.service.run(publication_id)
+            except PublicationNotFound:
+                wake = None  # deleted with its job
             except Exception:
                 log.exception("publication %s broke", publication_id)
                 wake = self.service.clock() + ERROR_BACKOFF_SECONDS
