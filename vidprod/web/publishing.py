@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
@@ -79,7 +79,7 @@ async def oauth_callback(
     state: State,
     platform: FromPath[str],
     code: str | None = None,
-    oauth_state: Annotated[str | None, Parameter(query="state")] = None,
+    oauth_state: Annotated[str | None, QueryParameter(name="state")] = None,
     error: str | None = None,
     error_description: str | None = None,
 ) -> Response[str]:
@@ -120,9 +120,9 @@ async def job_publications(state: State, job_id: FromPath[str]) -> dict[str, Any
 @get("/publications")
 async def list_publications(
     state: State,
-    publication_state: Annotated[str | None, Parameter(query="state")] = None,
-    limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    publication_state: Annotated[str | None, QueryParameter(name="state")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> dict[str, Any]:
     if publication_state is not None and publication_state not in PUBLICATION_STATES:
         raise problem(422, f"state must be one of {', '.join(PUBLICATION_STATES)}.")
