@@ -16,7 +16,13 @@ from vidprod.config import ConfigError, Settings
 from vidprod.publish import instagram, tiktok, youtube
 from vidprod.publish.base import Tokens
 from vidprod.publish.limits import rolling_cap_frees_at
-from vidprod.publish.schedule import ScheduleError, backoff_seconds, due_times, render_template, with_hashtags
+from vidprod.publish.schedule import (
+    ScheduleError,
+    backoff_seconds,
+    due_times,
+    render_template,
+    with_hashtags,
+)
 from vidprod.vault import Vault, VaultError
 
 BERLIN = ZoneInfo("Europe/Berlin")

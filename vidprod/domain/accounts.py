@@ -26,6 +26,7 @@ from vidprod.vault import Vault, VaultError
 log = logging.getLogger(__name__)
 
 FLOW_SECONDS = 900.0  # an OAuth flow must come back within this
+USAGE_KEEP_SECONDS = 2 * 24 * 3600.0  # rolling caps look back 24 h
 
 
 class AccountNotFound(LookupError):
@@ -191,6 +192,10 @@ class AccountService:
                 except PublishFailure as failure:
                     log.warning("could not refresh account %s: %s", account["id"], failure)
         return refreshed
+
+    def forget_old_usage(self) -> int:
+        """Usage rows older than any rolling window that reads them."""
+        return self.db.write(lambda conn: q.forget_usage_before(conn, self.clock() - USAGE_KEEP_SECONDS))
 
     def mark_reconnect(self, account_id: str, reason: str) -> None:
         def change(conn: Any) -> None:

@@ -100,7 +100,6 @@ class PublicationService:
         kick: Callable[[str, float], None],
         stopping: threading.Event | None = None,
         rng: random.Random | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -110,8 +109,7 @@ class PublicationService:
         self.kick = kick  # (publication id, when): run it then
         self.stopping = stopping or threading.Event()
         self.rng = rng or random.Random()
-        self.sleep = sleep
-        self.rates = RequestRates(sleep=sleep, now=time.time)
+        self.rates = RequestRates(sleep=self._sleep, now=time.time)
         self._busy_accounts: set[str] = set()
         self._busy_lock = threading.Lock()
 
@@ -249,13 +247,7 @@ class PublicationService:
 
     def due_within(self, seconds: float) -> int:
         """Publications that will want to run within `seconds` (the idle watch)."""
-        next_at = self.db.read(q.next_due_at)
-        if next_at is None or next_at > self.clock() + seconds:
-            return 0
         return len(self.db.read(lambda conn: q.due_ids(conn, self.clock() + seconds)))
-
-    def counts_by_state(self) -> dict[str, int]:
-        return self.db.read(q.counts_by_state)
 
     # --- running -----------------------------------------------------------------
 
@@ -491,7 +483,7 @@ class PublicationService:
                                  retry_after=frees_at - now)  # fmt: skip
 
     def _sleep(self, seconds: float) -> None:
-        # Polling waits end early on shutdown; the run then stops at its next check.
+        # Polling and rate waits end early on shutdown; the run stops at its next check.
         self.stopping.wait(seconds)
 
     @staticmethod

@@ -197,6 +197,10 @@ class PlatformHttp:
     def token_url(self) -> str:
         return self.url(self.token_host, self.token_path)
 
+    def fetch_profile(self, tokens: Tokens) -> dict[str, Any]:
+        """Account details that decide what a post may be; most platforms have none."""
+        return {}
+
     # OAuth error codes that mean the grant is gone and only the creator can fix it.
     lost_grant_errors: frozenset[str] = frozenset({"invalid_grant"})
 

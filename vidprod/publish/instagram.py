@@ -91,9 +91,6 @@ class Instagram(PlatformHttp):
             raise
         return Tokens.from_oauth(answer, now, previous=tokens)
 
-    def fetch_profile(self, tokens: Tokens) -> dict[str, Any]:
-        return {}
-
     def problems(self, upload: Upload, profile: dict[str, Any]) -> list[str]:
         found = []
         if upload.privacy != "public":

@@ -121,9 +121,6 @@ class YouTube(PlatformHttp):
             raise PublishFailure("permanent", "no_channel", "this Google account has no YouTube channel")
         return tokens, Profile(items[0]["id"], items[0]["snippet"]["title"])
 
-    def fetch_profile(self, tokens: Tokens) -> dict[str, Any]:
-        return {}
-
     def problems(self, upload: Upload, profile: dict[str, Any]) -> list[str]:
         found = []
         if upload.privacy not in PRIVACY:

@@ -12,7 +12,6 @@ PUBLICATION_COLUMNS = {
     "state", "due_at", "next_attempt_at", "attempts", "reschedules", "remote", "post_id", "post_url",
     "error_code", "error_message", "trace_id", "published_at",
 }  # fmt: skip
-OPEN_STATES = ("scheduled", "publishing", "waiting")
 
 
 def _decode(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -89,13 +88,6 @@ def due_ids(conn: sqlite3.Connection, now: float) -> list[str]:
     return [row["id"] for row in rows]
 
 
-def next_due_at(conn: sqlite3.Connection) -> float | None:
-    row = conn.execute(
-        "SELECT MIN(next_attempt_at) AS at FROM publications WHERE state IN ('scheduled', 'publishing')"
-    ).fetchone()
-    return row["at"]
-
-
 def set_state_for_account(
     conn: sqlite3.Connection, account_id: str, from_states: tuple[str, ...], to_state: str, **changes: Any
 ) -> list[str]:
@@ -109,19 +101,6 @@ def set_state_for_account(
     for publication_id in ids:
         update_publication(conn, publication_id, state=to_state, **changes)
     return ids
-
-
-def jobs_with_open_publications(conn: sqlite3.Connection) -> set[str]:
-    marks = ", ".join("?" for _ in OPEN_STATES)
-    rows = conn.execute(
-        f"SELECT DISTINCT job_id FROM publications WHERE state IN ({marks})", OPEN_STATES
-    )
-    return {row["job_id"] for row in rows}
-
-
-def counts_by_state(conn: sqlite3.Connection) -> dict[str, int]:
-    rows = conn.execute("SELECT state, COUNT(*) AS n FROM publications GROUP BY state")
-    return {row["state"]: row["n"] for row in rows}
 
 
 def publishing_for_job(conn: sqlite3.Connection, job_id: str) -> bool:

@@ -39,6 +39,19 @@ def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, 
     )
 
 
+def json_fields(data: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """The JSON object's known fields, type-checked, with plain words when wrong."""
+    if not isinstance(data, dict):
+        raise problem(400, "The body must be a JSON object.")
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise problem(422, f"Unknown field(s): {', '.join(sorted(unknown))}. Known: {', '.join(allowed)}.")
+    for name, kinds in allowed.items():
+        if name in data and not isinstance(data[name], kinds):
+            raise problem(422, f"{name} has the wrong type.")
+    return data
+
+
 def _http(exc: HTTPException) -> ProblemDetailsException:
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else ""
     if exc.status_code == 404 and not detail:

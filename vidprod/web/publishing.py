@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
-from vidprod.web.problems import problem
+from vidprod.web.problems import json_fields, problem
 
 # Capability URLs (anyone holding them can upload) stay on the server.
 HIDDEN_REMOTE_KEYS = {"upload_url", "upload_uri", "session_uri"}
@@ -40,13 +40,7 @@ def publication_view(publication: dict[str, Any]) -> dict[str, Any]:
 
 def parse_publish_request(data: Any) -> PublishRequest:
     """A JSON body as a PublishRequest, with words for each wrong field."""
-    if not isinstance(data, dict):
-        raise problem(400, "The body must be a JSON object.")
-    if unknown := set(data) - set(REQUEST_FIELDS):
-        raise problem(422, f"Unknown field(s): {', '.join(sorted(unknown))}. Known: {', '.join(REQUEST_FIELDS)}.")
-    for name, kinds in REQUEST_FIELDS.items():
-        if name in data and not isinstance(data[name], kinds):
-            raise problem(422, f"{name} has the wrong type.")
+    data = json_fields(data, REQUEST_FIELDS)
     if "accounts" not in data:
         raise problem(422, "accounts is required: the ids of the accounts to publish to.")
     if not all(isinstance(x, str) for x in data["accounts"] + data.get("hashtags", [])):

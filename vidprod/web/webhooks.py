@@ -11,26 +11,13 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from vidprod.domain.webhooks import DELIVERY_STATES, WebhookService
 from vidprod.events import CATALOGUE, OPT_IN
-from vidprod.web.problems import problem
+from vidprod.web.problems import json_fields, problem
 
 MAX_PAGE = 100
 
 
 def _service(state: State) -> WebhookService:
     return state.webhooks
-
-
-def _fields(data: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    """The JSON object's known fields, type-checked, with plain words when wrong."""
-    if not isinstance(data, dict):
-        raise problem(400, "The body must be a JSON object.")
-    unknown = set(data) - set(allowed)
-    if unknown:
-        raise problem(422, f"Unknown field(s): {', '.join(sorted(unknown))}. Known: {', '.join(allowed)}.")
-    for name, kinds in allowed.items():
-        if name in data and not isinstance(data[name], kinds):
-            raise problem(422, f"{name} has the wrong type.")
-    return data
 
 
 ENDPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -54,7 +41,7 @@ async def list_endpoints(state: State) -> dict[str, Any]:
 
 @post("/webhooks", status_code=201)
 async def create_endpoint(request: Request, state: State, data: JSONBody[Any]) -> Response[dict[str, Any]]:
-    fields = _fields(data, ENDPOINT_FIELDS)
+    fields = json_fields(data, ENDPOINT_FIELDS)
     if "url" not in fields:
         raise problem(422, "url is required.")
     endpoint, secret = await anyio.to_thread.run_sync(lambda: _service(state).create_endpoint(**fields))
@@ -72,7 +59,7 @@ async def get_endpoint(state: State, endpoint_id: FromPath[str]) -> dict[str, An
 
 @patch("/webhooks/{endpoint_id:str}")
 async def update_endpoint(state: State, endpoint_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
-    fields = _fields(data, ENDPOINT_FIELDS)
+    fields = json_fields(data, ENDPOINT_FIELDS)
     return await anyio.to_thread.run_sync(lambda: _service(state).update_endpoint(endpoint_id, **fields))
 
 

@@ -17,11 +17,12 @@ def schedule_housekeeping(
     huey: SqliteHuey, housekeeper: Housekeeper, accounts: AccountService
 ) -> Callable[[], object]:
     """Every 15 minutes; the returned task, called, queues a run now (done at start).
-    Besides files, it refreshes account tokens before they lapse."""
+    Besides files, it refreshes account tokens before they lapse and drops old usage counts."""
 
     def housekeeping() -> None:
         housekeeper.run()
         if refreshed := accounts.refresh_expiring():
             log.info("housekeeping: refreshed the tokens of %d account(s)", refreshed)
+        accounts.forget_old_usage()
 
     return huey.periodic_task(crontab(minute="*/15"), name="housekeeping")(housekeeping)
