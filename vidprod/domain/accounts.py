@@ -203,7 +203,7 @@ class AccountService:
             if account is None or account["state"] != "connected":
                 return
             q.update_account(conn, account_id, state="reconnect_needed", state_reason=reason)
-            waiting = pq.set_state_for_account(conn, account_id, ("scheduled", "publishing"), "waiting")
+            waiting = pq.park_for_reconnect(conn, account_id)
             ev.add_event(conn, None, "account.reconnect_needed", {
                 "account_id": account_id, "platform": account["platform"], "name": account["name"],
                 "reason": reason, "publications_waiting": len(waiting),

@@ -401,8 +401,10 @@ class PublicationService:
         errors = {"error_code": failure.code, "error_message": failure.message, "trace_id": failure.trace_id}
         log.warning("publication %s to %s: %s (%s)", publication["id"], account["platform"], failure, failure.kind)
         if failure.kind == "reconnect":
+            # mark_reconnect parks this publication and gives its try back; a second
+            # mark (fresh_tokens already did it) changes nothing.
             self.accounts.mark_reconnect(account["id"], f"{failure.code}: {failure.message}")
-            self._set(publication, attempts=max(0, publication["attempts"] - 1), **errors)
+            self._set(publication, **errors)
             return self._wait_for_account(publication)
         if failure.kind == "unknown":
             # The final call may have gone through: look it up soon, never send it again.

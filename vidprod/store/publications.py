@@ -103,6 +103,18 @@ def set_state_for_account(
     return ids
 
 
+def park_for_reconnect(conn: sqlite3.Connection, account_id: str) -> list[str]:
+    """The account's open publications wait for a reconnect. The one being sent gives
+    its try back in the same write: a lost grant is not the post's failure."""
+    ids = set_state_for_account(conn, account_id, ("scheduled",), "waiting")
+    sending = conn.execute(
+        "SELECT id, attempts FROM publications WHERE account_id = ? AND state = 'publishing'", (account_id,)
+    ).fetchall()
+    for row in sending:
+        update_publication(conn, row["id"], state="waiting", attempts=max(0, row["attempts"] - 1))
+    return ids + [row["id"] for row in sending]
+
+
 def publishing_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
     return conn.execute(
         "SELECT 1 FROM publications WHERE job_id = ? AND state = 'publishing'", (job_id,)

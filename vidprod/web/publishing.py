@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
@@ -72,10 +72,10 @@ async def connect_account(state: State, platform: FromPath[str]) -> dict[str, An
 async def oauth_callback(
     state: State,
     platform: FromPath[str],
-    code: str | None = None,
+    code: FromQuery[str | None] = None,
     oauth_state: Annotated[str | None, QueryParameter(name="state")] = None,
-    error: str | None = None,
-    error_description: str | None = None,
+    error: FromQuery[str | None] = None,
+    error_description: FromQuery[str | None] = None,
 ) -> Response[str]:
     """The platform sends the browser here; the single-use state proves we started it."""
     try:
