@@ -12,9 +12,8 @@ from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
-from vidprod.domain.webhooks import NewEndpoint
-from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.downloads import ranged_file
+from vidprod.web.intake import start_job
 from vidprod.web.live import job_event_stream
 from vidprod.web.problems import problem
 from vidprod.web.uploads import receive_upload
@@ -75,20 +74,11 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
 
 @post("/upload", status_code=202, request_max_body_size=None)
 async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
-    jobs = _service(state)
-    settings = jobs.settings
+    settings = _service(state).settings
     received = await receive_upload(
         request, settings.tmp_dir / "uploads", settings.max_upload_bytes, settings.min_free_mb << 20
     )
-    try:
-        options = _upload_options(received.fields)
-        webhook = await anyio.to_thread.run_sync(_job_webhook, state, received.fields)
-        info = await anyio.to_thread.run_sync(jobs.check_source, received.path)
-        job = await anyio.to_thread.run_sync(
-            lambda: jobs.create_job(received.path, received.filename, info, options, webhook)
-        )
-    finally:
-        received.path.unlink(missing_ok=True)  # adopted files were moved away already
+    job, webhook = await start_job(state, received.path, received.filename, received.fields)
     body = job_json(request, job, None)
     if webhook is not None:  # the only time this secret is shown
         body["webhook"] = {"endpoint_id": webhook.id, "url": webhook.url, "secret": webhook.secret}
@@ -97,29 +87,6 @@ async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
         status_code=202,
         headers={"Location": str(request.url_for("job_status", job_id=job["id"]))},
     )
-
-
-def _job_webhook(state: State, fields: dict[str, str]) -> NewEndpoint | None:
-    """The job's own webhook_url (optional webhook_events: comma-separated types)."""
-    url = fields.get("webhook_url", "").strip()
-    if not url:
-        return None
-    types = [t.strip() for t in fields.get("webhook_events", "").split(",") if t.strip()]
-    return state.webhooks.prepare(url, types or None, description="job webhook")
-
-
-def _upload_options(fields: dict[str, str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if fields.get("segment_seconds"):
-        text = fields["segment_seconds"].strip()
-        if not text.isdigit() or not 3 <= int(text) <= 600:
-            raise problem(422, "segment_seconds must be a whole number of seconds from 3 to 600.")
-        options["segment_seconds"] = int(text)
-    if fields.get("landscape"):
-        if fields["landscape"] not in LANDSCAPE_MODES:
-            raise problem(422, "landscape must be one of: " + ", ".join(LANDSCAPE_MODES) + ".")
-        options["landscape"] = fields["landscape"]
-    return options
 
 
 @get("/status/{job_id:str}", name="job_status")

@@ -1,0 +1,56 @@
+"""What a finished upload becomes, whichever way it came (multipart POST or tus):
+its form fields or tus metadata parsed into job options, then a job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from litestar.datastructures import State
+
+from vidprod.domain.webhooks import NewEndpoint
+from vidprod.media.framing import LANDSCAPE_MODES
+from vidprod.web.problems import problem
+
+
+def job_options(fields: dict[str, str]) -> dict[str, Any]:
+    """Options a creator may set per upload; unknown fields are ignored."""
+    options: dict[str, Any] = {}
+    if fields.get("segment_seconds"):
+        text = fields["segment_seconds"].strip()
+        if not text.isdigit() or not 3 <= int(text) <= 600:
+            raise problem(422, "segment_seconds must be a whole number of seconds from 3 to 600.")
+        options["segment_seconds"] = int(text)
+    if fields.get("landscape"):
+        if fields["landscape"] not in LANDSCAPE_MODES:
+            raise problem(422, "landscape must be one of: " + ", ".join(LANDSCAPE_MODES) + ".")
+        options["landscape"] = fields["landscape"]
+    return options
+
+
+def job_webhook(state: State, fields: dict[str, str]) -> NewEndpoint | None:
+    """The job's own webhook_url (optional webhook_events: comma-separated types)."""
+    url = fields.get("webhook_url", "").strip()
+    if not url:
+        return None
+    types = [t.strip() for t in fields.get("webhook_events", "").split(",") if t.strip()]
+    return state.webhooks.prepare(url, types or None, description="job webhook")
+
+
+async def start_job(
+    state: State, staged: Path, filename: str, fields: dict[str, str]
+) -> tuple[dict[str, Any], NewEndpoint | None]:
+    """Probe the staged file and adopt it into a new job. The staged file is gone
+    afterwards either way: moved into the job, or deleted on refusal."""
+    jobs = state.jobs
+    try:
+        options = job_options(fields)
+        webhook = await anyio.to_thread.run_sync(job_webhook, state, fields)
+        info = await anyio.to_thread.run_sync(jobs.check_source, staged)
+        job = await anyio.to_thread.run_sync(
+            lambda: jobs.create_job(staged, filename, info, options, webhook)
+        )
+    finally:
+        staged.unlink(missing_ok=True)  # adopted files were moved away already
+    return job, webhook
