@@ -26,6 +26,7 @@ CATALOGUE: dict[str, str] = {
     "publication.failed": "An upload attempt failed; it will be retried.",
     "publication.dead_lettered": "A publication gave up after its last retry.",
     "publication.cancelled": "A publication was cancelled before it went out.",
+    "publication.refused": "The posts chosen at upload could not be scheduled (data.problems says why).",
     "account.reconnect_needed": "An account's token could not be refreshed.",
 }
 

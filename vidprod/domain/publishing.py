@@ -127,22 +127,7 @@ class PublicationService:
         problems = []
         if bad := [n for n in chosen if not 1 <= n <= count]:
             problems.append(f"parts {bad} do not exist; the job has parts 1 to {count}")
-        if request.privacy not in PRIVACY:
-            problems.append(f"privacy must be one of {', '.join(PRIVACY)}")
-        if unknown := set(request.options) - OPTION_NAMES:
-            problems.append(f"unknown options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}")
-        if not request.accounts:
-            problems.append("choose at least one account")
-        accounts = []
-        for account_id in dict.fromkeys(request.accounts):
-            try:
-                account = self.accounts.get(account_id)
-            except AccountNotFound:
-                problems.append(f"there is no account {account_id!r}")
-                continue
-            if account["state"] == "disconnected":
-                problems.append(f"the {account['platform']} account {account['name']} is disconnected")
-            accounts.append(account)
+        accounts = self._request_problems(request, problems)
         if problems:
             raise InvalidPublication(problems)
         title = (request.title or Path(job["source_name"]).stem).strip()
@@ -186,6 +171,68 @@ class PublicationService:
         for row, _, _ in rows:
             self.kick(row["id"], row["due_at"])
         return [self.get(row["id"]) for row, _, _ in rows]
+
+    def _request_problems(self, request: PublishRequest, problems: list[str]) -> list[dict[str, Any]]:
+        """What is wrong with a request whatever the parts; returns its accounts."""
+        if request.privacy not in PRIVACY:
+            problems.append(f"privacy must be one of {', '.join(PRIVACY)}")
+        if unknown := set(request.options) - OPTION_NAMES:
+            problems.append(f"unknown options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}")
+        if not request.accounts:
+            problems.append("choose at least one account")
+        accounts = []
+        for account_id in dict.fromkeys(request.accounts):
+            try:
+                account = self.accounts.get(account_id)
+            except AccountNotFound:
+                problems.append(f"there is no account {account_id!r}")
+                continue
+            if account["state"] == "disconnected":
+                problems.append(f"the {account['platform']} account {account['name']} is disconnected")
+            accounts.append(account)
+        if request.schedule.get("mode") == "spread":
+            try:
+                due_times(request.schedule, 1, self.clock())
+            except ScheduleError as exc:
+                problems.append(str(exc))
+        return accounts
+
+    # --- chosen at upload ----------------------------------------------------------
+
+    def check_upload_choice(self, request: PublishRequest) -> None:
+        """Refuse at upload what could never be scheduled; checks that need the parts
+        (durations, sizes) wait until they exist."""
+        problems: list[str] = []
+        self._request_problems(request, problems)
+        if problems:
+            raise InvalidPublication(problems)
+
+    def publish_upload_choice(self, job_id: str) -> None:
+        """Schedule what was chosen at upload, once the job is done. A refusal is told
+        as a publication.refused event (the parts stay ready to post by hand)."""
+        try:
+            job = self.jobs.get(job_id)
+            choice = job["options"].get("publish")
+            if not choice or self.db.read(lambda conn: q.upload_choice_handled(conn, job_id)):
+                return
+            self.create(job_id, PublishRequest(**choice))
+        except (InvalidPublication, PublicationConflict, TypeError) as exc:
+            problems = exc.problems if isinstance(exc, InvalidPublication) else [str(exc)]
+            log.warning("job %s: the posts chosen at upload were refused: %s", job_id, "; ".join(problems))
+            self.db.write(lambda conn: ev.add_event(conn, job_id, "publication.refused", {"problems": problems}))
+        except Exception:  # the job itself is done whatever happens here
+            log.exception("job %s: scheduling the posts chosen at upload broke", job_id)
+
+    def publish_pending_upload_choices(self) -> list[str]:
+        """After a restart: jobs that finished without their chosen posts scheduled."""
+        ids = self.db.read(q.jobs_awaiting_upload_choice)
+        for job_id in ids:
+            self.publish_upload_choice(job_id)
+        return ids
+
+    def open_for_job(self, job_id: str) -> bool:
+        """Whether any post of this job is still on its way (or about to be scheduled)."""
+        return self.db.read(lambda conn: q.open_for_job(conn, job_id))
 
     # --- reading and changing ----------------------------------------------------
 

@@ -115,6 +115,37 @@ def park_for_reconnect(conn: sqlite3.Connection, account_id: str) -> list[str]:
     return ids + [row["id"] for row in sending]
 
 
+UPLOAD_CHOICE_EVENTS = "('publication.scheduled', 'publication.refused')"
+
+
+def upload_choice_handled(conn: sqlite3.Connection, job_id: str) -> bool:
+    """Whether the posts chosen at upload were scheduled (or refused) already."""
+    return conn.execute(
+        f"SELECT 1 FROM events WHERE job_id = ? AND type IN {UPLOAD_CHOICE_EVENTS} LIMIT 1", (job_id,)
+    ).fetchone() is not None
+
+
+# Done jobs whose upload chose posts that were neither scheduled nor refused yet.
+_AWAITING_UPLOAD_CHOICE = (
+    "SELECT id FROM jobs j WHERE state = 'done' AND files_removed_at IS NULL"
+    " AND json_extract(options, '$.publish') IS NOT NULL"
+    f" AND NOT EXISTS (SELECT 1 FROM events e WHERE e.job_id = j.id AND e.type IN {UPLOAD_CHOICE_EVENTS})"
+)
+
+
+def jobs_awaiting_upload_choice(conn: sqlite3.Connection) -> list[str]:
+    return [row["id"] for row in conn.execute(_AWAITING_UPLOAD_CHOICE).fetchall()]
+
+
+def open_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
+    """A post of the job still on its way, or the upload's chosen posts not yet scheduled."""
+    return conn.execute(
+        "SELECT 1 FROM publications WHERE job_id = ? AND state IN ('scheduled', 'publishing', 'waiting')"
+        f" UNION ALL {_AWAITING_UPLOAD_CHOICE} AND j.id = ? LIMIT 1",
+        (job_id, job_id),
+    ).fetchone() is not None
+
+
 def publishing_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
     return conn.execute(
         "SELECT 1 FROM publications WHERE job_id = ? AND state = 'publishing'", (job_id,)

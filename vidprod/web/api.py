@@ -165,7 +165,7 @@ async def job_events(request: Request, state: State, job_id: FromPath[str]) -> S
     resume = request.headers.get("last-event-id", "0").strip() or "0"
     if not resume.isdigit():
         raise problem(400, "Last-Event-ID must be the id of an event this stream sent.")
-    return job_event_stream(jobs, state.live, job_id, int(resume))
+    return job_event_stream(jobs, state.live, job_id, int(resume), state.publications.open_for_job)
 
 
 @get("/health", opt={"public": True})

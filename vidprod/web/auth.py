@@ -1,19 +1,42 @@
-"""The admin token: generated once and kept in the data dir, or set by VIDPROD_ADMIN_TOKEN."""
+"""Who may do what: the admin token (generated once and kept in the data dir, or set by
+VIDPROD_ADMIN_TOKEN), sent as a bearer token by API clients, or exchanged once on the
+sign-in page for a session cookie the browser pages use.
+
+Cookie-authenticated requests that change something must carry the session's CSRF
+token in an X-CSRF-Token header (every page mutation is a fetch) or, for the two plain
+forms, a csrf_token field. Litestar's CSRF middleware is not used: it cannot tell a
+bearer-token API call (which needs no CSRF token) from a browser one, and it parses
+the whole body of a multipart upload before the handler to look for the field.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.session.client_side import CookieBackendConfig
 
 from vidprod.config import Settings
 
 TOKEN_FILE = "admin_token"
+SESSION_COOKIE = "vidprod_session"
+SESSION_DAYS = 30
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STALE_PAGE = "This page's security token is missing or out of date. Reload the page and try again."
+
+
+class SignInRequired(NotAuthorizedException):
+    """A page was asked for without a session: the browser is sent to the sign-in page."""
 
 
 def load_or_create_admin_token(settings: Settings) -> tuple[str, bool]:
@@ -39,14 +62,60 @@ def bearer_token(connection: ASGIConnection) -> str | None:
     return value.strip()
 
 
+def token_matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def session_config(admin_token: str, secure: bool) -> CookieBackendConfig:
+    """Encrypted client-side sessions. The key is derived from the admin token, so
+    changing the token signs every browser out."""
+    key = hashlib.sha256(b"vidprod session cookie\0" + admin_token.encode()).digest()
+    return CookieBackendConfig(
+        secret=key, key=SESSION_COOKIE, max_age=SESSION_DAYS * 86400,
+        httponly=True, samesite="lax", secure=secure,
+    )  # fmt: skip
+
+
+def new_session() -> dict[str, Any]:
+    return {"admin": True, "csrf": secrets.token_urlsafe(24)}
+
+
+def signed_in(connection: ASGIConnection) -> bool:
+    session = connection.scope.get("session")
+    return isinstance(session, dict) and session.get("admin") is True
+
+
+def csrf_token(connection: ASGIConnection) -> str:
+    session = connection.scope.get("session")
+    return session.get("csrf", "") if isinstance(session, dict) else ""
+
+
+def check_csrf(connection: ASGIConnection, given: str | None) -> None:
+    """The session's CSRF token, and (when the browser says) a same-origin request."""
+    expected = csrf_token(connection)
+    if not expected or not given or not token_matches(given, expected):
+        raise PermissionDeniedException(detail=STALE_PAGE)
+    origin = connection.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != connection.headers.get("host", ""):
+        raise PermissionDeniedException(detail="This request came from another site.")
+
+
 def require_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """Guard for every route not marked `opt={"public": True}`."""
+    """Guard for every route not marked `opt={"public": True}`. Pages (`opt={"page":
+    True}`) send a signed-out browser to the sign-in page; handlers marked
+    `opt={"form_csrf": True}` check a form's csrf_token field themselves."""
     if handler.opt.get("public"):
         return
-    expected: str = connection.app.state.admin_token
     given = bearer_token(connection)
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise NotAuthorizedException(
-            detail="Send the admin token as 'Authorization: Bearer <token>'.",
-            headers={"WWW-Authenticate": 'Bearer realm="vidprod"'},
-        )
+    if given is not None and token_matches(given, connection.app.state.admin_token):
+        return
+    if given is None and signed_in(connection):
+        if connection.scope["method"] not in SAFE_METHODS and not handler.opt.get("form_csrf"):
+            check_csrf(connection, connection.headers.get(CSRF_HEADER))
+        return
+    if handler.opt.get("page") and given is None:
+        raise SignInRequired()
+    raise NotAuthorizedException(
+        detail="Send the admin token as 'Authorization: Bearer <token>', or sign in.",
+        headers={"WWW-Authenticate": 'Bearer realm="vidprod"'},
+    )

@@ -3,15 +3,18 @@ its form fields or tus metadata parsed into job options, then a job."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from litestar.datastructures import State
 
+from vidprod.domain.publishing import PublishRequest
 from vidprod.domain.webhooks import NewEndpoint
 from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.problems import problem
+from vidprod.web.publishing import parse_publish_request
 
 
 def job_options(fields: dict[str, str]) -> dict[str, Any]:
@@ -26,6 +29,13 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
         if fields["landscape"] not in LANDSCAPE_MODES:
             raise problem(422, "landscape must be one of: " + ", ".join(LANDSCAPE_MODES) + ".")
         options["landscape"] = fields["landscape"]
+    if fields.get("publish"):
+        try:
+            choice = json.loads(fields["publish"])
+        except ValueError:
+            raise problem(422, "publish must be a JSON object like the body of POST /jobs/{id}/publications.") from None
+        request = parse_publish_request(choice)  # refuses wrong fields in plain words
+        options["publish"] = {k: v for k, v in vars(request).items() if v is not None}
     return options
 
 
@@ -46,6 +56,9 @@ async def start_job(
     jobs = state.jobs
     try:
         options = job_options(fields)
+        if "publish" in options:
+            choice = PublishRequest(**options["publish"])
+            await anyio.to_thread.run_sync(state.publications.check_upload_choice, choice)
         webhook = await anyio.to_thread.run_sync(job_webhook, state, fields)
         info = await anyio.to_thread.run_sync(jobs.check_source, staged)
         job = await anyio.to_thread.run_sync(

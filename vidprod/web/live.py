@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,16 +62,22 @@ def _read(jobs: JobService, job_id: str, after_id: int) -> tuple[list[dict[str, 
     return jobs.events(job_id, after_id=after_id), jobs.find(job_id)
 
 
+def _nothing_open(job_id: str) -> bool:
+    return False
+
+
 async def job_event_messages(
     jobs: JobService,
     signal: CommitSignal,
     job_id: str,
     after_id: int,
     keepalive_seconds: float = KEEPALIVE_SECONDS,
+    posts_open: Callable[[str], bool] = _nothing_open,
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Every event of the job after `after_id` (ids are the events' ids), live `progress`
     messages (not stored, no id) while it runs, keep-alive comments, and `end` once the
-    job has finished and everything was sent."""
+    job has finished, none of its posts is still on its way (`posts_open`), and
+    everything was sent."""
     last = after_id
     shown = None
     with signal.subscribe() as wake:
@@ -83,7 +89,10 @@ async def job_event_messages(
                 last = event["id"]
             if signal.closed:
                 return
-            if job is None or job["state"] in FINISHED:
+            finished = job is None or (
+                job["state"] in FINISHED and not await anyio.to_thread.run_sync(posts_open, job_id)
+            )
+            if finished:
                 yield ServerSentEventMessage(data=json.dumps({"state": job["state"] if job else "deleted"}), event="end")
                 return
             now = {"state": job["state"], "stage": job["stage"], "progress": job["progress"]}
@@ -96,8 +105,10 @@ async def job_event_messages(
                 yield ServerSentEventMessage(comment="keep-alive", data=None)
 
 
-def job_event_stream(jobs: JobService, signal: CommitSignal, job_id: str, after_id: int) -> ServerSentEvent:
+def job_event_stream(
+    jobs: JobService, signal: CommitSignal, job_id: str, after_id: int, posts_open: Callable[[str], bool]
+) -> ServerSentEvent:
     return ServerSentEvent(
-        job_event_messages(jobs, signal, job_id, after_id),
+        job_event_messages(jobs, signal, job_id, after_id, posts_open=posts_open),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

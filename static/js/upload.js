@@ -1,0 +1,167 @@
+// The upload page: resumable tus uploads (a dropped connection, a locked phone or a
+// reload resumes where it stopped), with bytes, speed and time left per file.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("upload-form");
+  const input = document.getElementById("file");
+  const zone = document.getElementById("dropzone");
+  const list = document.getElementById("uploads");
+  const rowTemplate = document.getElementById("upload-row");
+  const errorBox = document.getElementById("upload-error");
+  const strength = document.getElementById("gaze_strength");
+  const strengthOut = document.getElementById("gaze_strength_out");
+  const maxBytes = Number(form.dataset.maxBytes);
+  const chunkBytes = Number(form.dataset.chunkBytes) || Infinity;
+  let running = 0;
+
+  strength.addEventListener("input", () => { strengthOut.textContent = `${Math.round(strength.value * 100)} %`; });
+  input.addEventListener("change", () => { addFiles(input.files); input.value = ""; });
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (event) => { event.preventDefault(); zone.classList.add("over"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    zone.addEventListener(type, () => zone.classList.remove("over"));
+  }
+  zone.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
+  form.addEventListener("submit", (event) => event.preventDefault());
+
+  function metadata(file) {
+    const fields = {
+      filename: file.name, filetype: file.type || "application/octet-stream",
+      segment_seconds: form.segment_seconds.value,
+      gaze: form.gaze.checked ? "on" : "off", gaze_strength: strength.value,
+    };
+    const publish = vidprod.publishRequest(form);
+    if (publish) fields.publish = JSON.stringify(publish);
+    return fields;
+  }
+
+  function addFiles(files) {
+    vidprod.showError(errorBox, null);
+    for (const file of files) {
+      if (!file.type.startsWith("video/") && !/\.(mp4|mov|m4v|webm|mkv|3gp)$/i.test(file.name)) {
+        vidprod.showError(errorBox, new Error(`${file.name} is not a video.`));
+        continue;
+      }
+      if (file.size > maxBytes) {
+        vidprod.showError(errorBox, new Error(`${file.name} is ${vidprod.bytes(file.size)}; this server takes up to ${vidprod.bytes(maxBytes)}.`));
+        continue;
+      }
+      let fields;
+      try {
+        fields = metadata(file);
+      } catch (error) {
+        vidprod.showError(errorBox, error);
+        return;
+      }
+      start(file, fields);
+    }
+  }
+
+  function start(file, fields) {
+    const row = rowTemplate.content.firstElementChild.cloneNode(true);
+    const $ = (selector) => row.querySelector(selector);
+    $(".name").textContent = file.name;
+    $(".status").textContent = "Starting…";
+    $(".bytes").textContent = `0 of ${vidprod.bytes(file.size)}`;
+    list.prepend(row);
+    running += 1;
+
+    // Speed: bytes over the last few seconds, so a stall shows at once.
+    const samples = [];
+    let paused = false;
+    const upload = new tus.Upload(file, {
+      endpoint: "/tus/",
+      chunkSize: chunkBytes,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000],
+      metadata: fields,
+      headers: { "X-CSRF-Token": vidprod.csrf() },
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      onProgress(sent, total) {
+        const now = performance.now();
+        samples.push([now, sent]);
+        while (samples.length > 2 && now - samples[0][0] > 5000) samples.shift();
+        const [t0, b0] = samples[0];
+        const speed = now > t0 ? ((sent - b0) * 1000) / (now - t0) : 0;
+        const percent = total ? Math.floor((sent / total) * 100) : 0;
+        $("progress").value = percent;
+        $(".status").textContent = `${percent} %`;
+        $(".bytes").textContent = `${vidprod.bytes(sent)} of ${vidprod.bytes(total)}`;
+        $(".speed").textContent = speed > 0 ? `${vidprod.bytes(Math.round(speed))}/s` : "";
+        $(".eta").textContent = speed > 0 ? `${timeLeft((total - sent) / speed)} left` : "";
+      },
+      onShouldRetry(error, attempt, options) {
+        const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+        $(".status").textContent = "Connection lost, retrying…";
+        return !(status >= 400 && status < 500 && status !== 409 && status !== 423);
+      },
+      onError(error) {
+        running -= 1;
+        $(".status").textContent = "Stopped";
+        $(".pause").hidden = true;
+        const response = error.originalResponse;
+        let text = "The upload stopped. Choose the file again to continue where it left off.";
+        if (response) {
+          try {
+            const body = JSON.parse(response.getBody() || "{}");
+            if (body.detail) text = body.detail;
+          } catch { /* not problem+json */ }
+        }
+        vidprod.showError(errorBox, new Error(`${file.name}: ${text}`));
+      },
+      onSuccess({ lastResponse }) {
+        running -= 1;
+        const job = lastResponse.getHeader("Vidprod-Job-Id");
+        $("progress").value = 100;
+        $(".status").textContent = "Uploaded";
+        $(".speed").textContent = "";
+        $(".eta").textContent = "";
+        $(".pause").hidden = true;
+        if (job) {
+          const link = $(".open");
+          link.href = `/videos/${job}`;
+          link.hidden = false;
+          if (running === 0 && list.children.length === 1) location.href = link.href;
+        }
+      },
+    });
+
+    $(".pause").addEventListener("click", (event) => {
+      paused = !paused;
+      event.target.textContent = paused ? "Resume" : "Pause";
+      if (paused) {
+        upload.abort();
+        $(".status").textContent = "Paused";
+        $(".speed").textContent = "";
+        $(".eta").textContent = "";
+      } else {
+        samples.length = 0;
+        upload.start();
+      }
+    });
+
+    upload.findPreviousUploads().then((previous) => {
+      if (previous.length) {
+        upload.resumeFromPreviousUpload(previous[0]);
+        $(".status").textContent = "Resuming…";
+      }
+      upload.start();
+    });
+  }
+
+  function timeLeft(seconds) {
+    if (!Number.isFinite(seconds)) return "";
+    if (seconds < 60) return `${Math.ceil(seconds)} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`;
+    return `${Math.floor(seconds / 3600)} h ${Math.ceil((seconds % 3600) / 60)} min`;
+  }
+
+  // A phone that goes offline: tus retries on its own; say so instead of looking stuck.
+  window.addEventListener("offline", () => {
+    for (const status of list.querySelectorAll(".status")) {
+      if (/%|Resuming|Starting/.test(status.textContent)) status.textContent = "Offline, waiting…";
+    }
+  });
+});

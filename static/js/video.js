@@ -1,0 +1,111 @@
+// A video's page: live updates over Server-Sent Events, and its buttons.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.getElementById("video");
+  const live = document.getElementById("live");
+  const job = root.dataset.job;
+  let source = null;
+  let refreshing = null;
+  let again = false;
+
+  // Re-render the changing part with the server's own template. Playing videos and a
+  // half-filled form are carried over as the same elements, so nothing restarts.
+  async function refresh() {
+    if (refreshing) { again = true; return refreshing; }
+    refreshing = (async () => {
+      try {
+        const response = await fetch(`/videos/${job}/live`, { credentials: "same-origin" });
+        if (response.status === 404) { location.href = "/videos"; return; }
+        if (!response.ok) return;
+        const fresh = document.createElement("div");
+        fresh.innerHTML = await response.text();
+        for (const video of fresh.querySelectorAll("video")) {
+          const old = live.querySelector(`video[src="${CSS.escape(video.getAttribute("src"))}"]`);
+          if (old) video.replaceWith(old);
+        }
+        const oldForm = live.querySelector("#publish-form");
+        const newForm = fresh.querySelector("#publish-form");
+        if (oldForm && newForm) newForm.replaceWith(oldForm);
+        live.replaceChildren(...fresh.childNodes);
+        vidprod.localTimes(live);
+      } finally {
+        refreshing = null;
+        if (again) { again = false; refresh(); }
+      }
+    })();
+    return refreshing;
+  }
+
+  function listen() {
+    if (source) source.close();
+    source = new EventSource(`/jobs/${job}/events`);
+    source.addEventListener("progress", (event) => {
+      const data = JSON.parse(event.data);
+      const bar = document.getElementById("job-progress");
+      const percent = document.getElementById("job-percent");
+      if (bar && percent) {
+        bar.value = data.progress;
+        percent.textContent = data.progress;
+      }
+      if (data.state !== document.getElementById("job-state")?.dataset.state) refresh();
+    });
+    source.addEventListener("end", () => { source.close(); source = null; refresh(); });
+    for (const type of ["job.processing", "job.completed", "job.failed", "job.cancelled", "job.retried",
+      "segment.ready", "publication.scheduled", "publication.uploading", "publication.published",
+      "publication.failed", "publication.dead_lettered", "publication.cancelled", "publication.refused"]) {
+      source.addEventListener(type, refresh);
+    }
+  }
+
+  const actions = {
+    "cancel-job": () => vidprod.api("POST", `/jobs/${job}/cancel`),
+    "retry-job": () => vidprod.api("POST", `/jobs/${job}/retry`).then(listen),
+    "delete-job": async () => {
+      if (!confirm("Delete this video and all its parts? This cannot be undone.")) return;
+      await vidprod.api("DELETE", `/jobs/${job}`);
+      location.href = "/videos";
+    },
+    "retry-post": (button) => vidprod.api("POST", `/publications/${button.closest("[data-publication]").dataset.publication}/retry`).then(listen),
+    "cancel-post": (button) => vidprod.api("POST", `/publications/${button.closest("[data-publication]").dataset.publication}/cancel`),
+  };
+
+  live.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || !actions[button.dataset.action]) return;
+    button.disabled = true;
+    try {
+      await actions[button.dataset.action](button);
+      await refresh();
+    } catch (error) {
+      vidprod.toast(error.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  live.addEventListener("submit", async (event) => {
+    if (event.target.id !== "publish-form") return;
+    event.preventDefault();
+    const form = event.target;
+    const errorBox = form.querySelector("#publish-error");
+    const button = form.querySelector('button[type="submit"]');
+    try {
+      const request = vidprod.publishRequest(form);
+      if (!request) throw new Error("Choose at least one account.");
+      button.disabled = true;
+      await vidprod.api("POST", `/jobs/${job}/publications`, request);
+      vidprod.showError(errorBox, null);
+      vidprod.toast("Scheduled.");
+      form.reset();
+      listen();
+      await refresh();
+    } catch (error) {
+      vidprod.showError(errorBox, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  listen();
+});

@@ -1,0 +1,170 @@
+"""The pages and the browser session: sign in, the cookie, CSRF, what a signed-out
+browser sees, and each page rendering real data (in-process; the browser tests are in
+test_ui.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.test_api import _upload, _wait
+from vidprod.config import Settings
+from vidprod.web.app import create_app
+from vidprod.web.templating import STATIC_DIR
+
+
+def sign_in(client, next_path: str = "/") -> str:
+    """Signs the test client in; returns the page's CSRF token."""
+    answer = client.post("/signin", data={"token": TOKEN, "next": next_path}, follow_redirects=False)
+    assert answer.status_code == 303
+    page = client.get("/")
+    return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+
+def test_a_signed_out_browser_is_sent_to_sign_in_and_back(idle_client):
+    answer = idle_client.get("/videos?page=1", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/signin?next=/videos%3Fpage%3D1"
+    form = idle_client.get(answer.headers["location"])
+    assert form.status_code == 200 and 'name="next" value="/videos?page=1"' in form.text
+    signed = idle_client.post("/signin", data={"token": TOKEN, "next": "/videos?page=1"}, follow_redirects=False)
+    assert signed.headers["location"] == "/videos?page=1"
+
+
+def test_the_session_cookie_is_http_only_and_same_site(idle_client):
+    answer = idle_client.post("/signin", data={"token": TOKEN}, follow_redirects=False)
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("vidprod_session=")
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+    assert TOKEN not in cookie
+
+
+def test_the_cookie_is_secure_behind_https(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, public_url="https://vidprod.example.com")
+    from litestar.testing import TestClient
+
+    with TestClient(create_app(settings, run_worker=False)) as client:
+        answer = client.post("/signin", data={"token": TOKEN}, follow_redirects=False)
+        assert "Secure" in answer.headers["set-cookie"]
+
+
+def test_a_wrong_token_says_where_the_right_one_is(idle_client):
+    answer = idle_client.post("/signin", data={"token": "nope"}, follow_redirects=False)
+    assert answer.status_code == 401
+    assert "That token is not right" in answer.text and "data/admin_token" in answer.text
+    assert "set-cookie" not in answer.headers
+    assert idle_client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_only_local_paths_are_followed_after_sign_in(idle_client):
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        answer = idle_client.post("/signin", data={"token": TOKEN, "next": target}, follow_redirects=False)
+        assert answer.headers["location"] == "/"
+
+
+def test_changes_need_the_csrf_header_with_a_cookie_but_not_with_the_token(idle_client, auth):
+    csrf = sign_in(idle_client)
+    connect = "/accounts/tiktok/connect"
+    refused = idle_client.post(connect)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "Reload the page" in refused.json()["detail"]
+    assert idle_client.post(connect, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    foreign = idle_client.post(connect, headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    assert idle_client.post(connect, headers={"X-CSRF-Token": csrf}).json()["authorize_url"]
+    assert idle_client.get("/accounts").status_code == 200, "reading needs no CSRF token"
+    idle_client.cookies.clear()
+    assert idle_client.post(connect, headers=auth).status_code == 200, "API clients need no CSRF token"
+    assert idle_client.post(connect).status_code == 401
+
+
+def test_sign_out_needs_the_form_token_and_ends_the_session(idle_client):
+    csrf = sign_in(idle_client)
+    assert idle_client.post("/signout", data={"csrf_token": "wrong"}, follow_redirects=False).status_code == 403
+    out = idle_client.post("/signout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/signin"
+    assert idle_client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_new_admin_token_signs_every_browser_out(tmp_path: Path):
+    from litestar.testing import TestClient
+
+    first = Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+    with TestClient(create_app(first, run_worker=False)) as client:
+        client.post("/signin", data={"token": TOKEN})
+        cookies = dict(client.cookies)
+    second = Settings(data_dir=tmp_path / "data", admin_token="another-token-entirely")
+    with TestClient(create_app(second, run_worker=False), cookies=cookies) as client:
+        assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_pages_render_with_nothing_in_them(idle_client):
+    sign_in(idle_client)
+    expected = {
+        "/": ["Choose a video", 'accept="video/*"', "No accounts are connected yet", "Eye contact"],
+        "/videos": ["Upload your first video"],
+        "/platforms": ["TikTok", "Instagram Reels", "YouTube Shorts", "sandbox"],
+        "/settings": ["Add endpoint", "job.completed"],
+    }
+    for path, words in expected.items():
+        page = idle_client.get(path)
+        assert page.status_code == 200, path
+        assert page.headers["content-type"].startswith("text/html")
+        for word in words:
+            assert word in page.text, (path, word)
+        assert "Sandbox: posts go to built-in test platforms" in page.text
+        assert "<script>" not in page.text and " style=" not in page.text, "the CSP forbids inline code"
+
+
+def test_an_unknown_video_is_a_plain_page(idle_client):
+    sign_in(idle_client)
+    page = idle_client.get("/videos/nope")
+    assert page.status_code == 404 and "That video is not here" in page.text
+
+
+def test_a_video_page_shows_its_parts_plan_and_posts(client, auth, short_clip):
+    job = _upload(client, auth, short_clip).json()
+    assert _wait(client, auth, job["id"])["state"] == "done"
+    sign_in(client)
+    page = client.get(f"/videos/{job['id']}")
+    assert page.status_code == 200
+    assert "Cut plan" in page.text and "Part 1" in page.text
+    assert f'/jobs/{job["id"]}/segments/0/file"' in page.text
+    assert "Download part 1" in page.text and "Delete this video" in page.text
+    live = client.get(f"/videos/{job['id']}/live")
+    assert live.status_code == 200 and "<html" not in live.text and "Part 1" in live.text
+    listing = client.get("/videos")
+    assert "talk.mp4" in listing.text and "Ready" in listing.text
+
+
+def test_static_files_are_versioned_and_cached(idle_client):
+    sign_in(idle_client)
+    page = idle_client.get("/").text
+    url = re.search(r'href="(/static/app\.css\?v=[0-9a-f]{10})"', page).group(1)
+    answer = idle_client.get(url)
+    assert answer.status_code == 200 and "max-age=31536000" in answer.headers["cache-control"]
+    assert "tus-js-client-4.3.1/tus.min.js?v=" in page
+
+
+def test_the_vendored_tus_client_is_the_released_file():
+    import hashlib
+
+    folder = STATIC_DIR / "vendor" / "tus-js-client-4.3.1"
+    expected, name = (folder / "SHA256SUMS").read_text().split()
+    assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == expected
+    assert "MIT License" in (folder / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize("field", ['{"accounts": ["nope"]}', "not json", '{"accounts": [], "colour": 1}'])
+def test_publish_choices_at_upload_are_checked_before_the_file_is_kept(idle_client, auth, short_clip, field, settings):
+    with short_clip.open("rb") as f:
+        answer = idle_client.post(
+            "/upload", files={"file": ("talk.mp4", f, "video/mp4")}, data={"publish": field}, headers=auth
+        )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert not list((settings.data_dir / "media").glob("*/source.*")), "nothing kept"

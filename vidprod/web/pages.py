@@ -1,0 +1,185 @@
+"""The browser pages: sign in, upload, videos, one video, accounts, settings.
+
+Pages only read and render; every change goes through the JSON API (called by the
+pages' scripts with the session's CSRF header), so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import anyio.to_thread
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
+
+from vidprod.domain.jobs import JobNotFound
+from vidprod.events import CATALOGUE, OPT_IN
+from vidprod.web.api import job_json
+from vidprod.web.auth import (
+    CSRF_FIELD,
+    SignInRequired,
+    check_csrf,
+    csrf_token,
+    new_session,
+    signed_in,
+    token_matches,
+)
+from vidprod.web.publishing import publication_view
+
+PAGE = {"page": True}
+JOBS_PER_PAGE = 30
+DELIVERIES_SHOWN = 15
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths on this site (never //host or a scheme) may be returned to."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> Template:
+    state = request.app.state
+    return Template(
+        template_name=name,
+        context={
+            "csrf": csrf_token(request), "signed_in": signed_in(request), "path": request.url.path,
+            "sandbox": state.settings.sandbox, **context,
+        },  # fmt: skip
+        status_code=status_code,
+    )
+
+
+def redirect_to_sign_in(request: Request, exc: SignInRequired) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/signin?next={quote(target)}", status_code=HTTP_303_SEE_OTHER)
+
+
+# --- signing in ------------------------------------------------------------------
+
+
+@get("/signin", opt={"public": True})
+async def sign_in_page(
+    request: Request, next_path: Annotated[str | None, QueryParameter(name="next")] = None
+) -> Response:
+    if signed_in(request):
+        return Redirect(_safe_next(next_path), status_code=HTTP_303_SEE_OTHER)
+    return _page(request, "signin.html", next_path=_safe_next(next_path))
+
+
+@post("/signin", opt={"public": True})
+async def sign_in(request: Request, state: State) -> Response:
+    form = await request.form()
+    token = str(form.get("token", "")).strip()
+    target = _safe_next(str(form.get("next", "")))
+    if not token or not token_matches(token, state.admin_token):
+        message = (
+            "Paste the admin token to sign in." if not token else
+            "That token is not right. It is in the data folder (data/admin_token) or the"
+            " VIDPROD_ADMIN_TOKEN setting, and in the server's log the first time it starts."
+        )  # fmt: skip
+        return _page(request, "signin.html", status_code=401, error=message, next_path=target)
+    request.set_session(new_session())
+    return Redirect(target, status_code=HTTP_303_SEE_OTHER)
+
+
+@post("/signout", opt={"form_csrf": True})
+async def sign_out(request: Request) -> Response:
+    form = await request.form()
+    check_csrf(request, str(form.get(CSRF_FIELD, "")))
+    request.clear_session()
+    return Redirect("/signin", status_code=HTTP_303_SEE_OTHER)
+
+
+# --- pages -----------------------------------------------------------------------
+
+
+def _connected_accounts(state: State) -> list[dict[str, Any]]:
+    return [
+        account
+        for platform in state.accounts.overview()
+        for account in platform["accounts"]
+        if account["state"] != "disconnected"
+    ]
+
+
+@get("/", opt=PAGE)
+async def upload_page(request: Request, state: State) -> Template:
+    settings = state.settings
+    accounts = await anyio.to_thread.run_sync(_connected_accounts, state)
+    return _page(
+        request, "upload.html", accounts=accounts, settings=settings,
+        max_upload_bytes=settings.max_upload_bytes,
+    )  # fmt: skip
+
+
+@get("/videos", opt=PAGE)
+async def videos_page(
+    request: Request, state: State, page: Annotated[int, QueryParameter(ge=1)] = 1
+) -> Template:
+    offset = (page - 1) * JOBS_PER_PAGE
+    jobs, total = await anyio.to_thread.run_sync(lambda: state.jobs.list(limit=JOBS_PER_PAGE, offset=offset))
+    return _page(
+        request, "videos.html", jobs=[job_json(request, job, None) for job in jobs], total=total,
+        page=page, more=offset + JOBS_PER_PAGE < total,
+    )  # fmt: skip
+
+
+def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
+    job = state.jobs.get(job_id)
+    body = job_json(request, job, state.jobs.segments(job_id))
+    publications = [publication_view(p) for p in state.publications.list(job_id=job_id)]
+    by_part: dict[int, list[dict[str, Any]]] = {}
+    for publication in publications:
+        by_part.setdefault(publication["part"], []).append(publication)
+    return {"job": body, "publications": by_part, "accounts": _connected_accounts(state)}
+
+
+@get("/videos/{job_id:str}", opt=PAGE)
+async def video_page(request: Request, state: State, job_id: FromPath[str]) -> Template:
+    try:
+        context = await anyio.to_thread.run_sync(_job_context, request, state, job_id)
+    except JobNotFound:
+        return _page(request, "missing.html", status_code=404, what="video")
+    return _page(request, "video.html", **context)
+
+
+@get("/videos/{job_id:str}/live")
+async def video_live_part(request: Request, state: State, job_id: FromPath[str]) -> Template:
+    """The part of the video page that changes, rendered by the same template, for the
+    page's script to swap in when an event arrives (one rendering path, no JS copy)."""
+    context = await anyio.to_thread.run_sync(_job_context, request, state, job_id)
+    return _page(request, "video_live.html", **context)
+
+
+@get("/platforms", opt=PAGE)
+async def accounts_page(request: Request, state: State) -> Template:
+    platforms = await anyio.to_thread.run_sync(state.accounts.overview)
+    return _page(request, "accounts.html", platforms=platforms)
+
+
+@get("/settings", opt=PAGE)
+async def settings_page(request: Request, state: State) -> Template:
+    def read() -> list[dict[str, Any]]:
+        hooks = state.webhooks
+        return [
+            {**endpoint, "deliveries": hooks.deliveries(endpoint["id"], state=None, limit=DELIVERIES_SHOWN, offset=0)}
+            for endpoint in hooks.list_endpoints()
+        ]
+
+    endpoints = await anyio.to_thread.run_sync(read)
+    return _page(
+        request, "settings.html", endpoints=endpoints, event_types=CATALOGUE, opt_in=OPT_IN,
+        now=time.time(),
+    )  # fmt: skip
+
+
+ROUTES = [
+    sign_in_page, sign_in, sign_out, upload_page, videos_page, video_page, video_live_part,
+    accounts_page, settings_page,
+]  # fmt: skip
