@@ -183,6 +183,10 @@ class Settings:
         "VIDPROD_KEEP_HOURS", _positive_int, 48,
         "Hours a finished job's video files are kept once nothing will publish them.",
     )
+    upload_expire_hours: int = _setting(
+        "VIDPROD_UPLOAD_EXPIRE_HOURS", _positive_int, 24,
+        "Hours an unfinished resumable (tus) upload is kept after the last byte arrived.",
+    )
     min_free_mb: int = _setting(
         "VIDPROD_MIN_FREE_MB", _non_negative_int, 512,
         "Refuse uploads (507) that would leave less free disk than this.",
@@ -281,7 +285,8 @@ class Settings:
     )
     test_clock_file: Path | None = _setting(
         "VIDPROD_TEST_CLOCK_FILE", _path, None,
-        "Tests only: a file holding seconds added to the clock of schedules and retries.",
+        "Tests only: a file holding seconds added to the clock of schedules, retries"
+        " and upload expiry.",
     )
 
     @property
@@ -308,6 +313,12 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def tus_dir(self) -> Path:
+        """Resumable uploads in progress: in the data dir like media_dir, so that
+        adopting a finished one into its job is a rename."""
+        return self.data_dir / "uploads" / "tus"
 
     @property
     def sandbox(self) -> bool:

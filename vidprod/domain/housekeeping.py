@@ -8,10 +8,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidprod.config import Settings
 from vidprod.store import Database
 from vidprod.store import jobs as q
+
+if TYPE_CHECKING:
+    from vidprod.domain.uploads import TusUploads
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +38,23 @@ def disk_room_problem(path: Path, incoming_bytes: int, floor_bytes: int) -> str 
 
 
 class Housekeeper:
-    def __init__(self, db: Database, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        uploads: TusUploads | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self.uploads = uploads  # resumable uploads expire by their own clock and setting
 
     def run(self) -> dict[str, int]:
         removed_jobs = self.remove_expired_job_files()
         removed_uploads = self.remove_abandoned_uploads()
+        if self.uploads is not None:
+            removed_uploads += self.uploads.remove_expired()
         if removed_jobs or removed_uploads:
             log.info(
                 "housekeeping: removed files of %d job(s), %d abandoned upload(s)",

@@ -24,6 +24,7 @@ from vidprod.domain.housekeeping import Housekeeper
 from vidprod.domain.idle import IdleWatch, pending_work
 from vidprod.domain.jobs import JobService
 from vidprod.domain.publishing import PublicationService
+from vidprod.domain.uploads import TusUploads
 from vidprod.domain.webhooks import WebhookService
 from vidprod.publish.platforms import load_platforms
 from vidprod.sandbox import FakePlatforms, sandbox_router
@@ -34,6 +35,7 @@ from vidprod.web.auth import load_or_create_admin_token, require_admin
 from vidprod.web.live import CommitSignal
 from vidprod.web.middleware import client_address, request_tracking, security_headers
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
+from vidprod.web.tus import tus_router
 from vidprod.web.uploads import discard_stale_uploads
 from vidprod.worker.deliveries import DeliveryWorker
 from vidprod.worker.housekeeping import schedule_housekeeping
@@ -94,6 +96,7 @@ def create_app(
         app.state.publications = publications
         app.state.publisher = publisher
         app.state.jobs = jobs
+        app.state.uploads = uploads = TusUploads(db, settings, clock)  # resumable (tus) uploads
         app.state.webhooks = hooks
         app.state.worker = worker
         app.state.deliveries = deliveries
@@ -127,7 +130,7 @@ def create_app(
             worker.recover()
             deliveries.recover()
             publisher.recover()
-            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings), accounts)()  # and once now
+            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings, uploads=uploads), accounts)()  # and once now
             worker.start()
             deliveries.start()
             publisher.start()
@@ -156,7 +159,7 @@ def create_app(
             hooks.close()
             db.close()
 
-    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES]
+    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router()]
     if settings.sandbox:
         # The fake platforms, served by this process; their state survives restarts.
         sandbox = settings.data_dir / "sandbox"

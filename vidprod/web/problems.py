@@ -21,6 +21,7 @@ from vidprod.domain.publishing import (
     PublicationConflict,
     PublicationNotFound,
 )
+from vidprod.domain.uploads import UploadError
 from vidprod.domain.webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
 from vidprod.web.uploads import UploadRejected
@@ -74,6 +75,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 JobConflict: lambda exc: problem(409, str(exc)),
                 InvalidMedia: lambda exc: problem(422, str(exc)),
                 UploadRejected: lambda exc: problem(exc.status, exc.message),
+                UploadError: lambda exc: problem(exc.status, exc.message, headers=exc.headers),
                 EndpointNotFound: lambda exc: problem(404, str(exc)),
                 DeliveryNotFound: lambda exc: problem(404, str(exc)),
                 InvalidEndpoint: lambda exc: problem(422, str(exc)),
