@@ -1,0 +1,182 @@
+"""Temporal control: what shift each frame gets, smoothed and gated.
+
+- Landmark coordinates are smoothed with a One Euro filter (steady when still, quick
+  when the head moves).
+- A person's vertical gaze bias is an exponential average of their measured vertical
+  iris offset over open-eye, facing-the-camera frames; the correction brings that bias
+  to where people who look into the lens sit, and is zero for those already there.
+- Gates (each 0-1) switch the correction off for blinks, look-aways (a sudden change
+  against the bias, or looking sideways), turned or tilted heads, and gaze far below
+  the lens (a real look down, not reading). A closing eye drops the gate at once; every
+  other change is slew-limited, so eyes never snap back after a head turn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Vertical iris offset (eye widths, up negative) of people looking into the lens:
+# -0.068 to -0.083 measured (shared/GAZE.md).
+LENS_TARGET = -0.075
+# Biases within this of the target count as looking into the lens: no correction.
+DEAD_BAND = 0.008
+MAX_SHIFT = 0.06  # eye widths
+# MediaPipe's iris point follows a moved iris texture by only 0.1-0.2 of the move
+# (measured on the fixtures) and reads real down-gaze mostly from the lids, so the
+# measured bias understates the true one: the correction is this multiple of it.
+BIAS_GAIN = 2.0
+# Eyeball radius over eye width (12 mm over ~28.5 mm): converts offsets to degrees.
+EYEBALL_RADIUS = 0.42
+MIN_SHIFT = 0.002  # eye widths; below this a frame is left bit-identical
+
+
+def shift_to_degrees(shift: float) -> float:
+    return math.degrees(math.asin(max(-1.0, min(1.0, shift / EYEBALL_RADIUS))))
+
+
+def degrees_to_shift(degrees: float) -> float:
+    return EYEBALL_RADIUS * math.sin(math.radians(degrees))
+
+
+class OneEuro:
+    """One Euro filter (Casiez et al.) over a numpy array of any shape."""
+
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> None:
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.value: np.ndarray | None = None
+        self.speed: np.ndarray | None = None
+        self.t: float | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.value is None or self.t is None or self.value.shape != x.shape:
+            self.value, self.speed, self.t = x.copy(), np.zeros_like(x), t
+            return self.value.copy()
+        if t <= self.t:
+            return self.value.copy()
+        dt = t - self.t
+        speed = (x - self.value) / dt
+        a_d = self._alpha(self.d_cutoff, dt)
+        self.speed = self.speed + a_d * (speed - self.speed)
+        cutoff = self.min_cutoff + self.beta * np.abs(self.speed)
+        a = self._alpha(cutoff, dt)
+        self.value = self.value + a * (x - self.value)
+        self.t = t
+        return self.value.copy()
+
+    def predict(self, t: float) -> np.ndarray | None:
+        """The smoothed value carried forward to time t at the smoothed speed."""
+        if self.value is None or self.t is None or self.speed is None:
+            return None
+        return self.value + self.speed * max(0.0, t - self.t)
+
+    def reset(self) -> None:
+        self.value = self.speed = None
+        self.t = None
+
+
+def _ramp_down(value: float, start: float, width: float) -> float:
+    """1 up to `start`, 0 from start + width, linear between."""
+    return float(min(1.0, max(0.0, 1.0 - (value - start) / width)))
+
+
+@dataclass
+class Measure:
+    """One frame's raw measurements of the main face."""
+
+    t: float
+    vertical: float  # mean of both eyes, eye widths, up negative
+    horizontal: float
+    openness: tuple[float, float]  # per eye, lid gap / width
+    yaw: float
+    pitch: float
+
+
+@dataclass
+class Decision:
+    shift: float  # eye widths along uy (negative: up); 0 for no edit
+    gate: float
+    reason: str | None  # why the frame is not corrected (None when it is)
+
+
+@dataclass
+class GazeControl:
+    """Per-face temporal state; feed it one Measure per frame."""
+
+    strength: float
+    hint_shift: float | None = None  # from notes_below_degrees, eye widths (negative)
+    bias_tau: float = 1.5
+    bias: float | None = None
+    side_bias: float | None = None
+    reference: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    gate_blink: float = 0.0
+    gate_other: float = 0.0
+    last_t: float | None = None
+
+    def update(self, m: Measure) -> Decision:
+        dt = 1 / 30 if self.last_t is None else max(1e-3, m.t - self.last_t)
+        first = self.last_t is None
+        self.last_t = m.t
+        # blink: openness against its own reference (falls slowly, rises fast)
+        blink = 1.0
+        for i, value in enumerate(m.openness):
+            ref = self.reference[i]
+            if first or ref <= 0:
+                ref = value
+            else:
+                tau = 0.5 if value > ref else 2.0
+                ref += (1 - math.exp(-dt / tau)) * (value - ref)
+            self.reference[i] = ref
+            ratio = value / max(ref, 1e-6)
+            blink = min(blink, float(np.clip((ratio - 0.65) / 0.20, 0.0, 1.0)))
+        if self.bias is None:
+            self.bias = m.vertical
+        if self.side_bias is None:
+            self.side_bias = m.horizontal
+        # landmarks under-read iris moves (vertical ~0.2, horizontal ~0.45 of them), so
+        # these limits are lower than the angles they stand for
+        look = _ramp_down(abs(m.vertical - self.bias), 0.04, 0.03) * _ramp_down(
+            abs(m.horizontal - self.side_bias), 0.04, 0.03
+        )
+        # MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below,
+        # hence a wider pitch limit than Maxine's 15°
+        pose = _ramp_down(abs(m.yaw), 25.0, 10.0) * _ramp_down(abs(m.pitch), 25.0, 10.0)
+        # the bias learns only from open eyes on a face turned to the camera
+        if blink > 0.99 and look > 0.99 and pose > 0.99:
+            step = 1 - math.exp(-dt / self.bias_tau)
+            self.bias += step * (m.vertical - self.bias)
+            self.side_bias += step * (m.horizontal - self.side_bias)
+        below = self.bias - LENS_TARGET  # how far below lens level the gaze sits
+        far = _ramp_down(shift_to_degrees(max(0.0, below)), 12.0, 8.0)  # a real look down
+        # gates: a closing eye stops the edit at once, everything else is slew-limited
+        self.gate_blink = min(blink, self.gate_blink + 0.15)
+        other = look * pose * far
+        self.gate_other += float(np.clip(other - self.gate_other, -0.25, 0.10))
+        gate = self.gate_blink * self.gate_other
+        wanted = -BIAS_GAIN * max(0.0, below - DEAD_BAND)
+        if self.hint_shift is not None and wanted < 0:
+            wanted = min(wanted, self.hint_shift)
+        wanted = max(-MAX_SHIFT, wanted)
+        shift = self.strength * gate * wanted
+        reason = None
+        if abs(shift) < MIN_SHIFT:
+            if wanted == 0.0:
+                reason = "looking_at_lens"
+            elif blink < 1.0 or self.gate_blink < 0.05:
+                reason = "blink"
+            elif pose < 1.0:
+                reason = "head_pose"
+            elif look < 1.0 or far < 1.0:
+                reason = "look_away"
+            else:
+                reason = "fading_in"  # gates re-opening after a skip, or the first frames
+            shift = 0.0
+        return Decision(shift=shift, gate=gate, reason=reason)

@@ -1,0 +1,403 @@
+"""The render's per-frame hook for eye contact: landmarks → gates → lid fit → eye
+re-render, with a report of what it did and a few before/after stills.
+
+Frames it does not correct (strength 0, blinks, look-aways, small eyes, no face, people
+already looking into the lens) are returned untouched: the very same frame object.
+A corrected frame is made writable first (the decoder may still reference its
+buffers) and only the pixels inside the eye openings change.
+
+If landmarks cannot keep up with the per-frame budget, they run every other frame
+(the frames between carry the smoothed landmarks forward at their smoothed speed),
+and if that is still too slow, or memory is short when they would start, correction
+stops; the report records what was done and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import av
+import numpy as np
+
+from vidprod.media.gaze.control import (
+    LENS_TARGET,
+    GazeControl,
+    Measure,
+    OneEuro,
+    degrees_to_shift,
+    shift_to_degrees,
+)
+from vidprod.media.gaze.geometry import EyeFrame, eye_frames, head_angles
+from vidprod.media.gaze.landmarks import (
+    ChildLandmarker,
+    FaceLandmarks,
+    Landmarker,
+    VideoLandmarker,
+    landmark_picture,
+)
+from vidprod.media.gaze.lids import LidFit, apply_fit, corner_taper, fit_lid
+from vidprod.media.gaze.rerender import EyeEdit, edit_eye
+from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb, write_png
+from vidprod.media.planes import plane_views
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STRENGTH = 0.8
+MIN_EYE_PX = 28.0  # narrower eyes are passed through untouched
+LANDMARK_MEMORY_MB = 220  # what MediaPipe needs before it may start
+BUDGET_WINDOW = 30  # frames over which the landmark cost is judged
+
+
+@dataclass(frozen=True)
+class GazeSettings:
+    strength: float = DEFAULT_STRENGTH  # 0 (off) to 1
+    notes_below_degrees: float | None = None  # where the notes sit, if the creator knows
+    min_eye_px: float = MIN_EYE_PX
+    landmark_budget_ms: float = 15.0  # median landmark cost per frame before degrading
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError("strength must be from 0 to 1")
+        if self.notes_below_degrees is not None and not 0 <= self.notes_below_degrees <= 30:
+            raise ValueError("notes_below_degrees must be from 0 to 30")
+
+
+def available_memory_mb() -> float:
+    """Memory this process may still take: the smaller of the system's available
+    memory and what the cgroup limit leaves."""
+    available = math.inf
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            available = min(available, (int(limit) - used) / 2**20)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+@dataclass
+class _Still:
+    label: str
+    score: float
+    before: np.ndarray
+    after: np.ndarray
+
+
+class GazeCorrector:
+    """A frame hook (`RenderOptions.frame_hook`) that makes the main speaker look into
+    the lens. `landmarker` injects a landmark source (tests); otherwise MediaPipe starts
+    on the first frame that needs it, in a child process when `child` is true."""
+
+    def __init__(
+        self,
+        model: bytes | None,
+        settings: GazeSettings = GazeSettings(),
+        *,
+        child: bool = False,
+        landmarker: Landmarker | None = None,
+        memory_mb: Callable[[], float] = available_memory_mb,
+        on_edit: Callable[[int, list[EyeEdit]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.child = child
+        self._landmarker = landmarker
+        self._own_landmarker = landmarker is None
+        self._memory_mb = memory_mb
+        self._on_edit = on_edit
+        hint = None
+        if settings.notes_below_degrees:
+            hint = -degrees_to_shift(settings.notes_below_degrees)
+        self.control = GazeControl(settings.strength, hint_shift=hint)
+        self.mode = "full"  # full → alternate (landmarks every other frame) → off
+        self.degradations: list[dict[str, Any]] = []
+        self.frames_seen = 0
+        self.frames_corrected = 0
+        self.skipped: Counter[str] = Counter()
+        self.shifts_px: list[float] = []
+        self.shifts_w: list[float] = []
+        self.eye_widths: list[float] = []
+        self.landmark_ms: deque[float] = deque(maxlen=BUDGET_WINDOW)
+        self.landmark_ms_all: list[float] = []
+        self.render_ms: list[float] = []
+        self._points = OneEuro(2.0, 0.05)
+        self._lid_filters: dict[tuple[int, bool], OneEuro] = {}
+        self._last_center: np.ndarray | None = None
+        self._last_matrix: np.ndarray | None = None
+        self._last_raw: np.ndarray | None = None
+        self._stills: dict[str, _Still] = {}
+        # per frame, for the evaluation: (frame index, applied shift in eye widths, px)
+        self.applied: list[tuple[int, float, float]] = []
+        self.last_edits: list[EyeEdit] = []
+        self.last_points: np.ndarray | None = None
+        self.last_reason: str | None = None
+
+    # --- the hook ----------------------------------------------------------------
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        index = self.frames_seen
+        self.frames_seen += 1
+        self.last_edits = []
+        self.last_reason = None
+        if self.settings.strength <= 0:
+            return self._skip("strength_0", frame)
+        if self.mode == "off":
+            return self._skip("landmarks_off", frame)
+        t = float(frame.time) if frame.time is not None else index / 30.0
+        face = self._landmarks(frame, t, index)
+        if face is None:
+            self._points.reset()
+            self.last_points = None
+            return self._skip("no_face", frame)
+        smooth = self._points(face.points, t)
+        self.last_points = smooth
+        eyes = eye_frames(smooth)
+        raw = eye_frames(face.points)
+        width = min(e.w for e in eyes)
+        self.eye_widths.append(width)
+        if width < self.settings.min_eye_px:
+            return self._skip("small_eyes", frame)
+        yaw, pitch = head_angles(face.matrix)
+        gaze = [e.gaze() for e in raw]
+        measure = Measure(
+            t=t,
+            vertical=float(np.mean([g[1] for g in gaze])),
+            horizontal=float(np.mean([g[0] for g in gaze])),
+            openness=(raw[0].openness, raw[1].openness),
+            yaw=yaw,
+            pitch=pitch,
+        )
+        decision = self.control.update(measure)
+        if decision.reason is not None:
+            return self._skip(decision.reason, frame)
+        started = time.perf_counter()
+        edited = self._edit(frame, eyes, decision.shift, index)
+        self.render_ms.append((time.perf_counter() - started) * 1e3)
+        return edited
+
+    def _skip(self, reason: str, frame: av.VideoFrame | None = None) -> av.VideoFrame:
+        self.skipped[reason] += 1
+        self.last_reason = reason
+        return frame  # type: ignore[return-value]
+
+    # --- landmarks ---------------------------------------------------------------
+
+    def _start_landmarker(self) -> bool:
+        if self._landmarker is not None:
+            return True
+        if self.model is None:
+            self._degrade("off", "no face model")
+            return False
+        needed = LANDMARK_MEMORY_MB
+        if self._memory_mb() < needed:
+            self._degrade("off", f"less than {needed} MB of memory free for face landmarks")
+            return False
+        self._landmarker = ChildLandmarker(self.model) if self.child else VideoLandmarker(self.model)
+        return True
+
+    def _landmarks(self, frame: av.VideoFrame, t: float, index: int) -> FaceLandmarks | None:
+        if self.mode == "alternate" and index % 2 == 1 and self._last_raw is not None:
+            predicted = self._points.predict(t)
+            if predicted is not None:
+                return FaceLandmarks(predicted, self._last_matrix)
+        if not self._start_landmarker():
+            return None
+        assert self._landmarker is not None
+        started = time.perf_counter()
+        rgb, _ = landmark_picture(frame)
+        faces = self._landmarker.detect(rgb, round(t * 1000))
+        cost = (time.perf_counter() - started) * 1e3
+        self.landmark_ms.append(cost)
+        self.landmark_ms_all.append(cost)
+        self._check_budget(index)
+        face = self._pick(faces, frame.width, frame.height)
+        self._last_raw = face.points if face is not None else None
+        self._last_matrix = face.matrix if face is not None else None
+        return face
+
+    def _pick(self, faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
+              ) -> FaceLandmarks | None:  # fmt: skip
+        """The main speaker: the largest, most central face; once chosen, the same
+        person stays chosen while a face of comparable size is where they were."""
+        if not faces:
+            self._last_center = None
+            return None
+        scale = np.array([width, height], np.float64)
+        candidates = [(points * scale, matrix) for points, matrix in faces]
+        sizes = [np.ptp(p[:, 0]) for p, _ in candidates]
+        centres = [p.mean(axis=0) for p, _ in candidates]
+        if self._last_center is not None:
+            near = [
+                i for i in range(len(candidates))
+                if sizes[i] > 0.7 * max(sizes)
+                and np.hypot(*(centres[i] - self._last_center)) < 0.5 * sizes[i]
+            ]  # fmt: skip
+            if near:
+                best = min(near, key=lambda i: np.hypot(*(centres[i] - self._last_center)))
+                self._last_center = centres[best]
+                return FaceLandmarks(*candidates[best])
+
+        def score(i: int) -> float:
+            off = np.hypot(*((centres[i] - scale / 2) / scale))
+            return sizes[i] * (1.0 - 0.8 * off)
+
+        best = max(range(len(candidates)), key=score)
+        self._last_center = centres[best]
+        return FaceLandmarks(*candidates[best])
+
+    def _check_budget(self, index: int) -> None:
+        if len(self.landmark_ms) < BUDGET_WINDOW:
+            return
+        median = float(np.median(self.landmark_ms))
+        budget = self.settings.landmark_budget_ms
+        if self.mode == "full" and median > budget:
+            self._degrade("alternate", f"landmarks took {median:.1f} ms a frame (budget {budget:g} ms)", index)
+            self.landmark_ms.clear()
+        elif self.mode == "alternate" and median > 2 * budget:
+            self._degrade("off", f"landmarks took {median:.1f} ms a frame even every other frame", index)
+
+    def _degrade(self, mode: str, why: str, index: int | None = None) -> None:
+        self.mode = mode
+        frame = self.frames_seen - 1 if index is None else index
+        self.degradations.append({"frame": frame, "mode": mode, "why": why})
+        log.warning("eye contact: %s from frame %d: %s", mode, frame, why)
+        if mode == "off":
+            self.close()
+
+    # --- the edit ----------------------------------------------------------------
+
+    def _edit(self, frame: av.VideoFrame, eyes: tuple[EyeFrame, EyeFrame], shift: float,
+              index: int) -> av.VideoFrame:  # fmt: skip
+        y, u, v = plane_views(frame)
+        luma = y  # fits read the input before any edit
+        edits = []
+        for i, eye in enumerate(eyes):
+            upper = self._fitted(luma, eye, i, True)
+            lower = self._fitted(luma, eye, i, False)
+            lower = np.maximum(lower, upper)  # lids never cross
+            opening = np.concatenate([eye.to_image(eye.xs, upper), eye.to_image(eye.xs[::-1], lower[::-1])])
+            edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux,
+                                 shift=shift * eye.w * eye.uy))  # fmt: skip
+        box = Box.around(np.concatenate([e.opening for e in edits]), 0.35 * max(e.w for e in eyes),
+                         frame.width, frame.height)  # fmt: skip
+        before = crop_planes(y, u, v, box)
+        frame.make_writable()
+        y, u, v = plane_views(frame)
+        changed = sum(edit_eye(y, u, v, edit) for edit in edits)
+        self.last_edits = edits
+        if self._on_edit is not None:
+            self._on_edit(index, edits)
+        if not changed:
+            return self._skip("no_change", frame)
+        width = float(np.mean([e.w for e in eyes]))
+        self.frames_corrected += 1
+        self.shifts_w.append(-shift)
+        self.shifts_px.append(-shift * width)
+        self.applied.append((index, shift, shift * width))
+        self._offer_still(index, -shift, before, crop_planes(y, u, v, box))
+        return frame
+
+    def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool) -> np.ndarray:
+        fit = fit_lid_crop(luma, eye, upper)
+        key = (i, upper)
+        flt = self._lid_filters.setdefault(key, OneEuro(0.8, 0.5))
+        smooth = flt(np.array([fit.delta / eye.w, fit.scale]), self.control.last_t or 0.0)
+        fit = LidFit(float(smooth[0] * eye.w), float(smooth[1]))
+        curve = eye.upper if upper else eye.lower
+        return apply_fit(curve, fit, corner_taper(eye.xs, eye.w))
+
+    # --- stills and report -------------------------------------------------------
+
+    def _offer_still(self, index: int, amount: float, before: tuple[np.ndarray, ...],
+                     after: tuple[np.ndarray, ...]) -> None:  # fmt: skip
+        def keep(label: str, score: float) -> None:
+            self._stills[label] = _Still(label, score, planes_to_rgb(*before), planes_to_rgb(*after))
+
+        if "first" not in self._stills and self.frames_corrected >= 15:
+            keep("first", amount)
+        current = self._stills.get("strongest")
+        if current is None or amount > current.score:
+            keep("strongest", amount)
+        if self.frames_corrected % 300 == 150:
+            keep("later", amount)
+
+    def save_stills(self, folder: Path, zoom: int = 2) -> list[dict[str, str]]:
+        """Write the kept before/after eye crops as PNGs; returns
+        [{"label", "before", "after"}] with file names relative to `folder`."""
+        saved = []
+        for label in ("first", "strongest", "later"):
+            still = self._stills.get(label)
+            if still is None:
+                continue
+            before = write_png(folder / f"gaze-{label}-before.png", still.before, zoom)
+            after = write_png(folder / f"gaze-{label}-after.png", still.after, zoom)
+            saved.append({"label": label, "before": before.name, "after": after.name})
+        return saved
+
+    def report(self) -> dict[str, Any]:
+        def stat(values: list[float], q: float) -> float | None:
+            return round(float(np.percentile(values, q)), 2) if values else None
+
+        mean_w = float(np.mean(self.shifts_w)) if self.shifts_w else 0.0
+        return {
+            "frames_seen": self.frames_seen,
+            "frames_corrected": self.frames_corrected,
+            "mean_correction_px": round(float(np.mean(self.shifts_px)), 2) if self.shifts_px else 0.0,
+            "mean_correction_eye_widths": round(mean_w, 4),
+            "mean_correction_degrees": round(shift_to_degrees(mean_w), 2),
+            "max_correction_degrees": round(shift_to_degrees(max(self.shifts_w, default=0.0)), 2),
+            "skipped": dict(sorted(self.skipped.items())),
+            "mode": self.mode,
+            "degradations": list(self.degradations),
+            "strength": self.settings.strength,
+            "notes_below_degrees": self.settings.notes_below_degrees,
+            "gaze_bias_degrees": (
+                round(shift_to_degrees(self.control.bias - LENS_TARGET), 2)
+                if self.control.bias is not None else None
+            ),
+            "eye_width_px": stat(self.eye_widths, 50),
+            "landmark_ms": {"p50": stat(self.landmark_ms_all, 50), "p95": stat(self.landmark_ms_all, 95)},
+            "rerender_ms": {"p50": stat(self.render_ms, 50), "p95": stat(self.render_ms, 95)},
+        }
+
+    def close(self) -> None:
+        if self._landmarker is not None and self._own_landmarker:
+            self._landmarker.close()
+        self._landmarker = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fit_lid_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
+    """fit_lid on a float copy of just the eye's neighbourhood of the luma plane."""
+    pad = 0.25 * eye.w + 4
+    points = np.concatenate([eye.to_image(eye.xs, eye.upper), eye.to_image(eye.xs, eye.lower)])
+    x0 = max(0, int(points[:, 0].min() - pad))
+    y0 = max(0, int(points[:, 1].min() - pad))
+    x1 = min(luma.shape[1], int(points[:, 0].max() + pad) + 1)
+    y1 = min(luma.shape[0], int(points[:, 1].max() + pad) + 1)
+    crop = luma[y0:y1, x0:x1].astype(np.float32)
+    offset = np.array([x0, y0], np.float64)
+    local = EyeFrame(
+        origin=eye.origin - offset, ux=eye.ux, uy=eye.uy, w=eye.w, iris=eye.iris - offset,
+        r=eye.r, upper=eye.upper, lower=eye.lower, xs=eye.xs, openness=eye.openness,
+    )  # fmt: skip
+    return fit_lid(crop, local, upper)

@@ -1,0 +1,267 @@
+"""The evaluation harness behind `vidprod gaze-eval DIR -o OUT`: run the corrector on
+each clip, measure what it did from the pixels (metrics.py), write a JSON summary and
+a contact sheet per clip.
+
+Frames go in as yuv420p, as the render hands them to its hook (clips are decoded and
+converted; display rotation is not applied here).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from vidprod.media.gaze.corrector import GazeCorrector, GazeSettings
+from vidprod.media.gaze.geometry import eye_frames
+from vidprod.media.gaze.metrics import (
+    changed_outside,
+    eye_region_mask,
+    flicker,
+    iris_radius,
+    shift_ratio,
+    texture_shift,
+)
+from vidprod.media.gaze.sheets import SheetRow, write_sheet
+from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb
+from vidprod.media.planes import plane_views
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v"}
+MIN_MEASURED_SHIFT_PX = 0.5  # smaller moves make the texture ratio mostly noise
+BAR_EYE_PX = 40  # texture-shift bar applies to eyes at least this wide
+
+
+@dataclass
+class FrameResult:
+    index: int
+    identical: bool
+    reason: str | None
+    shift_px: float  # applied, signed along uy (negative up)
+    shift_w: float
+    outside: int  # changed samples outside the eye regions
+    eye_width: float | None = None
+    texture: list[float | None] = field(default_factory=list)  # per eye ratio
+    iris_ratio: list[float | None] = field(default_factory=list)
+    flicker_in: float | None = None
+    flicker_out: float | None = None
+    speed: float = 0.0  # landmark motion, px/frame
+
+
+def clip_frames(path: Path) -> Iterator[av.VideoFrame]:
+    """Every frame of a clip as even-sized yuv420p."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
+            out = frame.reformat(width=width, height=height, format="yuv420p")
+            out.pts, out.time_base = i, stream.average_rate and 1 / stream.average_rate or None
+            if out.time_base is None:
+                out.pts = None
+            yield out
+
+
+class _Picks:
+    """The sheet's rows: the worst frame by each metric and a few notable ones, kept
+    while the clip streams past."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[float, SheetRow]] = {}
+
+    def offer(self, key: str, score: float, make: Any) -> None:
+        if key not in self.rows or score > self.rows[key][0]:
+            self.rows[key] = (score, make())
+
+    def sorted(self) -> list[SheetRow]:
+        return [row for _, row in self.rows.values()]
+
+
+def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *,
+                    name: str = "clip", sheet: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    results: list[FrameResult] = []
+    picks = _Picks()
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+    last_points: np.ndarray | None = None
+    for frame in frames:
+        before = tuple(p.copy() for p in plane_views(frame))
+        out = corrector(frame)
+        after = plane_views(out)
+        index = corrector.frames_seen - 1
+        identical = all(np.array_equal(a, b) for a, b in zip(before, after))
+        points = corrector.last_points
+        edits = corrector.last_edits
+        reason = corrector.last_reason
+        region = eye_region_mask(points, before[0].shape) if points is not None else np.zeros(before[0].shape, bool)
+        shift_w = corrector.applied[-1][1] if edits and corrector.applied and corrector.applied[-1][0] == index else 0.0
+        result = FrameResult(index, identical, reason, 0.0, shift_w, changed_outside(before, after, region))
+        if points is not None:
+            eyes = eye_frames(points)
+            result.eye_width = float(min(e.w for e in eyes))
+            result.shift_px = shift_w * float(np.mean([e.w for e in eyes]))
+            if last_points is not None:
+                result.speed = float(np.median(np.hypot(*(points - last_points).T)))
+            if previous is not None:
+                result.flicker_in = flicker(previous[0], before[0], region)
+                result.flicker_out = flicker(previous[1], after[0], region)
+        last_points = points
+        previous = (before[0], after[0].copy())
+        for edit in edits:
+            if np.hypot(*edit.shift) >= MIN_MEASURED_SHIFT_PX and not identical:
+                result.texture.append(shift_ratio(texture_shift(before[0], after[0], edit), edit.shift))
+            else:
+                result.texture.append(None)
+            r_in = iris_radius(before[0], edit.iris, edit.r)
+            r_out = iris_radius(after[0], edit.iris + edit.shift, edit.r)
+            result.iris_ratio.append(r_out / r_in if r_in and r_out else None)
+        results.append(result)
+        if sheet is not None and points is not None:
+            _offer_rows(picks, result, points, before, after, corrector)
+    summary = summarise(results, corrector)
+    summary["clip"] = name
+    if sheet is not None:
+        write_sheet(sheet, f"{name}: strength {corrector.settings.strength:g}", picks.sorted())
+        summary["contact_sheet"] = str(sheet)
+    return summary
+
+
+def _offer_rows(picks: _Picks, r: FrameResult, points: np.ndarray, before: tuple[np.ndarray, ...],
+                after: tuple[np.ndarray, ...], corrector: GazeCorrector) -> None:  # fmt: skip
+    eyes = eye_frames(points)
+    height, width = before[0].shape
+    contour = np.concatenate([e.to_image(e.xs, e.upper) for e in eyes] + [e.to_image(e.xs, e.lower) for e in eyes])
+    box = Box.around(contour, 0.45 * max(e.w for e in eyes), width, height)
+
+    def make(label: str):  # type: ignore[no-untyped-def]
+        def build() -> SheetRow:
+            b = planes_to_rgb(*crop_planes(*before, box))
+            a = planes_to_rgb(*crop_planes(*after, box))
+            eye = eyes[0]
+            pad = 0.15 * eye.w
+            ex0 = int(max(0, eye.origin[0] - pad - box.x0))
+            ex1 = int(min(b.shape[1], eye.origin[0] + eye.w + pad - box.x0))
+            ey0 = int(max(0, eye.iris[1] - 0.45 * eye.w - box.y0))
+            ey1 = int(min(b.shape[0], eye.iris[1] + 0.45 * eye.w - box.y0))
+            return SheetRow(f"frame {r.index}: {label}", b, a, (ex0, ey0, ex1, ey1))
+
+        return build
+
+    edited = not r.identical
+    if edited:
+        texture = [t for t in r.texture if t is not None]
+        if texture:
+            picks.offer("texture", 1 - min(texture), make(f"lowest texture shift ratio {min(texture):.2f}"))
+        ratios = [q for q in r.iris_ratio if q is not None]
+        if ratios:
+            worst = max(ratios, key=lambda q: abs(q - 1))
+            picks.offer("iris", abs(worst - 1), make(f"iris radius ratio furthest from 1: {worst:.3f}"))
+        if r.flicker_in is not None and r.flicker_out is not None:
+            picks.offer("flicker", r.flicker_out - r.flicker_in,
+                        make(f"most added flicker {r.flicker_out - r.flicker_in:+.2f}"))  # fmt: skip
+        picks.offer("strongest", abs(r.shift_px), make(f"strongest shift {abs(r.shift_px):.2f} px"))
+        picks.offer("fast", r.speed, make(f"fastest head motion {r.speed:.1f} px/frame"))
+        if "first" not in picks.rows and corrector.frames_corrected >= 10:
+            picks.offer("first", 0, make("an ordinary corrected frame"))
+    if r.reason == "blink":
+        picks.offer("blink", 1, make("blink (left untouched)"))
+    if r.reason == "look_away":
+        picks.offer("look_away", 1, make("look-away (left untouched)"))
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    a = np.asarray(values, np.float64)
+    return {"n": int(a.size), "mean": round(float(a.mean()), 4), "min": round(float(a.min()), 4),
+            "max": round(float(a.max()), 4), "p50": round(float(np.median(a)), 4)}  # fmt: skip
+
+
+def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str, Any]:
+    per_eye: list[list[float]] = [[], []]
+    bar_eye: list[list[float]] = [[], []]
+    iris: list[float] = []
+    for r in results:
+        for i, t in enumerate(r.texture):
+            if t is not None:
+                per_eye[i].append(t)
+                if r.eye_width is not None and r.eye_width >= BAR_EYE_PX:
+                    bar_eye[i].append(t)
+        iris += [q for q in r.iris_ratio if q is not None]
+    shifts = [r.shift_px for r in results]
+    steps = [abs(b - a) for a, b in itertools.pairwise(shifts)]
+    fin = [r.flicker_in for r in results if r.flicker_in is not None]
+    fout = [r.flicker_out for r in results if r.flicker_out is not None]
+    by_reason: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r.reason:
+            entry = by_reason.setdefault(r.reason, {"frames": 0, "identical": 0})
+            entry["frames"] += 1
+            entry["identical"] += int(r.identical)
+    return {
+        "frames": len(results),
+        "frames_changed": sum(not r.identical for r in results),
+        "texture_shift": {
+            "per_eye": [_stats(v) for v in per_eye],
+            "eyes_40px_and_wider": [_stats(v) for v in bar_eye],
+        },
+        "locality": {
+            "changed_outside_eye_regions": sum(r.outside for r in results),
+            "frames_with_changes_outside": sum(r.outside > 0 for r in results),
+        },
+        "untouched": by_reason,
+        "stability": {
+            "applied_shift_px": _stats([abs(s) for s in shifts if s]),
+            "shift_change_px_per_frame": _stats(steps),
+            "flicker_in": round(float(np.mean(fin)), 4) if fin else None,
+            "flicker_out": round(float(np.mean(fout)), 4) if fout else None,
+        },
+        "fidelity": {"iris_radius_ratio": _stats(iris)},
+        "report": corrector.report(),
+    }
+
+
+def evaluate_dir(folder: Path, out: Path, model: bytes, settings: GazeSettings | None = None,
+                 *, echo: Any = print) -> list[dict[str, Any]]:  # fmt: skip
+    settings = settings or GazeSettings()
+    out.mkdir(parents=True, exist_ok=True)
+    clips = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    summaries = []
+    for clip in clips:
+        with GazeCorrector(model, settings) as corrector:
+            summary = evaluate_frames(clip_frames(clip), corrector, name=clip.name,
+                                      sheet=out / f"{clip.stem}.png")  # fmt: skip
+        (out / f"{clip.stem}.json").write_text(json.dumps(summary, indent=2))
+        echo(describe(summary))
+        summaries.append(summary)
+    (out / "summary.json").write_text(json.dumps(summaries, indent=2))
+    return summaries
+
+
+def describe(s: dict[str, Any]) -> str:
+    def fmt(stats: dict[str, float] | None, key: str = "mean") -> str:
+        return "-" if stats is None else f"{stats[key]:.3f}"
+
+    tex = s["texture_shift"]["per_eye"]
+    st = s["stability"]
+    rep = s["report"]
+    lines = [
+        (f"{s['clip']}: {s['frames']} frames, {rep['frames_corrected']} corrected "
+        f"(mean {rep['mean_correction_px']} px, {rep['mean_correction_degrees']}°), skipped {rep['skipped']}"),
+        (f"  texture shift / requested: eye 1 mean {fmt(tex[0])} min {fmt(tex[0], 'min')}, "
+        f"eye 2 mean {fmt(tex[1])} min {fmt(tex[1], 'min')}"),
+        (f"  locality: {s['locality']['changed_outside_eye_regions']} samples changed outside the eye regions; "
+        f"untouched frames {s['untouched']}"),
+        (f"  stability: shift change {fmt(st['shift_change_px_per_frame'])} px/frame "
+        f"(max {fmt(st['shift_change_px_per_frame'], 'max')}); flicker in {st['flicker_in']} out {st['flicker_out']}"),
+        (f"  fidelity: iris radius ratio {fmt(s['fidelity']['iris_radius_ratio'], 'min')}-"
+        f"{fmt(s['fidelity']['iris_radius_ratio'], 'max')}"),
+    ]
+    if "contact_sheet" in s:
+        lines.append(f"  contact sheet: {s['contact_sheet']}")
+    return "\n".join(lines)
+

@@ -1,0 +1,125 @@
+"""Measures of a gaze edit, computed from the input and output pixels themselves.
+
+- texture shift: how far the iris *texture* moved (least-squares alignment of the iris
+  interior), over the shift that was asked for. Landmarks re-detected on the output
+  follow the visible dark region and under-report vertical moves (shared/GAZE.md), so
+  they are information only, never the pass mark.
+- locality: changed samples outside the eye regions (each eye's contour dilated by
+  ceil(0.04w)+2 px); chroma samples count by their 2x2 luma footprint.
+- iris radius: the iris edge against the sclera along near-horizontal rays, in and out.
+- flicker: mean absolute frame-to-frame change inside the eye regions; output over
+  input shows what the edit adds (lid-fit flicker, gate ramps, a wobbling shift).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from vidprod.media.gaze.geometry import eye_region_points
+from vidprod.media.gaze.rerender import EyeEdit, coverage
+
+
+def eye_region_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Both eyes' contours, each dilated by ceil(0.04w)+2 px."""
+    mask = np.zeros(shape, np.uint8)
+    for contour in eye_region_points(points):
+        single = np.zeros(shape, np.uint8)
+        hull = cv2.convexHull(np.round(contour).astype(np.int32))
+        cv2.fillPoly(single, [hull], 1)
+        w = float(np.ptp(contour[:, 0]))
+        radius = math.ceil(0.04 * w) + 2
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        mask |= cv2.dilate(single, kernel)
+    return mask.astype(bool)
+
+
+def changed_outside(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
+                    region: np.ndarray) -> int:  # fmt: skip
+    """Samples of Y, U, V that differ outside `region` (a luma-size mask)."""
+    y0, u0, v0 = before
+    y1, u1, v1 = after
+    count = int(((y0 != y1) & ~region).sum())
+    chroma = (u0 != u1) | (v0 != v1)
+    if chroma.any():
+        # a chroma sample is outside only if its whole 2x2 footprint is
+        footprint = region[: chroma.shape[0] * 2, : chroma.shape[1] * 2]
+        footprint = footprint.reshape(chroma.shape[0], 2, chroma.shape[1], 2).any(axis=(1, 3))
+        count += int((chroma & ~footprint).sum())
+    return count
+
+
+def texture_shift(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> np.ndarray | None:
+    """Displacement (x, y) in px of the iris interior from input to output, by
+    Gauss-Newton least squares on a mask of the iris interior away from the lids."""
+    shift = edit.shift
+    centre = edit.iris + shift / 2
+    radius = 0.75 * edit.r
+    pad = int(edit.r + np.hypot(*shift) + 6)
+    cx, cy = int(np.rint(centre[0])), int(np.rint(centre[1]))
+    x0, y0 = max(0, cx - pad), max(0, cy - pad)
+    x1, y1 = min(y_in.shape[1], cx + pad + 1), min(y_in.shape[0], cy + pad + 1)
+    a = y_in[y0:y1, x0:x1].astype(np.float32)
+    b = y_out[y0:y1, x0:x1].astype(np.float32)
+    opening = coverage(edit.opening - np.array([x0, y0]), a.shape) > 0.99
+    opening = cv2.erode(opening.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    gy, gx = np.mgrid[0 : a.shape[0], 0 : a.shape[1]].astype(np.float32)
+    local = centre - np.array([x0, y0])
+    mask = opening & (np.hypot(gx - local[0], gy - local[1]) < radius)
+    if mask.sum() < 12:
+        return None
+    d = np.zeros(2, np.float64)
+    for _ in range(20):
+        warped = cv2.remap(a, gx - np.float32(d[0]), gy - np.float32(d[1]), cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        ix = cv2.Sobel(warped, cv2.CV_32F, 1, 0, ksize=3) / 8
+        iy = cv2.Sobel(warped, cv2.CV_32F, 0, 1, ksize=3) / 8
+        # out(x) ≈ warped(x) - grad·δ  →  solve for δ
+        jx, jy, res = -ix[mask], -iy[mask], (b - warped)[mask]
+        h = np.array([[jx @ jx, jx @ jy], [jx @ jy, jy @ jy]], np.float64)
+        if np.linalg.det(h) < 1e-6:
+            return None
+        step = np.linalg.solve(h, [jx @ res, jy @ res])
+        d += step
+        if np.hypot(*step) < 1e-3:
+            break
+    return d
+
+
+def shift_ratio(measured: np.ndarray | None, requested: np.ndarray) -> float | None:
+    """Measured displacement along the requested direction, over the requested size."""
+    size = float(np.hypot(*requested))
+    if measured is None or size < 1e-6:
+        return None
+    return float(measured @ requested) / (size * size)
+
+
+def iris_radius(y: np.ndarray, centre: np.ndarray, r: float) -> float | None:
+    """Radius (px) of the strongest dark-to-bright edge along rays within 35° of the
+    horizontal, both sides (the iris meets the sclera there, not a lid)."""
+    radii = np.arange(0.4 * r, 1.8 * r, 0.25, dtype=np.float32)
+    angles = np.radians(np.concatenate([np.arange(-35, 36, 5), np.arange(145, 216, 5)]))
+    xs = centre[0] + np.cos(angles)[:, None] * radii[None, :]
+    ys = centre[1] + np.sin(angles)[:, None] * radii[None, :]
+    profiles = cv2.remap(y.astype(np.float32), xs.astype(np.float32), ys.astype(np.float32),
+                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    profile = profiles.mean(axis=0)
+    gradient = np.gradient(profile)
+    i = int(np.argmax(gradient))
+    if gradient[i] <= 0:
+        return None
+    if 0 < i < len(gradient) - 1:  # parabolic peak
+        left, mid, right = gradient[i - 1], gradient[i], gradient[i + 1]
+        denom = left - 2 * mid + right
+        offset = 0.5 * (left - right) / denom if denom else 0.0
+        return float(radii[i] + offset * 0.25)
+    return float(radii[i])
+
+
+def flicker(previous: np.ndarray, current: np.ndarray, region: np.ndarray) -> float:
+    """Mean absolute luma change between two frames inside `region`."""
+    if not region.any():
+        return 0.0
+    return float(np.abs(current[region].astype(np.int16) - previous[region].astype(np.int16)).mean())
