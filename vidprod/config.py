@@ -100,6 +100,16 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
@@ -160,6 +170,14 @@ class Settings:
     face_model: Path | None = _setting(
         "VIDPROD_FACE_MODEL", _path, None, "Face landmarker model (default: the verified bundled copy)."
     )
+    gaze: bool = _setting(
+        "VIDPROD_GAZE", _flag, False,
+        "1: eye-contact correction on by default for new jobs (an upload's `gaze` field overrides it).",
+    )
+    gaze_strength: float = _setting(
+        "VIDPROD_GAZE_STRENGTH", _fraction, 0.8,
+        "Default eye-contact strength, 0 (none) to 1 (the whole measured gaze offset).",
+    )
     max_upload_mb: int = _setting(
         "VIDPROD_MAX_UPLOAD_MB", _positive_int, 2048, "Largest accepted upload, in MB."
     )
@@ -182,6 +200,11 @@ class Settings:
     keep_hours: int = _setting(
         "VIDPROD_KEEP_HOURS", _positive_int, 48,
         "Hours a finished job's video files are kept once nothing will publish them.",
+    )
+    upload_chunk_mb: float = _setting(
+        "VIDPROD_UPLOAD_CHUNK_MB", float, 8.0,
+        "Size of each resumable-upload request the upload page sends: a dropped connection"
+        " costs at most this much again.",
     )
     upload_expire_hours: int = _setting(
         "VIDPROD_UPLOAD_EXPIRE_HOURS", _positive_int, 24,
@@ -313,6 +336,10 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def upload_chunk_bytes(self) -> int:
+        return max(64 * 1024, int(self.upload_chunk_mb * 1024 * 1024))
 
     @property
     def tus_dir(self) -> Path:

@@ -45,8 +45,8 @@ document.addEventListener("DOMContentLoaded", () => {
       const bar = document.getElementById("job-progress");
       const percent = document.getElementById("job-percent");
       if (bar && percent) {
-        bar.value = data.progress;
-        percent.textContent = data.progress;
+        bar.value = Math.floor(data.progress);
+        percent.textContent = Math.floor(data.progress);
       }
       if (data.state !== document.getElementById("job-state")?.dataset.state) refresh();
     });

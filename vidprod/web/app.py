@@ -30,11 +30,13 @@ from vidprod.publish.platforms import load_platforms
 from vidprod.sandbox import FakePlatforms, sandbox_router
 from vidprod.store import Database
 from vidprod.vault import Vault
-from vidprod.web import api, publishing, webhooks
-from vidprod.web.auth import load_or_create_admin_token, require_admin
+from vidprod.web import api, pages, publishing, webhooks
+from vidprod.web.auth import SignInRequired, load_or_create_admin_token, require_admin, session_config
 from vidprod.web.live import CommitSignal
 from vidprod.web.middleware import client_address, request_tracking, security_headers
+from vidprod.web.pages import redirect_to_sign_in
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
+from vidprod.web.templating import static_router, template_config
 from vidprod.web.tus import tus_router
 from vidprod.web.uploads import discard_stale_uploads
 from vidprod.worker.deliveries import DeliveryWorker
@@ -92,6 +94,7 @@ def create_app(
             db, settings, jobs, accounts, clock, publisher.kick, stopping=publisher.stopping
         )
         publisher.bind(publications)
+        jobs.on_completed = publications.publish_upload_choice
         app.state.accounts = accounts
         app.state.publications = publications
         app.state.publisher = publisher
@@ -130,6 +133,7 @@ def create_app(
             worker.recover()
             deliveries.recover()
             publisher.recover()
+            publications.publish_pending_upload_choices()
             schedule_housekeeping(deliveries.huey, Housekeeper(db, settings, uploads=uploads), accounts)()  # and once now
             worker.start()
             deliveries.start()
@@ -159,7 +163,7 @@ def create_app(
             hooks.close()
             db.close()
 
-    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router()]
+    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES, static_router()]
     if settings.sandbox:
         # The fake platforms, served by this process; their state survives restarts.
         sandbox = settings.data_dir / "sandbox"
@@ -170,6 +174,7 @@ def create_app(
     middleware: list = [
         request_tracking(lambda: state.idle),
         security_headers(trust_forwarded_proto=settings.behind_fly),
+        session_config(token, secure=settings.browser_url.startswith("https://")).middleware,
     ]
     if settings.metrics != "off":
         handlers.append(
@@ -190,7 +195,8 @@ def create_app(
         guards=[require_admin],
         middleware=middleware,
         plugins=[problem_details_plugin()],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, SignInRequired: redirect_to_sign_in},
+        template_config=template_config(),
         state=state,
         request_max_body_size=1 << 20,
         logging_config=None,  # logs.configure() owns logging (JSON on Fly)

@@ -48,9 +48,12 @@ def _page(request: Request, name: str, status_code: int = 200, **context: Any) -
     return Template(
         template_name=name,
         context={
-            "csrf": csrf_token(request), "signed_in": signed_in(request), "path": request.url.path,
-            "sandbox": state.settings.sandbox, **context,
-        },  # fmt: skip
+            "csrf": csrf_token(request),
+            "signed_in": signed_in(request),
+            "path": request.url.path,
+            "sandbox": state.settings.sandbox,
+            **context,
+        },
         status_code=status_code,
     )
 
@@ -158,9 +161,12 @@ async def video_live_part(request: Request, state: State, job_id: FromPath[str])
 
 
 @get("/platforms", opt=PAGE)
-async def accounts_page(request: Request, state: State) -> Template:
+async def accounts_page(
+    request: Request, state: State, connected: Annotated[str | None, QueryParameter(name="connected")] = None
+) -> Template:
     platforms = await anyio.to_thread.run_sync(state.accounts.overview)
-    return _page(request, "accounts.html", platforms=platforms)
+    just = next((a for p in platforms for a in p["accounts"] if a["id"] == connected), None)
+    return _page(request, "accounts.html", platforms=platforms, just_connected=just)
 
 
 @get("/settings", opt=PAGE)

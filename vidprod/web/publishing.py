@@ -3,16 +3,19 @@ browser back to."""
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import anyio.to_thread
-from litestar import Response, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
+from vidprod.web.auth import signed_in
 from vidprod.web.problems import json_fields, problem
 
 # Capability URLs (anyone holding them can upload) stay on the server.
@@ -70,14 +73,16 @@ async def connect_account(state: State, platform: FromPath[str]) -> dict[str, An
 
 @get("/accounts/{platform:str}/callback", opt={"public": True})
 async def oauth_callback(
+    request: Request,
     state: State,
     platform: FromPath[str],
     code: FromQuery[str | None] = None,
     oauth_state: Annotated[str | None, QueryParameter(name="state")] = None,
     error: FromQuery[str | None] = None,
     error_description: FromQuery[str | None] = None,
-) -> Response[str]:
-    """The platform sends the browser here; the single-use state proves we started it."""
+) -> Response:
+    """The platform sends the browser here; the single-use state proves we started it.
+    A signed-in browser goes back to the accounts page; others see a short page."""
     try:
         account = await anyio.to_thread.run_sync(
             lambda: _accounts(state).finish_connect(
@@ -85,10 +90,12 @@ async def oauth_callback(
             )
         )
     except ConnectError as exc:
-        return _page("Could not connect the account", str(exc), status=400)
+        return _connect_page(request, "Could not connect the account", str(exc), status=400)
+    if signed_in(request):
+        return Redirect(f"/platforms?connected={quote(account['id'])}", status_code=HTTP_303_SEE_OTHER)
     label = _accounts(state).platforms[platform].label
     sandbox = " (sandbox)" if account["sandbox"] else ""
-    return _page(f"{label} connected{sandbox}", f"{account['name']} is connected. You can close this page.")
+    return _connect_page(request, f"{label} connected{sandbox}", f"{account['name']} is connected.")
 
 
 @delete("/accounts/{account_id:str}", status_code=200)
@@ -141,15 +148,12 @@ async def cancel_publication(state: State, publication_id: FromPath[str]) -> dic
     return publication_view(await anyio.to_thread.run_sync(_publications(state).cancel, publication_id))
 
 
-def _page(title: str, text: str, *, status: int = 200) -> Response[str]:
-    # Until the web UI lands this is the whole page; no script, no inline style (CSP).
-    body = (
-        f"<!doctype html><html lang=en><meta charset=utf-8>"
-        f"<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)} · vidprod</title><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(text)}</p><p><a href='/'>Back to vidprod</a></p></html>"
-    )
-    return Response(body, status_code=status, media_type="text/html")
+def _connect_page(request: Request, title: str, text: str, *, status: int = 200) -> Template:
+    return Template(
+        template_name="connected.html", status_code=status,
+        context={"title": title, "text": text, "signed_in": signed_in(request), "csrf": "", "path": request.url.path,
+                 "sandbox": request.app.state.settings.sandbox},
+    )  # fmt: skip
 
 
 ROUTES = [

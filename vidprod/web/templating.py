@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,9 @@ def clock_time(seconds: float | None) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {math.floor(seconds % 60)} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s".replace(".0 s", " s")
+    return f"{int(seconds // 60)} min {math.floor(seconds % 60)} s"
 
 
 def iso_time(value: str | float | None) -> str:
@@ -77,7 +79,7 @@ def iso_time(value: str | float | None) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value
 
 

@@ -1,0 +1,207 @@
+"""The pages in a real browser: Debian's chromium driven by Playwright against the real
+server process (sandbox platforms built in), at a phone's size.
+
+Screenshots of every page at phone and desktop width land in tests/artifacts/ (not
+committed): look at them after a change to the pages.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect
+
+from tests.conftest import TOKEN
+from tests.server import Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+PHONE = {"viewport": {"width": 412, "height": 915}, "device_scale_factor": 2.625, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+CHUNK = 256 * 1024  # small upload requests, so an upload spans several
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict:
+    # Playwright's own browser download is not available here; the flags keep Chromium
+    # from calling Google's hosts on a closed network.
+    return {
+        "executable_path": CHROMIUM,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("ui")
+    server = Server(
+        root / "data", root / "server.log", VIDPROD_SEGMENT_SECONDS="10", VIDPROD_DISPATCH_SECONDS="1",
+        VIDPROD_UPLOAD_CHUNK_MB=str(CHUNK / 1024 / 1024), VIDPROD_GAZE="off",
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def phone(browser: Browser, server: Server) -> Page:
+    context = browser.new_context(base_url=server.url, **PHONE)
+    context.set_default_timeout(20_000)
+    return context.new_page()
+
+
+def sign_in(page: Page) -> None:
+    page.goto("/videos")
+    expect(page).to_have_url(re.compile(r"/signin\?next=/videos$"))
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/videos$"))
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def assert_fits(page: Page) -> None:
+    """Nothing wider than the screen (no sideways scrolling on a phone)."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{page.url} is {overflow} px wider than the screen"
+
+
+def connect(page: Page, platform: str, label: str) -> None:
+    page.goto("/platforms")
+    page.locator(f'[data-platform="{platform}"]').get_by_role("button", name=re.compile(f"Connect .*{label}")).click()
+    page.get_by_role("button", name=re.compile("Allow|Approve|Authorize", re.I)).click()
+    expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
+
+
+def test_upload_watch_play_and_post_from_a_phone(browser: Browser, server: Server, long_clip: Path) -> None:
+    page = phone(browser, server)
+    sign_in(page)
+    for platform, label in (("tiktok", "TikTok"), ("youtube", "YouTube")):
+        connect(page, platform, label)
+    expect(page.locator(".account")).to_have_count(2)
+
+    page.goto("/")
+    expect(page.get_by_role("heading", name="New video")).to_be_visible()
+    page.get_by_label("Longest part, in seconds").fill("10")
+    page.locator("#file").set_input_files(long_clip)
+    page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    page.evaluate("window.stillTheSamePage = true")
+    # Live updates carry the page from processing to done without a reload.
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=120_000)
+    assert page.evaluate("window.stillTheSamePage === true"), "the page reloaded instead of updating live"
+    parts = page.locator("li.part")
+    expect(parts).to_have_count(3)
+    expect(page.get_by_role("heading", name="Cut plan")).to_be_visible()
+    assert_fits(page)
+
+    video = page.get_by_label("Part 1", exact=True)
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("v => v.currentTime > 0.5 && v.readyState >= 2", arg=video.element_handle(), timeout=20_000)
+    assert video.evaluate("v => v.videoWidth") == 360, "the part decodes in the browser"
+
+    form = page.locator("#publish-form")
+    for box in form.get_by_role("checkbox").all():
+        box.check()
+    form.get_by_label("Caption").fill("{title} — part {part} of {parts}")
+    form.get_by_role("button", name="Schedule").click()
+    posts = page.locator("li.post")
+    expect(posts).to_have_count(6)
+    for state in posts.locator(".badge").all():
+        expect(state).to_have_text("Published", timeout=120_000)
+    expect(page.get_by_role("link", name="View post")).to_have_count(6)
+    assert page.evaluate("window.stillTheSamePage === true")
+    published = server.client.get(f"/jobs/{job_id}/publications").json()["publications"]
+    assert {p["state"] for p in published} == {"published"} and len(published) == 6
+    assert "long — part 1 of 3" in {p["caption"] for p in published}
+
+
+def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Server, long_clip: Path) -> None:
+    page = phone(browser, server)
+    sign_in(page)
+    offsets: list[int] = []
+    state = {"patches": 0, "hang": False}
+
+    def on_tus(route: Route) -> None:
+        request = route.request
+        if request.method != "PATCH":
+            route.continue_()
+            return
+        state["patches"] += 1
+        offsets.append(int(request.headers["upload-offset"]))
+        if state["patches"] == 3:
+            route.abort("connectionreset")  # a dropped mobile connection: tus retries
+        elif state["patches"] == 6:
+            state["hang"] = True  # the phone locks mid-request; the page is then reloaded
+        else:
+            route.continue_()
+
+    page.route("**/tus/**", on_tus)
+    page.goto("/")
+    page.get_by_label("Look into the camera (for notes read below the lens)").uncheck()
+    page.locator("#file").set_input_files(long_clip)
+    deadline = time.monotonic() + 30
+    while not state["hang"] and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert state["hang"], f"the upload never got to its sixth request (offsets {offsets})"
+    assert offsets[3] == offsets[2] > 0, f"after the cut the upload went on from {offsets[3]}, not {offsets[2]}"
+
+    page.reload()
+    before = len(offsets)
+    page.locator("#file").set_input_files(long_clip)
+    expect(page.locator(".upload-row .status").first).to_have_text(re.compile("Resuming|%|Uploaded"))
+    page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
+    resumed = offsets[before]
+    assert resumed >= offsets[4] > 0, f"after the reload the upload restarted at {resumed}"
+    assert offsets.count(0) == 1, "no request started over from zero"
+    job_id = page.url.rsplit("/", 1)[1]
+    job = server.client.get(f"/status/{job_id}").json()
+    assert job["source"]["size_bytes"] == long_clip.stat().st_size
+
+
+PAGES = {"signin": None, "upload": "/", "videos": "/videos", "accounts": "/platforms", "settings": "/settings"}
+
+
+@pytest.mark.parametrize("width", ["phone", "desktop"])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_fits_and_is_labelled(browser: Browser, server: Server, width: str, scheme: str) -> None:
+    context = browser.new_context(base_url=server.url, color_scheme=scheme, **(PHONE if width == "phone" else DESKTOP))
+    page = context.new_page()
+    page.goto("/signin")
+    screenshot(page, f"signin-{width}-{scheme}")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    jobs = server.client.get("/jobs").json()["jobs"]
+    pages = {**PAGES, **({"video": f"/videos/{jobs[0]['id']}"} if jobs else {})}
+    for name, path in pages.items():
+        if path is None:
+            continue
+        page.goto(path)
+        page.wait_for_load_state("networkidle") if name != "video" else page.wait_for_timeout(500)
+        assert_fits(page)
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(el => el.type !== 'hidden' && !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+            .map(el => el.name || el.id)""")
+        assert unlabelled == [], f"{name}: fields without a label: {unlabelled}"
+        nameless = page.evaluate("""() => [...document.querySelectorAll('button, a[href]')]
+            .filter(el => !(el.innerText || el.getAttribute('aria-label') || '').trim()).length""")
+        assert nameless == 0, f"{name}: buttons or links without a name"
+        screenshot(page, f"{name}-{width}-{scheme}")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to content"
+    context.close()
