@@ -1,4 +1,5 @@
-"""Command line: `vidprod serve`, `vidprod process FILE -o DIR`, `vidprod migrate`."""
+"""Command line: `vidprod serve`, `vidprod process FILE -o DIR`, `vidprod gaze-eval DIR -o OUT`,
+`vidprod migrate`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ def _settings_epilog() -> str:
     for name, default, doc in Settings.describe():
         lines.append(f"  {name:<26} {doc} (default: {default})")
     return "\n".join(lines)
+
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a number from 0 to 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--segment-seconds", type=int, help="longest part in seconds")
     process.add_argument("--landscape", choices=["blur", "crop", "keep"],
                          help="how landscape video fills 9:16 (default: VIDPROD_LANDSCAPE or blur)")
+    process.add_argument("--gaze", action=argparse.BooleanOptionalAction, default=None,
+                         help="eye-contact correction (default: VIDPROD_GAZE)")
+    process.add_argument("--gaze-strength", type=_strength, metavar="X",
+                         help="eye-contact strength 0-1 (default: VIDPROD_GAZE_STRENGTH)")
+
+    gaze_eval = commands.add_parser(
+        "gaze-eval", help="measure eye-contact correction on every clip in a folder")
+    gaze_eval.add_argument("folder", type=Path, help="folder of video clips")
+    gaze_eval.add_argument("-o", "--output", type=Path, required=True,
+                           help="folder for the JSON results and contact sheets")
+    gaze_eval.add_argument("--strength", type=_strength, help="strength 0-1 (default: VIDPROD_GAZE_STRENGTH)")
+    gaze_eval.add_argument("--notes-below-degrees", type=float, help="where the notes sit, if known")
 
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
     return parser
@@ -75,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "process":
         return _process(settings, args)
+    if args.command == "gaze-eval":
+        return _gaze_eval(settings, args)
     if args.command == "migrate":
         from vidprod.store import Database
 
@@ -170,11 +195,21 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
         print(f"vidprod: face model unavailable ({exc}); thumbnails without face checks",
               file=sys.stderr)
         model = None
+    gaze = None
+    strength = settings.gaze_strength if args.gaze_strength is None else args.gaze_strength
+    if (settings.gaze if args.gaze is None else args.gaze) and strength > 0:
+        if model is None:
+            print("vidprod: eye contact needs the face model", file=sys.stderr)
+            return 1
+        from vidprod.media.gaze import GazeCorrector, GazeSettings
+
+        gaze = GazeCorrector(model, GazeSettings(strength=strength))
     options = RenderOptions(
         rate=plan.rate,
         landscape=args.landscape or settings.landscape,
         size=settings.output_size,
         face_model=model,
+        frame_hook=gaze,
     )
     shown = [-1]
 
@@ -184,13 +219,47 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             shown[0] = percent
             print(f"\r  {percent:3d} %", end="", file=sys.stderr, flush=True)
 
-    rendered = render_parts(args.file, plan.parts, args.output, options, on_progress=progress)
+    try:
+        rendered = render_parts(args.file, plan.parts, args.output, options, on_progress=progress)
+    finally:
+        if gaze is not None:
+            gaze.close()
     if sys.stderr.isatty():
         print(file=sys.stderr)
+    if gaze is not None:
+        import json
+
+        report = gaze.report()
+        stills = gaze.save_stills(args.output / "gaze")
+        print(f"eye contact: {report['frames_corrected']} of {report['frames_seen']} frames corrected,"
+              f" mean {report['mean_correction_degrees']}°, skipped {report['skipped']},"
+              f" mode {report['mode']}; {len(stills)} before/after stills in {args.output / 'gaze'}")
+        (args.output / "gaze" / "report.json").parent.mkdir(parents=True, exist_ok=True)
+        (args.output / "gaze" / "report.json").write_text(json.dumps(report, indent=2))
     for planned, part in zip(plan.parts, rendered):
         why = f"{planned.reason}" + (f" ({planned.detail})" if planned.detail else "")
         print(f"  {part.path}  {float(part.start):8.3f}-{float(part.end):8.3f} s"
               f"  {part.width}x{part.height}  {part.size_bytes / 1e6:6.1f} MB  ends at: {why}")
+    return 0
+
+
+def _gaze_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from vidprod.media.faces import FaceModelError, face_model_bytes
+    from vidprod.media.gaze import GazeSettings
+    from vidprod.media.gaze.evaluate import evaluate_dir
+
+    if not args.folder.is_dir():
+        print(f"vidprod: {args.folder} is not a folder", file=sys.stderr)
+        return 1
+    try:
+        model = face_model_bytes(settings.face_model)
+    except (FaceModelError, OSError) as exc:
+        print(f"vidprod: face model unavailable: {exc}", file=sys.stderr)
+        return 1
+    strength = settings.gaze_strength if args.strength is None else args.strength
+    gaze = GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees)
+    summaries = evaluate_dir(args.folder, args.output, model, gaze)
+    print(f"{len(summaries)} clip(s); results in {args.output}")
     return 0
 
 

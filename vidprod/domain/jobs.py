@@ -26,6 +26,7 @@ from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
 from vidprod.media.cuts import CutRules, Plan, plan_file
 from vidprod.media.faces import FaceModelError, face_model_bytes
+from vidprod.media.gaze import GazeCorrector, GazeSettings
 from vidprod.media.probe import SourceInfo, probe
 from vidprod.media.render import (
     RenderedPart,
@@ -111,6 +112,8 @@ class JobService:
         options = {
             "segment_seconds": self.settings.segment_seconds,
             "landscape": self.settings.landscape,
+            "gaze": self.settings.gaze,
+            "gaze_strength": self.settings.gaze_strength,
             **(options or {}),
         }
 
@@ -207,7 +210,7 @@ class JobService:
             q.delete_segments(conn, job_id)
             q.update_job(
                 conn, job_id, state="queued", stage=None, progress=0, error=None,
-                cancel_requested=0, finished_at=None, plan=None,
+                cancel_requested=0, finished_at=None, plan=None, gaze=None,
             )  # fmt: skip
             ev.add_event(conn, job_id, "job.retried", {"attempts_so_far": job["attempts"]})
 
@@ -281,11 +284,13 @@ class JobService:
         }
         self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
         watch = _RenderWatch(self, job_id)
+        gaze = self._gaze_corrector(job)
         options = RenderOptions(
             rate=plan.rate,
             landscape=job["options"].get("landscape", self.settings.landscape),
             size=self.settings.output_size,
             face_model=self._face_model_bytes(),
+            frame_hook=gaze,
         )
         frames = 0
 
@@ -297,16 +302,22 @@ class JobService:
             metrics.FRAMES_RENDERED.inc(count)
 
         started = time.monotonic()
-        render_parts(
-            source,
-            plan.parts,
-            self.parts_dir(job_id),
-            options,
-            skip=done,
-            on_progress=watch.progress,
-            on_part=finished_part,
-            should_stop=watch.should_stop,
-        )
+        try:
+            render_parts(
+                source,
+                plan.parts,
+                self.parts_dir(job_id),
+                options,
+                skip=done,
+                on_progress=watch.progress,
+                on_part=finished_part,
+                should_stop=watch.should_stop,
+            )
+        finally:
+            if gaze is not None:
+                gaze.close()
+        if gaze is not None:
+            self._record_gaze(job_id, gaze)
         seconds = time.monotonic() - started
         metrics.PROCESSING_SECONDS.labels("rendering").observe(seconds)
         if frames:
@@ -319,6 +330,39 @@ class JobService:
                 ev.add_event(conn, job_id, "job.completed", {"segments": len(plan.parts)}),
             )
         )
+
+    def gaze_dir(self, job_id: str) -> Path:
+        """Before/after eye stills; inside the parts folder, so they go with the parts
+        on cancel, retry, failure, housekeeping and deletion."""
+        return self.parts_dir(job_id) / "gaze"
+
+    def gaze_still(self, job_id: str, name: str) -> Path | None:
+        """A still named in the job's gaze record, or None."""
+        job = self.get(job_id)
+        record = job.get("gaze") or {}
+        names = {n for still in record.get("stills", []) for n in (still["before"], still["after"])}
+        return self.gaze_dir(job_id) / name if name in names else None
+
+    def _gaze_corrector(self, job: dict[str, Any]) -> GazeCorrector | None:
+        options = job["options"]
+        strength = float(options.get("gaze_strength", self.settings.gaze_strength))
+        if not options.get("gaze", self.settings.gaze) or strength <= 0:
+            return None
+        model = self._face_model_bytes()
+        if model is None:
+            log.warning("job %s: eye contact needs the face model; rendering without it", job["id"])
+            return None
+        # MediaPipe in a child process: its memory leaves with the render
+        return GazeCorrector(model, GazeSettings(strength=strength), child=True)
+
+    def _record_gaze(self, job_id: str, gaze: GazeCorrector) -> None:
+        try:
+            stills = gaze.save_stills(self.gaze_dir(job_id))
+        except OSError:
+            log.exception("job %s: eye-contact stills could not be written", job_id)
+            stills = []
+        record = {"report": gaze.report(), "stills": stills}
+        self.db.write(lambda conn: q.update_job(conn, job_id, gaze=record))
 
     def _plan(self, job: dict[str, Any], source: Path) -> Plan:
         if job["plan"]:

@@ -11,7 +11,7 @@ from vidprod.store.database import now_iso, update_row
 
 JOB_COLUMNS = {
     "state", "stage", "progress", "source_info", "options", "plan", "error",
-    "cancel_requested", "attempts", "finished_at", "files_removed_at",
+    "cancel_requested", "attempts", "finished_at", "files_removed_at", "gaze",
 }  # fmt: skip
 
 
@@ -19,8 +19,8 @@ def _decode_job(row: sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     job = dict(row)
-    for key in ("source_info", "options", "plan"):
-        job[key] = json.loads(job[key]) if job[key] else None
+    for key in ("source_info", "options", "plan", "gaze"):
+        job[key] = json.loads(job[key]) if job.get(key) else None
     job["cancel_requested"] = bool(job["cancel_requested"])
     return job
 
@@ -88,7 +88,7 @@ def jobs_with_files_ended_before(conn: sqlite3.Connection, cutoff_iso: str) -> l
 
 
 def update_job(conn: sqlite3.Connection, job_id: str, **changes: Any) -> None:
-    for key in ("source_info", "options", "plan"):
+    for key in ("source_info", "options", "plan", "gaze"):
         if key in changes and changes[key] is not None:
             changes[key] = json.dumps(changes[key])
     update_row(conn, "jobs", JOB_COLUMNS, job_id, changes)

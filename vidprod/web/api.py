@@ -43,6 +43,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
         "files_removed_at": job["files_removed_at"],
         "status_url": str(request.url_for("job_status", job_id=job["id"])),
     }
+    body["gaze"] = gaze_json(request, job)
     if plan is not None:
         body["plan"] = [
             {k: p[k] for k in ("index", "start_seconds", "end_seconds", "reason")} for p in plan
@@ -70,6 +71,26 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
             for s in segments
         ]
     return body
+
+
+def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
+    """Eye contact as the job page shows it: the options, and once rendered the report
+    and before/after stills."""
+    options = job["options"] or {}
+    record = job.get("gaze") or {}
+
+    def url(name: str) -> str:
+        return str(request.url_for("gaze_still", job_id=job["id"], name=name))
+
+    return {
+        "enabled": bool(options.get("gaze", False)),
+        "strength": float(options.get("gaze_strength", 0.0)),
+        "report": record.get("report"),
+        "stills": [
+            {"label": s["label"], "before_url": url(s["before"]), "after_url": url(s["after"])}
+            for s in record.get("stills", [])
+        ],
+    }
 
 
 @post("/upload", status_code=202, request_max_body_size=None)
@@ -158,6 +179,14 @@ async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str
     return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-{path.name}")
 
 
+@get("/jobs/{job_id:str}/gaze/{name:str}", name="gaze_still")
+async def gaze_still(state: State, job_id: FromPath[str], name: FromPath[str]) -> Stream:
+    path = await anyio.to_thread.run_sync(_service(state).gaze_still, job_id, name)
+    if path is None or not path.is_file():
+        raise problem(404, "This job has no such eye-contact still.")
+    return ranged_file(path, None, media_type="image/png", download_name=f"{job_id}-{path.name}")
+
+
 @get("/jobs/{job_id:str}/events", name="job_events")
 async def job_events(request: Request, state: State, job_id: FromPath[str]) -> ServerSentEvent:
     jobs = _service(state)
@@ -191,5 +220,5 @@ async def health(state: State) -> Response[dict[str, Any]]:
 
 ROUTES = [
     upload, job_status, list_jobs, cancel_job, retry_job, delete_job, segment_file,
-    segment_thumbnail, job_events, health,
+    segment_thumbnail, gaze_still, job_events, health,
 ]  # fmt: skip

@@ -16,6 +16,8 @@ from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.problems import problem
 from vidprod.web.publishing import parse_publish_request
 
+GAZE_FLAGS = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
+
 
 def job_options(fields: dict[str, str]) -> dict[str, Any]:
     """Options a creator may set per upload; unknown fields are ignored."""
@@ -29,6 +31,19 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
         if fields["landscape"] not in LANDSCAPE_MODES:
             raise problem(422, "landscape must be one of: " + ", ".join(LANDSCAPE_MODES) + ".")
         options["landscape"] = fields["landscape"]
+    if fields.get("gaze"):
+        flag = fields["gaze"].strip().lower()
+        if flag not in GAZE_FLAGS:
+            raise problem(422, "gaze must be on or off.")
+        options["gaze"] = GAZE_FLAGS[flag]
+    if fields.get("gaze_strength"):
+        try:
+            strength = float(fields["gaze_strength"].strip())
+        except ValueError:
+            strength = -1.0
+        if not 0.0 <= strength <= 1.0:  # also refuses nan
+            raise problem(422, "gaze_strength must be a number from 0 to 1.")
+        options["gaze_strength"] = strength
     if fields.get("publish"):
         try:
             choice = json.loads(fields["publish"])
