@@ -8,6 +8,8 @@ ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY vidprod ./vidprod
+COPY templates ./templates
+COPY static ./static
 COPY deploy/install.sh deploy/install.sh
 RUN deploy/install.sh /app
 

@@ -7,3 +7,4 @@ cd "$1"
 uv sync --frozen --no-dev --no-editable
 .venv/bin/python -c "from vidprod.media.faces import face_model_bytes; face_model_bytes(None)"
 .venv/bin/vidprod --help >/dev/null
+.venv/bin/python -c "from vidprod.web.templating import STATIC_DIR, TEMPLATES_DIR; assert (TEMPLATES_DIR / 'base.html').is_file() and (STATIC_DIR / 'app.css').is_file(), 'pages missing from the install'"

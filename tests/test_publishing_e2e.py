@@ -5,6 +5,7 @@ same clock), never by sleeping through a schedule."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
@@ -357,3 +358,37 @@ def test_sandbox_mode_publishes_to_the_fakes_inside_the_app(tmp_path, short_clip
         assert state.count('"sha256"') >= 3, "the sandbox keeps its posts across restarts"
     finally:
         server.stop()
+
+
+def test_posts_chosen_at_upload_go_out_when_the_parts_are_ready(world, short_clip):
+    choice = {"accounts": [world.accounts["tiktok"], world.accounts["youtube"]], "caption": "{title} #{part}",
+              "privacy": "public"}  # fmt: skip
+    answer = world.server.upload(short_clip, publish=json.dumps(choice))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["options"]["publish"]["accounts"] == choice["accounts"]
+    job_id = answer.json()["id"]
+    published = world.wait(
+        lambda: (ps := world.api.get(f"/jobs/{job_id}/publications").json()["publications"])
+        and all(p["state"] == "published" for p in ps) and ps,
+        what="the posts chosen at upload",
+    )  # fmt: skip
+    assert sorted(p["platform"] for p in published) == ["tiktok", "youtube"]
+    assert {p["caption"] for p in published} == {"short #1"}
+    assert world.event_types(job_id).count("publication.scheduled") == 2
+
+
+def test_posts_chosen_at_upload_that_a_platform_refuses_are_told_not_lost(world, short_clip):
+    choice = {"accounts": [world.accounts["instagram"]], "privacy": "friends"}  # Reels are public only
+    answer = world.server.upload(short_clip, publish=json.dumps(choice))
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["id"]
+    world.server.wait_done(job_id)
+    world.wait(lambda: "publication.refused" in world.event_types(job_id), what="the refusal")
+    with sqlite3.connect(f"file:{world.server.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        [(data,)] = conn.execute(
+            "SELECT data FROM events WHERE job_id = ? AND type = 'publication.refused'", (job_id,)
+        ).fetchall()
+    assert "public" in data and "instagram" in data.lower()
+    assert world.api.get(f"/jobs/{job_id}/publications").json()["publications"] == []
+    # the parts are still there to post by hand
+    assert world.api.post(f"/jobs/{job_id}/publications", json={**choice, "privacy": "public"}).status_code == 201

@@ -140,7 +140,11 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     by_part: dict[int, list[dict[str, Any]]] = {}
     for publication in publications:
         by_part.setdefault(publication["part"], []).append(publication)
-    return {"job": body, "publications": by_part, "accounts": _connected_accounts(state)}
+    refused = [e["data"] for e in state.jobs.events(job_id) if e["type"] == "publication.refused"]
+    return {
+        "job": body, "publications": by_part, "accounts": _connected_accounts(state),
+        "refused": refused[-1]["problems"] if refused else None,
+    }  # fmt: skip
 
 
 @get("/videos/{job_id:str}", opt=PAGE)

@@ -17,9 +17,18 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _shipped(name: str) -> Path:
+    """templates/ and static/ sit at the top of the repository; an installed wheel (the
+    Docker image) carries them inside the package (pyproject's force-include)."""
+    inside = _PACKAGE / name
+    return inside if inside.is_dir() else _PACKAGE.parent / name
+
+
+TEMPLATES_DIR = _shipped("templates")
+STATIC_DIR = _shipped("static")
 
 PLATFORM_NAMES = {"tiktok": "TikTok", "instagram": "Instagram Reels", "youtube": "YouTube Shorts"}
 
