@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.conftest import TOKEN
+from tests.receiver import running_receiver
 from tests.server import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -48,6 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
         root / "data", root / "server.log", VIDPROD_SEGMENT_SECONDS="10", VIDPROD_DISPATCH_SECONDS="1",
         VIDPROD_UPLOAD_CHUNK_MB=str(CHUNK / 1024 / 1024), VIDPROD_GAZE="off",
+        VIDPROD_WEBHOOK_ALLOW_PRIVATE="1",  # the test's receiver listens on loopback
     )  # fmt: skip
     server.start()
     try:
@@ -126,6 +128,7 @@ def test_upload_watch_play_and_post_from_a_phone(browser: Browser, server: Serve
         expect(state).to_have_text("Published", timeout=120_000)
     expect(page.get_by_role("link", name="View post")).to_have_count(6)
     assert page.evaluate("window.stillTheSamePage === true")
+    screenshot(page, "video-published-phone-light")
     published = server.client.get(f"/jobs/{job_id}/publications").json()["publications"]
     assert {p["state"] for p in published} == {"published"} and len(published) == 6
     assert "long — part 1 of 3" in {p["caption"] for p in published}
@@ -172,6 +175,43 @@ def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Ser
     job_id = page.url.rsplit("/", 1)[1]
     job = server.client.get(f"/status/{job_id}").json()
     assert job["source"]["size_bytes"] == long_clip.stat().st_size
+
+
+def test_webhooks_are_added_rotated_and_replayed_from_settings(
+    browser: Browser, server: Server, short_clip: Path
+) -> None:
+    with running_receiver() as receiver:
+        page = phone(browser, server)
+        sign_in(page)
+        page.goto("/settings")
+        page.get_by_label("Endpoint URL").fill(receiver.url)
+        page.get_by_label("Description").fill("my automations")
+        page.get_by_role("button", name="Add endpoint").click()
+        secret = page.locator("#secret-value")
+        expect(secret).to_have_text(re.compile(r"^whsec_"))
+        first_secret = secret.text_content()
+        expect(page.get_by_role("heading", name=receiver.url)).to_be_visible()
+
+        job = server.upload(short_clip).json()
+        server.wait_done(job["id"])
+        receiver.wait_for(lambda got: any(b'"job.completed"' in x.body for x in got))
+        page.reload()
+        rows = page.locator("table.deliveries tbody tr")
+        expect(rows.filter(has_text="job.completed")).to_have_count(1)
+        expect(rows.first.locator(".badge")).to_have_text("Delivered")
+        sent = len(receiver.requests)
+        completed = rows.filter(has_text="job.completed")
+        completed.get_by_role("button", name="Resend").click()
+        expect(page.get_by_role("status")).to_have_text("Sent again.")
+        receiver.wait_for(lambda got: len(got) > sent)
+        again = receiver.requests[-1]
+        originals = [x for x in receiver.requests[:sent] if x.headers["webhook-id"] == again.headers["webhook-id"]]
+        assert originals and b'"job.completed"' in again.body, "the same delivery, sent again"
+
+        page.get_by_role("button", name="New secret").click()
+        expect(secret).to_have_text(re.compile(r"^whsec_"))
+        assert secret.text_content() != first_secret
+        expect(page.locator(".endpoint .hint").first).to_contain_text("old secret valid until")
 
 
 PAGES = {"signin": None, "upload": "/", "videos": "/videos", "accounts": "/platforms", "settings": "/settings"}
