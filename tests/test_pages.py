@@ -32,6 +32,8 @@ def test_a_signed_out_browser_is_sent_to_sign_in_and_back(idle_client):
     assert form.status_code == 200 and 'name="next" value="/videos?page=1"' in form.text
     signed = idle_client.post("/signin", data={"token": TOKEN, "next": "/videos?page=1"}, follow_redirects=False)
     assert signed.headers["location"] == "/videos?page=1"
+    page = idle_client.get("/videos?page=1", follow_redirects=False)
+    assert page.status_code == 200 and "<h1>Videos</h1>" in page.text
 
 
 def test_the_session_cookie_is_http_only_and_same_site(idle_client):

@@ -204,12 +204,17 @@ def test_not_a_video_is_refused_with_words_and_leaves_nothing(server, tmp_path):
     assert server.client.get("/jobs").json()["total"] == len(list((server.data_dir / "media").iterdir()))
 
 
-def test_a_bad_option_in_metadata_is_refused_on_the_last_byte(server, short_clip):
+def test_bad_options_are_refused_before_any_byte_is_sent(server, short_clip):
     uploader = _client(server).uploader(str(short_clip), metadata={"filename": "s.mp4", "segment_seconds": "1"})
-    with pytest.raises(TusUploadFailed) as refused:
+    with pytest.raises(TusCommunicationError) as refused:
         uploader.upload()
     assert refused.value.status_code == 422
     assert "segment_seconds" in refused.value.response_content.decode()
+    publish = '{"accounts": ["no-such-account"]}'
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in {"publish": publish}.items())
+    answer = server.client.post("/tus/", headers={**TUS, "Upload-Length": "100", "Upload-Metadata": meta})
+    body = _problem(answer, 422)
+    assert "no-such-account" in body["detail"]
     assert _part_files(server) == []
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.conftest import TOKEN
 from tests.receiver import running_receiver
@@ -22,7 +22,7 @@ from tests.server import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-PHONE = {"viewport": {"width": 412, "height": 915}, "device_scale_factor": 2.625, "is_mobile": True, "has_touch": True}
+PHONE = {"viewport": {"width": 360, "height": 780}, "device_scale_factor": 2.625, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 CHUNK = 256 * 1024  # small upload requests, so an upload spans several
 
@@ -32,15 +32,20 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args() -> dict:
-    # Playwright's own browser download is not available here; the flags keep Chromium
-    # from calling Google's hosts on a closed network.
-    return {
-        "executable_path": CHROMIUM,
-        "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }  # fmt: skip
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Overrides pytest-playwright's session-wide browser: its event loop would stay
+    running in the main thread for the rest of the session and break later tests that
+    call asyncio.run(). Playwright's own browser download is not available here; the
+    flags keep Chromium from calling Google's hosts on a closed network."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,7 @@ def assert_fits(page: Page) -> None:
 def connect(page: Page, platform: str, label: str) -> None:
     page.goto("/platforms")
     page.locator(f'[data-platform="{platform}"]').get_by_role("button", name=re.compile(f"Connect .*{label}")).click()
-    page.get_by_role("button", name=re.compile("Allow|Approve|Authorize", re.I)).click()
+    page.get_by_role("button", name=re.compile("Allow|Approve|Authorize", re.IGNORECASE)).click()
     expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
 
 
@@ -180,6 +185,8 @@ def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Ser
 def test_webhooks_are_added_rotated_and_replayed_from_settings(
     browser: Browser, server: Server, short_clip: Path
 ) -> None:
+    for job in server.client.get("/jobs").json()["jobs"]:  # earlier tests' jobs, finished first
+        server.wait_done(job["id"])
     with running_receiver() as receiver:
         page = phone(browser, server)
         sign_in(page)
@@ -234,7 +241,7 @@ def test_every_page_fits_and_is_labelled(browser: Browser, server: Server, width
         page.goto(path)
         page.wait_for_load_state("networkidle") if name != "video" else page.wait_for_timeout(500)
         assert_fits(page)
-        unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, progress')]
             .filter(el => el.type !== 'hidden' && !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
             .map(el => el.name || el.id)""")
         assert unlabelled == [], f"{name}: fields without a label: {unlabelled}"

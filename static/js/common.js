@@ -8,8 +8,9 @@ const vidprod = (() => {
   async function errorText(response) {
     try {
       const body = await response.json();
-      const list = Array.isArray(body.problems) ? body.problems : [];
-      return [body.detail || body.title || `Error ${response.status}`, ...list].join("\n");
+      // A list of problems is the detail, one a line (the detail joins them with "; ").
+      if (Array.isArray(body.problems) && body.problems.length) return body.problems.join("\n");
+      return body.detail || body.title || `Error ${response.status}`;
     } catch {
       return `The server answered ${response.status}. Try again in a moment.`;
     }

@@ -63,7 +63,10 @@ document.addEventListener("DOMContentLoaded", () => {
     const row = rowTemplate.content.firstElementChild.cloneNode(true);
     const $ = (selector) => row.querySelector(selector);
     $(".name").textContent = file.name;
-    $(".status").textContent = "Starting…";
+    $("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
+    // Screen readers hear changes of state, not every progress tick.
+    const say = (text) => { $(".status").textContent = text; $(".announce").textContent = `${file.name}: ${text}`; };
+    say("Starting…");
     $(".bytes").textContent = `0 of ${vidprod.bytes(file.size)}`;
     list.prepend(row);
     running += 1;
@@ -94,12 +97,12 @@ document.addEventListener("DOMContentLoaded", () => {
       },
       onShouldRetry(error, attempt, options) {
         const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
-        $(".status").textContent = "Connection lost, retrying…";
+        say("Connection lost, retrying…");
         return !(status >= 400 && status < 500 && status !== 409 && status !== 423);
       },
       onError(error) {
         running -= 1;
-        $(".status").textContent = "Stopped";
+        say("Stopped");
         $(".pause").hidden = true;
         const response = error.originalResponse;
         let text = "The upload stopped. Choose the file again to continue where it left off.";
@@ -115,7 +118,7 @@ document.addEventListener("DOMContentLoaded", () => {
         running -= 1;
         const job = lastResponse.getHeader("Vidprod-Job-Id");
         $("progress").value = 100;
-        $(".status").textContent = "Uploaded";
+        say("Uploaded");
         $(".speed").textContent = "";
         $(".eta").textContent = "";
         $(".pause").hidden = true;
@@ -133,7 +136,7 @@ document.addEventListener("DOMContentLoaded", () => {
       event.target.textContent = paused ? "Resume" : "Pause";
       if (paused) {
         upload.abort();
-        $(".status").textContent = "Paused";
+        say("Paused");
         $(".speed").textContent = "";
         $(".eta").textContent = "";
       } else {
@@ -145,7 +148,7 @@ document.addEventListener("DOMContentLoaded", () => {
     upload.findPreviousUploads().then((previous) => {
       if (previous.length) {
         upload.resumeFromPreviousUpload(previous[0]);
-        $(".status").textContent = "Resuming…";
+        say("Resuming…");
       }
       upload.start();
     });

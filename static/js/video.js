@@ -5,12 +5,58 @@ document.addEventListener("DOMContentLoaded", () => {
   const root = document.getElementById("video");
   const live = document.getElementById("live");
   const job = root.dataset.job;
+  const announce = document.getElementById("announce");
   let source = null;
   let refreshing = null;
   let again = false;
 
-  // Re-render the changing part with the server's own template. Playing videos and a
-  // half-filled form are carried over as the same elements, so nothing restarts.
+  // Re-render the changing part with the server's own template. When only the
+  // contents changed, just the changed [data-swap] blocks are replaced: playing (or
+  // fullscreen) videos, a half-filled form and the focus stay as they are. When parts
+  // appear or sections come and go, everything is replaced, keeping the videos.
+  const rendered = new Map(); // id -> the HTML last received for that block
+  const shape = (root) => [
+    ...[...root.querySelectorAll("[data-swap]")].map((el) => el.id),
+    ...[...root.querySelectorAll("video")].map((el) => el.getAttribute("src")),
+    root.querySelector("#publish-form") ? "form" : "",
+  ].join("|");
+
+  function patch(fresh) {
+    const focused = document.activeElement;
+    const focusedBlock = focused?.closest?.("[data-swap]")?.id;
+    const focusedAction = focused?.dataset?.action;
+    for (const block of fresh.querySelectorAll("[data-swap]")) {
+      const html = block.outerHTML;
+      if (rendered.get(block.id) === html) continue;
+      rendered.set(block.id, html);
+      const old = document.getElementById(block.id);
+      if (old && old.outerHTML !== html) {
+        old.replaceWith(block);
+        vidprod.localTimes(block);
+      }
+    }
+    if (focusedBlock && focusedAction && !document.body.contains(focused)) {
+      document.querySelector(`#${CSS.escape(focusedBlock)} [data-action="${focusedAction}"]`)?.focus();
+    }
+  }
+
+  function replaceAll(parsed) {
+    // Into this document first: moving a playing <video> into a template's inert
+    // document would reset it.
+    const fresh = document.createElement("div");
+    fresh.append(...parsed.childNodes);
+    for (const video of fresh.querySelectorAll("video")) {
+      const old = live.querySelector(`video[src="${CSS.escape(video.getAttribute("src"))}"]`);
+      if (old) video.replaceWith(old);
+    }
+    const oldForm = live.querySelector("#publish-form");
+    const newForm = fresh.querySelector("#publish-form");
+    if (oldForm && newForm) newForm.replaceWith(oldForm);
+    for (const block of fresh.querySelectorAll("[data-swap]")) rendered.set(block.id, block.outerHTML);
+    live.replaceChildren(...fresh.childNodes);
+    vidprod.localTimes(live);
+  }
+
   async function refresh() {
     if (refreshing) { again = true; return refreshing; }
     refreshing = (async () => {
@@ -18,17 +64,13 @@ document.addEventListener("DOMContentLoaded", () => {
         const response = await fetch(`/videos/${job}/live`, { credentials: "same-origin" });
         if (response.status === 404) { location.href = "/videos"; return; }
         if (!response.ok) return;
-        const fresh = document.createElement("div");
+        const before = document.getElementById("job-state")?.dataset.state;
+        const fresh = document.createElement("template");
         fresh.innerHTML = await response.text();
-        for (const video of fresh.querySelectorAll("video")) {
-          const old = live.querySelector(`video[src="${CSS.escape(video.getAttribute("src"))}"]`);
-          if (old) video.replaceWith(old);
-        }
-        const oldForm = live.querySelector("#publish-form");
-        const newForm = fresh.querySelector("#publish-form");
-        if (oldForm && newForm) newForm.replaceWith(oldForm);
-        live.replaceChildren(...fresh.childNodes);
-        vidprod.localTimes(live);
+        if (shape(fresh.content) === shape(live)) patch(fresh.content);
+        else replaceAll(fresh.content);
+        const state = document.getElementById("job-state");
+        if (state && state.dataset.state !== before) announce.textContent = `Status: ${state.textContent}`;
       } finally {
         refreshing = null;
         if (again) { again = false; refresh(); }

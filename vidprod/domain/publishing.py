@@ -53,6 +53,7 @@ UNKNOWN_CHECK_SECONDS = 60.0  # look again this soon after an unanswered final c
 UNKNOWN_GIVE_UP_SECONDS = 24 * 3600.0  # then a person must look on the platform
 # Remote marks after which the post may exist: cancelling could no longer stop it.
 POINT_OF_NO_RETURN = ("publish_sent", "last_chunk_sent", "uploaded", "media_id", "video_id")
+LIVE_WINDOW_SECONDS = 600.0  # posts due this soon keep a job's live stream open
 BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
 OPTION_NAMES = {
     "made_for_kids", "disable_comment", "disable_duet", "disable_stitch", "brand_content",
@@ -220,8 +221,10 @@ class PublicationService:
             problems = exc.problems if isinstance(exc, InvalidPublication) else [str(exc)]
             log.warning("job %s: the posts chosen at upload were refused: %s", job_id, "; ".join(problems))
             self.db.write(lambda conn: ev.add_event(conn, job_id, "publication.refused", {"problems": problems}))
-        except Exception:  # the job itself is done whatever happens here
+        except Exception as exc:  # the job itself is done whatever happens here
             log.exception("job %s: scheduling the posts chosen at upload broke", job_id)
+            problems = [f"scheduling them failed on the server ({type(exc).__name__}); schedule them by hand"]
+            self.db.write(lambda conn: ev.add_event(conn, job_id, "publication.refused", {"problems": problems}))
 
     def publish_pending_upload_choices(self) -> list[str]:
         """After a restart: jobs that finished without their chosen posts scheduled."""
@@ -231,8 +234,11 @@ class PublicationService:
         return ids
 
     def open_for_job(self, job_id: str) -> bool:
-        """Whether any post of this job is still on its way (or about to be scheduled)."""
-        return self.db.read(lambda conn: q.open_for_job(conn, job_id))
+        """Whether a post of this job is on its way now or soon (a live page keeps its
+        stream open for it). Posts due later or waiting for an account do not count:
+        an open page must not keep an idle machine up for days."""
+        soon = self.clock() + LIVE_WINDOW_SECONDS
+        return self.db.read(lambda conn: q.open_for_job(conn, job_id, soon))
 
     # --- reading and changing ----------------------------------------------------
 

@@ -137,12 +137,14 @@ def jobs_awaiting_upload_choice(conn: sqlite3.Connection) -> list[str]:
     return [row["id"] for row in conn.execute(_AWAITING_UPLOAD_CHOICE).fetchall()]
 
 
-def open_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
-    """A post of the job still on its way, or the upload's chosen posts not yet scheduled."""
+def open_for_job(conn: sqlite3.Connection, job_id: str, due_before: float) -> bool:
+    """A post of the job being sent or due before `due_before`, or the upload's chosen
+    posts not yet scheduled."""
     return conn.execute(
-        "SELECT 1 FROM publications WHERE job_id = ? AND state IN ('scheduled', 'publishing', 'waiting')"
+        "SELECT 1 FROM publications WHERE job_id = ?"
+        " AND (state = 'publishing' OR (state = 'scheduled' AND next_attempt_at < ?))"
         f" UNION ALL {_AWAITING_UPLOAD_CHOICE} AND j.id = ? LIMIT 1",
-        (job_id, job_id),
+        (job_id, due_before, job_id),
     ).fetchone() is not None
 
 

@@ -31,7 +31,12 @@ from vidprod.sandbox import FakePlatforms, sandbox_router
 from vidprod.store import Database
 from vidprod.vault import Vault
 from vidprod.web import api, pages, publishing, webhooks
-from vidprod.web.auth import SignInRequired, load_or_create_admin_token, require_admin, session_config
+from vidprod.web.auth import (
+    SignInRequired,
+    load_or_create_admin_token,
+    require_admin,
+    session_config,
+)
 from vidprod.web.live import CommitSignal
 from vidprod.web.middleware import client_address, request_tracking, security_headers
 from vidprod.web.pages import redirect_to_sign_in

@@ -96,8 +96,12 @@ def check_csrf(connection: ASGIConnection, given: str | None) -> None:
     if not expected or not given or not token_matches(given, expected):
         raise PermissionDeniedException(detail=STALE_PAGE)
     origin = connection.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != connection.headers.get("host", ""):
-        raise PermissionDeniedException(detail="This request came from another site.")
+    if origin and origin != "null":
+        # This host as the request names it, or as the settings name it (a proxy
+        # in front may rewrite Host).
+        ours = {connection.headers.get("host", ""), urlsplit(connection.app.state.settings.browser_url).netloc}
+        if urlsplit(origin).netloc not in ours:
+            raise PermissionDeniedException(detail="This request came from another site.")
 
 
 def require_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:

@@ -63,6 +63,17 @@ def job_webhook(state: State, fields: dict[str, str]) -> NewEndpoint | None:
     return state.webhooks.prepare(url, types or None, description="job webhook")
 
 
+async def check_fields(state: State, fields: dict[str, str]) -> tuple[dict[str, Any], NewEndpoint | None]:
+    """The job options and the job's webhook an upload asks for, refused in words when
+    wrong — before the file's bytes are taken where the protocol allows (tus)."""
+    options = job_options(fields)
+    if "publish" in options:
+        choice = PublishRequest(**options["publish"])
+        await anyio.to_thread.run_sync(state.publications.check_upload_choice, choice)
+    webhook = await anyio.to_thread.run_sync(job_webhook, state, fields)
+    return options, webhook
+
+
 async def start_job(
     state: State, staged: Path, filename: str, fields: dict[str, str]
 ) -> tuple[dict[str, Any], NewEndpoint | None]:
@@ -70,11 +81,7 @@ async def start_job(
     afterwards either way: moved into the job, or deleted on refusal."""
     jobs = state.jobs
     try:
-        options = job_options(fields)
-        if "publish" in options:
-            choice = PublishRequest(**options["publish"])
-            await anyio.to_thread.run_sync(state.publications.check_upload_choice, choice)
-        webhook = await anyio.to_thread.run_sync(job_webhook, state, fields)
+        options, webhook = await check_fields(state, fields)
         info = await anyio.to_thread.run_sync(jobs.check_source, staged)
         job = await anyio.to_thread.run_sync(
             lambda: jobs.create_job(staged, filename, info, options, webhook)

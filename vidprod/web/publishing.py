@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
-from vidprod.web.auth import signed_in
+from vidprod.web.auth import csrf_token, signed_in
 from vidprod.web.problems import json_fields, problem
 
 # Capability URLs (anyone holding them can upload) stay on the server.
@@ -151,7 +151,7 @@ async def cancel_publication(state: State, publication_id: FromPath[str]) -> dic
 def _connect_page(request: Request, title: str, text: str, *, status: int = 200) -> Template:
     return Template(
         template_name="connected.html", status_code=status,
-        context={"title": title, "text": text, "signed_in": signed_in(request), "csrf": "", "path": request.url.path,
+        context={"title": title, "text": text, "signed_in": signed_in(request), "csrf": csrf_token(request), "path": request.url.path,
                  "sandbox": request.app.state.settings.sandbox},
     )  # fmt: skip
 

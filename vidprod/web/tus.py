@@ -29,6 +29,7 @@ from litestar.params import FromPath
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from vidprod.domain.publishing import InvalidPublication
 from vidprod.domain.uploads import (
     CHECKSUM_ALGORITHMS,
     TUS_VERSION,
@@ -37,10 +38,11 @@ from vidprod.domain.uploads import (
     Upload,
     UploadError,
     http_date,
+    parse_metadata,
 )
 from vidprod.domain.webhooks import InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
-from vidprod.web.intake import start_job
+from vidprod.web.intake import check_fields, start_job
 from vidprod.web.problems import problem
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,8 @@ async def tus_create(request: Request, state: State) -> Response[None]:
     if request.headers.get("content-length", "0").strip() not in ("", "0"):
         raise problem(400, "Create the upload first (no body), then send the bytes with PATCH.")
     metadata = request.headers.get("upload-metadata", "")
+    # Wrong options are refused now, not after a phone has sent the whole file.
+    await check_fields(state, parse_metadata(metadata))
     upload = await anyio.to_thread.run_sync(_uploads(state).create, length, metadata)
     location = request.app.route_reverse("tus_upload", upload_id=upload.id)
     return Response(None, status_code=201, headers={"Location": location, **_progress_headers(upload)})
@@ -180,6 +184,11 @@ async def tus_offset(request: Request, state: State, upload_id: FromPath[str]) -
             upload = await _finish(request, state, upload, raise_refusal=False)
         finally:
             _release(writers, upload_id, writer)
+    if upload.state == "receiving" and upload.all_received:
+        # The last PATCH is still making the job: "all here" without a job id would
+        # make a client call it a success and forget the upload. Ask again shortly.
+        raise problem(423, "This upload is becoming a job right now; ask again in a moment.",
+                      headers={"Retry-After": "1"})
     headers = {**_progress_headers(upload), "Cache-Control": "no-store"}
     if upload.metadata_header:
         headers["Upload-Metadata"] = upload.metadata_header
@@ -379,7 +388,8 @@ async def _finish(request: Request, state: State, upload: Upload, *, raise_refus
             job, webhook = await start_job(state, path, upload.filename, upload.metadata)
         except ProblemDetailsException as exc:
             status, reason = exc.status_code, str(exc.detail)
-        except (InvalidMedia, InvalidEndpoint) as exc:
+        except (InvalidMedia, InvalidEndpoint, InvalidPublication) as exc:
+            # (options were checked at creation; accounts may have changed since)
             status, reason = 422, str(exc)
         except UploadError as exc:
             status, reason = exc.status, exc.message
