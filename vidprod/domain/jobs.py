@@ -70,6 +70,8 @@ class JobService:
         # Set when the process shuts down: a render stops at the next frame and the job
         # stays `processing`, to be resumed on the next start.
         self.stopping = stopping or threading.Event()
+        # Called with the job id once a job is done (publishing what was chosen at upload).
+        self.on_completed: Callable[[str], None] = lambda job_id: None
         self._face_model: bytes | None = None
 
     # --- paths -------------------------------------------------------------------
@@ -330,6 +332,7 @@ class JobService:
                 ev.add_event(conn, job_id, "job.completed", {"segments": len(plan.parts)}),
             )
         )
+        self.on_completed(job_id)
 
     def gaze_dir(self, job_id: str) -> Path:
         """Before/after eye stills; inside the parts folder, so they go with the parts
