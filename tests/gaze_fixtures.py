@@ -175,5 +175,6 @@ def astronaut_fixture(frames: int = 60) -> Fixture:
 
 
 @cache
-def hopper_fixture(frames: int = 60) -> Fixture:
-    return animate("grace_hopper", grace_hopper(), 1.6, frames=frames, seed=2)
+def hopper_fixture(frames: int = 60, down: float = 0.0) -> Fixture:
+    """Grace Hopper as photographed: looking into the lens (MediaPipe agrees)."""
+    return animate("grace_hopper", grace_hopper(), 1.6, frames=frames, down=down, seed=2)

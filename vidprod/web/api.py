@@ -80,7 +80,7 @@ def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
     record = job.get("gaze") or {}
 
     def url(name: str) -> str:
-        return str(request.url_for("gaze_still", job_id=job["id"], name=name))
+        return str(request.url_for("gaze_still", job_id=job["id"], still=name))
 
     return {
         "enabled": bool(options.get("gaze", False)),
@@ -179,9 +179,9 @@ async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str
     return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-{path.name}")
 
 
-@get("/jobs/{job_id:str}/gaze/{name:str}", name="gaze_still")
-async def gaze_still(state: State, job_id: FromPath[str], name: FromPath[str]) -> Stream:
-    path = await anyio.to_thread.run_sync(_service(state).gaze_still, job_id, name)
+@get("/jobs/{job_id:str}/gaze/{still:str}", name="gaze_still")
+async def gaze_still(state: State, job_id: FromPath[str], still: FromPath[str]) -> Stream:
+    path = await anyio.to_thread.run_sync(_service(state).gaze_still, job_id, still)
     if path is None or not path.is_file():
         raise problem(404, "This job has no such eye-contact still.")
     return ranged_file(path, None, media_type="image/png", download_name=f"{job_id}-{path.name}")

@@ -22,7 +22,7 @@ import numpy as np
 # -0.068 to -0.083 measured (shared/GAZE.md).
 LENS_TARGET = -0.075
 # Biases within this of the target count as looking into the lens: no correction.
-DEAD_BAND = 0.008
+DEAD_BAND = 0.012
 MAX_SHIFT = 0.06  # eye widths
 # MediaPipe's iris point follows a moved iris texture by only 0.1-0.2 of the move
 # (measured on the fixtures) and reads real down-gaze mostly from the lids, so the
@@ -161,6 +161,8 @@ class GazeControl:
         other = look * pose * far
         self.gate_other += float(np.clip(other - self.gate_other, -0.25, 0.10))
         gate = self.gate_blink * self.gate_other
+        # smoothstep: ramps start and end without a kink (no jolt in the iris track)
+        gate = gate * gate * (3 - 2 * gate)
         wanted = -BIAS_GAIN * max(0.0, below - DEAD_BAND)
         if self.hint_shift is not None and wanted < 0:
             wanted = min(wanted, self.hint_shift)

@@ -145,6 +145,7 @@ class GazeCorrector:
         self.last_edits: list[EyeEdit] = []
         self.last_points: np.ndarray | None = None
         self.last_reason: str | None = None
+        self.last_raw_points: np.ndarray | None = None
 
     # --- the hook ----------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class GazeCorrector:
         self.frames_seen += 1
         self.last_edits = []
         self.last_reason = None
+        self.last_raw_points = None
         if self.settings.strength <= 0:
             return self._skip("strength_0", frame)
         if self.mode == "off":
@@ -163,6 +165,7 @@ class GazeCorrector:
             self._points.reset()
             self.last_points = None
             return self._skip("no_face", frame)
+        self.last_raw_points = face.points
         smooth = self._points(face.points, t)
         self.last_points = smooth
         eyes = eye_frames(smooth)

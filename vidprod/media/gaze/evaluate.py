@@ -51,6 +51,8 @@ class FrameResult:
     flicker_in: float | None = None
     flicker_out: float | None = None
     speed: float = 0.0  # landmark motion, px/frame
+    iris_in: np.ndarray | None = None  # mean raw-landmark iris centre of both eyes
+    moved: np.ndarray | None = None  # mean texture displacement the edit gave the irises
 
 
 def clip_frames(path: Path) -> Iterator[av.VideoFrame]:
@@ -111,14 +113,25 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
                 result.flicker_out = flicker(previous[1], after[0], region)
         last_points = points
         previous = (before[0], after[0].copy())
+        raw = corrector.last_raw_points
+        if raw is not None:
+            result.iris_in = (raw[468] + raw[473]) / 2
+        moves = []
         for edit in edits:
+            measured = None
             if np.hypot(*edit.shift) >= MIN_MEASURED_SHIFT_PX and not identical:
-                result.texture.append(shift_ratio(texture_shift(before[0], after[0], edit), edit.shift))
+                measured = texture_shift(before[0], after[0], edit)
+                result.texture.append(shift_ratio(measured, edit.shift))
             else:
                 result.texture.append(None)
-            r_in = iris_radius(before[0], edit.iris, edit.r)
-            r_out = iris_radius(after[0], edit.iris + edit.shift, edit.r)
-            result.iris_ratio.append(r_out / r_in if r_in and r_out else None)
+            moves.append(edit.shift if measured is None else measured)
+            ratio = None
+            if measured is not None:  # a visible move: compare the iris sizes
+                r_in = iris_radius(before[0], edit.iris, edit.r)
+                r_out = iris_radius(after[0], edit.iris + edit.shift, edit.r)
+                ratio = r_out / r_in if r_in and r_out else None
+            result.iris_ratio.append(ratio)
+        result.moved = np.mean(moves, axis=0) if moves and not identical else np.zeros(2)
         results.append(result)
         if sheet is not None and points is not None:
             _offer_rows(picks, result, points, before, after, corrector)
@@ -181,6 +194,35 @@ def _stats(values: list[float]) -> dict[str, float] | None:
             "max": round(float(a.max()), 4), "p50": round(float(np.median(a)), 4)}  # fmt: skip
 
 
+def iris_jitter(results: list[FrameResult]) -> tuple[float | None, float | None]:
+    """RMS second difference (px) of the iris track over runs of open-eye frames: the
+    input's from the landmarks, the output's the same track plus the displacement the
+    edit gave the iris texture (measured, or the applied shift where too small to
+    measure). Blinks end a run: there is no iris to follow."""
+    seconds_in: list[float] = []
+    seconds_out: list[float] = []
+    run: list[FrameResult] = []
+
+    def flush() -> None:
+        for a, b, c in zip(run, run[1:], run[2:]):
+            p_in = [r.iris_in for r in (a, b, c)]
+            p_out = [r.iris_in + r.moved for r in (a, b, c)]  # type: ignore[operator]
+            seconds_in.append(float(np.hypot(*(p_in[0] - 2 * p_in[1] + p_in[2]))))
+            seconds_out.append(float(np.hypot(*(p_out[0] - 2 * p_out[1] + p_out[2]))))
+        run.clear()
+
+    for r in results:
+        if r.iris_in is None or r.moved is None or r.reason == "blink":
+            flush()
+        else:
+            run.append(r)
+    flush()
+    if not seconds_in:
+        return None, None
+    rms = lambda v: round(float(np.sqrt(np.mean(np.square(v)))), 4)
+    return rms(seconds_in), rms(seconds_out)
+
+
 def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str, Any]:
     per_eye: list[list[float]] = [[], []]
     bar_eye: list[list[float]] = [[], []]
@@ -196,6 +238,7 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
     steps = [abs(b - a) for a, b in itertools.pairwise(shifts)]
     fin = [r.flicker_in for r in results if r.flicker_in is not None]
     fout = [r.flicker_out for r in results if r.flicker_out is not None]
+    jitter_in, jitter_out = iris_jitter(results)
     by_reason: dict[str, dict[str, int]] = {}
     for r in results:
         if r.reason:
@@ -217,6 +260,8 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
         "stability": {
             "applied_shift_px": _stats([abs(s) for s in shifts if s]),
             "shift_change_px_per_frame": _stats(steps),
+            "iris_jitter_in_px": jitter_in,
+            "iris_jitter_out_px": jitter_out,
             "flicker_in": round(float(np.mean(fin)), 4) if fin else None,
             "flicker_out": round(float(np.mean(fout)), 4) if fout else None,
         },
@@ -257,7 +302,8 @@ def describe(s: dict[str, Any]) -> str:
         (f"  locality: {s['locality']['changed_outside_eye_regions']} samples changed outside the eye regions; "
         f"untouched frames {s['untouched']}"),
         (f"  stability: shift change {fmt(st['shift_change_px_per_frame'])} px/frame "
-        f"(max {fmt(st['shift_change_px_per_frame'], 'max')}); flicker in {st['flicker_in']} out {st['flicker_out']}"),
+        f"(max {fmt(st['shift_change_px_per_frame'], 'max')}); iris jitter in {st['iris_jitter_in_px']} "
+        f"out {st['iris_jitter_out_px']} px; flicker in {st['flicker_in']} out {st['flicker_out']}"),
         (f"  fidelity: iris radius ratio {fmt(s['fidelity']['iris_radius_ratio'], 'min')}-"
         f"{fmt(s['fidelity']['iris_radius_ratio'], 'max')}"),
     ]

@@ -131,7 +131,7 @@ class ChildLandmarker:
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
         rgb = np.ascontiguousarray(rgb)
-        self._connection.send((rgb.shape, rgb.data, timestamp_ms))
+        self._connection.send((rgb.shape, rgb.tobytes(), timestamp_ms))
         return self._connection.recv()
 
     def close(self) -> None:

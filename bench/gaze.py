@@ -1,0 +1,141 @@
+"""Eye-contact cost at 1080x1920: landmarks and re-render per frame (p50/p95), and the
+whole render with gaze on against a plain ffmpeg transcode with the same encoder
+settings, in one run; peak RSS of the render and of the landmark child process.
+
+The input is the animated astronaut fixture (tests/gaze_fixtures.py) scaled to
+1080x1920 and looped, so the face and its eyes (~105 px wide) are real photo pixels.
+Needs the ffmpeg command for the reference.
+
+    uv run python bench/gaze.py [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.render import REFERENCE, timed
+
+
+def make_input(path: Path, seconds: int) -> Path:
+    import av
+    import cv2
+    import numpy as np
+
+    from tests.gaze_fixtures import astronaut_fixture
+
+    fixture = astronaut_fixture()
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "16", "preset": "ultrafast", "g": "30"})
+        stream.width, stream.height, stream.pix_fmt = 1080, 1920, "yuv420p"
+        frames = fixture.frames + fixture.frames[::-1]  # loop without a jump
+        for i in range(seconds * 30):
+            rgb = cv2.resize(frames[i % len(frames)], (1080, 1920), interpolation=cv2.INTER_CUBIC)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def per_frame(source: Path) -> dict:
+    """The hook alone on every decoded frame, in this process."""
+    import av
+    import numpy as np
+
+    from vidprod.media.faces import face_model_bytes
+    from vidprod.media.gaze import GazeCorrector, GazeSettings
+
+    total = []
+    with GazeCorrector(face_model_bytes(), GazeSettings(landmark_budget_ms=1e9)) as corrector, \
+            av.open(str(source)) as container:  # fmt: skip
+        for frame in container.decode(video=0):
+            frame = frame.reformat(format="yuv420p")
+            started = time.perf_counter()
+            corrector(frame)
+            total.append((time.perf_counter() - started) * 1e3)
+        report = corrector.report()
+    total = total[5:]  # MediaPipe's warm-up
+    return {"total_p50": float(np.median(total)), "total_p95": float(np.percentile(total, 95)),
+            "report": report}  # fmt: skip
+
+
+def render_child(source: Path, out: Path) -> None:
+    """A job's render as the worker runs it: gaze on, landmarks in a child process."""
+    import resource
+
+    from vidprod.cli import return_freed_memory_to_the_system
+    from vidprod.media.cuts import CutRules, plan_file
+    from vidprod.media.faces import face_model_bytes
+    from vidprod.media.gaze import GazeCorrector, GazeSettings
+    from vidprod.media.render import RenderOptions, render_parts
+
+    return_freed_memory_to_the_system()
+    model = face_model_bytes()
+    started = time.perf_counter()
+    plan = plan_file(source, CutRules(limit=Fraction(60)))
+    corrector = GazeCorrector(model, GazeSettings(), child=True)
+    child_rss = 0
+    try:
+        options = RenderOptions(rate=plan.rate, face_model=model, frame_hook=corrector)
+        render_parts(source, plan.parts, out, options)
+        pid = corrector._landmarker.pid if corrector._landmarker is not None else None
+        if pid:
+            status = Path(f"/proc/{pid}/status").read_text()
+            child_rss = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) * 1024
+    finally:
+        corrector.close()
+    seconds = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "rss": rss, "child_rss": child_rss, "report": corrector.report()}))
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        render_child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    if not shutil.which("ffmpeg"):
+        sys.exit("needs the ffmpeg command for the reference: apt-get install ffmpeg")
+    work = Path(tempfile.mkdtemp(prefix="vidprod-gaze-bench-"))
+    try:
+        source = make_input(work / "face-1080x1920.mp4", args.seconds)
+        frames = args.seconds * 30
+        print(f"input: 1080x1920 30 fps, {args.seconds} s ({frames} frames), a real face; {os.cpu_count()} cores")
+        hook = per_frame(source)
+        rep = hook["report"]
+        print(f"gaze per frame (hook alone, in process): p50 {hook['total_p50']:.1f} ms, p95 {hook['total_p95']:.1f} ms"
+              f" | landmarks p50 {rep['landmark_ms']['p50']} p95 {rep['landmark_ms']['p95']} ms"
+              f" | re-render p50 {rep['rerender_ms']['p50']} p95 {rep['rerender_ms']['p95']} ms"
+              f" | eyes {rep['eye_width_px']} px, {rep['frames_corrected']} of {rep['frames_seen']} corrected")
+        ref_s, _ref_rss = timed(["ffmpeg", "-v", "error", "-y", "-threads", "0", "-i", str(source),
+                                *REFERENCE, "-an", str(work / "ref.mp4")])  # fmt: skip
+        result = subprocess.run([sys.executable, __file__, "--child", str(source), str(work / "ours")],
+                                check=True, capture_output=True, text=True)  # fmt: skip
+        ours = json.loads(result.stdout.strip().splitlines()[-1])
+        print(f"ffmpeg transcode {ref_s:.1f} s ({frames / ref_s:.1f} fps) | our render with gaze "
+              f"{ours['seconds']:.1f} s ({frames / ours['seconds']:.1f} fps, planning and thumbnails included)"
+              f" | ratio {ours['seconds'] / ref_s:.3f} (target <= 1.3)")
+        print(f"peak RSS: render {ours['rss'] / 1e6:.0f} MB + landmark child {ours['child_rss'] / 1e6:.0f} MB"
+              f" | gaze mode {ours['report']['mode']}, landmarks under load p50 "
+              f"{ours['report']['landmark_ms']['p50']} ms, {ours['report']['frames_corrected']} frames corrected")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
