@@ -70,3 +70,21 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("VIDPROD_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path):
+    """Start the real server process (again, after a kill) on one data dir; every
+    server started is stopped at the end."""
+    from tests.server import Server  # tests.server imports this module
+
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(tmp_path / "data", tmp_path / "server.log", **env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 import signal
 import threading
 import time
+from datetime import datetime
 
 import av
 import pytest
@@ -18,20 +18,6 @@ from tests.receiver import Receiver
 from tests.server import Server, read_events
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def start_server(tmp_path):
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(tmp_path / "data", tmp_path / "server.log", **env).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

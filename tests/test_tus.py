@@ -61,20 +61,6 @@ def server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def start_server(tmp_path):
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(tmp_path / "data", tmp_path / "server.log", **env).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def _client(server: Server) -> tus.TusClient:
     return tus.TusClient(f"{server.url}/tus/", headers=dict(AUTH))
 

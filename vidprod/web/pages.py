@@ -6,7 +6,6 @@ pages' scripts with the session's CSRF header), so the rules live in one place.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -18,7 +17,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.jobs import JobNotFound
-from vidprod.events import CATALOGUE, OPT_IN
+from vidprod.events import CATALOGUE
 from vidprod.web.api import job_json
 from vidprod.web.auth import (
     CSRF_FIELD,
@@ -183,10 +182,7 @@ async def settings_page(request: Request, state: State) -> Template:
         ]
 
     endpoints = await anyio.to_thread.run_sync(read)
-    return _page(
-        request, "settings.html", endpoints=endpoints, event_types=CATALOGUE, opt_in=OPT_IN,
-        now=time.time(),
-    )  # fmt: skip
+    return _page(request, "settings.html", endpoints=endpoints, event_types=CATALOGUE)
 
 
 ROUTES = [
