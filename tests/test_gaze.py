@@ -21,7 +21,8 @@ from tests.gaze_fixtures import (
     hopper_fixture,
     model,
 )
-from vidprod.media.gaze import GazeCorrector, GazeSettings
+from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
+from vidprod.media.gaze.corrector import with_look_ahead
 from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
@@ -243,7 +244,9 @@ def test_upload_fields_parse_into_job_options():
 
     assert job_options({"gaze": "on", "gaze_strength": "0.5"}) == {"gaze": True, "gaze_strength": 0.5}
     assert job_options({"gaze": "off"}) == {"gaze": False}
-    for bad in ({"gaze": "maybe"}, {"gaze_strength": "1.5"}, {"gaze_strength": "nan"}, {"gaze_strength": "x"}):
+    assert job_options({"gaze_notes_below": "5"}) == {"gaze_notes_below_degrees": 5.0}
+    for bad in ({"gaze": "maybe"}, {"gaze_strength": "1.5"}, {"gaze_strength": "nan"}, {"gaze_strength": "x"},
+                {"gaze_notes_below": "45"}, {"gaze_notes_below": "below"}):  # fmt: skip
         with pytest.raises(HTTPException) as caught:
             job_options(bad)
         assert caught.value.status_code == 422
@@ -359,3 +362,98 @@ def test_real_clip_upscaled_to_phone_size_is_corrected_locally():
     for reason in ("blink", "look_away", "head_pose"):
         if reason in untouched:
             assert untouched[reason]["frames"] == untouched[reason]["identical"]
+
+
+# --- landmarks one frame ahead, every other frame, failures, cuts ---------------------
+
+
+class _Counting:
+    """The in-process landmarker, counting calls."""
+
+    def __init__(self) -> None:
+        self.inner = VideoLandmarker(model())
+        self.calls = 0
+
+    def detect(self, rgb, timestamp_ms):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return self.inner.detect(rgb, timestamp_ms)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_every_other_frame_interpolates_and_never_edits_a_blink():
+    fixture = astronaut_fixture()
+    counting = _Counting()
+    corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=1e9), landmarker=counting)
+    corrector.mode = "alternate"
+    changed = []
+    try:
+        for frame in with_look_ahead(fixture.video_frames(), corrector):
+            before = _planes(frame)
+            after = plane_views(corrector(frame))
+            changed.append(not all(np.array_equal(a, b) for a, b in zip(before, after)))
+    finally:
+        counting.close()
+    assert counting.calls == len(changed) // 2
+    assert sum(changed) >= 30, corrector.report()["skipped"]
+    assert not any(c for c, blink in zip(changed, fixture.blink) if blink)
+    assert corrector.report()["mode"] == "alternate"
+
+
+def test_a_dead_landmark_process_turns_eye_contact_off_and_frames_go_on():
+    import os
+    import signal
+
+    frames = astronaut_fixture().video_frames()
+    with GazeCorrector(model(), GazeSettings(landmark_budget_ms=1e9), child=True) as corrector:
+        stream = with_look_ahead(frames, corrector)
+        for _ in range(20):
+            corrector(next(stream))
+        os.kill(corrector._landmarker.pid, signal.SIGKILL)
+        rest = []
+        for frame in stream:
+            before = _planes(frame)
+            assert corrector(frame) is frame
+            rest.append(all(np.array_equal(a, b) for a, b in zip(before, plane_views(frame))))
+    report = corrector.report()
+    assert all(rest) and len(rest) == len(frames) - 20
+    assert report["mode"] == "off" and "failed" in report["degradations"][0]["why"]
+
+
+def test_a_cut_never_puts_the_edit_beside_the_eyes():
+    """At a cut the face jumps 80 px right and 40 px down: smoothing starts over and the
+    correction fades in again, so no edit lands where the eyes were; changes stay
+    inside the eye regions of the landmarks measured on that very frame."""
+    frames = []
+    for i, rgb in enumerate(astronaut_fixture().frames):
+        if i >= 30:
+            rgb = cv2.warpAffine(rgb, np.float32([[1, 0, 80], [0, 1, 40]]), (rgb.shape[1], rgb.shape[0]),
+                                 borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 30)
+        frames.append(frame)
+    outside = []
+    with GazeCorrector(model(), GazeSettings(strength=1.0, landmark_budget_ms=1e9)) as corrector:
+        for frame in with_look_ahead(frames, corrector):
+            before = _planes(frame)
+            after = plane_views(corrector(frame))
+            if corrector.last_raw_points is not None:
+                region = eye_region_mask(corrector.last_raw_points, before[0].shape)
+                outside.append(changed_outside(before, after, region))
+    assert len(outside) == 60 and sum(outside) == 0
+    assert corrector.report()["frames_corrected"] >= 30
+
+
+def test_reports_of_a_resumed_render_add_up():
+    earlier = {"frames_seen": 100, "frames_corrected": 80, "mean_correction_degrees": 3.0,
+               "mean_correction_px": 1.0, "mean_correction_eye_widths": 0.02, "max_correction_degrees": 4.0,
+               "skipped": {"blink": 10, "look_away": 10}, "degradations": [], "mode": "full"}  # fmt: skip
+    later = {**earlier, "frames_seen": 50, "frames_corrected": 20, "mean_correction_degrees": 2.0,
+             "skipped": {"blink": 30}, "mode": "alternate",
+             "degradations": [{"frame": 3, "mode": "alternate", "why": "slow"}]}  # fmt: skip
+    combined = combine_reports(earlier, later)
+    assert combined["frames_seen"] == 150 and combined["frames_corrected"] == 100
+    assert combined["mean_correction_degrees"] == pytest.approx(2.8)
+    assert combined["skipped"] == {"blink": 40, "look_away": 10}
+    assert combined["mode"] == "alternate" and len(combined["degradations"]) == 1

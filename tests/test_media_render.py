@@ -315,3 +315,38 @@ def test_a_failing_face_check_keeps_the_job_and_the_sharpest_thumbnail(short_cli
     _, [part] = _render(short_clip, tmp_path, face_model=b"not a model")
     assert platform_problems(part.path) == []
     assert part.thumbnail is not None and part.thumbnail.read_bytes()[:2] == b"\xff\xd8"
+
+
+class _LookingAhead:
+    """A frame hook with look_ahead, as gaze has: records what was announced and when."""
+
+    def __init__(self) -> None:
+        self.announced: list[tuple[float, tuple[int, int]]] = []
+        self.called: list[tuple[float, float | None]] = []  # (time, newest announced then)
+
+    def look_ahead(self, frame: av.VideoFrame) -> None:
+        self.announced.append((float(frame.time), (frame.width, frame.height)))
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        self.called.append((float(frame.time), self.announced[-1][0] if self.announced else None))
+        return frame
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_a_hook_hears_of_each_shown_frame_before_it_goes_through(tmp_path, fps):
+    """Each frame that will be shown is announced upright as soon as it is decoded. At
+    the output rate that is before the frame ahead of it goes through the hook; from
+    60 fps only the frames to be shown are announced, not all 120 decoded."""
+    source = make_clip(tmp_path / "clip.mp4", seconds=2.0, fps=fps, size=(320, 568))
+    hook = _LookingAhead()
+    plan = plan_file(source, CutRules())
+    options = RenderOptions(rate=Fraction(30), size=SMALL, frame_hook=hook, thumbnails=False)
+    render_parts(source, plan.parts, tmp_path / "out", options)
+    called = [t for t, _ in hook.called]
+    assert len(called) == 60
+    assert all(size == (320, 568) for _, size in hook.announced)
+    assert len(hook.announced) <= len(called) + 2
+    assert set(called) <= {t for t, _ in hook.announced}
+    if fps == 30:
+        ahead = [newest > t for t, newest in hook.called[:-1]]
+        assert all(ahead), f"{ahead.count(False)} frames went through before the next was announced"

@@ -28,6 +28,16 @@ def _strength(text: str) -> float:
     return value
 
 
+def _notes_below(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 30.0:
+        raise argparse.ArgumentTypeError("must be a number of degrees from 0 to 30")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidprod",
@@ -51,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="eye-contact correction (default: VIDPROD_GAZE)")
     process.add_argument("--gaze-strength", type=_strength, metavar="X",
                          help="eye-contact strength 0-1 (default: VIDPROD_GAZE_STRENGTH)")
+    process.add_argument("--notes-below-degrees", type=_notes_below, metavar="DEG",
+                         help="how far below the lens the notes sat, 0-30 degrees (default: measured)")
 
     gaze_eval = commands.add_parser(
         "gaze-eval", help="measure eye-contact correction on every clip in a folder")
@@ -58,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     gaze_eval.add_argument("-o", "--output", type=Path, required=True,
                            help="folder for the JSON results and contact sheets")
     gaze_eval.add_argument("--strength", type=_strength, help="strength 0-1 (default: VIDPROD_GAZE_STRENGTH)")
-    gaze_eval.add_argument("--notes-below-degrees", type=float, help="where the notes sit, if known")
+    gaze_eval.add_argument("--notes-below-degrees", type=_notes_below, metavar="DEG",
+                           help="how far below the lens the notes sat, 0-30 degrees (default: measured)")
 
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
     return parser
@@ -203,7 +216,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         from vidprod.media.gaze import GazeCorrector, GazeSettings
 
-        gaze = GazeCorrector(model, GazeSettings(strength=strength))
+        gaze = GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees))
     options = RenderOptions(
         rate=plan.rate,
         landscape=args.landscape or settings.landscape,

@@ -32,6 +32,7 @@ document.addEventListener("DOMContentLoaded", () => {
       segment_seconds: form.segment_seconds.value,
       gaze: form.gaze.checked ? "on" : "off", gaze_strength: strength.value,
     };
+    if (form.gaze_notes_below.value) fields.gaze_notes_below = form.gaze_notes_below.value;
     const publish = vidprod.publishRequest(form);
     if (publish) fields.publish = JSON.stringify(publish);
     return fields;

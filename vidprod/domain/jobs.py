@@ -26,7 +26,7 @@ from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
 from vidprod.media.cuts import CutRules, Plan, plan_file
 from vidprod.media.faces import FaceModelError, face_model_bytes
-from vidprod.media.gaze import GazeCorrector, GazeSettings
+from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
 from vidprod.media.probe import SourceInfo, probe
 from vidprod.media.render import (
     RenderedPart,
@@ -287,6 +287,7 @@ class JobService:
         self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
         watch = _RenderWatch(self, job_id)
         gaze = self._gaze_corrector(job)
+        earlier_gaze = (job.get("gaze") or {}).get("report") if done else None
         options = RenderOptions(
             rate=plan.rate,
             landscape=job["options"].get("landscape", self.settings.landscape),
@@ -299,6 +300,8 @@ class JobService:
         def finished_part(part: RenderedPart) -> None:
             nonlocal frames
             self._record_part(job_id, part)
+            if gaze is not None:  # so a restart mid-render keeps the finished parts' figures
+                self._save_gaze_report(job_id, gaze, earlier_gaze)
             count = round(part.duration * plan.rate)
             frames += count
             metrics.FRAMES_RENDERED.inc(count)
@@ -319,7 +322,7 @@ class JobService:
             if gaze is not None:
                 gaze.close()
         if gaze is not None:
-            self._record_gaze(job_id, gaze)
+            self._record_gaze(job_id, gaze, earlier_gaze)
         seconds = time.monotonic() - started
         metrics.PROCESSING_SECONDS.labels("rendering").observe(seconds)
         if frames:
@@ -355,16 +358,26 @@ class JobService:
         if model is None:
             log.warning("job %s: eye contact needs the face model; rendering without it", job["id"])
             return None
+        notes_below = options.get("gaze_notes_below_degrees")
         # MediaPipe in a child process: its memory leaves with the render
-        return GazeCorrector(model, GazeSettings(strength=strength), child=True)
+        return GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=notes_below), child=True)
 
-    def _record_gaze(self, job_id: str, gaze: GazeCorrector) -> None:
+    def _record_gaze(self, job_id: str, gaze: GazeCorrector, earlier: dict[str, Any] | None) -> None:
         try:
             stills = gaze.save_stills(self.gaze_dir(job_id))
         except OSError:
             log.exception("job %s: eye-contact stills could not be written", job_id)
             stills = []
-        record = {"report": gaze.report(), "stills": stills}
+        self._save_gaze_report(job_id, gaze, earlier, stills)
+
+    def _save_gaze_report(self, job_id: str, gaze: GazeCorrector, earlier: dict[str, Any] | None,
+                          stills: list[dict[str, str]] | None = None) -> None:  # fmt: skip
+        """The report so far, added to `earlier` (what a render stopped by a restart had
+        recorded for the parts it finished, which this render skips)."""
+        report = gaze.report()
+        if earlier is not None:
+            report = combine_reports(earlier, report)
+        record = {"report": report, "stills": stills or []}
         self.db.write(lambda conn: q.update_job(conn, job_id, gaze=record))
 
     def _plan(self, job: dict[str, Any], source: Path) -> Plan:

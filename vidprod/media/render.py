@@ -78,6 +78,9 @@ MUXER_OPTIONS = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": 
 # stored just before the video keyframe are not skipped.
 SEEK_MARGIN = Fraction(1)
 
+# Called once per shown frame, in order. A hook may also have `look_ahead(frame)`: the
+# render then calls it with each upright frame as soon as it is decoded, before the
+# frame ahead of it goes through the hook (gaze starts that frame's landmarks early).
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
 
 
@@ -241,6 +244,13 @@ class _Render:
         self.held: av.VideoFrame | None = None  # latest source frame, not yet shown
         self.held_t: Fraction | None = None
         self.held_out: av.VideoFrame | None = None  # its processed form, made on first use
+        self.held_upright = False  # already through self.normalize
+        self.look_ahead = getattr(self.options.frame_hook, "look_ahead", None)
+        todo_spans = [s for s in self.spans if s.part.index in self.todo]
+        self.shown_from = todo_spans[0].start - 1 / self.rate
+        self.shown_until = todo_spans[-1].end
+        self.last_t: Fraction | None = None  # time of the previous decoded frame
+        self.last_interval: Fraction | None = None
         self.audio_slicer = _AudioSlicer(self) if audio is not None else None
 
         streams = [video] + ([audio] if audio is not None else [])
@@ -270,11 +280,28 @@ class _Render:
         if frame.pts is None:
             return
         t = frame.pts * self.video_tb
+        upright = False
+        if self.look_ahead is not None and self._will_show(t):
+            frame, upright = self.normalize.apply(frame), True
+            self.look_ahead(frame)
         if self.held is not None:
             # The held frame shows until this one: fill every grid slot before t with it.
             self._fill_until(math.ceil((t - self.origin) * self.rate))
-        self.held, self.held_t, self.held_out = frame, t, None
+        self.held, self.held_t, self.held_out, self.held_upright = frame, t, None, upright
+        self.last_interval = t - self.last_t if self.last_t is not None and t > self.last_t else None
+        self.last_t = t
         self.on_progress(float((t - self.origin) / (self.spans[-1].end - self.origin)))
+
+    def _will_show(self, t: Fraction) -> bool:
+        """Whether a frame at t is likely to fill a grid slot: one falls between t and
+        the next frame, expected one source interval on. Only a guess for look-ahead
+        (a wrong one costs a wasted or a late landmark pass, never a wrong frame)."""
+        if not self.shown_from <= t < self.shown_until:
+            return False
+        if self.last_interval is None:
+            return True
+        slot = math.ceil((t - self.origin) * self.rate)
+        return self.origin + slot / self.rate < t + self.last_interval
 
     def _fill_until(self, stop_slot: int) -> None:
         stop_slot = min(stop_slot, self.total_slots)
@@ -291,7 +318,7 @@ class _Render:
     def _processed(self) -> av.VideoFrame:
         if self.held_out is None:
             assert self.held is not None and self.held_t is not None
-            frame = self.normalize.apply(self.held)
+            frame = self.held if self.held_upright else self.normalize.apply(self.held)
             if self.options.frame_hook is not None:
                 frame = self.options.frame_hook(frame)
             self.held_out = self.reframer.apply(frame, float(self.held_t))

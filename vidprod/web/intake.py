@@ -44,6 +44,14 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
         if not 0.0 <= strength <= 1.0:  # also refuses nan
             raise problem(422, "gaze_strength must be a number from 0 to 1.")
         options["gaze_strength"] = strength
+    if fields.get("gaze_notes_below"):
+        try:
+            degrees = float(fields["gaze_notes_below"].strip())
+        except ValueError:
+            degrees = -1.0
+        if not 0.0 <= degrees <= 30.0:
+            raise problem(422, "gaze_notes_below must be the degrees your notes sit below the lens, from 0 to 30.")
+        options["gaze_notes_below_degrees"] = degrees
     if fields.get("publish"):
         try:
             choice = json.loads(fields["publish"])

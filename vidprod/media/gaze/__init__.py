@@ -6,6 +6,11 @@ frame hook; `.report()` says what it did and `.save_stills(folder)` writes a few
 before/after eye crops. `evaluate` is the harness behind `vidprod gaze-eval`.
 """
 
-from vidprod.media.gaze.corrector import DEFAULT_STRENGTH, GazeCorrector, GazeSettings
+from vidprod.media.gaze.corrector import (
+    DEFAULT_STRENGTH,
+    GazeCorrector,
+    GazeSettings,
+    combine_reports,
+)
 
-__all__ = ["DEFAULT_STRENGTH", "GazeCorrector", "GazeSettings"]
+__all__ = ["DEFAULT_STRENGTH", "GazeCorrector", "GazeSettings", "combine_reports"]

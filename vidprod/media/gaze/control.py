@@ -182,3 +182,8 @@ class GazeControl:
                 reason = "fading_in"  # gates re-opening after a skip, or the first frames
             shift = 0.0
         return Decision(shift=shift, gate=gate, reason=reason)
+
+    def fade_out(self) -> None:
+        """No usable face this frame (or a cut): the correction fades in again from
+        nothing when one returns, instead of snapping back to full strength."""
+        self.gate_other = 0.0

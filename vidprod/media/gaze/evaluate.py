@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vidprod.media.gaze.corrector import GazeCorrector, GazeSettings
+from vidprod.media.gaze.corrector import GazeCorrector, GazeSettings, with_look_ahead
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.metrics import (
     changed_outside,
@@ -90,7 +90,7 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
     picks = _Picks()
     previous: tuple[np.ndarray, np.ndarray] | None = None
     last_points: np.ndarray | None = None
-    for frame in frames:
+    for frame in with_look_ahead(frames, corrector):
         before = tuple(p.copy() for p in plane_views(frame))
         out = corrector(frame)
         after = plane_views(out)

@@ -5,8 +5,9 @@ Half size keeps the landmarks within ~1 px of full size on a 1080x1920 frame (th
 landmark model sees a 256 px face crop either way) and halves the conversion cost.
 
 `ChildLandmarker` runs the same thing in a spawned process: MediaPipe's ~110 MB then
-leave with the render instead of staying in the server for good (see media/faces.py).
-Only the small RGB copy crosses the pipe (~1.5 MB, well under a millisecond).
+leave with the render instead of staying in the server for good (see media/faces.py),
+and the landmarks of the next frame run there while this process edits and encodes
+the current one.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import av
+import cv2
 import numpy as np
 
 from vidprod.media.faces import Face, main_face
+from vidprod.media.planes import plane_views
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
 LANDMARK_LONG_SIDE = 960
@@ -28,6 +31,10 @@ LANDMARK_LONG_SIDE = 960
 class FaceLandmarks:
     points: np.ndarray  # (478, 2) full-resolution pixels
     matrix: np.ndarray | None  # 4x4 facial transformation matrix
+    # Set on frames whose points are interpolated: the lid openness to judge blinks by
+    # (the smaller of the two measured neighbours', so a blink starting between them
+    # is never edited).
+    openness: tuple[float, float] | None = None
 
 
 class Landmarker(Protocol):
@@ -38,14 +45,29 @@ class Landmarker(Protocol):
     def close(self) -> None: ...
 
 
+# BT.709 limited-range Y'CbCr to RGB, as a 3x4 affine matrix for cv2.transform.
+_YUV_TO_RGB = np.array([[1.16438, 0.0, 1.79274], [1.16438, -0.21325, -0.53291], [1.16438, 2.11240, 0.0]])
+_YUV_TO_RGB = np.hstack([_YUV_TO_RGB, (-_YUV_TO_RGB @ [16.0, 128.0, 128.0])[:, None]]).astype(np.float32)
+
+
 def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
     """The frame as a downscaled RGB array, and the factor back to full size."""
     scale = min(1.0, LANDMARK_LONG_SIDE / max(frame.width, frame.height))
     width = max(2, round(frame.width * scale / 2) * 2)
     height = max(2, round(frame.height * scale / 2) * 2)
-    rgb = frame.reformat(width=width, height=height, format="rgb24",
-                         interpolation="AREA").to_ndarray()  # fmt: skip
-    return rgb, frame.width / width
+    if frame.format.name != "yuv420p":
+        rgb = frame.reformat(width=width, height=height, format="rgb24",
+                             interpolation="AREA").to_ndarray()  # fmt: skip
+        return rgb, frame.width / width
+    # The render's frames are BT.709 yuv420p: resizing the planes with OpenCV and one
+    # affine colour step costs 0.5 ms at 1080x1920 where swscale's AREA to rgb24 costs
+    # 2.1 ms (and up to 5 ms under the encoder's load), on the render's critical path.
+    planes = []
+    for plane in plane_views(frame):
+        shrink = plane.shape[1] > width
+        planes.append(cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+                      if plane.shape != (height, width) else plane)  # fmt: skip
+    return cv2.transform(cv2.merge(planes), _YUV_TO_RGB), frame.width / width
 
 
 def main_speaker(faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
@@ -94,33 +116,53 @@ class VideoLandmarker:
         self._landmarker.close()
 
 
-def _serve(connection, model: bytes, max_faces: int) -> None:  # type: ignore[no-untyped-def]
+# Pictures in flight to the landmark process: the render announces the next frame
+# while it edits the current one, and a dropped frame may still be queued.
+PICTURE_SLOTS = 3
+SLOT_BYTES = LANDMARK_LONG_SIDE * LANDMARK_LONG_SIDE * 3
+ANSWER_TIMEOUT = 20  # seconds; one frame takes ~10 ms, so only a stuck child is this slow
+
+
+def _serve(connection, model: bytes, max_faces: int, pictures) -> None:  # type: ignore[no-untyped-def]
+    import time
+
     from vidprod.media.faces import _lighten_child
 
     _lighten_child()
     landmarker = VideoLandmarker(model, max_faces)
+    slots = np.frombuffer(pictures, np.uint8).reshape(PICTURE_SLOTS, SLOT_BYTES)
     connection.send("ready")
     try:
         while True:
             message = connection.recv()
             if message is None:
                 break
-            shape, data, timestamp_ms = message
-            rgb = np.frombuffer(data, np.uint8).reshape(shape)
-            connection.send(landmarker.detect(rgb, timestamp_ms))
+            slot, shape, timestamp_ms = message
+            rgb = slots[slot, : int(np.prod(shape))].reshape(shape)
+            started = time.process_time()
+            faces = landmarker.detect(rgb, timestamp_ms)
+            connection.send((faces, (time.process_time() - started) * 1e3))
     finally:
         landmarker.close()
 
 
 class ChildLandmarker:
-    """VideoLandmarker in a spawned child process, one request at a time."""
+    """VideoLandmarker in a spawned child process. Pictures go through shared memory
+    (one of PICTURE_SLOTS), so `submit` returns at once and the child works while this
+    process edits and encodes; `collect` returns the answers in submission order."""
 
     def __init__(self, model: bytes, max_faces: int = 3) -> None:
         context = multiprocessing.get_context("spawn")
+        self._pictures = context.RawArray("B", PICTURE_SLOTS * SLOT_BYTES)
+        self._slots = np.frombuffer(self._pictures, np.uint8).reshape(PICTURE_SLOTS, SLOT_BYTES)
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, model, max_faces), daemon=True)
+        self._process = context.Process(target=_serve, args=(child_end, model, max_faces, self._pictures),
+                                        daemon=True)  # fmt: skip
         self._process.start()
         child_end.close()
+        self._submitted = 0
+        self._in_flight = 0
+        self.last_cpu_ms = 0.0  # the child's CPU time for the last answer collected
         if not self._connection.poll(60) or self._connection.recv() != "ready":
             self.close()
             raise RuntimeError("the landmark process did not start")
@@ -129,10 +171,35 @@ class ChildLandmarker:
     def pid(self) -> int | None:
         return self._process.pid
 
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def submit(self, rgb: np.ndarray, timestamp_ms: int) -> None:
+        if self._in_flight >= PICTURE_SLOTS:
+            raise RuntimeError("collect an answer before submitting more pictures")
+        if rgb.size > SLOT_BYTES:
+            raise ValueError("picture larger than a landmark slot")
+        slot = self._submitted % PICTURE_SLOTS
+        self._slots[slot, : rgb.size] = rgb.reshape(-1)
+        self._connection.send((slot, rgb.shape, timestamp_ms))
+        self._submitted += 1
+        self._in_flight += 1
+
+    def collect(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        if not self._in_flight:
+            raise RuntimeError("nothing submitted")
+        if not self._connection.poll(ANSWER_TIMEOUT):
+            raise RuntimeError(f"the landmark process gave no answer in {ANSWER_TIMEOUT} s")
+        faces, self.last_cpu_ms = self._connection.recv()
+        self._in_flight -= 1
+        return faces
+
     def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        rgb = np.ascontiguousarray(rgb)
-        self._connection.send((rgb.shape, rgb.tobytes(), timestamp_ms))
-        return self._connection.recv()
+        while self._in_flight:
+            self.collect()
+        self.submit(rgb, timestamp_ms)
+        return self.collect()
 
     def close(self) -> None:
         try:
