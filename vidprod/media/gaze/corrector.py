@@ -197,10 +197,12 @@ class GazeCorrector:
         if self.mode == "off":
             return self._skip("landmarks_off", frame)
         t = _frame_time(frame, index)
+        face = None
         try:
             face = self._landmarks(frame, t, index)
         except LANDMARK_FAILURES as exc:
             self._fail(exc)
+        if self.mode == "off":  # landmarks failed, or went over budget, just now
             return self._skip("landmarks_off", frame)
         if face is None:
             self._restart()
