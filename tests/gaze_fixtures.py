@@ -20,7 +20,6 @@ import numpy as np
 
 from vidprod.media.faces import FaceFinder, face_model_bytes
 from vidprod.media.gaze.geometry import EyeFrame, eye_frames
-from vidprod.media.gaze.rerender import EyeEdit, edit_plane
 
 SIZE = (720, 1280)  # width, height
 
@@ -53,16 +52,31 @@ def _opening(eye: EyeFrame) -> np.ndarray:
 
 
 def move_irises(rgb: np.ndarray, points: np.ndarray, down: float, side: float = 0.0) -> np.ndarray:
-    """The still with both irises moved by (side, down) eye widths (our re-render, on
-    each RGB channel)."""
+    """The still with both irises moved by (side, down) eye widths.
+
+    Painted independently of the corrector (inpainting extends the eyeball under the
+    lids, a rigid move over the iris fading towards the corners, composited with the
+    opening's coverage), so a change to the re-render never changes the test input."""
     out = rgb.copy()
     for eye in eye_frames(points):
-        edit = EyeEdit(opening=_opening(eye), iris=eye.iris, r=eye.r, ux=eye.ux,
-                       shift=(down * eye.uy + side * eye.ux) * eye.w)  # fmt: skip
-        for c in range(3):
-            channel = np.ascontiguousarray(out[..., c])
-            edit_plane(channel, edit, 1.0, 0.0)
-            out[..., c] = channel
+        shift = (down * eye.uy + side * eye.ux) * eye.w
+        opening = _opening(eye)
+        pad = int(np.ceil(np.hypot(*shift))) + 6
+        x0, y0 = np.floor(opening.min(axis=0)).astype(int) - pad
+        x1, y1 = np.ceil(opening.max(axis=0)).astype(int) + pad + 1
+        crop = out[y0:y1, x0:x1]
+        big = np.zeros(((y1 - y0) * 8, (x1 - x0) * 8), np.uint8)
+        cv2.fillPoly(big, [np.round(((opening - [x0, y0]) * 8 + 3.5) * 16).astype(np.int32)], 255, shift=4)
+        alpha = cv2.resize(big, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        unsure = cv2.dilate((alpha < 0.99).astype(np.uint8), np.ones((3, 3), np.uint8))
+        eyeball = cv2.inpaint(np.ascontiguousarray(crop), unsure, 3, cv2.INPAINT_TELEA).astype(np.float32)
+        gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+        along = np.abs((gx - (eye.iris[0] - x0)) * eye.ux[0] + (gy - (eye.iris[1] - y0)) * eye.ux[1])
+        weight = np.exp(-0.5 * (np.maximum(0.0, along - 1.1 * eye.r) / (0.6 * eye.r)) ** 2).astype(np.float32)
+        moved = cv2.remap(eyeball, gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight,
+                          cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        painted = crop + alpha[..., None] * (moved - eyeball)
+        out[y0:y1, x0:x1] = np.clip(np.rint(painted), 0, 255).astype(np.uint8)
     return out
 
 
@@ -142,7 +156,7 @@ def animate(name: str, still: np.ndarray, zoom: float, *, frames: int = 60, down
     rng = np.random.default_rng(seed)
     points = find_points(still)
     looking_down = move_irises(still, points, down)
-    side = move_irises(still, points, down, side=0.16)
+    side = move_irises(still, points, down, side=0.22)
     closures = {20: 0.45, 21: 0.85, 22: 1.0, 23: 1.0, 24: 0.8, 25: 0.4}
     blinks = {i: close_eyes(looking_down, points, c) for i, c in closures.items()}
     base_m, _ = _place(still, zoom)

@@ -5,10 +5,15 @@
 - A person's vertical gaze bias is an exponential average of their measured vertical
   iris offset over open-eye, facing-the-camera frames; the correction brings that bias
   to where people who look into the lens sit, and is zero for those already there.
-- Gates (each 0-1) switch the correction off for blinks, look-aways (a sudden change
-  against the bias, or looking sideways), turned or tilted heads, and gaze far below
-  the lens (a real look down, not reading). A closing eye drops the gate at once; every
-  other change is slew-limited, so eyes never snap back after a head turn.
+- Gates switch the correction off for blinks, look-aways (a sudden change against the
+  bias, or looking sideways), turned or tilted heads, and gaze far below the lens (a
+  real look down, not reading).
+- Blinks and look-aways switch it at once, with hysteresis, in the very frame the lid
+  closes or the eye jumps: the eye is moving anyway then and hides the change, whereas
+  a ramp after it (the old slew-limited gate) slid the still iris by ~1.5 px over a
+  few frames, and a look measure hovering at a soft threshold made it wobble. Head
+  pose and the far-below limit change slowly and fade smoothly. A track starts fully
+  corrected: there is nothing to fade in from.
 """
 
 from __future__ import annotations
@@ -107,6 +112,17 @@ class Decision:
     reason: str | None  # why the frame is not corrected (None when it is)
 
 
+# Blink: openness against its reference; the gate closes below CLOSED, reopens above OPEN.
+BLINK_CLOSED = 0.85
+BLINK_OPEN = 0.90
+# Look-away: change of the vertical or horizontal iris offset against its bias (eye
+# widths, as landmarks read it: ~0.2 and ~0.45 of a real iris move). Closes above
+# LOOK_AWAY, reopens below LOOK_BACK; steady gaze reads within ±0.02.
+LOOK_AWAY = 0.04
+LOOK_BACK = 0.025
+POSE_SLEW = 0.08  # per frame: a head turn fades the correction over ~12 frames
+
+
 @dataclass
 class GazeControl:
     """Per-face temporal state; feed it one Measure per frame."""
@@ -117,8 +133,9 @@ class GazeControl:
     bias: float | None = None
     side_bias: float | None = None
     reference: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    gate_blink: float = 0.0
-    gate_other: float = 0.0
+    eyes_open: bool = True
+    facing: bool = True  # not looking away
+    gate_slow: float = 0.0  # head pose and far-below, slew-limited
     last_t: float | None = None
 
     def update(self, m: Measure) -> Decision:
@@ -126,7 +143,7 @@ class GazeControl:
         first = self.last_t is None
         self.last_t = m.t
         # blink: openness against its own reference (falls slowly, rises fast)
-        blink = 1.0
+        ratio = math.inf
         for i, value in enumerate(m.openness):
             ref = self.reference[i]
             if first or ref <= 0:
@@ -135,34 +152,31 @@ class GazeControl:
                 tau = 0.5 if value > ref else 2.0
                 ref += (1 - math.exp(-dt / tau)) * (value - ref)
             self.reference[i] = ref
-            ratio = value / max(ref, 1e-6)
-            blink = min(blink, float(np.clip((ratio - 0.65) / 0.20, 0.0, 1.0)))
+            ratio = min(ratio, value / max(ref, 1e-6))
+        self.eyes_open = ratio > (BLINK_CLOSED if self.eyes_open else BLINK_OPEN)
         if self.bias is None:
             self.bias = m.vertical
         if self.side_bias is None:
             self.side_bias = m.horizontal
-        # landmarks under-read iris moves (vertical ~0.2, horizontal ~0.45 of them), so
-        # these limits are lower than the angles they stand for
-        look = _ramp_down(abs(m.vertical - self.bias), 0.04, 0.03) * _ramp_down(
-            abs(m.horizontal - self.side_bias), 0.04, 0.03
-        )
+        away = max(abs(m.vertical - self.bias), abs(m.horizontal - self.side_bias))
+        self.facing = away < (LOOK_AWAY if self.facing else LOOK_BACK)
         # MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below,
         # hence a wider pitch limit than Maxine's 15°
         pose = _ramp_down(abs(m.yaw), 25.0, 10.0) * _ramp_down(abs(m.pitch), 25.0, 10.0)
         # the bias learns only from open eyes on a face turned to the camera
-        if blink > 0.99 and look > 0.99 and pose > 0.99:
+        if self.eyes_open and ratio > BLINK_OPEN and away < LOOK_BACK and pose > 0.99:
             step = 1 - math.exp(-dt / self.bias_tau)
             self.bias += step * (m.vertical - self.bias)
             self.side_bias += step * (m.horizontal - self.side_bias)
         below = self.bias - LENS_TARGET  # how far below lens level the gaze sits
         far = _ramp_down(shift_to_degrees(max(0.0, below)), 12.0, 8.0)  # a real look down
-        # gates: a closing eye stops the edit at once, everything else is slew-limited
-        self.gate_blink = min(blink, self.gate_blink + 0.15)
-        other = look * pose * far
-        self.gate_other += float(np.clip(other - self.gate_other, -0.25, 0.10))
-        gate = self.gate_blink * self.gate_other
-        # smoothstep: ramps start and end without a kink (no jolt in the iris track)
-        gate = gate * gate * (3 - 2 * gate)
+        slow = pose * far
+        if first:
+            self.gate_slow = slow
+        self.gate_slow += float(np.clip(slow - self.gate_slow, -POSE_SLEW, POSE_SLEW))
+        # smoothstep: the slow fade starts and ends without a kink (no jolt in the iris track)
+        gate = self.gate_slow * self.gate_slow * (3 - 2 * self.gate_slow)
+        gate *= float(self.eyes_open and self.facing)
         wanted = -BIAS_GAIN * max(0.0, below - DEAD_BAND)
         if self.hint_shift is not None and wanted < 0:
             wanted = min(wanted, self.hint_shift)
@@ -172,13 +186,13 @@ class GazeControl:
         if abs(shift) < MIN_SHIFT:
             if wanted == 0.0:
                 reason = "looking_at_lens"
-            elif blink < 1.0 or self.gate_blink < 0.05:
+            elif not self.eyes_open:
                 reason = "blink"
-            elif pose < 1.0:
+            elif pose < 1.0 and self.gate_slow < 1.0:
                 reason = "head_pose"
-            elif look < 1.0 or far < 1.0:
+            elif not self.facing or far < 1.0:
                 reason = "look_away"
             else:
-                reason = "fading_in"  # gates re-opening after a skip, or the first frames
+                reason = "fading_in"  # the slow gate reopening after a head turn
             shift = 0.0
         return Decision(shift=shift, gate=gate, reason=reason)

@@ -24,7 +24,7 @@ from vidprod.media.gaze.metrics import (
     changed_outside,
     eye_region_mask,
     flicker,
-    iris_radius,
+    iris_radius_ratio,
     shift_ratio,
     texture_shift,
 )
@@ -35,6 +35,9 @@ from vidprod.media.planes import plane_views
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v"}
 MIN_MEASURED_SHIFT_PX = 0.5  # smaller moves make the texture ratio mostly noise
 BAR_EYE_PX = 40  # texture-shift bar applies to eyes at least this wide
+# A jump of the eye in the head between frames (eye widths, as landmarks read it:
+# steady gaze moves < 0.015 a frame; a look aside reads 0.07) that ends a fixation.
+SACCADE = 0.03
 
 
 @dataclass
@@ -52,6 +55,7 @@ class FrameResult:
     flicker_out: float | None = None
     speed: float = 0.0  # landmark motion, px/frame
     iris_in: np.ndarray | None = None  # mean raw-landmark iris centre of both eyes
+    gaze_in: np.ndarray | None = None  # mean raw eye-in-head offset (h, v), eye widths
     moved: np.ndarray | None = None  # mean texture displacement the edit gave the irises
 
 
@@ -116,6 +120,7 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
         raw = corrector.last_raw_points
         if raw is not None:
             result.iris_in = (raw[468] + raw[473]) / 2
+            result.gaze_in = np.mean([e.gaze() for e in eye_frames(raw)], axis=0)
         moves = []
         for edit in edits:
             measured = None
@@ -127,9 +132,7 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
             moves.append(edit.shift if measured is None else measured)
             ratio = None
             if measured is not None:  # a visible move: compare the iris sizes
-                r_in = iris_radius(before[0], edit.iris, edit.r)
-                r_out = iris_radius(after[0], edit.iris + edit.shift, edit.r)
-                ratio = r_out / r_in if r_in and r_out else None
+                ratio = iris_radius_ratio(before[0], after[0], edit.iris, edit.iris + measured, edit.r)
             result.iris_ratio.append(ratio)
         result.moved = np.mean(moves, axis=0) if moves and not identical else np.zeros(2)
         results.append(result)
@@ -194,14 +197,21 @@ def _stats(values: list[float]) -> dict[str, float] | None:
             "max": round(float(a.max()), 4), "p50": round(float(np.median(a)), 4)}  # fmt: skip
 
 
-def iris_jitter(results: list[FrameResult]) -> tuple[float | None, float | None]:
-    """RMS second difference (px) of the iris track over runs of open-eye frames: the
-    input's from the landmarks, the output's the same track plus the displacement the
-    edit gave the iris texture (measured, or the applied shift where too small to
-    measure). Blinks end a run: there is no iris to follow."""
+def iris_jitter(results: list[FrameResult]) -> dict[str, float | int | None]:
+    """RMS second difference (px) of the iris track while the eye fixates: the input's
+    from the landmarks, the output's the same track plus the displacement the edit gave
+    the iris texture (measured, or the applied shift where too small to measure).
+
+    A run of fixation ends at a blink (there is no iris to follow) and at a saccade, a
+    jump of the eye in the head of more than SACCADE eye widths between two frames
+    (read from the input's landmarks, not from the corrector). A saccade's second
+    difference is the gaze shift itself, several px, and would swamp the sub-pixel
+    wobble this measures; it is also where the corrector may switch, because a change
+    there is hidden by the eye's own jump. Changes anywhere else count in full."""
     seconds_in: list[float] = []
     seconds_out: list[float] = []
     run: list[FrameResult] = []
+    saccades = 0
 
     def flush() -> None:
         for a, b, c in zip(run, run[1:], run[2:]):
@@ -214,13 +224,15 @@ def iris_jitter(results: list[FrameResult]) -> tuple[float | None, float | None]
     for r in results:
         if r.iris_in is None or r.moved is None or r.reason == "blink":
             flush()
-        else:
-            run.append(r)
+            continue
+        last = run[-1].gaze_in if run else None
+        if last is not None and r.gaze_in is not None and np.hypot(*(r.gaze_in - last)) > SACCADE:
+            saccades += 1
+            flush()
+        run.append(r)
     flush()
-    if not seconds_in:
-        return None, None
-    rms = lambda v: round(float(np.sqrt(np.mean(np.square(v)))), 4)
-    return rms(seconds_in), rms(seconds_out)
+    rms = lambda v: round(float(np.sqrt(np.mean(np.square(v)))), 4) if v else None
+    return {"in": rms(seconds_in), "out": rms(seconds_out), "n": len(seconds_in), "saccades": saccades}
 
 
 def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str, Any]:
@@ -238,7 +250,7 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
     steps = [abs(b - a) for a, b in itertools.pairwise(shifts)]
     fin = [r.flicker_in for r in results if r.flicker_in is not None]
     fout = [r.flicker_out for r in results if r.flicker_out is not None]
-    jitter_in, jitter_out = iris_jitter(results)
+    jitter = iris_jitter(results)
     by_reason: dict[str, dict[str, int]] = {}
     for r in results:
         if r.reason:
@@ -260,8 +272,10 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
         "stability": {
             "applied_shift_px": _stats([abs(s) for s in shifts if s]),
             "shift_change_px_per_frame": _stats(steps),
-            "iris_jitter_in_px": jitter_in,
-            "iris_jitter_out_px": jitter_out,
+            "iris_jitter_in_px": jitter["in"],
+            "iris_jitter_out_px": jitter["out"],
+            "iris_jitter_samples": jitter["n"],
+            "saccades": jitter["saccades"],
             "flicker_in": round(float(np.mean(fin)), 4) if fin else None,
             "flicker_out": round(float(np.mean(fout)), 4) if fout else None,
         },
