@@ -120,6 +120,12 @@ BLINK_OPEN = 0.90
 # LOOK_AWAY, reopens below LOOK_BACK; steady gaze reads within ±0.02.
 LOOK_AWAY = 0.04
 LOOK_BACK = 0.025
+# A saccade: the eye in the head jumps by more than this between two frames (eye
+# widths as landmarks read them; steady gaze moves < 0.015 a frame). MediaPipe's
+# tracking spreads the reading of a saccade over 2-4 frames, so a level threshold
+# alone switches a few frames late, with the eye already still: the look-away gate
+# therefore also switches on the saccade itself, by the way it heads.
+SACCADE = 0.03
 POSE_SLEW = 0.08  # per frame: a head turn fades the correction over ~12 frames
 
 
@@ -135,6 +141,7 @@ class GazeControl:
     reference: list[float] = field(default_factory=lambda: [0.0, 0.0])
     eyes_open: bool = True
     facing: bool = True  # not looking away
+    last_gaze: tuple[float, float, float] | None = None  # (h, v, away) of the last open-eye frame
     gate_slow: float = 0.0  # head pose and far-below, slew-limited
     last_t: float | None = None
 
@@ -159,7 +166,14 @@ class GazeControl:
         if self.side_bias is None:
             self.side_bias = m.horizontal
         away = max(abs(m.vertical - self.bias), abs(m.horizontal - self.side_bias))
-        self.facing = away < (LOOK_AWAY if self.facing else LOOK_BACK)
+        last, self.last_gaze = self.last_gaze, (m.horizontal, m.vertical, away)
+        if not self.eyes_open:
+            self.last_gaze = None  # lids move the landmark iris: no saccades read across a blink
+        elif last is not None and math.hypot(m.horizontal - last[0], m.vertical - last[1]) > SACCADE:
+            # a saccade: away from the usual gaze closes the gate, back towards it opens it
+            self.facing = away < last[2] and away < LOOK_AWAY
+        else:
+            self.facing = away < (LOOK_AWAY if self.facing else LOOK_BACK)
         # MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below,
         # hence a wider pitch limit than Maxine's 15°
         pose = _ramp_down(abs(m.yaw), 25.0, 10.0) * _ramp_down(abs(m.pitch), 25.0, 10.0)
@@ -184,7 +198,7 @@ class GazeControl:
         shift = self.strength * gate * wanted
         reason = None
         if abs(shift) < MIN_SHIFT:
-            if wanted == 0.0:
+            if abs(self.strength * wanted) < MIN_SHIFT:
                 reason = "looking_at_lens"
             elif not self.eyes_open:
                 reason = "blink"

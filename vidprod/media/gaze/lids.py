@@ -48,8 +48,6 @@ def fit_lid(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
     # inward is down for the upper lid, up for the lower one
     inward_lo, inward_hi = (-0.02 * w, 0.05 * w) if upper else (-0.03 * w, 0.06 * w)
     deltas = np.arange(-5.0, 5.0001, 0.25) * unit
-    inward = deltas * sign
-    deltas = deltas[(inward >= inward_lo) & (inward <= inward_hi)]
     xs = eye.xs
     iris_x = eye.iris_local[0]
     columns = (xs > 0.12 * w) & (xs < 0.88 * w) & (np.abs(xs - iris_x) > 0.85 * eye.r)
@@ -59,9 +57,13 @@ def fit_lid(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
     base = curve[columns]
     cx = xs[columns]
     # every candidate curve at once: (scales, deltas, columns)
-    ys = base[None, None, :] + taper[None, None, :] * (
-        (SCALES[:, None, None] - 1.0) * base[None, None, :] + deltas[None, :, None]
-    )
+    moved = taper[None, None, :] * ((SCALES[:, None, None] - 1.0) * base[None, None, :] + deltas[None, :, None])
+    ys = base[None, None, :] + moved
+    # the bounds hold for the whole curve, not just δ: a scale of 1.3 alone lifts an
+    # upper lid's apex by ~0.045w, enough to reach a glasses rim just above the eye
+    # (whose lower edge has the lid's own dark-to-bright polarity)
+    inward = sign * moved
+    allowed = (inward.min(axis=2) >= inward_lo) & (inward.max(axis=2) <= inward_hi)
     xs_b = np.broadcast_to(cx, ys.shape)
     grads = []
     for step in (0.75, -0.75):
@@ -72,9 +74,10 @@ def fit_lid(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
         grads.append(mapped.reshape(ys.shape))
     gradient = (grads[0] - grads[1]) / 1.5
     score = (sign * gradient).mean(axis=2)
-    inward_px = deltas * sign
-    penalty = (3.0 * np.maximum(0.0, -inward_px) / unit + 0.25 * np.maximum(0.0, inward_px) / unit)
-    score = score - penalty[None, :] - 4.0 * np.abs(SCALES - 1.0)[:, None]
+    outward_px = np.maximum(0.0, -inward).mean(axis=2)
+    inward_px = np.maximum(0.0, inward).mean(axis=2)
+    score = score - 3.0 * outward_px / unit - 0.25 * inward_px / unit - 4.0 * np.abs(SCALES - 1.0)[:, None]
+    score = np.where(allowed, score, -np.inf)
     best = np.unravel_index(np.argmax(score), score.shape)
     # the unchanged curve's score (s = 1, δ = 0) without penalties
     unchanged = float((sign * _gradient_at(luma, eye, cx, base)).mean())

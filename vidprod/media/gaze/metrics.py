@@ -106,7 +106,7 @@ def _radial_profiles(y: np.ndarray, centre: np.ndarray, radii: np.ndarray) -> np
     the iris meets the sclera, not a lid."""
     out = []
     for middle in (180, 0):
-        angles = np.radians(np.arange(middle - 20, middle + 21, 5))
+        angles = np.radians(np.arange(middle - 12, middle + 13, 4))
         xs = centre[0] + np.cos(angles)[:, None] * radii[None, :]
         ys = centre[1] + np.sin(angles)[:, None] * radii[None, :]
         rays = cv2.remap(y.astype(np.float32), xs.astype(np.float32), ys.astype(np.float32),
@@ -130,7 +130,7 @@ def iris_radius_ratio(y_in: np.ndarray, y_out: np.ndarray, centre_in: np.ndarray
     radii = np.arange(0.2 * r, 2.0 * r, step, dtype=np.float32)
     p_in = _radial_profiles(y_in, centre_in, radii)
     p_out = _radial_profiles(y_out, centre_out, radii)
-    window = (radii >= 0.6 * r) & (radii <= 1.5 * r)
+    window = (radii >= 0.6 * r) & (radii <= 1.25 * r)
     rho = radii[window]
     if np.ptp(p_in[:, window]) < 8:  # no edge to compare
         return None
