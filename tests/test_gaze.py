@@ -5,6 +5,7 @@ and `vidprod process`, and real clips where ../shared/testmedia is present."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -15,23 +16,30 @@ import pytest
 from tests.conftest import shared_media
 from tests.gaze_fixtures import (
     SIZE,
+    ReadingControl,
+    astronaut_dark_fixture,
     astronaut_fixture,
+    astronaut_glasses_fixture,
     find_points,
     grace_hopper,
     hopper_fixture,
+    hopper_reader_fixture,
     model,
 )
 from vidprod.media.gaze import GazeCorrector, GazeSettings
 from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
+from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
 from vidprod.media.gaze.metrics import (
     changed_outside,
+    edge_gain,
     eye_region_mask,
+    iris_radius_ratio,
     shift_ratio,
     texture_shift,
 )
-from vidprod.media.gaze.rerender import EyeEdit, edit_eye
+from vidprod.media.gaze.rerender import EyeEdit, coverage, edit_eye
 from vidprod.media.planes import plane_views
 
 
@@ -73,15 +81,132 @@ def test_reader_locality_blinks_and_look_aways(reader):
 def test_reader_is_stable_and_keeps_iris_size(reader):
     _, summary, sheet = reader
     stability = summary["stability"]
-    # the iris track's jitter (RMS second difference, open-eye runs): the output adds
-    # only the measured texture displacement, whose measurement noise is ~0.01 px
-    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"] * 1.005
-    # a smooth shift: apart from the blink cut-off, which happens while the lid closes
+    # the iris track's jitter over fixations: the correction may switch only where
+    # the eye jumps or blinks anyway, and holds still in between
+    assert stability["iris_jitter_samples"] >= 30 and stability["saccades"] >= 2
+    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
     assert stability["applied_shift_px"]["max"] <= 0.06 * 50
     iris = summary["fidelity"]["iris_radius_ratio"]
     assert iris["n"] >= 30 and 0.97 <= iris["p50"] <= 1.03
-    assert 0.85 <= iris["min"] and iris["max"] <= 1.15  # single frames: catchlights fool the edge finder
+    assert 0.9 <= iris["min"] and iris["max"] <= 1.1  # every measured frame
+    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
+    assert summary["fidelity"]["render_error_px"]["max"] <= 0.02
     assert sheet.is_file() and cv2.imread(str(sheet)).shape[0] > 200
+
+
+# --- glasses, dark irises -------------------------------------------------------
+
+# name: (fixture, settings, control). MediaPipe reads the glasses-wearing astronaut
+# as a lens-looker (ReadingControl lowers its reading) and Grace Hopper's moved
+# irises only weakly (she says where her notes are).
+HARD = {
+    "astronaut_glasses": (astronaut_glasses_fixture, GazeSettings(), ReadingControl),
+    "astronaut_dark": (astronaut_dark_fixture, GazeSettings(), None),
+    "hopper_reader": (hopper_reader_fixture, GazeSettings(notes_below_degrees=5), None),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(HARD))
+def hard(request, tmp_path_factory):
+    """A hard fixture corrected at the default strength: the summary, every frame's
+    planes before and after, and every frame's lid openings."""
+    make, settings, control = HARD[request.param]
+    fixture = make()
+    frames = fixture.video_frames()
+    before = [_planes(f) for f in frames]
+    openings: dict[int, list[np.ndarray]] = {}
+    sheet = tmp_path_factory.mktemp("gaze") / f"{request.param}.png"
+    on_edit = lambda index, edits: openings.__setitem__(index, [e.opening for e in edits])
+    with GazeCorrector(model(), settings, on_edit=on_edit) as corrector:
+        if control is not None:
+            corrector.control = control(settings.strength)
+        summary = evaluate_frames(frames, corrector, name=request.param, sheet=sheet)
+    after = [_planes(f) for f in frames]
+    return fixture, summary, before, after, openings
+
+
+def test_glasses_and_dark_irises_are_corrected_cleanly(hard):
+    fixture, summary, *_ = hard
+    assert fixture.eye_width >= 40
+    assert summary["report"]["frames_corrected"] >= 30
+    assert summary["locality"]["changed_outside_eye_regions"] == 0
+    untouched = summary["untouched"]
+    assert untouched["blink"]["frames"] == untouched["blink"]["identical"] >= sum(fixture.blink)
+    for eye in summary["texture_shift"]["eyes_40px_and_wider"]:  # where the iris is measurable
+        assert eye is not None and eye["n"] >= 30
+        assert eye["min"] >= 0.9 and eye["mean"] <= 1.1
+    iris = summary["fidelity"]["iris_radius_ratio"]
+    assert iris["n"] >= 30 and 0.9 <= iris["min"] and iris["max"] <= 1.1
+    stability = summary["stability"]
+    assert stability["iris_jitter_samples"] >= 30
+    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
+    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
+
+
+@pytest.mark.parametrize("hard", ["astronaut_glasses"], indirect=True)
+def test_glasses_rims_are_never_touched_nor_inside_an_opening(hard):
+    fixture, _, before, after, openings = hard
+    assert len(openings) >= 30
+    for i, (b, a) in enumerate(zip(before, after)):
+        rim = fixture.extra["rims"](i)
+        touched = (b[0] != a[0]) & (rim > 0.02)
+        assert not touched.any(), f"frame {i}: {touched.sum()} rim pixels changed"
+        for opening in openings.get(i, []):
+            x0, y0 = np.floor(opening.min(axis=0)).astype(int) - 2
+            x1, y1 = np.ceil(opening.max(axis=0)).astype(int) + 3
+            inside = coverage(opening - [x0, y0], (y1 - y0, x1 - x0)) > 0
+            assert not (inside & (rim[y0:y1, x0:x1] > 0.5)).any(), f"frame {i}: a lid fit reached the rim"
+
+
+@pytest.mark.parametrize("frame", [0, 10, 30])
+def test_lid_fit_never_climbs_onto_a_rim_above_the_eye(frame):
+    """MediaPipe's upper lid, and the same lifted 0.02 eye widths towards the rim just
+    above it (the rim can pull it): the fit comes down to the lid or stays, never more
+    than 0.02w up anywhere along the curve, never onto the rim. (A scale of 1.3 used
+    to lift the apex ~0.045w, onto the rim's lower edge: its dark-to-bright step going
+    down looks like lashes over sclera.)"""
+    fixture = astronaut_glasses_fixture()
+    rgb = fixture.frames[frame]
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    rim = fixture.extra["rims"](frame)
+    for eye in eye_frames(find_points(rgb)):
+        taper = corner_taper(eye.xs, eye.w)
+        for lift in (0.0, 0.02):
+            lifted = replace(eye, upper=eye.upper - lift * eye.w * taper)
+            fitted = apply_fit(lifted.upper, fit_lid(luma, lifted, True), taper)
+            assert (fitted - lifted.upper).min() >= -0.02 * eye.w - 1e-6
+            points = eye.to_image(eye.xs, fitted)
+            assert rim[np.round(points[:, 1]).astype(int), np.round(points[:, 0]).astype(int)].max() < 0.05
+
+
+def test_edge_gain_sees_a_ghost_rim():
+    """The artifact check itself: a one-pixel bright ring along an eye's opening (the
+    rim a hard mask leaves) raises the eye regions' edges well past the bar."""
+    frame = hopper_fixture().video_frames()[0]
+    y = _planes(frame)[0]
+    points = find_points(frame.to_ndarray(format="rgb24"))
+    region = eye_region_mask(points, y.shape)
+    ringed = y.copy()
+    for eye in eye_frames(points):
+        opening = np.concatenate([eye.to_image(eye.xs, eye.upper), eye.to_image(eye.xs[::-1], eye.lower[::-1])])
+        cv2.polylines(ringed, [np.round(opening).astype(np.int32)], True, 200, 1)
+    assert edge_gain(y, y, region) == 1.0
+    assert edge_gain(y, ringed, region) > 1.1
+
+
+def test_iris_radius_ratio_measures_a_resized_iris():
+    """The size check itself: Grace Hopper's irises scaled by 0.9-1.1 read as that."""
+    rgb = cv2.resize(grace_hopper(), None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+    y = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gy, gx = np.mgrid[0 : y.shape[0], 0 : y.shape[1]].astype(np.float32)
+    for eye in eye_frames(find_points(rgb)):
+        dx, dy = gx - eye.iris[0], gy - eye.iris[1]
+        blend = np.clip((np.hypot(dx, dy) - 1.3 * eye.r) / (0.7 * eye.r), 0, 1)
+        for factor in (0.9, 1.0, 1.1):
+            scale = factor * (1 - blend) + blend
+            mx, my = (eye.iris[0] + dx / scale).astype(np.float32), (eye.iris[1] + dy / scale).astype(np.float32)
+            resized = cv2.remap(y, mx, my, cv2.INTER_CUBIC)
+            assert iris_radius_ratio(y, resized, eye.iris, eye.iris, eye.r) == pytest.approx(factor, abs=0.01)
 
 
 def test_blink_and_look_away_frames_are_bit_identical_frame_by_frame():

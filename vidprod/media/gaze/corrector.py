@@ -42,7 +42,13 @@ from vidprod.media.gaze.landmarks import (
     VideoLandmarker,
     landmark_picture,
 )
-from vidprod.media.gaze.lids import LidFit, apply_fit, corner_taper, fit_lid
+from vidprod.media.gaze.lids import (
+    LidScores,
+    LidTracker,
+    apply_fit,
+    corner_taper,
+    lid_scores,
+)
 from vidprod.media.gaze.rerender import EyeEdit, edit_eye
 from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb, write_png
 from vidprod.media.planes import plane_views
@@ -135,7 +141,8 @@ class GazeCorrector:
         self.landmark_ms_all: list[float] = []
         self.render_ms: list[float] = []
         self._points = OneEuro(2.0, 0.05)
-        self._eye_filters: dict[tuple[int, str], OneEuro] = {}  # per eye: lid fits, width
+        self._lids: dict[tuple[int, bool], LidTracker] = {}
+        self._widths: dict[int, OneEuro] = {}
         self._last_center: np.ndarray | None = None
         self._last_matrix: np.ndarray | None = None
         self._last_raw: np.ndarray | None = None
@@ -319,17 +326,15 @@ class GazeCorrector:
         shift. The landmark filter lets width and angle noise through when the head
         moves fast (±1 %, a 0.02 px wobble of the iris), and a face's size and roll
         change far slower than that."""
-        flt = self._eye_filters.setdefault((i, "up"), OneEuro(0.5, 0.0))
+        flt = self._widths.setdefault(i, OneEuro(0.5, 0.0))
         t = self.control.last_t or 0.0
         if flt.t is not None and t - flt.t > 0.2:  # a gap (no face, skipped frames): start afresh
             flt.reset()
         return flt(eye.w * eye.uy, t)
 
     def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool) -> np.ndarray:
-        fit = fit_lid_crop(luma, eye, upper)
-        flt = self._eye_filters.setdefault((i, "upper" if upper else "lower"), OneEuro(0.8, 0.5))
-        smooth = flt(np.array([fit.delta / eye.w, fit.scale]), self.control.last_t or 0.0)
-        fit = LidFit(float(smooth[0] * eye.w), float(smooth[1]))
+        tracker = self._lids.setdefault((i, upper), LidTracker())
+        fit = tracker.update(lid_scores_crop(luma, eye, upper), self.control.last_t or 0.0, eye.w)
         curve = eye.upper if upper else eye.lower
         return apply_fit(curve, fit, corner_taper(eye.xs, eye.w))
 
@@ -399,8 +404,8 @@ class GazeCorrector:
         self.close()
 
 
-def fit_lid_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
-    """fit_lid on a float copy of just the eye's neighbourhood of the luma plane."""
+def lid_scores_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidScores | None:
+    """lid_scores on a float copy of just the eye's neighbourhood of the luma plane."""
     pad = 0.25 * eye.w + 4
     points = np.concatenate([eye.to_image(eye.xs, eye.upper), eye.to_image(eye.xs, eye.lower)])
     x0 = max(0, int(points[:, 0].min() - pad))
@@ -413,4 +418,4 @@ def fit_lid_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
         origin=eye.origin - offset, ux=eye.ux, uy=eye.uy, w=eye.w, iris=eye.iris - offset,
         r=eye.r, upper=eye.upper, lower=eye.lower, xs=eye.xs, openness=eye.openness,
     )  # fmt: skip
-    return fit_lid(crop, local, upper)
+    return lid_scores(crop, local, upper)

@@ -23,6 +23,7 @@ from vidprod.media.gaze.corrector import GazeCorrector, GazeSettings
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.metrics import (
     changed_outside,
+    edge_gain,
     eye_region_mask,
     flicker,
     iris_radius_ratio,
@@ -59,6 +60,7 @@ class FrameResult:
     gaze_in: np.ndarray | None = None  # mean raw eye-in-head offset (h, v), eye widths
     moved: np.ndarray | None = None  # mean displacement the edit gave the irises
     render_error: list[float] = field(default_factory=list)  # |measured - applied| px per eye
+    edges: float | None = None  # eye regions' gradient energy, output over input
 
 
 def clip_frames(path: Path) -> Iterator[av.VideoFrame]:
@@ -140,6 +142,8 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
                 ratio = iris_radius_ratio(before[0], after[0], edit.iris, edit.iris + measured, edit.r)
             result.iris_ratio.append(ratio)
         result.moved = np.mean(moves, axis=0) if moves and not identical else np.zeros(2)
+        if not identical:
+            result.edges = edge_gain(before[0], after[0], region)
         results.append(result)
         if sheet is not None and points is not None:
             _offer_rows(picks, result, points, before, after, corrector)
@@ -181,6 +185,8 @@ def _offer_rows(picks: _Picks, r: FrameResult, points: np.ndarray, before: tuple
         if ratios:
             worst = max(ratios, key=lambda q: abs(q - 1))
             picks.offer("iris", abs(worst - 1), make(f"iris radius ratio furthest from 1: {worst:.3f}"))
+        if r.edges is not None:
+            picks.offer("edges", r.edges, make(f"most added edges (rims, streaks?) x{r.edges:.3f}"))
         if r.flicker_in is not None and r.flicker_out is not None:
             picks.offer("flicker", r.flicker_out - r.flicker_in,
                         make(f"most added flicker {r.flicker_out - r.flicker_in:+.2f}"))  # fmt: skip
@@ -258,6 +264,10 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
     steps = [abs(b - a) for a, b in itertools.pairwise(shifts)]
     fin = [r.flicker_in for r in results if r.flicker_in is not None]
     fout = [r.flicker_out for r in results if r.flicker_out is not None]
+    # frame pairs both corrected: what the edit adds while it holds, without the
+    # frames where it switches on or off (a blink, a look-away)
+    steady = [b for a, b in itertools.pairwise(results)
+              if not a.identical and not b.identical and b.flicker_in is not None]  # fmt: skip
     jitter = iris_jitter(results)
     by_reason: dict[str, dict[str, int]] = {}
     for r in results:
@@ -286,10 +296,13 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
             "saccades": jitter["saccades"],
             "flicker_in": round(float(np.mean(fin)), 4) if fin else None,
             "flicker_out": round(float(np.mean(fout)), 4) if fout else None,
+            "flicker_steady_in": round(float(np.mean([r.flicker_in for r in steady])), 4) if steady else None,
+            "flicker_steady_out": round(float(np.mean([r.flicker_out for r in steady])), 4) if steady else None,
         },
         "fidelity": {
             "iris_radius_ratio": _stats(iris),
             "render_error_px": _stats([e for r in results for e in r.render_error]),
+            "edge_gain": _stats([r.edges for r in results if r.edges is not None]),
         },
         "report": corrector.report(),
     }
@@ -328,9 +341,10 @@ def describe(s: dict[str, Any]) -> str:
         f"untouched frames {s['untouched']}"),
         (f"  stability: shift change {fmt(st['shift_change_px_per_frame'])} px/frame "
         f"(max {fmt(st['shift_change_px_per_frame'], 'max')}); iris jitter in {st['iris_jitter_in_px']} "
-        f"out {st['iris_jitter_out_px']} px; flicker in {st['flicker_in']} out {st['flicker_out']}"),
+        f"out {st['iris_jitter_out_px']} px; flicker in {st['flicker_in']} out {st['flicker_out']} "
+        f"(corrected frame pairs: in {st['flicker_steady_in']} out {st['flicker_steady_out']})"),
         (f"  fidelity: iris radius ratio {fmt(s['fidelity']['iris_radius_ratio'], 'min')}-"
-        f"{fmt(s['fidelity']['iris_radius_ratio'], 'max')}"),
+        f"{fmt(s['fidelity']['iris_radius_ratio'], 'max')}; edge gain max {fmt(s['fidelity']['edge_gain'], 'max')}"),
     ]
     if "contact_sheet" in s:
         lines.append(f"  contact sheet: {s['contact_sheet']}")

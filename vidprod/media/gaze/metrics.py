@@ -10,6 +10,9 @@
   near-horizontal rays) with the input's.
 - flicker: mean absolute frame-to-frame change inside the eye regions; output over
   input shows what the edit adds (lid-fit flicker, gate ramps, a wobbling shift).
+- edge gain: the eye regions' summed gradient magnitude, output over input. A moved
+  iris keeps its edges; rims at the lid margin, crescents, streaks and smears add
+  edges of their own.
 """
 
 from __future__ import annotations
@@ -153,3 +156,20 @@ def flicker(previous: np.ndarray, current: np.ndarray, region: np.ndarray) -> fl
     if not region.any():
         return 0.0
     return float(np.abs(current[region].astype(np.int16) - previous[region].astype(np.int16)).mean())
+
+
+def edge_gain(y_in: np.ndarray, y_out: np.ndarray, region: np.ndarray) -> float | None:
+    """Summed gradient magnitude inside `region`, output over input."""
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        return None
+    y0, y1, x0, x1 = max(0, ys.min() - 2), ys.max() + 3, max(0, xs.min() - 2), xs.max() + 3
+    inside = region[y0:y1, x0:x1]
+
+    def energy(y: np.ndarray) -> float:
+        crop = y[y0:y1, x0:x1].astype(np.float32)
+        magnitude = np.hypot(cv2.Sobel(crop, cv2.CV_32F, 1, 0), cv2.Sobel(crop, cv2.CV_32F, 0, 1))
+        return float(magnitude[inside].sum())
+
+    base = energy(y_in)
+    return energy(y_out) / base if base > 0 else None
