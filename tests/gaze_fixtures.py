@@ -300,8 +300,8 @@ def astronaut_dark_fixture() -> Fixture:
 @cache
 def hopper_reader_fixture() -> Fixture:
     """Grace Hopper (real glasses whose dark upper rim passes just above her eyes, dark
-    irises) with her irises moved down as if reading: MediaPipe reads her gaze
-    weakly, so the tests give the corrector the notes' position."""
+    irises) with her irises moved down as if reading: MediaPipe reads the move only
+    weakly (0.08 eye widths as ~0.007), so tests read her through `ReadingControl`."""
     return animate("hopper_reader", grace_hopper(), 1.6, down=0.08, seed=2)
 
 

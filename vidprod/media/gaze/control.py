@@ -28,6 +28,11 @@ import numpy as np
 LENS_TARGET = -0.075
 # Biases within this of the target count as looking into the lens: no correction.
 DEAD_BAND = 0.012
+HINT_RAMP = 0.02  # eye widths of bias beyond the dead band over which a notes hint fades in
+# The wanted shift follows the bias through a further smoothing (s): the bias moves a
+# little with every frame's landmark noise, and the shift must not pass that on to
+# the iris (0.02-0.04 px a frame on a 55 px eye).
+WANTED_TAU = 0.5
 MAX_SHIFT = 0.06  # eye widths
 # MediaPipe's iris point follows a moved iris texture by only 0.1-0.2 of the move
 # (measured on the fixtures) and reads real down-gaze mostly from the lids, so the
@@ -35,7 +40,7 @@ MAX_SHIFT = 0.06  # eye widths
 BIAS_GAIN = 2.0
 # Eyeball radius over eye width (12 mm over ~28.5 mm): converts offsets to degrees.
 EYEBALL_RADIUS = 0.42
-MIN_SHIFT = 0.002  # eye widths; below this a frame is left bit-identical
+MIN_SHIFT = 0.002  # eye widths; below this a frame is left bit-identical (and above, less this)
 
 
 def shift_to_degrees(shift: float) -> float:
@@ -126,6 +131,10 @@ LOOK_BACK = 0.025
 # alone switches a few frames late, with the eye already still: the look-away gate
 # therefore also switches on the saccade itself, by the way it heads.
 SACCADE = 0.03
+# A look-away decided without a saccade (the gaze reading drifted across a limit, as
+# it does while the head turns) fades over ~8 frames instead: a step there would move
+# a still iris by the whole shift.
+LOOK_SLEW = 0.125
 POSE_SLEW = 0.08  # per frame: a head turn fades the correction over ~12 frames
 
 
@@ -141,8 +150,10 @@ class GazeControl:
     reference: list[float] = field(default_factory=lambda: [0.0, 0.0])
     eyes_open: bool = True
     facing: bool = True  # not looking away
+    gate_look: float = 1.0  # follows `facing`: at once on a saccade, else LOOK_SLEW a frame
     last_gaze: tuple[float, float, float] | None = None  # (h, v, away) of the last open-eye frame
     gate_slow: float = 0.0  # head pose and far-below, slew-limited
+    wanted: float | None = None  # the shift the bias asks for, smoothed
     last_t: float | None = None
 
     def update(self, m: Measure) -> Decision:
@@ -160,6 +171,7 @@ class GazeControl:
                 ref += (1 - math.exp(-dt / tau)) * (value - ref)
             self.reference[i] = ref
             ratio = min(ratio, value / max(ref, 1e-6))
+        was_open = self.eyes_open
         self.eyes_open = ratio > (BLINK_CLOSED if self.eyes_open else BLINK_OPEN)
         if self.bias is None:
             self.bias = m.vertical
@@ -169,11 +181,20 @@ class GazeControl:
         last, self.last_gaze = self.last_gaze, (m.horizontal, m.vertical, away)
         if not self.eyes_open:
             self.last_gaze = None  # lids move the landmark iris: no saccades read across a blink
-        elif last is not None and math.hypot(m.horizontal - last[0], m.vertical - last[1]) > SACCADE:
-            # a saccade: away from the usual gaze closes the gate, back towards it opens it
-            self.facing = away < last[2] and away < LOOK_AWAY
-        else:
+        saccade = (
+            self.eyes_open and last is not None
+            and math.hypot(m.horizontal - last[0], m.vertical - last[1]) > SACCADE
+        )  # fmt: skip
+        if saccade:
+            # away from the usual gaze closes the gate, back towards it opens it
+            self.facing = away < last[2] and away < LOOK_AWAY  # type: ignore[index]
+        elif self.eyes_open:
             self.facing = away < (LOOK_AWAY if self.facing else LOOK_BACK)
+        target = float(self.facing)
+        if saccade or first or not (was_open and self.eyes_open):  # the eye's own move hides it
+            self.gate_look = target
+        else:
+            self.gate_look += float(np.clip(target - self.gate_look, -LOOK_SLEW, LOOK_SLEW))
         # MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below,
         # hence a wider pitch limit than Maxine's 15°
         pose = _ramp_down(abs(m.yaw), 25.0, 10.0) * _ramp_down(abs(m.pitch), 25.0, 10.0)
@@ -190,11 +211,19 @@ class GazeControl:
         self.gate_slow += float(np.clip(slow - self.gate_slow, -POSE_SLEW, POSE_SLEW))
         # smoothstep: the slow fade starts and ends without a kink (no jolt in the iris track)
         gate = self.gate_slow * self.gate_slow * (3 - 2 * self.gate_slow)
-        gate *= float(self.eyes_open and self.facing)
+        look = self.gate_look * self.gate_look * (3 - 2 * self.gate_look)
+        gate *= look * float(self.eyes_open)
         wanted = -BIAS_GAIN * max(0.0, below - DEAD_BAND)
-        if self.hint_shift is not None and wanted < 0:
-            wanted = min(wanted, self.hint_shift)
+        if self.hint_shift is not None:
+            # the notes' position counts once the gaze reads below the dead band, faded
+            # in over HINT_RAMP: switched on at the band's edge it stepped the iris by
+            # the whole hint (2 px) whenever the bias wandered across that edge
+            wanted = min(wanted, self.hint_shift * float(np.clip((below - DEAD_BAND) / HINT_RAMP, 0.0, 1.0)))
         wanted = max(-MAX_SHIFT, wanted)
+        if self.wanted is None:
+            self.wanted = wanted
+        self.wanted += (1 - math.exp(-dt / WANTED_TAU)) * (wanted - self.wanted)
+        wanted = self.wanted
         shift = self.strength * gate * wanted
         reason = None
         if abs(shift) < MIN_SHIFT:
@@ -204,9 +233,12 @@ class GazeControl:
                 reason = "blink"
             elif pose < 1.0 and self.gate_slow < 1.0:
                 reason = "head_pose"
-            elif not self.facing or far < 1.0:
+            elif self.gate_look < 1.0 or far < 1.0:
                 reason = "look_away"
             else:
                 reason = "fading_in"  # the slow gate reopening after a head turn
             shift = 0.0
+        else:
+            # less the threshold, so a shift fading out reaches 0 without a last step
+            shift = math.copysign(abs(shift) - MIN_SHIFT, shift)
         return Decision(shift=shift, gate=gate, reason=reason)

@@ -28,7 +28,7 @@ from vidprod.media.gaze.metrics import (
     flicker,
     iris_radius_ratio,
     shift_ratio,
-    texture_shift,
+    texture_shift_fit,
 )
 from vidprod.media.gaze.sheets import SheetRow, write_sheet
 from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb
@@ -36,8 +36,9 @@ from vidprod.media.planes import plane_views
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v"}
 MIN_MEASURED_SHIFT_PX = 0.5  # smaller moves make the texture ratio mostly noise
-# The texture measurement's own noise (measured - applied on the fixtures: RMS 0.002,
-# max 0.006 px) is below this; within it the applied shift is what the iris moved by.
+# Within this, or within 3 standard errors of the texture measurement when its iris
+# texture is weak, the applied shift is what the iris moved by (measured - applied on
+# the fixtures: RMS 0.002 px, max 0.006 px).
 CONFIRMED_PX = 0.02
 BAR_EYE_PX = 40  # texture-shift bar applies to eyes at least this wide
 
@@ -127,15 +128,16 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
             result.gaze_in = np.mean([e.gaze() for e in eye_frames(raw)], axis=0)
         moves = []
         for edit in edits:
-            measured = None
+            measured, error = None, 0.0
             if np.hypot(*edit.shift) >= MIN_MEASURED_SHIFT_PX and not identical:
-                measured = texture_shift(before[0], after[0], edit)
+                fit = texture_shift_fit(before[0], after[0], edit)
+                measured, error = fit if fit is not None else (None, 0.0)
                 result.texture.append(shift_ratio(measured, edit.shift))
             else:
                 result.texture.append(None)
             if measured is not None:
                 result.render_error.append(float(np.hypot(*(measured - edit.shift))))
-            confirmed = measured is None or np.hypot(*(measured - edit.shift)) <= CONFIRMED_PX
+            confirmed = measured is None or np.hypot(*(measured - edit.shift)) <= max(CONFIRMED_PX, 3 * error)
             moves.append(edit.shift if confirmed else measured)
             ratio = None
             if measured is not None:  # a visible move: compare the iris sizes
@@ -212,7 +214,8 @@ def iris_jitter(results: list[FrameResult]) -> dict[str, float | int | None]:
     """RMS second difference (px) of the iris track while the eye fixates: the input's
     from the landmarks, the output's the same track plus the displacement the edit gave
     the iris. That is the applied shift where the texture measurement confirms it
-    (within CONFIRMED_PX) or cannot measure it, else the measured displacement: adding
+    (within CONFIRMED_PX or its own 3 standard errors) or cannot measure it, else the
+    measured displacement: adding
     the measurement's own noise (second differences ~0.007 px) to the output's track
     alone made a perfectly steady edit read as jitter.
 
