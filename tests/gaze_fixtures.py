@@ -173,6 +173,24 @@ def darken_irises(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def shade_eyes(rgb: np.ndarray, points: np.ndarray, keep: float = 0.03) -> np.ndarray:
+    """The still with its eyes in deep shadow, as under a hat brim: each eye and its
+    lid margins one flat dark tone (`keep` of their differences left), fading out
+    over the skin around."""
+    out = rgb.astype(np.float32)
+    height, width = rgb.shape[:2]
+    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for eye in eye_frames(points):
+        centre = eye.to_image(np.array(eye.w / 2), np.array(0.0))
+        dx, dy = gx - centre[0], gy - centre[1]
+        along = (dx * eye.ux[0] + dy * eye.ux[1]) / (0.6 * eye.w)
+        across = (dx * eye.uy[0] + dy * eye.uy[1]) / (0.28 * eye.w)
+        inside = np.clip((1.3 - np.hypot(along, across)) / 0.3, 0.0, 1.0)[..., None]
+        tone = np.array([70, 55, 50], np.float32)
+        out = out * (1 - inside) + (tone + keep * (out - tone)) * inside
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class Fixture:
     name: str
@@ -295,6 +313,14 @@ def astronaut_dark_fixture() -> Fixture:
     still = astronaut()
     points = find_points(still)
     return animate("astronaut_dark", darken_irises(still, points), 2.6, points=points)
+
+
+@cache
+def astronaut_shaded_fixture() -> Fixture:
+    """The reading astronaut with her eyes in deep shadow: nothing to tell the iris by."""
+    still = astronaut()
+    points = find_points(still)
+    return animate("astronaut_shaded", shade_eyes(still, points), 2.6, points=points)
 
 
 @cache

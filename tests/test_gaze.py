@@ -21,6 +21,7 @@ from tests.gaze_fixtures import (
     astronaut_dark_fixture,
     astronaut_fixture,
     astronaut_glasses_fixture,
+    astronaut_shaded_fixture,
     find_points,
     grace_hopper,
     hopper_fixture,
@@ -179,6 +180,17 @@ def test_lid_fit_never_climbs_onto_a_rim_above_the_eye(frame):
             assert (fitted - lifted.upper).min() >= -0.02 * eye.w - 1e-6
             points = eye.to_image(eye.xs, fitted)
             assert rim[np.round(points[:, 1]).astype(int), np.round(points[:, 0]).astype(int)].max() < 0.05
+
+
+def test_eyes_with_nothing_to_tell_the_iris_by_are_left_alone():
+    """Eyes in deep shadow (iris, pupil and sclera one flat tone): no iris to move and
+    no lid edge to fit, so every frame passes through untouched."""
+    fixture = astronaut_shaded_fixture()
+    with GazeCorrector(model(), GazeSettings()) as corrector:
+        corrector.control = ReadingControl(corrector.settings.strength)
+        summary = evaluate_frames(fixture.video_frames(), corrector, name="shaded")
+    assert summary["frames_changed"] == 0
+    assert summary["report"]["skipped"]["iris_not_distinct"] >= 40
 
 
 def test_edge_gain_sees_a_ghost_rim():
@@ -486,3 +498,39 @@ def test_real_clip_upscaled_to_phone_size_is_corrected_locally():
     for reason in ("blink", "look_away", "head_pose"):
         if reason in untouched:
             assert untouched[reason]["frames"] == untouched[reason]["identical"]
+
+
+def _upscaled(path, factor):  # type: ignore[no-untyped-def]
+    for frame in clip_frames(path):
+        big = frame.reformat(width=frame.width * factor, height=frame.height * factor, format="yuv420p",
+                             interpolation="BICUBIC")  # fmt: skip
+        big.pts, big.time_base = frame.pts, frame.time_base
+        yield big
+
+
+def test_real_head_pose_clip_upscaled_is_corrected_without_added_jitter():
+    """Intel's head-pose GIF of a man looking about, upscaled 4x (eyes ~55 px): the
+    correction stays in the eyes, blinks stay untouched, the iris track is no jerkier
+    and nothing adds rims or streaks."""
+    path = shared_media("intel_cc_by/preview_head-pose-face-detection-male.gif")
+    with GazeCorrector(model(), GazeSettings(strength=1.0, notes_below_degrees=5)) as corrector:
+        summary = evaluate_frames(_upscaled(path, 4), corrector, name=path.name)
+    assert summary["report"]["frames_corrected"] >= 30
+    assert summary["locality"]["changed_outside_eye_regions"] == 0
+    untouched = summary["untouched"]
+    assert untouched["blink"]["frames"] == untouched["blink"]["identical"] > 0
+    stability = summary["stability"]
+    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
+    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03
+    iris = summary["fidelity"]["iris_radius_ratio"]
+    assert 0.9 <= iris["min"] and iris["max"] <= 1.1
+
+
+def test_real_blurred_faces_are_passed_through():
+    """Intel's walking-past GIF upscaled 4x: eyes wide enough, but a blur where iris
+    and sclera differ by 2-4 grey levels. Nothing changes."""
+    path = shared_media("intel_cc_by/preview_face-demographics-walking-and-pause.gif")
+    with GazeCorrector(model(), GazeSettings(strength=1.0, notes_below_degrees=5)) as corrector:
+        summary = evaluate_frames(_upscaled(path, 4), corrector, name=path.name)
+    assert summary["frames_changed"] == 0
+    assert summary["report"]["skipped"].get("iris_not_distinct", 0) >= 5

@@ -19,7 +19,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from vidprod.media.gaze.control import (
     LENS_TARGET,
+    MIN_SHIFT,
     GazeControl,
     Measure,
     OneEuro,
@@ -49,7 +50,7 @@ from vidprod.media.gaze.lids import (
     corner_taper,
     lid_scores,
 )
-from vidprod.media.gaze.rerender import EyeEdit, edit_eye
+from vidprod.media.gaze.rerender import EyeEdit, edit_eye, iris_contrast
 from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb, write_png
 from vidprod.media.planes import plane_views
 
@@ -57,6 +58,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STRENGTH = 0.8
 MIN_EYE_PX = 28.0  # narrower eyes are passed through untouched
+# Luma levels an iris must stand out by from the rest of its opening (80th percentile
+# of the sclera against the 30th of the iris): corrections fade out from twice this
+# down to it. Our fixtures and the upscaled Intel GIFs read 14-145; a walker 40 m from
+# a webcam, upscaled 4x, reads 2-4.
+MIN_IRIS_CONTRAST = 6.0
 LANDMARK_MEMORY_MB = 220  # what MediaPipe needs before it may start
 BUDGET_WINDOW = 30  # frames over which the landmark cost is judged
 
@@ -142,7 +148,7 @@ class GazeCorrector:
         self.render_ms: list[float] = []
         self._points = OneEuro(2.0, 0.05)
         self._lids: dict[tuple[int, bool], LidTracker] = {}
-        self._widths: dict[int, OneEuro] = {}
+        self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
         self._last_center: np.ndarray | None = None
         self._last_matrix: np.ndarray | None = None
         self._last_raw: np.ndarray | None = None
@@ -302,6 +308,16 @@ class GazeCorrector:
             opening = np.concatenate([eye.to_image(eye.xs, upper), eye.to_image(eye.xs[::-1], lower[::-1])])
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux,
                                  shift=shift * self._steady_up(i, eye)))  # fmt: skip
+        # an iris that hardly stands out from the rest of the opening (a blurred or
+        # shadowed eye) cannot be seen to move and its lids cannot be fitted: the
+        # correction fades out with the contrast, smoothed so that it never steps
+        contrast = min(float(self._smoothed(i, "contrast", iris_contrast(luma, e))) for i, e in enumerate(edits))
+        fade = float(np.clip((contrast - MIN_IRIS_CONTRAST) / MIN_IRIS_CONTRAST, 0.0, 1.0))
+        if fade < 1.0:
+            if abs(shift * fade) < MIN_SHIFT:
+                return self._skip("iris_not_distinct", frame)
+            edits = [replace(e, shift=e.shift * fade) for e in edits]
+            shift *= fade
         box = Box.around(np.concatenate([e.opening for e in edits]), 0.35 * max(e.w for e in eyes),
                          frame.width, frame.height)  # fmt: skip
         before = crop_planes(y, u, v, box)
@@ -326,11 +342,15 @@ class GazeCorrector:
         shift. The landmark filter lets width and angle noise through when the head
         moves fast (±1 %, a 0.02 px wobble of the iris), and a face's size and roll
         change far slower than that."""
-        flt = self._widths.setdefault(i, OneEuro(0.5, 0.0))
+        return self._smoothed(i, "up", eye.w * eye.uy)
+
+    def _smoothed(self, i: int, key: str, value: np.ndarray | float) -> np.ndarray:
+        """`value` for eye `i` through a 0.5 Hz low-pass, restarted after a gap."""
+        flt = self._smooth.setdefault((i, key), OneEuro(0.5, 0.0))
         t = self.control.last_t or 0.0
         if flt.t is not None and t - flt.t > 0.2:  # a gap (no face, skipped frames): start afresh
             flt.reset()
-        return flt(eye.w * eye.uy, t)
+        return flt(np.asarray(value, np.float64), t)
 
     def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool) -> np.ndarray:
         tracker = self._lids.setdefault((i, upper), LidTracker())

@@ -169,11 +169,12 @@ def _offer_rows(picks: _Picks, r: FrameResult, points: np.ndarray, before: tuple
             b = planes_to_rgb(*crop_planes(*before, box))
             a = planes_to_rgb(*crop_planes(*after, box))
             eye = eyes[0]
-            pad = 0.15 * eye.w
-            ex0 = int(max(0, eye.origin[0] - pad - box.x0))
-            ex1 = int(min(b.shape[1], eye.origin[0] + eye.w + pad - box.x0))
-            ey0 = int(max(0, eye.iris[1] - 0.45 * eye.w - box.y0))
-            ey1 = int(min(b.shape[0], eye.iris[1] + 0.45 * eye.w - box.y0))
+            # around the eye's middle, wide enough for a tilted head's eye to fit
+            cx, cy = eye.origin + eye.ux * eye.w / 2 - (box.x0, box.y0)
+            half_x = 0.5 * eye.w * abs(eye.ux[0]) + 0.25 * eye.w * abs(eye.ux[1]) + 0.15 * eye.w
+            half_y = 0.5 * eye.w * abs(eye.ux[1]) + 0.45 * eye.w * abs(eye.ux[0])
+            ex0, ex1 = int(max(0, cx - half_x)), int(min(b.shape[1], cx + half_x))
+            ey0, ey1 = int(max(0, cy - half_y)), int(min(b.shape[0], cy + half_y))
             return SheetRow(f"frame {r.index}: {label}", b, a, (ex0, ey0, ex1, ey1))
 
         return build
