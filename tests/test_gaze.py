@@ -29,6 +29,7 @@ from tests.gaze_fixtures import (
     model,
 )
 from vidprod.media.gaze import GazeCorrector, GazeSettings
+from vidprod.media.gaze.control import GazeControl, Measure
 from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
@@ -94,6 +95,39 @@ def test_reader_is_stable_and_keeps_iris_size(reader):
     assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
     assert summary["fidelity"]["render_error_px"]["max"] <= 0.05  # the iris moved as asked
     assert sheet.is_file() and cv2.imread(str(sheet)).shape[0] > 200
+
+
+# --- the control on its own -------------------------------------------------------
+
+
+def _steer(measures):  # type: ignore[no-untyped-def]
+    """Shifts and reasons of a fresh GazeControl fed (vertical, horizontal, yaw) at 30 fps."""
+    control = GazeControl(strength=1.0)
+    out = []
+    for i, (vertical, horizontal, yaw) in enumerate(measures):
+        m = Measure(t=i / 30, vertical=vertical, horizontal=horizontal, openness=(0.3, 0.3), yaw=yaw, pitch=0.0)
+        decision = control.update(m)
+        out.append((decision.shift, decision.reason))
+    return out
+
+
+def test_a_head_turn_fades_the_correction_without_a_step():
+    turn = [(-0.03, 0.0, min(45.0, max(0.0, (i - 30) * 1.0))) for i in range(120)]
+    steps = _steer(turn)
+    shifts = np.array([s for s, _ in steps])
+    assert shifts[0] <= -0.05  # a reader, corrected from the first frame
+    assert np.all(shifts[70:] == 0) and {r for _, r in steps[70:]} == {"head_pose"}
+    assert np.abs(np.diff(shifts)).max() <= 0.15 * abs(shifts[0])  # a fade, not a step
+
+
+def test_a_look_away_switches_on_the_saccade_and_a_drift_fades():
+    look = [(-0.03, 0.0 if i < 20 or i >= 40 else 0.08, 0.0) for i in range(60)]
+    shifts = [s for s, _ in _steer(look)]
+    assert shifts[19] < 0 and shifts[20] == 0 and shifts[39] == 0 and shifts[40] < 0  # with the jump itself
+    drift = [(-0.03, min(0.08, max(0.0, (i - 20) * 0.004)), 0.0) for i in range(80)]
+    shifts = np.array([s for s, _ in _steer(drift)])
+    assert shifts[0] < 0 and shifts[-1] == 0
+    assert np.abs(np.diff(shifts)).max() <= 0.35 * abs(shifts[0])  # over several frames
 
 
 # --- glasses, dark irises -------------------------------------------------------

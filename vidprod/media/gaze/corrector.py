@@ -2,7 +2,8 @@
 re-render, with a report of what it did and a few before/after stills.
 
 Frames it does not correct (strength 0, blinks, look-aways, small eyes, no face, people
-already looking into the lens) are returned untouched: the very same frame object.
+already looking into the lens, irises that cannot be told from the sclera) are returned
+untouched: the very same frame object.
 A corrected frame is made writable first (the decoder may still reference its
 buffers) and only the pixels inside the eye openings change.
 
@@ -58,10 +59,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STRENGTH = 0.8
 MIN_EYE_PX = 28.0  # narrower eyes are passed through untouched
-# Luma levels an iris must stand out by from the rest of its opening (80th percentile
-# of the sclera against the 30th of the iris): corrections fade out from twice this
-# down to it. Our fixtures and the upscaled Intel GIFs read 14-145; a walker 40 m from
-# a webcam, upscaled 4x, reads 2-4.
+# Luma levels an iris must stand out by from the sclera beside it (rerender.iris_contrast):
+# corrections fade out from twice this down to it. Our fixtures and Intel's head-pose
+# GIFs upscaled 4x read 12-147; a walker far from a webcam, upscaled 4x, reads 2-4.
 MIN_IRIS_CONTRAST = 6.0
 LANDMARK_MEMORY_MB = 220  # what MediaPipe needs before it may start
 BUDGET_WINDOW = 30  # frames over which the landmark cost is judged
