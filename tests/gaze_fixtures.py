@@ -9,7 +9,8 @@ ground truth (blink, look-away, fast motion) comes with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -19,8 +20,8 @@ import cv2
 import numpy as np
 
 from vidprod.media.faces import FaceFinder, face_model_bytes
+from vidprod.media.gaze.control import Decision, GazeControl, Measure
 from vidprod.media.gaze.geometry import EyeFrame, eye_frames
-from vidprod.media.gaze.rerender import EyeEdit, edit_plane
 
 SIZE = (720, 1280)  # width, height
 
@@ -53,16 +54,31 @@ def _opening(eye: EyeFrame) -> np.ndarray:
 
 
 def move_irises(rgb: np.ndarray, points: np.ndarray, down: float, side: float = 0.0) -> np.ndarray:
-    """The still with both irises moved by (side, down) eye widths (our re-render, on
-    each RGB channel)."""
+    """The still with both irises moved by (side, down) eye widths.
+
+    Painted independently of the corrector (inpainting extends the eyeball under the
+    lids, a rigid move over the iris fading towards the corners, composited with the
+    opening's coverage), so a change to the re-render never changes the test input."""
     out = rgb.copy()
     for eye in eye_frames(points):
-        edit = EyeEdit(opening=_opening(eye), iris=eye.iris, r=eye.r, ux=eye.ux,
-                       shift=(down * eye.uy + side * eye.ux) * eye.w)  # fmt: skip
-        for c in range(3):
-            channel = np.ascontiguousarray(out[..., c])
-            edit_plane(channel, edit, 1.0, 0.0)
-            out[..., c] = channel
+        shift = (down * eye.uy + side * eye.ux) * eye.w
+        opening = _opening(eye)
+        pad = int(np.ceil(np.hypot(*shift))) + 6
+        x0, y0 = np.floor(opening.min(axis=0)).astype(int) - pad
+        x1, y1 = np.ceil(opening.max(axis=0)).astype(int) + pad + 1
+        crop = out[y0:y1, x0:x1]
+        big = np.zeros(((y1 - y0) * 8, (x1 - x0) * 8), np.uint8)
+        cv2.fillPoly(big, [np.round(((opening - [x0, y0]) * 8 + 3.5) * 16).astype(np.int32)], 255, shift=4)
+        alpha = cv2.resize(big, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        unsure = cv2.dilate((alpha < 0.99).astype(np.uint8), np.ones((3, 3), np.uint8))
+        eyeball = cv2.inpaint(np.ascontiguousarray(crop), unsure, 3, cv2.INPAINT_TELEA).astype(np.float32)
+        gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+        along = np.abs((gx - (eye.iris[0] - x0)) * eye.ux[0] + (gy - (eye.iris[1] - y0)) * eye.ux[1])
+        weight = np.exp(-0.5 * (np.maximum(0.0, along - 1.1 * eye.r) / (0.6 * eye.r)) ** 2).astype(np.float32)
+        moved = cv2.remap(eyeball, gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight,
+                          cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        painted = crop + alpha[..., None] * (moved - eyeball)
+        out[y0:y1, x0:x1] = np.clip(np.rint(painted), 0, 255).astype(np.uint8)
     return out
 
 
@@ -93,6 +109,86 @@ def close_eyes(rgb: np.ndarray, points: np.ndarray, closure: float) -> np.ndarra
         sel = covered & (ly < lower + 1)
         region[sel] = patch[sel]
     return out
+
+
+def draw_glasses(rgb: np.ndarray, points: np.ndarray, *, gap: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+    """The still wearing thick dark glasses: a rim around each eye, outside the opening,
+    whose inner edge passes `gap` eye widths above the upper lid's highest point; a
+    bridge and the temples. Returns the picture and the rims' coverage (0-1)."""
+    ss = 4  # drawn at 4x and averaged down: anti-aliased like a photographed frame
+    height, width = rgb.shape[:2]
+    big = np.zeros((height * ss, width * ss), np.uint8)
+    to_big = lambda p: np.round((np.asarray(p) + 0.5) * ss * 16 - 0.5 * 16).astype(np.int32)
+    eyes = eye_frames(points)
+    inner_sides = []
+    for eye in eyes:
+        w = eye.w
+        thickness = 0.16 * w
+        top = float(eye.upper.min()) - gap * w - thickness / 2  # rim centre line
+        bottom = float(eye.lower.max()) + 0.35 * w + thickness / 2
+        centre = eye.to_image(np.array(w / 2), np.array((top + bottom) / 2))
+        axes = (0.82 * w + thickness / 2, (bottom - top) / 2)
+        angle = float(np.degrees(np.arctan2(eye.ux[1], eye.ux[0])))
+        outline = cv2.ellipse2Poly((0, 0), (int(axes[0] * 100), int(axes[1] * 100)), 0, 0, 360, 2)
+        outline = outline / 100.0
+        rot = np.array([[np.cos(np.radians(angle)), -np.sin(np.radians(angle))],
+                        [np.sin(np.radians(angle)), np.cos(np.radians(angle))]])  # fmt: skip
+        ring = centre + outline @ rot.T
+        cv2.polylines(big, [to_big(ring)], True, 255, thickness=round(thickness * ss),
+                      lineType=cv2.LINE_8, shift=4)  # fmt: skip
+        inner_sides.append(ring)
+    left, right = inner_sides
+    # the bridge joins the rims' nearest points, high up; the temples run off outwards
+    a = left[np.argmax(left[:, 0] - 0.5 * np.abs(left[:, 1] - left[:, 1].min()))]
+    b = right[np.argmin(right[:, 0] + 0.5 * np.abs(right[:, 1] - right[:, 1].min()))]
+    arch = np.array([a, (a + b) / 2 - [0, 0.1 * eyes[0].w], b])
+    cv2.polylines(big, [to_big(arch)], False, 255, thickness=round(0.12 * eyes[0].w * ss), shift=4)
+    for ring, direction in ((left, -1), (right, 1)):
+        end = ring[np.argmax(direction * ring[:, 0])]
+        cv2.line(big, tuple(to_big(end)), tuple(to_big(end + [direction * 0.6 * eyes[0].w, -0.05 * eyes[0].w])),
+                 255, thickness=round(0.12 * eyes[0].w * ss), shift=4)  # fmt: skip
+    alpha = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    frame_colour = np.array([28, 22, 20], np.float32)
+    out = rgb.astype(np.float32) * (1 - alpha[..., None]) + frame_colour * alpha[..., None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), alpha
+
+
+def darken_irises(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The still with dark brown irises that hardly stand out from their pupils (luma
+    ~40 against ~32). Only iris-dark pixels inside the opening change: lids, lashes
+    over the iris and catchlights stay as photographed."""
+    out = rgb.astype(np.float32)
+    height, width = rgb.shape[:2]
+    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+    luma = out @ np.array([0.299, 0.587, 0.114], np.float32)
+    for eye in eye_frames(points):
+        opening = np.zeros((height * 8, width * 8), np.uint8)
+        cv2.fillPoly(opening, [np.round((_opening(eye) * 8 + 3.5) * 16).astype(np.int32)], 255, shift=4)
+        inside = cv2.resize(opening, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        disk = np.clip(eye.r * 1.08 - np.hypot(gx - eye.iris[0], gy - eye.iris[1]) + 0.5, 0.0, 1.0)
+        iris_dark = np.clip((150 - luma) / 40, 0.0, 1.0)  # not sclera, skin or a catchlight
+        weight = (disk * inside * iris_dark)[..., None]
+        dark = np.array([40, 31, 26], np.float32) + 0.1 * (out - 100)
+        out = out * (1 - weight) + dark * weight
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def shade_eyes(rgb: np.ndarray, points: np.ndarray, keep: float = 0.03) -> np.ndarray:
+    """The still with its eyes in deep shadow, as under a hat brim: each eye and its
+    lid margins one flat dark tone (`keep` of their differences left), fading out
+    over the skin around."""
+    out = rgb.astype(np.float32)
+    height, width = rgb.shape[:2]
+    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for eye in eye_frames(points):
+        centre = eye.to_image(np.array(eye.w / 2), np.array(0.0))
+        dx, dy = gx - centre[0], gy - centre[1]
+        along = (dx * eye.ux[0] + dy * eye.ux[1]) / (0.6 * eye.w)
+        across = (dx * eye.uy[0] + dy * eye.uy[1]) / (0.28 * eye.w)
+        inside = np.clip((1.3 - np.hypot(along, across)) / 0.3, 0.0, 1.0)[..., None]
+        tone = np.array([70, 55, 50], np.float32)
+        out = out * (1 - inside) + (tone + keep * (out - tone)) * inside
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -136,15 +232,20 @@ def _place(rgb: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def animate(name: str, still: np.ndarray, zoom: float, *, frames: int = 60, down: float = 0.05,
-            seed: int = 1) -> Fixture:  # fmt: skip
+            seed: int = 1, points: np.ndarray | None = None,
+            wear: Callable[[np.ndarray], np.ndarray] | None = None) -> Fixture:  # fmt: skip
     """`frames` frames at 30 fps: gentle sway, a blink at frames 20-25, a fast move at
-    34-38 and a look to the side at 44-52."""
+    34-38 and a look to the side at 44-52. `wear` puts something on every pose of
+    the face after the eyes are painted (glasses do not blink)."""
     rng = np.random.default_rng(seed)
-    points = find_points(still)
+    points = find_points(still) if points is None else points
+    wear = wear or (lambda rgb: rgb)
     looking_down = move_irises(still, points, down)
-    side = move_irises(still, points, down, side=0.16)
+    side = wear(move_irises(still, points, down, side=0.22))
     closures = {20: 0.45, 21: 0.85, 22: 1.0, 23: 1.0, 24: 0.8, 25: 0.4}
-    blinks = {i: close_eyes(looking_down, points, c) for i, c in closures.items()}
+    blinks = {i: wear(close_eyes(looking_down, points, c)) for i, c in closures.items()}
+    looking_down = wear(looking_down)
+    matrices = []
     base_m, _ = _place(still, zoom)
     eye_w = float(np.mean([e.w for e in eye_frames(points)])) * zoom
     out, blink, look, fast = [], [], [], []
@@ -161,17 +262,73 @@ def animate(name: str, still: np.ndarray, zoom: float, *, frames: int = 60, down
         rot = cv2.getRotationMatrix2D((cx, cy), angle, scale)
         m = rot @ np.vstack([base_m, [0, 0, 1]])
         m[:, 2] += (dx + x_offset, dy)
+        matrices.append(m)
         source = blinks.get(i, side if 44 <= i <= 52 else looking_down)
         out.append(cv2.warpAffine(source, m, SIZE, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
         blink.append(closures.get(i, 0.0) >= 0.8)
         look.append(44 <= i <= 52)
         fast.append(34 <= i <= 38)
-    return Fixture(name, out, blink, look, fast, eye_w, down)
+    return Fixture(name, out, blink, look, fast, eye_w, down, extra={"matrices": matrices})
 
 
 @cache
 def astronaut_fixture(frames: int = 60) -> Fixture:
     return animate("astronaut", astronaut(), 2.6, frames=frames)
+
+
+@cache
+def astronaut_glasses_fixture(gap: float = 0.08) -> Fixture:
+    """The reading astronaut in thick dark glasses whose rims pass `gap` eye widths
+    above her upper lids; extra["rims"](i) is frame i's rim coverage. Her irises sit
+    lower than the plain reader's; even so MediaPipe reads her near the lens (the
+    rims move its vertical iris reading up by ~0.03 eye widths), so tests read her
+    gaze through `ReadingControl`."""
+    still = astronaut()
+    points = find_points(still)
+    worn, rims = draw_glasses(still, points, gap=gap)
+    fixture = animate("astronaut_glasses", still, 2.6, down=0.08, points=points,
+                      wear=lambda rgb: draw_glasses(rgb, points, gap=gap)[0])  # fmt: skip
+    matrices = fixture.extra["matrices"]
+    fixture.extra["rims"] = lambda i: cv2.warpAffine(rims, matrices[i], SIZE, flags=cv2.INTER_LINEAR)
+    fixture.extra["still"] = worn
+    return fixture
+
+
+class ReadingControl(GazeControl):
+    """The corrector's own control, fed a vertical gaze `offset` eye widths lower than
+    MediaPipe read it: for fixtures whose reading it gets wrong, so that everything
+    after the landmarks (gates, lid fit, re-render) runs as for a reader."""
+
+    def __init__(self, strength: float, offset: float = 0.03) -> None:
+        super().__init__(strength)
+        self.offset = offset
+
+    def update(self, m: Measure) -> Decision:
+        return super().update(replace(m, vertical=m.vertical + self.offset))
+
+
+@cache
+def astronaut_dark_fixture() -> Fixture:
+    """The reading astronaut with dark irises hardly brighter than their pupils."""
+    still = astronaut()
+    points = find_points(still)
+    return animate("astronaut_dark", darken_irises(still, points), 2.6, points=points)
+
+
+@cache
+def astronaut_shaded_fixture() -> Fixture:
+    """The reading astronaut with her eyes in deep shadow: nothing to tell the iris by."""
+    still = astronaut()
+    points = find_points(still)
+    return animate("astronaut_shaded", shade_eyes(still, points), 2.6, points=points)
+
+
+@cache
+def hopper_reader_fixture() -> Fixture:
+    """Grace Hopper (real glasses whose dark upper rim passes just above her eyes, dark
+    irises) with her irises moved down as if reading: MediaPipe reads the move only
+    weakly (0.08 eye widths as ~0.007), so tests read her through `ReadingControl`."""
+    return animate("hopper_reader", grace_hopper(), 1.6, down=0.08, seed=2)
 
 
 @cache

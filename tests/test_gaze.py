@@ -5,7 +5,9 @@ and `vidprod process`, and real clips where ../shared/testmedia is present."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from fractions import Fraction
+from functools import partial
 
 import av
 import cv2
@@ -15,25 +17,40 @@ import pytest
 from tests.conftest import shared_media
 from tests.gaze_fixtures import (
     SIZE,
+    ReadingControl,
+    astronaut_dark_fixture,
     astronaut_fixture,
+    astronaut_glasses_fixture,
+    astronaut_shaded_fixture,
     find_points,
     grace_hopper,
     hopper_fixture,
+    hopper_reader_fixture,
     model,
 )
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
+from vidprod.media.gaze.control import GazeControl, Measure
 from vidprod.media.gaze.corrector import with_look_ahead
 from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
+from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
 from vidprod.media.gaze.metrics import (
     changed_outside,
+    edge_gain,
     eye_region_mask,
+    iris_radius_ratio,
     shift_ratio,
     texture_shift,
 )
-from vidprod.media.gaze.rerender import EyeEdit, edit_eye
+from vidprod.media.gaze.rerender import EyeEdit, coverage, edit_eye
 from vidprod.media.planes import plane_views
+
+
+def steady(**settings: float) -> GazeSettings:
+    """Settings with landmarks on every frame whatever the machine's load, so a test
+    runs the same path each time (every other frame has tests of its own)."""
+    return GazeSettings(landmark_budget_ms=1e9, **settings)
 
 
 def _planes(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
@@ -45,7 +62,7 @@ def reader(tmp_path_factory):
     """The astronaut reading notes below the lens, corrected at the default strength."""
     fixture = astronaut_fixture()
     sheet = tmp_path_factory.mktemp("gaze") / "astronaut.png"
-    with GazeCorrector(model(), GazeSettings()) as corrector:
+    with GazeCorrector(model(), steady()) as corrector:
         summary = evaluate_frames(fixture.video_frames(), corrector, name="astronaut", sheet=sheet)
     return fixture, summary, sheet
 
@@ -74,21 +91,183 @@ def test_reader_locality_blinks_and_look_aways(reader):
 def test_reader_is_stable_and_keeps_iris_size(reader):
     _, summary, sheet = reader
     stability = summary["stability"]
-    # the iris track's jitter (RMS second difference, open-eye runs): the output adds
-    # only the measured texture displacement, whose measurement noise is ~0.01 px
-    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"] * 1.005
-    # a smooth shift: apart from the blink cut-off, which happens while the lid closes
+    # the iris track's jitter over fixations: the correction may switch only where
+    # the eye jumps or blinks anyway, and holds still in between
+    assert stability["iris_jitter_samples"] >= 30 and stability["saccades"] >= 2
+    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
     assert stability["applied_shift_px"]["max"] <= 0.06 * 50
     iris = summary["fidelity"]["iris_radius_ratio"]
     assert iris["n"] >= 30 and 0.97 <= iris["p50"] <= 1.03
-    assert 0.85 <= iris["min"] and iris["max"] <= 1.15  # single frames: catchlights fool the edge finder
+    assert 0.9 <= iris["min"] and iris["max"] <= 1.1  # every measured frame
+    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
+    assert summary["fidelity"]["render_error_px"]["max"] <= 0.05  # the iris moved as asked
     assert sheet.is_file() and cv2.imread(str(sheet)).shape[0] > 200
+
+
+# --- the control on its own -------------------------------------------------------
+
+
+def _steer(measures):  # type: ignore[no-untyped-def]
+    """Shifts and reasons of a fresh GazeControl fed (vertical, horizontal, yaw) at 30 fps."""
+    control = GazeControl(strength=1.0)
+    out = []
+    for i, (vertical, horizontal, yaw) in enumerate(measures):
+        m = Measure(t=i / 30, vertical=vertical, horizontal=horizontal, openness=(0.3, 0.3), yaw=yaw, pitch=0.0)
+        decision = control.update(m)
+        out.append((decision.shift, decision.reason))
+    return out
+
+
+def test_a_head_turn_fades_the_correction_without_a_step():
+    turn = [(-0.03, 0.0, min(45.0, max(0.0, (i - 30) * 1.0))) for i in range(120)]
+    steps = _steer(turn)
+    shifts = np.array([s for s, _ in steps])
+    assert shifts[0] <= -0.05  # a reader, corrected from the first frame
+    assert np.all(shifts[70:] == 0) and {r for _, r in steps[70:]} == {"head_pose"}
+    assert np.abs(np.diff(shifts)).max() <= 0.15 * abs(shifts[0])  # a fade, not a step
+
+
+def test_a_look_away_switches_on_the_saccade_and_a_drift_fades():
+    look = [(-0.03, 0.0 if i < 20 or i >= 40 else 0.08, 0.0) for i in range(60)]
+    shifts = [s for s, _ in _steer(look)]
+    assert shifts[19] < 0 and shifts[20] == 0 and shifts[39] == 0 and shifts[40] < 0  # with the jump itself
+    drift = [(-0.03, min(0.08, max(0.0, (i - 20) * 0.004)), 0.0) for i in range(80)]
+    shifts = np.array([s for s, _ in _steer(drift)])
+    assert shifts[0] < 0 and shifts[-1] == 0
+    assert np.abs(np.diff(shifts)).max() <= 0.35 * abs(shifts[0])  # over several frames
+
+
+# --- glasses, dark irises -------------------------------------------------------
+
+# name: (fixture, control). MediaPipe reads the glasses-wearing astronaut as a
+# lens-looker and Grace Hopper's moved irises only weakly: ReadingControl lowers its
+# reading so that everything after the landmarks runs as for a reader.
+HARD = {
+    "astronaut_glasses": (astronaut_glasses_fixture, partial(ReadingControl, offset=0.03)),
+    "astronaut_dark": (astronaut_dark_fixture, None),
+    "hopper_reader": (hopper_reader_fixture, partial(ReadingControl, offset=0.015)),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(HARD))
+def hard(request, tmp_path_factory):
+    """A hard fixture corrected at the default strength: the summary, every frame's
+    planes before and after, and every frame's lid openings."""
+    make, control = HARD[request.param]
+    settings = steady()
+    fixture = make()
+    frames = fixture.video_frames()
+    before = [_planes(f) for f in frames]
+    openings: dict[int, list[np.ndarray]] = {}
+    sheet = tmp_path_factory.mktemp("gaze") / f"{request.param}.png"
+    on_edit = lambda index, edits: openings.__setitem__(index, [e.opening for e in edits])
+    with GazeCorrector(model(), settings, on_edit=on_edit) as corrector:
+        if control is not None:
+            corrector.control = control(settings.strength)
+        summary = evaluate_frames(frames, corrector, name=request.param, sheet=sheet)
+    after = [_planes(f) for f in frames]
+    return fixture, summary, before, after, openings
+
+
+def test_glasses_and_dark_irises_are_corrected_cleanly(hard):
+    fixture, summary, *_ = hard
+    assert fixture.eye_width >= 40
+    assert summary["report"]["frames_corrected"] >= 30
+    assert summary["locality"]["changed_outside_eye_regions"] == 0
+    untouched = summary["untouched"]
+    assert untouched["blink"]["frames"] == untouched["blink"]["identical"] >= sum(fixture.blink)
+    for eye in summary["texture_shift"]["eyes_40px_and_wider"]:  # where the iris is measurable
+        assert eye is not None and eye["n"] >= 30
+        assert eye["min"] >= 0.9 and eye["mean"] <= 1.1
+    iris = summary["fidelity"]["iris_radius_ratio"]
+    assert iris["n"] >= 30 and 0.9 <= iris["min"] and iris["max"] <= 1.1
+    stability = summary["stability"]
+    assert stability["iris_jitter_samples"] >= 30
+    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
+    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
+
+
+@pytest.mark.parametrize("hard", ["astronaut_glasses"], indirect=True)
+def test_glasses_rims_are_never_touched_nor_inside_an_opening(hard):
+    fixture, _, before, after, openings = hard
+    assert len(openings) >= 30
+    for i, (b, a) in enumerate(zip(before, after)):
+        rim = fixture.extra["rims"](i)
+        touched = (b[0] != a[0]) & (rim > 0.02)
+        assert not touched.any(), f"frame {i}: {touched.sum()} rim pixels changed"
+        for opening in openings.get(i, []):
+            x0, y0 = np.floor(opening.min(axis=0)).astype(int) - 2
+            x1, y1 = np.ceil(opening.max(axis=0)).astype(int) + 3
+            inside = coverage(opening - [x0, y0], (y1 - y0, x1 - x0)) > 0
+            assert not (inside & (rim[y0:y1, x0:x1] > 0.5)).any(), f"frame {i}: a lid fit reached the rim"
+
+
+@pytest.mark.parametrize("frame", [0, 10, 30])
+def test_lid_fit_never_climbs_onto_a_rim_above_the_eye(frame):
+    """MediaPipe's upper lid, and the same lifted 0.02 eye widths towards the rim just
+    above it (the rim can pull it): the fit comes down to the lid or stays, never more
+    than 0.02w up anywhere along the curve, never onto the rim. (A scale of 1.3 used
+    to lift the apex ~0.045w, onto the rim's lower edge: its dark-to-bright step going
+    down looks like lashes over sclera.)"""
+    fixture = astronaut_glasses_fixture()
+    rgb = fixture.frames[frame]
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    rim = fixture.extra["rims"](frame)
+    for eye in eye_frames(find_points(rgb)):
+        taper = corner_taper(eye.xs, eye.w)
+        for lift in (0.0, 0.02):
+            lifted = replace(eye, upper=eye.upper - lift * eye.w * taper)
+            fitted = apply_fit(lifted.upper, fit_lid(luma, lifted, True), taper)
+            assert (fitted - lifted.upper).min() >= -0.02 * eye.w - 1e-6
+            points = eye.to_image(eye.xs, fitted)
+            assert rim[np.round(points[:, 1]).astype(int), np.round(points[:, 0]).astype(int)].max() < 0.05
+
+
+def test_eyes_with_nothing_to_tell_the_iris_by_are_left_alone():
+    """Eyes in deep shadow (iris, pupil and sclera one flat tone): no iris to move and
+    no lid edge to fit, so every frame passes through untouched."""
+    fixture = astronaut_shaded_fixture()
+    with GazeCorrector(model(), steady()) as corrector:
+        corrector.control = ReadingControl(corrector.settings.strength)
+        summary = evaluate_frames(fixture.video_frames(), corrector, name="shaded")
+    assert summary["frames_changed"] == 0
+    assert summary["report"]["skipped"]["iris_not_distinct"] >= 40
+
+
+def test_edge_gain_sees_a_ghost_rim():
+    """The artifact check itself: a one-pixel bright ring along an eye's opening (the
+    rim a hard mask leaves) raises the eye regions' edges well past the bar."""
+    frame = hopper_fixture().video_frames()[0]
+    y = _planes(frame)[0]
+    points = find_points(frame.to_ndarray(format="rgb24"))
+    region = eye_region_mask(points, y.shape)
+    ringed = y.copy()
+    for eye in eye_frames(points):
+        opening = np.concatenate([eye.to_image(eye.xs, eye.upper), eye.to_image(eye.xs[::-1], eye.lower[::-1])])
+        cv2.polylines(ringed, [np.round(opening).astype(np.int32)], True, 200, 1)
+    assert edge_gain(y, y, region) == 1.0
+    assert edge_gain(y, ringed, region) > 1.1
+
+
+def test_iris_radius_ratio_measures_a_resized_iris():
+    """The size check itself: Grace Hopper's irises scaled by 0.9-1.1 read as that."""
+    rgb = cv2.resize(grace_hopper(), None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+    y = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gy, gx = np.mgrid[0 : y.shape[0], 0 : y.shape[1]].astype(np.float32)
+    for eye in eye_frames(find_points(rgb)):
+        dx, dy = gx - eye.iris[0], gy - eye.iris[1]
+        blend = np.clip((np.hypot(dx, dy) - 1.3 * eye.r) / (0.7 * eye.r), 0, 1)
+        for factor in (0.9, 1.0, 1.1):
+            scale = factor * (1 - blend) + blend
+            mx, my = (eye.iris[0] + dx / scale).astype(np.float32), (eye.iris[1] + dy / scale).astype(np.float32)
+            resized = cv2.remap(y, mx, my, cv2.INTER_CUBIC)
+            assert iris_radius_ratio(y, resized, eye.iris, eye.iris, eye.r) == pytest.approx(factor, abs=0.01)
 
 
 def test_blink_and_look_away_frames_are_bit_identical_frame_by_frame():
     fixture = astronaut_fixture()
     frames = fixture.video_frames()
-    with GazeCorrector(model(), GazeSettings(strength=1.0)) as corrector:
+    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
         for i, frame in enumerate(frames):
             before = _planes(frame)
             out = corrector(frame)
@@ -99,7 +278,7 @@ def test_blink_and_look_away_frames_are_bit_identical_frame_by_frame():
 
 def test_strength_zero_returns_the_same_frames_and_never_starts_landmarks():
     frames = astronaut_fixture().video_frames()[:10]
-    corrector = GazeCorrector(model(), GazeSettings(strength=0.0))
+    corrector = GazeCorrector(model(), steady(strength=0.0))
     for frame in frames:
         before = _planes(frame)
         assert corrector(frame) is frame
@@ -110,7 +289,7 @@ def test_strength_zero_returns_the_same_frames_and_never_starts_landmarks():
 
 def test_a_person_looking_into_the_lens_is_left_bit_identical():
     fixture = hopper_fixture()
-    with GazeCorrector(model(), GazeSettings(strength=1.0)) as corrector:
+    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
         summary = evaluate_frames(fixture.video_frames(), corrector, name="hopper")
     assert summary["frames"] == 60 and summary["frames_changed"] == 0
     assert summary["report"]["skipped"].get("looking_at_lens", 0) >= 40
@@ -148,7 +327,7 @@ def test_small_eyes_pass_through_untouched():
         frame = av.VideoFrame.from_ndarray(small, format="rgb24").reformat(format="yuv420p")
         frame.pts, frame.time_base = i, Fraction(1, 30)
         frames.append(frame)
-    with GazeCorrector(model(), GazeSettings(strength=1.0)) as corrector:
+    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
         summary = evaluate_frames(frames, corrector)
     assert summary["frames_changed"] == 0
     assert summary["report"]["skipped"] == {"small_eyes": 20}
@@ -188,7 +367,7 @@ def test_slow_landmarks_degrade_to_every_other_frame_then_off():
 
 def test_short_memory_turns_landmarks_off_and_leaves_frames_alone():
     frames = astronaut_fixture().video_frames()[:5]
-    corrector = GazeCorrector(model(), GazeSettings(), memory_mb=lambda: 50.0)
+    corrector = GazeCorrector(model(), steady(), memory_mb=lambda: 50.0)
     for frame in frames:
         before = _planes(frame)
         assert corrector(frame) is frame
@@ -210,7 +389,7 @@ def test_only_the_main_speaker_is_corrected():
         frame.pts, frame.time_base = i, Fraction(1, 30)
         frames.append(frame)
     changed_big = changed_small = 0
-    with GazeCorrector(model(), GazeSettings(strength=1.0)) as corrector:
+    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
         for frame in frames:
             before = _planes(frame)[0]
             after = plane_views(corrector(frame))[0]
@@ -334,7 +513,7 @@ def test_real_clips_with_small_faces_are_passed_through(relative):
     """Real webcam faces whose eyes are under the size limit (~18 px; the carphone
     sequence is 176x144): every frame must come back bit-identical."""
     path = shared_media(relative)
-    with GazeCorrector(model(), GazeSettings(strength=1.0)) as corrector:
+    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
         summary = evaluate_frames(clip_frames(path), corrector, name=path.name)
     assert summary["frames"] > 30
     assert summary["frames_changed"] == 0
@@ -354,7 +533,7 @@ def test_real_clip_upscaled_to_phone_size_is_corrected_locally():
             big.pts, big.time_base = frame.pts, frame.time_base
             yield big
 
-    with GazeCorrector(model(), GazeSettings(strength=1.0, notes_below_degrees=5)) as corrector:
+    with GazeCorrector(model(), steady(strength=1.0, notes_below_degrees=5)) as corrector:
         summary = evaluate_frames(frames(), corrector, name=path.name)
     assert summary["locality"]["changed_outside_eye_regions"] == 0
     assert summary["report"]["frames_seen"] > 30
@@ -362,6 +541,42 @@ def test_real_clip_upscaled_to_phone_size_is_corrected_locally():
     for reason in ("blink", "look_away", "head_pose"):
         if reason in untouched:
             assert untouched[reason]["frames"] == untouched[reason]["identical"]
+
+
+def _upscaled(path, factor):  # type: ignore[no-untyped-def]
+    for frame in clip_frames(path):
+        big = frame.reformat(width=frame.width * factor, height=frame.height * factor, format="yuv420p",
+                             interpolation="BICUBIC")  # fmt: skip
+        big.pts, big.time_base = frame.pts, frame.time_base
+        yield big
+
+
+def test_real_head_pose_clip_upscaled_is_corrected_without_added_jitter():
+    """Intel's head-pose GIF of a man looking about, upscaled 4x (eyes ~55 px): the
+    correction stays in the eyes, blinks stay untouched, the iris track is no jerkier
+    and nothing adds rims or streaks."""
+    path = shared_media("intel_cc_by/preview_head-pose-face-detection-male.gif")
+    with GazeCorrector(model(), steady(strength=1.0, notes_below_degrees=5)) as corrector:
+        summary = evaluate_frames(_upscaled(path, 4), corrector, name=path.name)
+    assert summary["report"]["frames_corrected"] >= 30
+    assert summary["locality"]["changed_outside_eye_regions"] == 0
+    untouched = summary["untouched"]
+    assert untouched["blink"]["frames"] == untouched["blink"]["identical"] > 0
+    stability = summary["stability"]
+    assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
+    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03
+    iris = summary["fidelity"]["iris_radius_ratio"]
+    assert 0.9 <= iris["min"] and iris["max"] <= 1.1
+
+
+def test_real_blurred_faces_are_passed_through():
+    """Intel's walking-past GIF upscaled 4x: eyes wide enough, but a blur where iris
+    and sclera differ by 2-4 grey levels. Nothing changes."""
+    path = shared_media("intel_cc_by/preview_face-demographics-walking-and-pause.gif")
+    with GazeCorrector(model(), steady(strength=1.0, notes_below_degrees=5)) as corrector:
+        summary = evaluate_frames(_upscaled(path, 4), corrector, name=path.name)
+    assert summary["frames_changed"] == 0
+    assert summary["report"]["skipped"].get("iris_not_distinct", 0) >= 5
 
 
 # --- landmarks one frame ahead, every other frame, failures, cuts ---------------------
@@ -422,9 +637,9 @@ def test_a_dead_landmark_process_turns_eye_contact_off_and_frames_go_on():
 
 
 def test_a_cut_never_puts_the_edit_beside_the_eyes():
-    """At a cut the face jumps 80 px right and 40 px down: smoothing starts over and the
-    correction fades in again, so no edit lands where the eyes were; changes stay
-    inside the eye regions of the landmarks measured on that very frame."""
+    """At a cut the face jumps 80 px right and 40 px down: smoothing starts over, so no
+    edit lands where the eyes were; around the cut, changes stay inside the eye regions
+    of the landmarks measured on that very frame."""
     frames = []
     for i, rgb in enumerate(astronaut_fixture().frames):
         if i >= 30:
@@ -433,15 +648,16 @@ def test_a_cut_never_puts_the_edit_beside_the_eyes():
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
         frame.pts, frame.time_base = i, Fraction(1, 30)
         frames.append(frame)
-    outside = []
-    with GazeCorrector(model(), GazeSettings(strength=1.0, landmark_budget_ms=1e9)) as corrector:
-        for frame in with_look_ahead(frames, corrector):
+    outside = {}
+    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
+        for i, frame in enumerate(with_look_ahead(frames, corrector)):
             before = _planes(frame)
             after = plane_views(corrector(frame))
-            if corrector.last_raw_points is not None:
+            if corrector.last_raw_points is not None and corrector.last_edits:
                 region = eye_region_mask(corrector.last_raw_points, before[0].shape)
-                outside.append(changed_outside(before, after, region))
-    assert len(outside) == 60 and sum(outside) == 0
+                outside[i] = changed_outside(before, after, region)
+    assert {30, 31, 32} <= set(outside)  # corrected straight after the cut
+    assert sum(outside[i] for i in range(26, 34) if i in outside) == 0
     assert corrector.report()["frames_corrected"] >= 30
 
 

@@ -5,10 +5,15 @@
 - A person's vertical gaze bias is an exponential average of their measured vertical
   iris offset over open-eye, facing-the-camera frames; the correction brings that bias
   to where people who look into the lens sit, and is zero for those already there.
-- Gates (each 0-1) switch the correction off for blinks, look-aways (a sudden change
-  against the bias, or looking sideways), turned or tilted heads, and gaze far below
-  the lens (a real look down, not reading). A closing eye drops the gate at once; every
-  other change is slew-limited, so eyes never snap back after a head turn.
+- Gates switch the correction off for blinks, look-aways (a sudden change against the
+  bias, or looking sideways), turned or tilted heads, and gaze far below the lens (a
+  real look down, not reading).
+- Blinks and look-aways switch it at once, with hysteresis, in the very frame the lid
+  closes or the eye jumps: the eye is moving anyway then and hides the change, whereas
+  a ramp after it (the old slew-limited gate) slid the still iris by ~1.5 px over a
+  few frames, and a look measure hovering at a soft threshold made it wobble. Head
+  pose and the far-below limit change slowly and fade smoothly. A track starts fully
+  corrected: there is nothing to fade in from.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ import numpy as np
 LENS_TARGET = -0.075
 # Biases within this of the target count as looking into the lens: no correction.
 DEAD_BAND = 0.012
+HINT_RAMP = 0.02  # eye widths of bias beyond the dead band over which a notes hint fades in
+# The wanted shift follows the bias through a further smoothing (s): the bias moves a
+# little with every frame's landmark noise, and the shift must not pass that on to
+# the iris (0.02-0.04 px a frame on a 55 px eye).
+WANTED_TAU = 0.5
 MAX_SHIFT = 0.06  # eye widths
 # MediaPipe's iris point follows a moved iris texture by only 0.1-0.2 of the move
 # (measured on the fixtures) and reads real down-gaze mostly from the lids, so the
@@ -30,7 +40,7 @@ MAX_SHIFT = 0.06  # eye widths
 BIAS_GAIN = 2.0
 # Eyeball radius over eye width (12 mm over ~28.5 mm): converts offsets to degrees.
 EYEBALL_RADIUS = 0.42
-MIN_SHIFT = 0.002  # eye widths; below this a frame is left bit-identical
+MIN_SHIFT = 0.002  # eye widths; below this a frame is left bit-identical (and above, less this)
 
 
 def shift_to_degrees(shift: float) -> float:
@@ -107,6 +117,31 @@ class Decision:
     reason: str | None  # why the frame is not corrected (None when it is)
 
 
+# Blink: openness against its reference; the gate closes below CLOSED, reopens above OPEN.
+BLINK_CLOSED = 0.85
+BLINK_OPEN = 0.90
+# Look-away: change of the vertical or horizontal iris offset against its bias (eye
+# widths, as landmarks read it: ~0.2 and ~0.45 of a real iris move). Closes above
+# LOOK_AWAY, reopens below LOOK_BACK; steady gaze reads within ±0.02.
+LOOK_AWAY = 0.04
+LOOK_BACK = 0.025
+# A saccade: the eye in the head jumps by more than this between two frames (eye
+# widths as landmarks read them; steady gaze moves < 0.015 a frame). MediaPipe's
+# tracking spreads the reading of a saccade over 2-4 frames, so a level threshold
+# alone switches a few frames late, with the eye already still: the look-away gate
+# therefore also switches on the saccade itself, by the way it heads.
+SACCADE = 0.03
+# A look-away decided without a saccade (the gaze reading drifted across a limit, as
+# it does while the head turns) fades over ~8 frames instead: a step there would move
+# a still iris by the whole shift.
+LOOK_SLEW = 0.125
+POSE_SLEW = 0.08  # per frame: a head turn fades the correction over ~12 frames
+# Seconds a look-away may last before the gaze it holds becomes the bias: the bias only
+# learns from facing frames, so a wrong start (the first frame a glance) or a lasting
+# change of posture would otherwise switch the correction off for good.
+RESEED_AFTER = 2.0
+
+
 @dataclass
 class GazeControl:
     """Per-face temporal state; feed it one Measure per frame."""
@@ -117,8 +152,13 @@ class GazeControl:
     bias: float | None = None
     side_bias: float | None = None
     reference: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    gate_blink: float = 0.0
-    gate_other: float = 0.0
+    eyes_open: bool = True
+    facing: bool = True  # not looking away
+    gate_look: float = 1.0  # follows `facing`: at once on a saccade, else LOOK_SLEW a frame
+    last_gaze: tuple[float, float, float] | None = None  # (h, v, away) of the last open-eye frame
+    gate_slow: float = 0.0  # head pose and far-below, slew-limited
+    wanted: float | None = None  # the shift the bias asks for, smoothed
+    away_since: float | None = None  # when the current look-away began
     last_t: float | None = None
 
     def update(self, m: Measure) -> Decision:
@@ -126,7 +166,7 @@ class GazeControl:
         first = self.last_t is None
         self.last_t = m.t
         # blink: openness against its own reference (falls slowly, rises fast)
-        blink = 1.0
+        ratio = math.inf
         for i, value in enumerate(m.openness):
             ref = self.reference[i]
             if first or ref <= 0:
@@ -135,55 +175,90 @@ class GazeControl:
                 tau = 0.5 if value > ref else 2.0
                 ref += (1 - math.exp(-dt / tau)) * (value - ref)
             self.reference[i] = ref
-            ratio = value / max(ref, 1e-6)
-            blink = min(blink, float(np.clip((ratio - 0.65) / 0.20, 0.0, 1.0)))
+            ratio = min(ratio, value / max(ref, 1e-6))
+        was_open = self.eyes_open
+        self.eyes_open = ratio > (BLINK_CLOSED if self.eyes_open else BLINK_OPEN)
         if self.bias is None:
             self.bias = m.vertical
         if self.side_bias is None:
             self.side_bias = m.horizontal
-        # landmarks under-read iris moves (vertical ~0.2, horizontal ~0.45 of them), so
-        # these limits are lower than the angles they stand for
-        look = _ramp_down(abs(m.vertical - self.bias), 0.04, 0.03) * _ramp_down(
-            abs(m.horizontal - self.side_bias), 0.04, 0.03
-        )
+        away = max(abs(m.vertical - self.bias), abs(m.horizontal - self.side_bias))
+        last, self.last_gaze = self.last_gaze, (m.horizontal, m.vertical, away)
+        if not self.eyes_open:
+            self.last_gaze = None  # lids move the landmark iris: no saccades read across a blink
+        saccade = (
+            self.eyes_open and last is not None
+            and math.hypot(m.horizontal - last[0], m.vertical - last[1]) > SACCADE
+        )  # fmt: skip
+        if saccade:
+            # away from the usual gaze closes the gate, back towards it opens it
+            self.facing = away < last[2] and away < LOOK_AWAY  # type: ignore[index]
+        elif self.eyes_open:
+            self.facing = away < (LOOK_AWAY if self.facing else LOOK_BACK)
+        if self.eyes_open and not self.facing:
+            self.away_since = m.t if self.away_since is None else self.away_since
+            if m.t - self.away_since >= RESEED_AFTER:
+                # held this long it is the new normal (a first frame that was a glance,
+                # a changed posture or camera), not a look away: learn it, fade back in
+                self.bias, self.side_bias, self.facing, self.away_since = m.vertical, m.horizontal, True, None
+        else:
+            self.away_since = None
+        target = float(self.facing)
+        if saccade or first or not (was_open and self.eyes_open):  # the eye's own move hides it
+            self.gate_look = target
+        else:
+            self.gate_look += float(np.clip(target - self.gate_look, -LOOK_SLEW, LOOK_SLEW))
         # MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below,
         # hence a wider pitch limit than Maxine's 15°
         pose = _ramp_down(abs(m.yaw), 25.0, 10.0) * _ramp_down(abs(m.pitch), 25.0, 10.0)
         # the bias learns only from open eyes on a face turned to the camera
-        if blink > 0.99 and look > 0.99 and pose > 0.99:
+        if self.eyes_open and ratio > BLINK_OPEN and away < LOOK_BACK and pose > 0.99:
             step = 1 - math.exp(-dt / self.bias_tau)
             self.bias += step * (m.vertical - self.bias)
             self.side_bias += step * (m.horizontal - self.side_bias)
         below = self.bias - LENS_TARGET  # how far below lens level the gaze sits
         far = _ramp_down(shift_to_degrees(max(0.0, below)), 12.0, 8.0)  # a real look down
-        # gates: a closing eye stops the edit at once, everything else is slew-limited
-        self.gate_blink = min(blink, self.gate_blink + 0.15)
-        other = look * pose * far
-        self.gate_other += float(np.clip(other - self.gate_other, -0.25, 0.10))
-        gate = self.gate_blink * self.gate_other
-        # smoothstep: ramps start and end without a kink (no jolt in the iris track)
-        gate = gate * gate * (3 - 2 * gate)
+        slow = pose * far
+        if first:
+            self.gate_slow = slow
+        self.gate_slow += float(np.clip(slow - self.gate_slow, -POSE_SLEW, POSE_SLEW))
+        # smoothstep: the slow fade starts and ends without a kink (no jolt in the iris track)
+        gate = self.gate_slow * self.gate_slow * (3 - 2 * self.gate_slow)
+        look = self.gate_look * self.gate_look * (3 - 2 * self.gate_look)
+        gate *= look * float(self.eyes_open)
         wanted = -BIAS_GAIN * max(0.0, below - DEAD_BAND)
-        if self.hint_shift is not None and wanted < 0:
-            wanted = min(wanted, self.hint_shift)
+        if self.hint_shift is not None:
+            # the notes' position counts once the gaze reads below the dead band, faded
+            # in over HINT_RAMP: switched on at the band's edge it stepped the iris by
+            # the whole hint (2 px) whenever the bias wandered across that edge
+            wanted = min(wanted, self.hint_shift * float(np.clip((below - DEAD_BAND) / HINT_RAMP, 0.0, 1.0)))
         wanted = max(-MAX_SHIFT, wanted)
+        if self.wanted is None:
+            self.wanted = wanted
+        self.wanted += (1 - math.exp(-dt / WANTED_TAU)) * (wanted - self.wanted)
+        wanted = self.wanted
         shift = self.strength * gate * wanted
         reason = None
         if abs(shift) < MIN_SHIFT:
-            if wanted == 0.0:
+            if abs(self.strength * wanted) < MIN_SHIFT:
                 reason = "looking_at_lens"
-            elif blink < 1.0 or self.gate_blink < 0.05:
+            elif not self.eyes_open:
                 reason = "blink"
-            elif pose < 1.0:
+            elif pose < 1.0 and self.gate_slow < 1.0:
                 reason = "head_pose"
-            elif look < 1.0 or far < 1.0:
+            elif self.gate_look < 1.0 or far < 1.0:
                 reason = "look_away"
             else:
-                reason = "fading_in"  # gates re-opening after a skip, or the first frames
+                reason = "fading_in"  # the slow gate reopening after a head turn
             shift = 0.0
+        else:
+            # less the threshold, so a shift fading out reaches 0 without a last step
+            shift = math.copysign(abs(shift) - MIN_SHIFT, shift)
         return Decision(shift=shift, gate=gate, reason=reason)
 
-    def fade_out(self) -> None:
-        """No usable face this frame (or a cut): the correction fades in again from
-        nothing when one returns, instead of snapping back to full strength."""
-        self.gate_other = 0.0
+    def restart(self) -> None:
+        """A new track (a cut, another speaker, the face back after a gap): the person
+        is measured afresh, and the track starts as the first one did."""
+        self.last_t = None
+        self.bias = self.side_bias = self.wanted = None
+        self.last_gaze = self.away_since = None

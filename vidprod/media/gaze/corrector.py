@@ -2,7 +2,8 @@
 re-render, with a report of what it did and a few before/after stills.
 
 Frames it does not correct (strength 0, blinks, look-aways, small eyes, no face, people
-already looking into the lens) are returned untouched: the very same frame object.
+already looking into the lens, irises that cannot be told from the sclera) are returned
+untouched: the very same frame object.
 A corrected frame is made writable first (the decoder may still reference its
 buffers) and only the pixels inside the eye openings change.
 
@@ -24,7 +25,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,6 +34,7 @@ import numpy as np
 
 from vidprod.media.gaze.control import (
     LENS_TARGET,
+    MIN_SHIFT,
     GazeControl,
     Measure,
     OneEuro,
@@ -48,8 +50,14 @@ from vidprod.media.gaze.landmarks import (
     VideoLandmarker,
     landmark_picture,
 )
-from vidprod.media.gaze.lids import LidFit, apply_fit, corner_taper, fit_lid
-from vidprod.media.gaze.rerender import EyeEdit, edit_eye
+from vidprod.media.gaze.lids import (
+    LidScores,
+    LidTracker,
+    apply_fit,
+    corner_taper,
+    lid_scores,
+)
+from vidprod.media.gaze.rerender import EyeEdit, edit_eye, iris_contrast
 from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb, write_png
 from vidprod.media.planes import plane_views
 
@@ -62,6 +70,10 @@ MIN_EYE_PX = 28.0  # narrower eyes are passed through untouched
 JUMP = 0.25
 # What a broken landmark process raises: it died (EOF, broken pipe) or hung (timeout).
 LANDMARK_FAILURES = (EOFError, OSError, RuntimeError)
+# Luma levels an iris must stand out by from the sclera beside it (rerender.iris_contrast):
+# corrections fade out from twice this down to it. Our fixtures and Intel's head-pose
+# GIFs upscaled 4x read 12-147; a walker far from a webcam, upscaled 4x, reads 2-4.
+MIN_IRIS_CONTRAST = 6.0
 LANDMARK_MEMORY_MB = 220  # what MediaPipe needs before it may start
 BUDGET_WINDOW = 30  # frames over which the landmark cost is judged
 
@@ -169,7 +181,8 @@ class GazeCorrector:
         self.landmark_wait_ms: list[float] = []  # the render held up waiting for answers
         self.render_ms: list[float] = []
         self._points = OneEuro(2.0, 0.05)
-        self._lid_filters: dict[tuple[int, bool], OneEuro] = {}
+        self._lids: dict[tuple[int, bool], LidTracker] = {}
+        self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
         self._last_center: np.ndarray | None = None
         self._announced: deque[_Announced] = deque()
         self._in_flight: deque[_Announced] = deque()  # in the order the child answers
@@ -213,7 +226,7 @@ class GazeCorrector:
         smooth = self._points(face.points, t)
         if _jumped(smooth, face.points, min(e.w for e in raw)):
             # a cut or another speaker: smoothing across it would place the edit
-            # beside the eyes, so start over and fade in again
+            # beside the eyes, so start over
             self._restart()
             smooth = self._points(face.points, t)
         self.last_points = smooth
@@ -221,7 +234,7 @@ class GazeCorrector:
         width = min(e.w for e in eyes)
         self.eye_widths.append(width)
         if width < self.settings.min_eye_px:
-            self.control.fade_out()
+            self.control.restart()
             return self._skip("small_eyes", frame)
         yaw, pitch = head_angles(face.matrix)
         gaze = [e.gaze() for e in raw]
@@ -242,10 +255,11 @@ class GazeCorrector:
         return edited
 
     def _restart(self) -> None:
-        """Forget the smoothed points and lid fits, and let the gates fade in anew."""
+        """Forget the smoothed points, lid fits and the person's gaze: a new track."""
         self._points.reset()
-        self._lid_filters.clear()
-        self.control.fade_out()
+        self._lids.clear()
+        self._smooth.clear()
+        self.control.restart()
 
     def _skip(self, reason: str, frame: av.VideoFrame | None = None) -> av.VideoFrame:
         self.skipped[reason] += 1
@@ -435,7 +449,17 @@ class GazeCorrector:
             lower = np.maximum(lower, upper)  # lids never cross
             opening = np.concatenate([eye.to_image(eye.xs, upper), eye.to_image(eye.xs[::-1], lower[::-1])])
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux,
-                                 shift=shift * eye.w * eye.uy))  # fmt: skip
+                                 shift=shift * self._steady_up(i, eye)))  # fmt: skip
+        # an iris that hardly stands out from the rest of the opening (a blurred or
+        # shadowed eye) cannot be seen to move and its lids cannot be fitted: the
+        # correction fades out with the contrast, smoothed so that it never steps
+        contrast = min(float(self._smoothed(i, "contrast", iris_contrast(luma, e))) for i, e in enumerate(edits))
+        fade = float(np.clip((contrast - MIN_IRIS_CONTRAST) / MIN_IRIS_CONTRAST, 0.0, 1.0))
+        if fade < 1.0:
+            if abs(shift * fade) < MIN_SHIFT:
+                return self._skip("iris_not_distinct", frame)
+            edits = [replace(e, shift=e.shift * fade) for e in edits]
+            shift *= fade
         box = Box.around(np.concatenate([e.opening for e in edits]), 0.35 * max(e.w for e in eyes),
                          frame.width, frame.height)  # fmt: skip
         before = crop_planes(y, u, v, box)
@@ -455,12 +479,24 @@ class GazeCorrector:
         self._offer_still(index, -shift, before, crop_planes(y, u, v, box))
         return frame
 
+    def _steady_up(self, i: int, eye: EyeFrame) -> np.ndarray:
+        """One eye width along uy (px), smoothed over ~0.3 s: this sizes and aims the
+        shift. The landmark filter lets width and angle noise through when the head
+        moves fast (±1 %, a 0.02 px wobble of the iris), and a face's size and roll
+        change far slower than that."""
+        return self._smoothed(i, "up", eye.w * eye.uy)
+
+    def _smoothed(self, i: int, key: str, value: np.ndarray | float) -> np.ndarray:
+        """`value` for eye `i` through a 0.5 Hz low-pass, restarted after a gap."""
+        flt = self._smooth.setdefault((i, key), OneEuro(0.5, 0.0))
+        t = self.control.last_t or 0.0
+        if flt.t is not None and t - flt.t > 0.2:  # a gap (no face, skipped frames): start afresh
+            flt.reset()
+        return flt(np.asarray(value, np.float64), t)
+
     def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool) -> np.ndarray:
-        fit = fit_lid_crop(luma, eye, upper)
-        key = (i, upper)
-        flt = self._lid_filters.setdefault(key, OneEuro(0.8, 0.5))
-        smooth = flt(np.array([fit.delta / eye.w, fit.scale]), self.control.last_t or 0.0)
-        fit = LidFit(float(smooth[0] * eye.w), float(smooth[1]))
+        tracker = self._lids.setdefault((i, upper), LidTracker())
+        fit = tracker.update(lid_scores_crop(luma, eye, upper), self.control.last_t or 0.0, eye.w)
         curve = eye.upper if upper else eye.lower
         return apply_fit(curve, fit, corner_taper(eye.xs, eye.w))
 
@@ -574,8 +610,8 @@ def _jumped(a: np.ndarray, b: np.ndarray, eye_width: float, limit: float = JUMP)
     return float(np.max(np.hypot(*(a[eyes] - b[eyes]).T))) > limit * eye_width
 
 
-def fit_lid_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
-    """fit_lid on a float copy of just the eye's neighbourhood of the luma plane."""
+def lid_scores_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidScores | None:
+    """lid_scores on a float copy of just the eye's neighbourhood of the luma plane."""
     pad = 0.25 * eye.w + 4
     points = np.concatenate([eye.to_image(eye.xs, eye.upper), eye.to_image(eye.xs, eye.lower)])
     x0 = max(0, int(points[:, 0].min() - pad))
@@ -588,4 +624,4 @@ def fit_lid_crop(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
         origin=eye.origin - offset, ux=eye.ux, uy=eye.uy, w=eye.w, iris=eye.iris - offset,
         r=eye.r, upper=eye.upper, lower=eye.lower, xs=eye.xs, openness=eye.openness,
     )  # fmt: skip
-    return fit_lid(crop, local, upper)
+    return lid_scores(crop, local, upper)

@@ -6,19 +6,29 @@ nothing at the corners, and scored by the mean luminance gradient across it (las
 sclera is dark → bright going down for the upper lid, bright → dark for the lower).
 Columns near the corners and over the iris are left out: the iris and pupil edges are
 stronger than the lower lid's and would pull the fit onto the iris bottom.
+
+Over time (`LidTracker`) the candidates' scores are averaged over a few frames and
+the chosen fit changes only when another candidate is clearly better: fitted per
+frame, a lid hopped between the fit and MediaPipe's curve (2 px on a 45 px eye) as
+the acceptance margin was met or missed, and the coverage mask flickered with it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from vidprod.media.gaze.control import OneEuro
 from vidprod.media.gaze.geometry import EyeFrame
 
 SCALES = np.round(np.arange(0.7, 1.301, 0.1), 2)
+STEPS = np.arange(-5.0, 5.0001, 0.25)  # δ candidates in units of w/50
 ACCEPT_GAIN = 2.0  # luminance units / px a fit must beat MediaPipe's curve by
+SCORE_TAU = 0.1  # s: candidates' scores are averaged over ~3 frames
+SWITCH_GAIN = 0.5  # luminance units / px another candidate must beat the current one by
 
 
 @dataclass(frozen=True)
@@ -38,30 +48,46 @@ def apply_fit(curve: np.ndarray, fit: LidFit, taper: np.ndarray) -> np.ndarray:
     return curve + taper * ((fit.scale - 1.0) * curve + fit.delta)
 
 
-def fit_lid(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
-    """The best (δ, s) for one lid on a float32 luminance image (full frame or a crop
-    whose origin the eye frame already accounts for)."""
+@dataclass(frozen=True)
+class LidScores:
+    """Every candidate's score for one lid in one frame."""
+
+    score: np.ndarray  # (SCALES, STEPS): mean gradient across the curve less penalties
+    allowed: np.ndarray  # (SCALES, STEPS): within the hard bounds
+    unchanged: float  # MediaPipe's curve's mean gradient, without penalties
+    unit: float  # px per δ step unit (w/50)
+
+    def fit(self, index: tuple[int, int]) -> LidFit:
+        return LidFit(float(STEPS[index[1]] * self.unit), float(SCALES[index[0]]))
+
+
+def lid_scores(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidScores | None:
+    """Score every (δ, s) for one lid on a float32 luminance image (full frame or a
+    crop whose origin the eye frame already accounts for); None when too few columns
+    are away from the corners and the iris."""
     w = eye.w
     unit = w / 50.0
     curve = eye.upper if upper else eye.lower
     sign = 1.0 if upper else -1.0
     # inward is down for the upper lid, up for the lower one
     inward_lo, inward_hi = (-0.02 * w, 0.05 * w) if upper else (-0.03 * w, 0.06 * w)
-    deltas = np.arange(-5.0, 5.0001, 0.25) * unit
-    inward = deltas * sign
-    deltas = deltas[(inward >= inward_lo) & (inward <= inward_hi)]
+    deltas = STEPS * unit
     xs = eye.xs
     iris_x = eye.iris_local[0]
     columns = (xs > 0.12 * w) & (xs < 0.88 * w) & (np.abs(xs - iris_x) > 0.85 * eye.r)
     if columns.sum() < 4:
-        return LidFit(0.0, 1.0)
+        return None
     taper = corner_taper(xs, w)[columns]
     base = curve[columns]
     cx = xs[columns]
     # every candidate curve at once: (scales, deltas, columns)
-    ys = base[None, None, :] + taper[None, None, :] * (
-        (SCALES[:, None, None] - 1.0) * base[None, None, :] + deltas[None, :, None]
-    )
+    moved = taper[None, None, :] * ((SCALES[:, None, None] - 1.0) * base[None, None, :] + deltas[None, :, None])
+    ys = base[None, None, :] + moved
+    # the bounds hold for the whole curve, not just δ: a scale of 1.3 alone lifts an
+    # upper lid's apex by ~0.045w, enough to reach a glasses rim just above the eye
+    # (whose lower edge has the lid's own dark-to-bright polarity)
+    inward = sign * moved
+    allowed = (inward.min(axis=2) >= inward_lo) & (inward.max(axis=2) <= inward_hi)
     xs_b = np.broadcast_to(cx, ys.shape)
     grads = []
     for step in (0.75, -0.75):
@@ -72,15 +98,67 @@ def fit_lid(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
         grads.append(mapped.reshape(ys.shape))
     gradient = (grads[0] - grads[1]) / 1.5
     score = (sign * gradient).mean(axis=2)
-    inward_px = deltas * sign
-    penalty = (3.0 * np.maximum(0.0, -inward_px) / unit + 0.25 * np.maximum(0.0, inward_px) / unit)
-    score = score - penalty[None, :] - 4.0 * np.abs(SCALES - 1.0)[:, None]
-    best = np.unravel_index(np.argmax(score), score.shape)
-    # the unchanged curve's score (s = 1, δ = 0) without penalties
+    outward_px = np.maximum(0.0, -inward).mean(axis=2)
+    inward_px = np.maximum(0.0, inward).mean(axis=2)
+    score = score - 3.0 * outward_px / unit - 0.25 * inward_px / unit - 4.0 * np.abs(SCALES - 1.0)[:, None]
     unchanged = float((sign * _gradient_at(luma, eye, cx, base)).mean())
-    if score[best] < unchanged + ACCEPT_GAIN:
+    return LidScores(score.astype(np.float64), allowed, unchanged, unit)
+
+
+def fit_lid(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidFit:
+    """The best (δ, s) for one lid in a single picture."""
+    scores = lid_scores(luma, eye, upper)
+    if scores is None:
         return LidFit(0.0, 1.0)
-    return LidFit(float(deltas[best[1]]), float(SCALES[best[0]]))
+    score = np.where(scores.allowed, scores.score, -np.inf)
+    best = np.unravel_index(np.argmax(score), score.shape)
+    if score[best] < scores.unchanged + ACCEPT_GAIN:
+        return LidFit(0.0, 1.0)
+    return scores.fit(best)  # type: ignore[arg-type]
+
+
+class LidTracker:
+    """One lid's fit over time: candidates' scores averaged over ~SCORE_TAU, the
+    current candidate kept until another beats it by SWITCH_GAIN, acceptance with
+    hysteresis (ACCEPT_GAIN to take a fit, half of it to keep one), and the result
+    smoothed in eye widths (One Euro) so a switch glides instead of stepping."""
+
+    def __init__(self) -> None:
+        self.score: np.ndarray | None = None
+        self.unchanged = 0.0
+        self.current: tuple[int, int] | None = None
+        self.accepted = False
+        self.t: float | None = None
+        self.smooth = OneEuro(0.8, 0.5)
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def update(self, scores: LidScores | None, t: float, w: float) -> LidFit:
+        if self.t is not None and t - self.t > 0.2:  # a gap: the old evidence is stale
+            self.reset()
+        first = self.score is None
+        if scores is None:
+            fit = LidFit(0.0, 1.0)
+        else:
+            a = 1.0 if first or self.t is None else 1.0 - math.exp(-max(t - self.t, 1e-3) / SCORE_TAU)
+            if self.score is None:
+                self.score, self.unchanged = scores.score.copy(), scores.unchanged
+            else:
+                self.score += a * (scores.score - self.score)
+                self.unchanged += a * (scores.unchanged - self.unchanged)
+            score = np.where(scores.allowed, self.score, -np.inf)
+            best = np.unravel_index(np.argmax(score), score.shape)
+            keep = self.current
+            if keep is None or not np.isfinite(score[keep]) or score[best] > score[keep] + SWITCH_GAIN:
+                keep = best  # type: ignore[assignment]
+            self.current = keep
+            margin = ACCEPT_GAIN / 2 if self.accepted else ACCEPT_GAIN
+            self.accepted = bool(score[keep] >= self.unchanged + margin)
+            fit = scores.fit(keep) if self.accepted else LidFit(0.0, 1.0)  # type: ignore[arg-type]
+        self.t = t
+        smooth = self.smooth(np.array([fit.delta / w, fit.scale]), t)
+        return LidFit(float(smooth[0] * w), float(smooth[1]))
 
 
 def _gradient_at(luma: np.ndarray, eye: EyeFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

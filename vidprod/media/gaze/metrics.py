@@ -6,9 +6,13 @@
   they are information only, never the pass mark.
 - locality: changed samples outside the eye regions (each eye's contour dilated by
   ceil(0.04w)+2 px); chroma samples count by their 2x2 luma footprint.
-- iris radius: the iris edge against the sclera along near-horizontal rays, in and out.
+- iris radius ratio: the radial scale that aligns the output's iris edge (along
+  near-horizontal rays) with the input's.
 - flicker: mean absolute frame-to-frame change inside the eye regions; output over
   input shows what the edit adds (lid-fit flicker, gate ramps, a wobbling shift).
+- edge gain: the eye regions' summed gradient magnitude, output over input. A moved
+  iris keeps its edges; rims at the lid margin, crescents, streaks and smears add
+  edges of their own.
 """
 
 from __future__ import annotations
@@ -54,6 +58,15 @@ def changed_outside(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...
 def texture_shift(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> np.ndarray | None:
     """Displacement (x, y) in px of the iris interior from input to output, by
     Gauss-Newton least squares on a mask of the iris interior away from the lids."""
+    fit = texture_shift_fit(y_in, y_out, edit)
+    return None if fit is None else fit[0]
+
+
+def texture_shift_fit(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tuple[np.ndarray, float] | None:
+    """texture_shift and its standard error (px): the residual's spread through the
+    inverse normal matrix (larger axis) and the rounding of the output to whole grey
+    levels. Weak iris texture (blur, a dark iris) measures a true move less precisely,
+    and this says by how much."""
     shift = edit.shift
     centre = edit.iris + shift / 2
     radius = 0.75 * edit.r
@@ -64,10 +77,14 @@ def texture_shift(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> np.ndar
     a = y_in[y0:y1, x0:x1].astype(np.float32)
     b = y_out[y0:y1, x0:x1].astype(np.float32)
     opening = coverage(edit.opening - np.array([x0, y0]), a.shape) > 0.99
-    opening = cv2.erode(opening.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    opening = cv2.erode(opening.astype(np.uint8), np.ones((5, 5), np.uint8))
+    # only pixels that show moved iris in the output and whose source was iris inside
+    # the opening in the input: the rest is lid-occluded or continued under a lid
+    source = cv2.warpAffine(opening, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]),
+                            (a.shape[1], a.shape[0]), flags=cv2.INTER_NEAREST)  # fmt: skip
     gy, gx = np.mgrid[0 : a.shape[0], 0 : a.shape[1]].astype(np.float32)
     local = centre - np.array([x0, y0])
-    mask = opening & (np.hypot(gx - local[0], gy - local[1]) < radius)
+    mask = (opening > 0) & (source > 0) & (np.hypot(gx - local[0], gy - local[1]) < radius)
     if mask.sum() < 12:
         return None
     d = np.zeros(2, np.float64)
@@ -85,7 +102,14 @@ def texture_shift(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> np.ndar
         d += step
         if np.hypot(*step) < 1e-3:
             break
-    return d
+    spread = float(res @ res) / max(1, res.size - 2)
+    statistical = spread * float(np.linalg.eigvalsh(np.linalg.inv(h)).max())
+    # rounding to whole grey levels turns a gentle ramp into steps that sit still as a
+    # sub-pixel move slides under them: an error correlated across the mask, up to a
+    # rounding step over the typical gradient (0.1 px on a 4x-upscaled GIF's iris)
+    gradient = math.sqrt(float(jx @ jx + jy @ jy) / jx.size)
+    rounding = (0.5 / math.sqrt(3)) / max(gradient, 1e-6)
+    return d, math.sqrt(statistical + rounding**2)
 
 
 def shift_ratio(measured: np.ndarray | None, requested: np.ndarray) -> float | None:
@@ -96,26 +120,51 @@ def shift_ratio(measured: np.ndarray | None, requested: np.ndarray) -> float | N
     return float(measured @ requested) / (size * size)
 
 
-def iris_radius(y: np.ndarray, centre: np.ndarray, r: float) -> float | None:
-    """Radius (px) of the strongest dark-to-bright edge along rays within 35° of the
-    horizontal, both sides (the iris meets the sclera there, not a lid)."""
-    radii = np.arange(0.4 * r, 1.8 * r, 0.25, dtype=np.float32)
-    angles = np.radians(np.concatenate([np.arange(-35, 36, 5), np.arange(145, 216, 5)]))
-    xs = centre[0] + np.cos(angles)[:, None] * radii[None, :]
-    ys = centre[1] + np.sin(angles)[:, None] * radii[None, :]
-    profiles = cv2.remap(y.astype(np.float32), xs.astype(np.float32), ys.astype(np.float32),
+def _radial_profiles(y: np.ndarray, centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Mean luma along rays within 20° of the horizontal, (left, right) x radii: there
+    the iris meets the sclera, not a lid."""
+    out = []
+    for middle in (180, 0):
+        angles = np.radians(np.arange(middle - 12, middle + 13, 4))
+        xs = centre[0] + np.cos(angles)[:, None] * radii[None, :]
+        ys = centre[1] + np.sin(angles)[:, None] * radii[None, :]
+        rays = cv2.remap(y.astype(np.float32), xs.astype(np.float32), ys.astype(np.float32),
                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-    profile = profiles.mean(axis=0)
-    gradient = np.gradient(profile)
-    i = int(np.argmax(gradient))
-    if gradient[i] <= 0:
+        out.append(rays.mean(axis=0))
+    return np.stack(out)
+
+
+def iris_radius_ratio(y_in: np.ndarray, y_out: np.ndarray, centre_in: np.ndarray,
+                      centre_out: np.ndarray, r: float) -> float | None:  # fmt: skip
+    """How much bigger the iris is in the output than in the input: the radial scale k
+    that best aligns the output's radial profiles (around the moved centre) with the
+    input's, over 0.6r-1.5r where the iris edge ramps up to the sclera.
+
+    Picking the edge in each picture separately (the strongest dark-to-bright step)
+    was fooled by catchlights: on the astronaut a studio light inside the iris gave
+    the input 0.42r and the output 1.5r on the same frame. Aligning the whole radial
+    pattern compares like with like: a catchlight moves with the iris and cancels,
+    only a real change of the iris's size moves the edge ramp."""
+    step = 0.25
+    radii = np.arange(0.2 * r, 2.0 * r, step, dtype=np.float32)
+    p_in = _radial_profiles(y_in, centre_in, radii)
+    p_out = _radial_profiles(y_out, centre_out, radii)
+    window = (radii >= 0.6 * r) & (radii <= 1.25 * r)
+    rho = radii[window]
+    if np.ptp(p_in[:, window]) < 8:  # no edge to compare
         return None
-    if 0 < i < len(gradient) - 1:  # parabolic peak
-        left, mid, right = gradient[i - 1], gradient[i], gradient[i + 1]
-        denom = left - 2 * mid + right
-        offset = 0.5 * (left - right) / denom if denom else 0.0
-        return float(radii[i] + offset * 0.25)
-    return float(radii[i])
+    scales = np.arange(0.8, 1.2501, 0.0025)
+    errors = np.array([
+        sum(float(np.square(np.interp(k * rho, radii, p_out[i]) - p_in[i, window]).sum()) for i in (0, 1))
+        for k in scales
+    ])  # fmt: skip
+    i = int(np.argmin(errors))
+    if i in (0, len(scales) - 1):
+        return float(scales[i])
+    left, mid, right = errors[i - 1], errors[i], errors[i + 1]
+    denom = left - 2 * mid + right
+    offset = 0.5 * (left - right) / denom if denom > 0 else 0.0
+    return float(scales[i] + offset * 0.0025)
 
 
 def flicker(previous: np.ndarray, current: np.ndarray, region: np.ndarray) -> float:
@@ -123,3 +172,20 @@ def flicker(previous: np.ndarray, current: np.ndarray, region: np.ndarray) -> fl
     if not region.any():
         return 0.0
     return float(np.abs(current[region].astype(np.int16) - previous[region].astype(np.int16)).mean())
+
+
+def edge_gain(y_in: np.ndarray, y_out: np.ndarray, region: np.ndarray) -> float | None:
+    """Summed gradient magnitude inside `region`, output over input."""
+    ys, xs = np.nonzero(region)
+    if ys.size == 0:
+        return None
+    y0, y1, x0, x1 = max(0, ys.min() - 2), ys.max() + 3, max(0, xs.min() - 2), xs.max() + 3
+    inside = region[y0:y1, x0:x1]
+
+    def energy(y: np.ndarray) -> float:
+        crop = y[y0:y1, x0:x1].astype(np.float32)
+        magnitude = np.hypot(cv2.Sobel(crop, cv2.CV_32F, 1, 0), cv2.Sobel(crop, cv2.CV_32F, 0, 1))
+        return float(magnitude[inside].sum())
+
+    base = energy(y_in)
+    return energy(y_out) / base if base > 0 else None

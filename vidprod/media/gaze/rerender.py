@@ -48,34 +48,43 @@ def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return small.astype(np.float32) / 255.0
 
 
-def extend_eyeball(crop: np.ndarray, known: np.ndarray, direction: np.ndarray, steps: int) -> np.ndarray:
-    """`crop` where `known`, continued outward: first along `direction` (the unknown
-    pixel takes the bilinear value one pixel towards the known side), then by an
-    isotropic normalised 3x3 push for what is left."""
-    ext = np.where(known, crop, 0.0).astype(np.float32)
-    have = known.astype(np.float32)
+def sure_eyeball(alpha: np.ndarray) -> np.ndarray:
+    """How surely each pixel shows only the eyeball: 0 up to ~0.5 px inside the
+    opening, 1 from ~1.5 px inside (the margin itself holds lash and lid blur). A soft
+    erosion of the coverage, continuous in the opening's sub-pixel position: a binary
+    one flips whole pixels as the head moves and the extension then flickers."""
+    total = cv2.boxFilter(alpha, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return np.clip((total - 6.0) / 3.0, 0.0, 1.0).astype(np.float32)  # exact 1 inside
+
+
+def extend_eyeball(crop: np.ndarray, sure: np.ndarray, direction: np.ndarray, steps: int) -> np.ndarray:
+    """`crop` where `sure` is 1, continued outward: first along `direction` (a pixel
+    takes the bilinear value one pixel towards the eyeball), then by an isotropic
+    normalised 3x3 push for what is left. Values are carried premultiplied by their
+    certainty, so the result changes smoothly with `sure`."""
+    sure = sure.astype(np.float32)
+    value = crop.astype(np.float32) * sure
+    weight = sure.copy()
     height, width = crop.shape
     gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     mx, my = gx + np.float32(direction[0]), gy + np.float32(direction[1])
+    keep = 1.0 - sure
     for _ in range(steps):
-        value = cv2.remap(ext, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.remap(have, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        take = (have < 1.0) & (weight > 0.999)
-        if not take.any():
-            break
-        ext[take] = value[take]
-        have[take] = 1.0
+        pushed = cv2.remap(value, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        pushed_w = cv2.remap(weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        value = crop * sure + keep * pushed
+        weight = sure + keep * pushed_w
     for _ in range(steps + 2):
-        missing = have < 1.0
-        if not missing.any():
+        if weight.min() >= 1.0:
             break
-        total = cv2.filter2D(ext * have, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
-        count = cv2.filter2D(have, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
-        take = missing & (count > 0.5)
-        ext[take] = total[take] / count[take]
-        have[take] = 1.0
-    # anything still unknown is never sampled; the input keeps the arithmetic finite
-    return np.where(have >= 1.0, ext, crop).astype(np.float32)
+        total = cv2.filter2D(value, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
+        count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
+        gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
+        missing = 1.0 - weight
+        value = value + missing * gain * total / np.maximum(count, 1e-6)
+        weight = weight + missing * gain
+    # whatever certainty is still missing is never sampled; the input keeps it finite
+    return (value + (1.0 - weight) * crop).astype(np.float32)
 
 
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
@@ -110,10 +119,10 @@ def edit_plane(plane: np.ndarray, edit: EyeEdit, scale: float, y_offset: float) 
     inside = alpha > 0
     if not inside.any():
         return 0
-    known = cv2.erode((alpha > 0.99).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    if not known.any():
+    sure = sure_eyeball(alpha)
+    if sure.max() < 1.0:
         return 0
-    ext = extend_eyeball(crop, known, shift / magnitude, math.ceil(magnitude) + 3)
+    ext = extend_eyeball(crop, sure, shift / magnitude, math.ceil(magnitude) + 3)
     gy, gx = np.mgrid[0:crop.shape[0], 0:crop.shape[1]].astype(np.float32)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
@@ -134,3 +143,27 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
         edit_plane(u, edit, 0.5, 0.5)
         edit_plane(v, edit, 0.5, 0.5)
     return changed
+
+
+def iris_contrast(luma: np.ndarray, edit: EyeEdit) -> float:
+    """How much the iris stands out from the sclera beside it: the brighter part of a
+    band either side of the iris along the corner line (80th percentile, 1.2-2r from
+    its centre, within 0.35r of its height: sclera in any open eye, lids only at its
+    ends) less the darker part of the iris (30th percentile within 0.8r), in luma
+    levels, inside the opening; 0 when either part is too small to tell."""
+    x0, y0 = np.maximum(np.floor(edit.opening.min(axis=0)).astype(int) - 2, 0)
+    x1 = min(luma.shape[1], math.ceil(edit.opening[:, 0].max()) + 3)
+    y1 = min(luma.shape[0], math.ceil(edit.opening[:, 1].max()) + 3)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return 0.0
+    inside = coverage(edit.opening - np.array([x0, y0]), (y1 - y0, x1 - x0)) > 0.99
+    gy, gx = np.mgrid[y0:y1, x0:x1]
+    dx, dy = gx - edit.iris[0], gy - edit.iris[1]
+    along = np.abs(dx * edit.ux[0] + dy * edit.ux[1])
+    across = np.abs(-dx * edit.ux[1] + dy * edit.ux[0])
+    crop = luma[y0:y1, x0:x1]
+    iris = crop[inside & (np.hypot(dx, dy) < 0.8 * edit.r)]
+    beside = crop[inside & (along > 1.2 * edit.r) & (along < 2.0 * edit.r) & (across < 0.35 * edit.r)]
+    if iris.size < 8 or beside.size < 8:
+        return 0.0
+    return float(np.percentile(beside, 80) - np.percentile(iris, 30))
