@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vidprod import logs
@@ -18,24 +20,23 @@ def _settings_epilog() -> str:
     return "\n".join(lines)
 
 
-def _strength(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be a number from 0 to 1")
-    return value
+def _number_from(low: float, high: float, unit: str = "a number") -> Callable[[str], float]:
+    """An argparse type: a number from low to high (nan refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {unit} from {low:g} to {high:g}")
+        return value
+
+    return parse
 
 
-def _notes_below(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 30.0:
-        raise argparse.ArgumentTypeError("must be a number of degrees from 0 to 30")
-    return value
+_strength = _number_from(0, 1)
+_notes_below = _number_from(0, 30, "a number of degrees")
 
 
 def build_parser() -> argparse.ArgumentParser:

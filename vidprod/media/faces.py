@@ -99,18 +99,25 @@ def main_face(faces: list[Face], width: int, height: int) -> Face | None:
     return max(faces, key=score)
 
 
+def create_landmarker(model: bytes, max_faces: int, *, video: bool = False):  # type: ignore[no-untyped-def]
+    """MediaPipe's FaceLandmarker: IMAGE mode (each call stands alone), or VIDEO mode
+    (tracking between frames, with the head's transformation matrix)."""
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_buffer=model),
+        running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+        num_faces=max_faces,
+        output_facial_transformation_matrixes=video,
+    )
+    return vision.FaceLandmarker.create_from_options(options)
+
+
 class FaceFinder:
     """FaceLandmarker in IMAGE mode: each call stands alone (frames seconds apart)."""
 
     def __init__(self, model: bytes, max_faces: int = 4) -> None:
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=model),
-            running_mode=vision.RunningMode.IMAGE,
-            num_faces=max_faces,
-        )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._landmarker = create_landmarker(model, max_faces)
 
     def find(self, rgb: np.ndarray) -> list[Face]:
         import mediapipe as mp

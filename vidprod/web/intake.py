@@ -4,6 +4,7 @@ its form fields or tus metadata parsed into job options, then a job."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,16 @@ from vidprod.web.problems import problem
 from vidprod.web.publishing import parse_publish_request
 
 GAZE_FLAGS = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
+
+
+def _number(text: str, low: float, high: float, refusal: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # also refuses nan
+        raise problem(422, refusal)
+    return value
 
 
 def job_options(fields: dict[str, str]) -> dict[str, Any]:
@@ -37,21 +48,12 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
             raise problem(422, "gaze must be on or off.")
         options["gaze"] = GAZE_FLAGS[flag]
     if fields.get("gaze_strength"):
-        try:
-            strength = float(fields["gaze_strength"].strip())
-        except ValueError:
-            strength = -1.0
-        if not 0.0 <= strength <= 1.0:  # also refuses nan
-            raise problem(422, "gaze_strength must be a number from 0 to 1.")
-        options["gaze_strength"] = strength
+        options["gaze_strength"] = _number(fields["gaze_strength"], 0, 1, "gaze_strength must be a number from 0 to 1.")
     if fields.get("gaze_notes_below"):
-        try:
-            degrees = float(fields["gaze_notes_below"].strip())
-        except ValueError:
-            degrees = -1.0
-        if not 0.0 <= degrees <= 30.0:
-            raise problem(422, "gaze_notes_below must be the degrees your notes sit below the lens, from 0 to 30.")
-        options["gaze_notes_below_degrees"] = degrees
+        options["gaze_notes_below_degrees"] = _number(
+            fields["gaze_notes_below"], 0, 30,
+            "gaze_notes_below must be the degrees your notes sit below the lens, from 0 to 30.",
+        )  # fmt: skip
     if fields.get("publish"):
         try:
             choice = json.loads(fields["publish"])

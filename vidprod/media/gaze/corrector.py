@@ -32,6 +32,7 @@ from typing import Any, Self
 import av
 import numpy as np
 
+from vidprod.media.faces import Face, main_face
 from vidprod.media.gaze.control import (
     LENS_TARGET,
     MIN_SHIFT,
@@ -312,7 +313,7 @@ class GazeCorrector:
             entry.cost_ms = (time.perf_counter() - started) * 1e3
             return
         entry.cost_ms = (time.perf_counter() - started) * 1e3
-        while self._landmarker.in_flight >= PICTURE_SLOTS:  # type: ignore[attr-defined]
+        while len(self._in_flight) >= PICTURE_SLOTS:
             self._collect_next()
         submit(rgb, round(entry.t * 1000))
         entry.in_flight = True
@@ -376,43 +377,38 @@ class GazeCorrector:
             predicted = self._points.predict(t)
             return None if predicted is None else FaceLandmarks(predicted, face0.matrix)
         face1 = self._face_of(following)
-        if face1 is None or _jumped(face0.points, face1.points, min(e.w for e in eye_frames(face1.points)), 2 * JUMP):
-            return None  # no face, or a cut between the two: which side this frame is on is unknown
+        if face1 is None:
+            return None
+        eyes0, eyes1 = eye_frames(face0.points), eye_frames(face1.points)
+        if _jumped(face0.points, face1.points, min(e.w for e in eyes1), 2 * JUMP):
+            return None  # a cut between the two: which side this frame is on is unknown
         a = (t - t0) / max(following.t - t0, 1e-6)
         points = (1 - a) * face0.points + a * face1.points
-        eyes0, eyes1 = eye_frames(face0.points), eye_frames(face1.points)
         openness = (min(eyes0[0].openness, eyes1[0].openness), min(eyes0[1].openness, eyes1[1].openness))
         return FaceLandmarks(points, face0.matrix if a < 0.5 else face1.matrix, openness)
 
     def _pick(self, faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
               ) -> FaceLandmarks | None:  # fmt: skip
-        """The main speaker: the largest, most central face; once chosen, the same
-        person stays chosen while a face of comparable size is where they were."""
+        """The main speaker (faces.main_face); once chosen, the same person stays
+        chosen while a face of comparable size is where they were."""
         if not faces:
             self._last_center = None
             return None
         scale = np.array([width, height], np.float64)
-        candidates = [(points * scale, matrix) for points, matrix in faces]
-        sizes = [np.ptp(p[:, 0]) for p, _ in candidates]
-        centres = [p.mean(axis=0) for p, _ in candidates]
+        candidates = [Face(points * scale) for points, _ in faces]
+        chosen = None
         if self._last_center is not None:
-            near = [
-                i for i in range(len(candidates))
-                if sizes[i] > 0.7 * max(sizes)
-                and np.hypot(*(centres[i] - self._last_center)) < 0.5 * sizes[i]
-            ]  # fmt: skip
+            largest = max(f.width for f in candidates)
+            distance = {id(f): float(np.hypot(*(np.array(f.center) - self._last_center))) for f in candidates}
+            near = [f for f in candidates if f.width > 0.7 * largest and distance[id(f)] < 0.5 * f.width]
             if near:
-                best = min(near, key=lambda i: np.hypot(*(centres[i] - self._last_center)))
-                self._last_center = centres[best]
-                return FaceLandmarks(*candidates[best])
-
-        def score(i: int) -> float:
-            off = np.hypot(*((centres[i] - scale / 2) / scale))
-            return sizes[i] * (1.0 - 0.8 * off)
-
-        best = max(range(len(candidates)), key=score)
-        self._last_center = centres[best]
-        return FaceLandmarks(*candidates[best])
+                chosen = min(near, key=lambda f: distance[id(f)])
+        if chosen is None:
+            chosen = main_face(candidates, width, height)
+        assert chosen is not None
+        self._last_center = np.array(chosen.center)
+        index = next(i for i, f in enumerate(candidates) if f is chosen)
+        return FaceLandmarks(chosen.points, faces[index][1])
 
     def _check_budget(self, index: int) -> None:
         if len(self.landmark_ms) < BUDGET_WINDOW:

@@ -19,7 +19,7 @@ from typing import Protocol
 import av
 import numpy as np
 
-from vidprod.media.faces import Face, main_face
+from vidprod.media.faces import create_landmarker
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
 LANDMARK_LONG_SIDE = 960
@@ -58,32 +58,11 @@ def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
     return rgb, frame.width / width
 
 
-def main_speaker(faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
-                 ) -> FaceLandmarks | None:  # fmt: skip
-    """The largest, most central face, in full-resolution pixels."""
-    if not faces:
-        return None
-    scale = np.array([width, height], np.float64)
-    candidates = [Face(points * scale) for points, _ in faces]
-    chosen = main_face(candidates, width, height)
-    assert chosen is not None
-    index = next(i for i, face in enumerate(candidates) if face is chosen)
-    return FaceLandmarks(chosen.points.astype(np.float64), faces[index][1])
-
-
 class VideoLandmarker:
     """FaceLandmarker in VIDEO mode (tracking between frames), in this process."""
 
     def __init__(self, model: bytes, max_faces: int = 3) -> None:
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=model),
-            running_mode=vision.RunningMode.VIDEO,
-            num_faces=max_faces,
-            output_facial_transformation_matrixes=True,
-        )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._landmarker = create_landmarker(model, max_faces, video=True)
         self._last_ms = -1
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -158,10 +137,6 @@ class ChildLandmarker:
     @property
     def pid(self) -> int | None:
         return self._process.pid
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
 
     def submit(self, rgb: np.ndarray, timestamp_ms: int) -> None:
         if self._in_flight >= PICTURE_SLOTS:
