@@ -146,7 +146,7 @@ def render_parts(
     out_dir.mkdir(parents=True, exist_ok=True)
     # The encoder's and decoder's threads keep every core busy; OpenCV's own pool on
     # the small crops the frame hook works on only adds hand-offs and spinning
-    # (~2 ms of CPU a frame with eye contact on, measured on 2 cores).
+    # (~6 ms of CPU a frame with eye contact on, bench/gaze.py on 2 cores).
     cv2.setNumThreads(1)
     render = _Render(source, parts, set(skip), out_dir, options, on_progress, on_part, should_stop)
     return render.run()
@@ -254,8 +254,6 @@ class _Render:
         todo_spans = [s for s in self.spans if s.part.index in self.todo]
         self.shown_from = todo_spans[0].start - 1 / self.rate
         self.shown_until = todo_spans[-1].end
-        self.last_t: Fraction | None = None  # time of the previous decoded frame
-        self.last_interval: Fraction | None = None
         self.audio_slicer = _AudioSlicer(self) if audio is not None else None
 
         streams = [video] + ([audio] if audio is not None else [])
@@ -293,20 +291,19 @@ class _Render:
             # The held frame shows until this one: fill every grid slot before t with it.
             self._fill_until(math.ceil((t - self.origin) * self.rate))
         self.held, self.held_t, self.held_out, self.held_upright = frame, t, None, upright
-        self.last_interval = t - self.last_t if self.last_t is not None and t > self.last_t else None
-        self.last_t = t
         self.on_progress(float((t - self.origin) / (self.spans[-1].end - self.origin)))
 
     def _will_show(self, t: Fraction) -> bool:
         """Whether a frame at t is likely to fill a grid slot: one falls between t and
-        the next frame, expected one source interval on. Only a guess for look-ahead
-        (a wrong one costs a wasted or a late landmark pass, never a wrong frame)."""
+        the next frame, expected as far on as this one is from the held frame. Only a
+        guess for look-ahead (a wrong one costs a wasted or a late landmark pass, never
+        a wrong frame)."""
         if not self.shown_from <= t < self.shown_until:
             return False
-        if self.last_interval is None:
+        if self.held_t is None or t <= self.held_t:
             return True
         slot = math.ceil((t - self.origin) * self.rate)
-        return self.origin + slot / self.rate < t + self.last_interval
+        return self.origin + slot / self.rate < 2 * t - self.held_t
 
     def _fill_until(self, stop_slot: int) -> None:
         stop_slot = min(stop_slot, self.total_slots)
