@@ -3,7 +3,7 @@ whole render with gaze on against a plain ffmpeg transcode with the same encoder
 settings, in one run; peak RSS of the render and of the landmark child process.
 
 The input is the animated astronaut fixture (tests/gaze_fixtures.py) scaled to
-1080x1920 and looped, so the face and its eyes (~105 px wide) are real photo pixels.
+1080x1920 and looped, so the face and its eyes (~74 px wide) are real photo pixels.
 Also our render with gaze off, and CPU seconds of each (ffmpeg, our process plus its
 landmark child): on a busy machine the CPU ratio is the steadier figure.
 Needs the ffmpeg command for the reference.
