@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -80,9 +81,13 @@ MUXER_OPTIONS = {"movflags": "+faststart+negative_cts_offsets", "use_editlist": 
 SEEK_MARGIN = Fraction(1)
 
 # Called once per shown frame, in order. A hook may also have `look_ahead(frame)`: the
-# render then calls it with each upright frame as soon as it is decoded, before the
-# frame ahead of it goes through the hook (gaze starts that frame's landmarks early).
+# render then calls it with each upright frame as soon as it is decoded, LOOK_AHEAD
+# frames before that frame goes through the hook (gaze starts its landmarks early).
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
+# Three, so that landmarks run every other frame never hold the render up: the frame
+# between two measured ones needs the next one's answer, announced two frames earlier.
+# Costs two decoded frames of memory (6 MB at 1080x1920).
+LOOK_AHEAD = 3
 
 
 class RenderStopped(Exception):
@@ -251,6 +256,9 @@ class _Render:
         self.held_out: av.VideoFrame | None = None  # its processed form, made on first use
         self.held_upright = False  # already through self.normalize
         self.look_ahead = getattr(self.options.frame_hook, "look_ahead", None)
+        # decoded (and announced) frames not yet held: (frame, t, upright)
+        self.announced: deque[tuple[av.VideoFrame, Fraction, bool]] = deque()
+        self.newest_t: Fraction | None = None
         todo_spans = [s for s in self.spans if s.part.index in self.todo]
         self.shown_from = todo_spans[0].start - 1 / self.rate
         self.shown_until = todo_spans[-1].end
@@ -266,6 +274,8 @@ class _Render:
             else:
                 for frame in packet.decode():
                     self.audio_slicer.add(frame)
+        while self.announced:
+            self._hold(*self.announced.popleft())
         self._fill_until(self.total_slots)
         while self.span_index < len(self.spans):
             self._end_video_span()
@@ -283,10 +293,19 @@ class _Render:
         if frame.pts is None:
             return
         t = frame.pts * self.video_tb
-        upright = False
-        if self.look_ahead is not None and self._will_show(t):
-            frame, upright = self.normalize.apply(frame), True
+        if self.look_ahead is None:
+            self._hold(frame, t, False)
+            return
+        upright = self._will_show(t)
+        if upright:
+            frame = self.normalize.apply(frame)
             self.look_ahead(frame)
+        self.newest_t = t
+        self.announced.append((frame, t, upright))
+        if len(self.announced) >= LOOK_AHEAD:
+            self._hold(*self.announced.popleft())
+
+    def _hold(self, frame: av.VideoFrame, t: Fraction, upright: bool) -> None:
         if self.held is not None:
             # The held frame shows until this one: fill every grid slot before t with it.
             self._fill_until(math.ceil((t - self.origin) * self.rate))
@@ -295,15 +314,15 @@ class _Render:
 
     def _will_show(self, t: Fraction) -> bool:
         """Whether a frame at t is likely to fill a grid slot: one falls between t and
-        the next frame, expected as far on as this one is from the held frame. Only a
-        guess for look-ahead (a wrong one costs a wasted or a late landmark pass, never
-        a wrong frame)."""
+        the next frame, expected as far on as this one is from the frame decoded before
+        it. Only a guess for look-ahead (a wrong one costs a wasted or a late landmark
+        pass, never a wrong frame)."""
         if not self.shown_from <= t < self.shown_until:
             return False
-        if self.held_t is None or t <= self.held_t:
+        if self.newest_t is None or t <= self.newest_t:
             return True
         slot = math.ceil((t - self.origin) * self.rate)
-        return self.origin + slot / self.rate < 2 * t - self.held_t
+        return self.origin + slot / self.rate < 2 * t - self.newest_t
 
     def _fill_until(self, stop_slot: int) -> None:
         stop_slot = min(stop_slot, self.total_slots)
