@@ -29,8 +29,9 @@ from tests.gaze_fixtures import (
     model,
 )
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
+from vidprod.media.gaze import corrector as corrector_module
 from vidprod.media.gaze.control import GazeControl, Measure
-from vidprod.media.gaze.corrector import with_look_ahead
+from vidprod.media.gaze.corrector import lid_scores_crop, with_look_ahead
 from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
@@ -597,11 +598,20 @@ class _Counting:
         self.inner.close()
 
 
-def test_every_other_frame_interpolates_and_never_edits_a_blink():
+def test_every_other_frame_interpolates_and_never_edits_a_blink(monkeypatch):
+    """Frames between measured ones are edited with interpolated points, their lid fits
+    held from the measured frame before (the fits are only scored on measured ones)."""
     fixture = astronaut_fixture()
     counting = _Counting()
     corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=1e9), landmarker=counting)
     corrector.mode = "alternate"
+    scored_on = set()
+
+    def scoring(luma, eye, upper):  # type: ignore[no-untyped-def]
+        scored_on.add(corrector.frames_seen - 1)
+        return lid_scores_crop(luma, eye, upper)
+
+    monkeypatch.setattr(corrector_module, "lid_scores_crop", scoring)
     changed = []
     try:
         for frame in with_look_ahead(fixture.video_frames(), corrector):
@@ -612,6 +622,8 @@ def test_every_other_frame_interpolates_and_never_edits_a_blink():
         counting.close()
     assert counting.calls == len(changed) // 2
     assert sum(changed) >= 30, corrector.report()["skipped"]
+    assert scored_on and all(i % 2 == 0 for i in scored_on)  # frames 0, 2, 4... are measured
+    assert sum(c for i, c in enumerate(changed) if i % 2) >= 15  # the ones between are edited
     assert not any(c for c, blink in zip(changed, fixture.blink) if blink)
     assert corrector.report()["mode"] == "alternate"
 

@@ -52,6 +52,7 @@ from vidprod.media.gaze.landmarks import (
     landmark_picture,
 )
 from vidprod.media.gaze.lids import (
+    STALE_AFTER,
     LidScores,
     LidTracker,
     apply_fit,
@@ -251,7 +252,7 @@ class GazeCorrector:
         if decision.reason is not None:
             return self._skip(decision.reason, frame)
         started = time.perf_counter()
-        edited = self._edit(frame, eyes, decision.shift, index)
+        edited = self._edit(frame, eyes, decision.shift, index, fresh=face.measured)
         self.render_ms.append((time.perf_counter() - started) * 1e3)
         return edited
 
@@ -375,7 +376,7 @@ class GazeCorrector:
         following = next((e for e in self._announced if e.measured), None)
         if following is None:  # the last frame: carry the smoothed points on
             predicted = self._points.predict(t)
-            return None if predicted is None else FaceLandmarks(predicted, face0.matrix)
+            return None if predicted is None else FaceLandmarks(predicted, face0.matrix, measured=False)
         face1 = self._face_of(following)
         if face1 is None:
             return None
@@ -385,7 +386,7 @@ class GazeCorrector:
         a = (t - t0) / max(following.t - t0, 1e-6)
         points = (1 - a) * face0.points + a * face1.points
         openness = (min(eyes0[0].openness, eyes1[0].openness), min(eyes0[1].openness, eyes1[1].openness))
-        return FaceLandmarks(points, face0.matrix if a < 0.5 else face1.matrix, openness)
+        return FaceLandmarks(points, face0.matrix if a < 0.5 else face1.matrix, openness, measured=False)
 
     def _pick(self, faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
               ) -> FaceLandmarks | None:  # fmt: skip
@@ -435,13 +436,17 @@ class GazeCorrector:
     # --- the edit ----------------------------------------------------------------
 
     def _edit(self, frame: av.VideoFrame, eyes: tuple[EyeFrame, EyeFrame], shift: float,
-              index: int) -> av.VideoFrame:  # fmt: skip
+              index: int, fresh: bool) -> av.VideoFrame:  # fmt: skip
+        """Re-render both eyes. `fresh`: the landmarks were measured on this frame;
+        between measured frames (every other frame when degraded) the lid fits and the
+        iris contrast hold from the last measured one, as the points are interpolated:
+        both are smoothed over several frames anyway, and this halves their cost."""
         y, u, v = plane_views(frame)
         luma = y  # fits read the input before any edit
         edits = []
         for i, eye in enumerate(eyes):
-            upper = self._fitted(luma, eye, i, True)
-            lower = self._fitted(luma, eye, i, False)
+            upper = self._fitted(luma, eye, i, True, fresh)
+            lower = self._fitted(luma, eye, i, False, fresh)
             lower = np.maximum(lower, upper)  # lids never cross
             opening = np.concatenate([eye.to_image(eye.xs, upper), eye.to_image(eye.xs[::-1], lower[::-1])])
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux,
@@ -449,7 +454,7 @@ class GazeCorrector:
         # an iris that hardly stands out from the rest of the opening (a blurred or
         # shadowed eye) cannot be seen to move and its lids cannot be fitted: the
         # correction fades out with the contrast, smoothed so that it never steps
-        contrast = min(float(self._smoothed(i, "contrast", iris_contrast(luma, e))) for i, e in enumerate(edits))
+        contrast = min(self._contrast(i, luma, e, fresh) for i, e in enumerate(edits))
         fade = float(np.clip((contrast - MIN_IRIS_CONTRAST) / MIN_IRIS_CONTRAST, 0.0, 1.0))
         if fade < 1.0:
             if abs(shift * fade) < MIN_SHIFT:
@@ -486,13 +491,23 @@ class GazeCorrector:
         """`value` for eye `i` through a 0.5 Hz low-pass, restarted after a gap."""
         flt = self._smooth.setdefault((i, key), OneEuro(0.5, 0.0))
         t = self.control.last_t or 0.0
-        if flt.t is not None and t - flt.t > 0.2:  # a gap (no face, skipped frames): start afresh
+        if flt.t is not None and t - flt.t > STALE_AFTER:  # a gap: start afresh
             flt.reset()
         return flt(np.asarray(value, np.float64), t)
 
-    def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool) -> np.ndarray:
+    def _contrast(self, i: int, luma: np.ndarray, edit: EyeEdit, fresh: bool) -> float:
+        held = self._smooth.get((i, "contrast"))
+        t = self.control.last_t or 0.0
+        if not fresh and held is not None and held.value is not None and t - (held.t or 0.0) <= STALE_AFTER:
+            return float(held.value)
+        return float(self._smoothed(i, "contrast", iris_contrast(luma, edit)))
+
+    def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool, fresh: bool) -> np.ndarray:
         tracker = self._lids.setdefault((i, upper), LidTracker())
-        fit = tracker.update(lid_scores_crop(luma, eye, upper), self.control.last_t or 0.0, eye.w)
+        t = self.control.last_t or 0.0
+        fit = tracker.last if not fresh and tracker.holds(t) else None
+        if fit is None:
+            fit = tracker.update(lid_scores_crop(luma, eye, upper), t, eye.w)
         curve = eye.upper if upper else eye.lower
         return apply_fit(curve, fit, corner_taper(eye.xs, eye.w))
 

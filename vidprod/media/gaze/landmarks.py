@@ -33,6 +33,7 @@ class FaceLandmarks:
     # (the smaller of the two measured neighbours', so a blink starting between them
     # is never edited).
     openness: tuple[float, float] | None = None
+    measured: bool = True  # False: interpolated or carried on from measured frames
 
 
 class Landmarker(Protocol):

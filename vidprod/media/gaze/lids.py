@@ -29,6 +29,7 @@ STEPS = np.arange(-5.0, 5.0001, 0.25)  # δ candidates in units of w/50
 ACCEPT_GAIN = 2.0  # luminance units / px a fit must beat MediaPipe's curve by
 SCORE_TAU = 0.1  # s: candidates' scores are averaged over ~3 frames
 SWITCH_GAIN = 0.5  # luminance units / px another candidate must beat the current one by
+STALE_AFTER = 0.2  # s: a gap this long (no face, skipped frames) makes a track's evidence stale
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,17 @@ class LidTracker:
         self.accepted = False
         self.t: float | None = None
         self.smooth = OneEuro(0.8, 0.5)
+        self.last: LidFit | None = None  # the latest fit returned
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
 
+    def holds(self, t: float) -> bool:
+        """Whether the last fit may stand for time t (no gap since it was made)."""
+        return self.last is not None and self.t is not None and t - self.t <= STALE_AFTER
+
     def update(self, scores: LidScores | None, t: float, w: float) -> LidFit:
-        if self.t is not None and t - self.t > 0.2:  # a gap: the old evidence is stale
+        if self.t is not None and t - self.t > STALE_AFTER:
             self.reset()
         first = self.score is None
         if scores is None:
@@ -158,7 +164,8 @@ class LidTracker:
             fit = scores.fit(keep) if self.accepted else LidFit(0.0, 1.0)  # type: ignore[arg-type]
         self.t = t
         smooth = self.smooth(np.array([fit.delta / w, fit.scale]), t)
-        return LidFit(float(smooth[0] * w), float(smooth[1]))
+        self.last = LidFit(float(smooth[0] * w), float(smooth[1]))
+        return self.last
 
 
 def _gradient_at(luma: np.ndarray, eye: EyeFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
