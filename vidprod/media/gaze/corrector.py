@@ -224,7 +224,7 @@ class GazeCorrector:
             self.last_points = None
             return self._skip("no_face", frame)
         self.last_raw_points = face.points
-        raw = eye_frames(face.points)
+        raw = face.eyes
         smooth = self._points(face.points, t)
         if _jumped(smooth, face.points, min(e.w for e in raw)):
             # a cut or another speaker: smoothing across it would place the edit
@@ -380,7 +380,7 @@ class GazeCorrector:
         face1 = self._face_of(following)
         if face1 is None:
             return None
-        eyes0, eyes1 = eye_frames(face0.points), eye_frames(face1.points)
+        eyes0, eyes1 = face0.eyes, face1.eyes
         if _jumped(face0.points, face1.points, min(e.w for e in eyes1), 2 * JUMP):
             return None  # a cut between the two: which side this frame is on is unknown
         a = (t - t0) / max(following.t - t0, 1e-6)

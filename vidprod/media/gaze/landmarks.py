@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import multiprocessing
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import av
 import numpy as np
 
 from vidprod.media.faces import create_landmarker
+from vidprod.media.gaze.geometry import EyeFrame, eye_frames
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
 LANDMARK_LONG_SIDE = 960
@@ -34,6 +36,12 @@ class FaceLandmarks:
     # is never edited).
     openness: tuple[float, float] | None = None
     measured: bool = True  # False: interpolated or carried on from measured frames
+
+    @cached_property
+    def eyes(self) -> tuple[EyeFrame, EyeFrame]:
+        """Both eyes' frames, worked out once (a measured face is read again when the
+        frames either side of it are interpolated)."""
+        return eye_frames(self.points)
 
 
 class Landmarker(Protocol):
