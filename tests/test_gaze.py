@@ -685,3 +685,19 @@ def test_reports_of_a_resumed_render_add_up():
     assert combined["mean_correction_degrees"] == pytest.approx(2.8)
     assert combined["skipped"] == {"blink": 40, "look_away": 10}
     assert combined["mode"] == "alternate" and len(combined["degradations"]) == 1
+
+
+@pytest.mark.parametrize(("name", "turns"), [("video_90.mov", -1), ("video_270.mov", 1)])
+def test_the_harness_sees_a_phone_clip_upright_as_the_render_does(name, turns):
+    """gaze-eval runs the hook on what a job's render gives it: display rotation
+    applied (PyAV never applies it), not the stored sideways picture."""
+    source = shared_media(f"phone_rotation_vfr/{name}")
+    frames = list(clip_frames(source))
+    with av.open(str(source)) as container:
+        raw = next(container.decode(video=0)).to_ndarray(format="gray").astype(float)
+    upright = np.rot90(raw, turns)
+    assert len(frames) == 3
+    assert all((f.width, f.height, f.format.name) == (320, 568, "yuv420p") for f in frames)
+    got = frames[0].to_ndarray(format="gray").astype(float)
+    assert np.abs(got - upright).mean() < 3
+    assert np.abs(got - upright[::-1, ::-1]).mean() > 20  # and not upside down

@@ -221,7 +221,7 @@ class _Render:
             video = container.streams.video[0]
             first = next(container.decode(video))
             sar = video.sample_aspect_ratio or Fraction(1)
-        self.normalize = _Normalize(first, video.time_base)
+        self.normalize = Normalize(first, video.time_base)
         width, height = self.normalize.size
         if self.normalize.rotation in (90, 270):
             sar = 1 / sar
@@ -377,16 +377,17 @@ class _Render:
             self.on_part(rendered)
 
 
-class _Normalize:
+class Normalize:
     """Display rotation and conversion to 8-bit BT.709 limited-range yuv420p, in FFmpeg
     filters (PyAV never auto-rotates) or the PQ tone mapper. A no-op for frames that are
-    already right."""
+    already right. Set up from a clip's first decoded frame. `colour=False`: rotation
+    and the even crop only, colours as decoded (the gaze harness)."""
 
-    def __init__(self, first: av.VideoFrame, time_base: Fraction) -> None:
+    def __init__(self, first: av.VideoFrame, time_base: Fraction, *, colour: bool = True) -> None:
         self.rotation = clockwise_rotation(first.rotation)
         facts = ColorFacts.of(first)
-        self.tone_mapper = PqToneMapper() if facts.hdr == "pq" else None
-        self.hlg = HlgCorrection() if facts.hdr == "hlg" else None
+        self.tone_mapper = PqToneMapper() if colour and facts.hdr == "pq" else None
+        self.hlg = HlgCorrection() if colour and facts.hdr == "hlg" else None
         # What enters the filter graph: the decoded frame, or the tone mapper's output.
         width, height, pixel_format = first.width, first.height, first.format
         if self.tone_mapper is not None:
@@ -403,7 +404,7 @@ class _Normalize:
         self.size = (upright[0] - upright[0] % 2, upright[1] - upright[1] % 2)
         if self.size != upright:
             steps.append(("crop", f"{self.size[0]}:{self.size[1]}:0:0"))
-        if self.tone_mapper is None:
+        if colour and self.tone_mapper is None:
             steps += sdr_filter_steps(facts)
         self.graph: av.filter.Graph | None = None
         if steps:

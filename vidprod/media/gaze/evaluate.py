@@ -33,6 +33,7 @@ from vidprod.media.gaze.metrics import (
 from vidprod.media.gaze.sheets import SheetRow, write_sheet
 from vidprod.media.gaze.stills import Box, crop_planes, planes_to_rgb
 from vidprod.media.planes import plane_views
+from vidprod.media.render import Normalize
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif", ".m4v"}
 MIN_MEASURED_SHIFT_PX = 0.5  # smaller moves make the texture ratio mostly noise
@@ -65,13 +66,17 @@ class FrameResult:
 
 
 def clip_frames(path: Path) -> Iterator[av.VideoFrame]:
-    """Every frame of a clip as even-sized yuv420p."""
+    """Every frame of a clip upright (display rotation applied as the render applies it:
+    PyAV never does, and a sideways face has no landmarks), even-sized, as yuv420p.
+    Colours stay as decoded: the metrics compare the hook's input with its output."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        upright: Normalize | None = None
         for i, frame in enumerate(container.decode(stream)):
-            width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
-            out = frame.reformat(width=width, height=height, format="yuv420p")
+            if upright is None:
+                upright = Normalize(frame, stream.time_base, colour=False)
+            out = upright.apply(frame).reformat(format="yuv420p")
             out.pts, out.time_base = i, stream.average_rate and 1 / stream.average_rate or None
             if out.time_base is None:
                 out.pts = None
