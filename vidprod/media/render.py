@@ -258,7 +258,6 @@ class _Render:
         self.look_ahead = getattr(self.options.frame_hook, "look_ahead", None)
         # decoded (and announced) frames not yet held: (frame, t, upright)
         self.announced: deque[tuple[av.VideoFrame, Fraction, bool]] = deque()
-        self.newest_t: Fraction | None = None
         todo_spans = [s for s in self.spans if s.part.index in self.todo]
         self.shown_from = todo_spans[0].start - 1 / self.rate
         self.shown_until = todo_spans[-1].end
@@ -300,7 +299,6 @@ class _Render:
         if upright:
             frame = self.normalize.apply(frame)
             self.look_ahead(frame)
-        self.newest_t = t
         self.announced.append((frame, t, upright))
         if len(self.announced) >= LOOK_AHEAD:
             self._hold(*self.announced.popleft())
@@ -319,10 +317,11 @@ class _Render:
         pass, never a wrong frame)."""
         if not self.shown_from <= t < self.shown_until:
             return False
-        if self.newest_t is None or t <= self.newest_t:
+        newest = self.announced[-1][1] if self.announced else self.held_t
+        if newest is None or t <= newest:
             return True
         slot = math.ceil((t - self.origin) * self.rate)
-        return self.origin + slot / self.rate < 2 * t - self.newest_t
+        return self.origin + slot / self.rate < 2 * t - newest
 
     def _fill_until(self, stop_slot: int) -> None:
         stop_slot = min(stop_slot, self.total_slots)

@@ -497,9 +497,9 @@ class GazeCorrector:
 
     def _contrast(self, i: int, luma: np.ndarray, edit: EyeEdit, fresh: bool) -> float:
         held = self._smooth.get((i, "contrast"))
-        t = self.control.last_t or 0.0
-        if not fresh and held is not None and held.value is not None and t - (held.t or 0.0) <= STALE_AFTER:
-            return float(held.value)
+        if not fresh and held is not None and held.t is not None and \
+                (self.control.last_t or 0.0) - held.t <= STALE_AFTER:  # fmt: skip
+            return float(held.value)  # type: ignore[arg-type]
         return float(self._smoothed(i, "contrast", iris_contrast(luma, edit)))
 
     def _fitted(self, luma: np.ndarray, eye: EyeFrame, i: int, upper: bool, fresh: bool) -> np.ndarray:
