@@ -349,21 +349,60 @@ class _SlowLandmarker:
         self.inner.close()
 
 
-def test_slow_landmarks_degrade_to_every_other_frame_then_off():
+class _Delayed:
+    """Landmarks that take `delays[mode]` seconds a picture and find no face."""
+
+    def __init__(self, delays: dict[str, float]) -> None:
+        self.delays = delays
+        self.corrector: GazeCorrector | None = None
+        self.calls: dict[str, list[int]] = {}  # mode: the frames (at 30 fps) measured in it
+
+    def detect(self, rgb, timestamp_ms):  # type: ignore[no-untyped-def]
+        mode = self.corrector.mode  # type: ignore[union-attr]
+        self.calls.setdefault(mode, []).append(round(timestamp_ms * 30 / 1000))
+        time.sleep(self.delays[mode])
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_slow_landmarks_step_down_to_the_interval_that_keeps_the_budget_then_stop(monkeypatch):
+    monkeypatch.setattr(corrector_module, "BUDGET_WINDOW", 10)
+    # budget 20 ms a frame: 25 ms fits every other frame; 75 ms overruns that (37.5)
+    # but fits twice the budget every third frame (25); 150 ms does not even then (50)
+    landmarks = _Delayed({"full": 0.025, "alternate": 0.075, "every_third": 0.150})
+    corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=20.0), landmarker=landmarks)
+    landmarks.corrector = corrector
     frames = astronaut_fixture().video_frames() + astronaut_fixture().video_frames()
     for i, frame in enumerate(frames):  # two passes, one clock
         frame.pts = i
-    slow = _SlowLandmarker(0.03)  # ~38 ms a frame: even halved, over twice the 5 ms budget
-    corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=5.0), landmarker=slow)
-    for frame in frames:
+    for frame in with_look_ahead(frames, corrector):
         corrector(frame)
     report = corrector.report()
-    modes = [d["mode"] for d in report["degradations"]]
-    assert modes == ["alternate", "off"] and report["mode"] == "off"
-    assert slow.calls < len(frames)  # every other frame after the first step down
-    assert report["skipped"]["landmarks_off"] > 0
-    assert "ms a frame" in report["degradations"][0]["why"]
-    slow.close()
+    assert [d["mode"] for d in report["degradations"]] == ["alternate", "every_third", "off"]
+    assert report["mode"] == "off" and report["skipped"]["landmarks_off"] > 0
+    # a step after each BUDGET_WINDOW measured frames, in the mode's own rhythm (the
+    # frames announced before a step are measured as they were announced)
+    for mode, interval in (("full", 1), ("alternate", 2), ("every_third", 3)):
+        measured = landmarks.calls[mode]
+        assert len(measured) >= 7 and set(np.diff(measured)) == {interval}, (mode, measured)
+    assert landmarks.calls["every_third"][-1] < 70  # then none at all
+    assert "ms a measured frame" in report["degradations"][0]["why"]
+    assert "even every third frame" in report["degradations"][2]["why"]
+
+
+def test_landmarks_far_over_budget_go_straight_to_the_interval_that_fits(monkeypatch):
+    monkeypatch.setattr(corrector_module, "BUDGET_WINDOW", 10)
+    landmarks = _Delayed({"full": 0.050, "every_third": 0.050})  # 50 ms: over 2 x 20, within 3 x 20
+    corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=20.0), landmarker=landmarks)
+    landmarks.corrector = corrector
+    for frame in with_look_ahead(astronaut_fixture().video_frames(), corrector):
+        corrector(frame)
+    report = corrector.report()
+    assert [d["mode"] for d in report["degradations"]] == ["every_third"] and report["mode"] == "every_third"
+    measured = landmarks.calls["every_third"]
+    assert len(measured) >= 12 and set(np.diff(measured)) == {3}  # and no further step
 
 
 def test_short_memory_turns_landmarks_off_and_leaves_frames_alone():
@@ -468,7 +507,7 @@ def test_a_job_with_gaze_changes_the_eyes_and_shows_its_report(client, auth, set
     gaze = done["gaze"]
     assert set(gaze) == {"enabled", "strength", "report", "stills"}
     assert gaze["enabled"] is True and gaze["strength"] == 0.9
-    assert gaze["report"]["frames_corrected"] > 20 and gaze["report"]["mode"] in ("full", "alternate")
+    assert gaze["report"]["frames_corrected"] > 20 and gaze["report"]["mode"] in corrector_module.INTERVALS
     assert {s["label"] for s in gaze["stills"]} >= {"strongest"}
     for still in gaze["stills"]:
         for key in ("before_url", "after_url"):
@@ -580,7 +619,7 @@ def test_real_blurred_faces_are_passed_through():
     assert summary["report"]["skipped"].get("iris_not_distinct", 0) >= 5
 
 
-# --- landmarks one frame ahead, every other frame, failures, cuts ---------------------
+# --- landmarks ahead of the frames, sparser when slow, failures, cuts ----------------
 
 
 class _Counting:
@@ -598,13 +637,16 @@ class _Counting:
         self.inner.close()
 
 
-def test_every_other_frame_interpolates_and_never_edits_a_blink(monkeypatch):
+@pytest.mark.parametrize(("mode", "interval"), [("alternate", 2), ("every_third", 3)])
+def test_sparse_landmarks_interpolate_and_never_edit_a_blink(monkeypatch, mode, interval):
     """Frames between measured ones are edited with interpolated points, their lid fits
-    held from the measured frame before (the fits are only scored on measured ones)."""
+    held from the measured frame before: the fits are only scored on measured frames,
+    or on the first edited frame after a run of skipped ones (a look-away) once the
+    last fit has gone stale."""
     fixture = astronaut_fixture()
     counting = _Counting()
     corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=1e9), landmarker=counting)
-    corrector.mode = "alternate"
+    corrector.mode = mode
     scored_on = set()
 
     def scoring(luma, eye, upper):  # type: ignore[no-untyped-def]
@@ -612,20 +654,21 @@ def test_every_other_frame_interpolates_and_never_edits_a_blink(monkeypatch):
         return lid_scores_crop(luma, eye, upper)
 
     monkeypatch.setattr(corrector_module, "lid_scores_crop", scoring)
-    changed = []
+    changed, reasons = [], []
     try:
         for frame in with_look_ahead(fixture.video_frames(), corrector):
             before = _planes(frame)
             after = plane_views(corrector(frame))
             changed.append(not all(np.array_equal(a, b) for a, b in zip(before, after)))
+            reasons.append(corrector.last_reason)
     finally:
         counting.close()
-    assert counting.calls == len(changed) // 2
+    assert counting.calls == len(changed) // interval
     assert sum(changed) >= 30, corrector.report()["skipped"]
-    assert scored_on and all(i % 2 == 0 for i in scored_on)  # frames 0, 2, 4... are measured
-    assert sum(c for i, c in enumerate(changed) if i % 2) >= 15  # the ones between are edited
+    assert scored_on and all(i % interval == 0 or reasons[i - 1] for i in scored_on), sorted(scored_on)
+    assert sum(c for i, c in enumerate(changed) if i % interval) >= 15  # the ones between are edited
     assert not any(c for c, blink in zip(changed, fixture.blink) if blink)
-    assert corrector.report()["mode"] == "alternate"
+    assert corrector.report()["mode"] == mode
 
 
 def test_a_dead_landmark_process_turns_eye_contact_off_and_frames_go_on():

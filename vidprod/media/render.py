@@ -84,8 +84,9 @@ SEEK_MARGIN = Fraction(1)
 # render then calls it with each upright frame as soon as it is decoded, LOOK_AHEAD
 # frames before that frame goes through the hook (gaze starts its landmarks early).
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
-# Three, so that landmarks run every other frame never hold the render up: the frame
-# between two measured ones needs the next one's answer, announced two frames earlier.
+# Three: gaze landmarks run as sparsely as every third frame (gaze.corrector.SPARSEST),
+# and the frame after a measured one needs the next measured one's answer; announced
+# that early, the answer is in before it is needed, so the render never waits for it.
 # Costs two decoded frames of memory (6 MB at 1080x1920).
 LOOK_AHEAD = 3
 

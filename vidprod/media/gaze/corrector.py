@@ -7,15 +7,15 @@ untouched: the very same frame object.
 A corrected frame is made writable first (the decoder may still reference its
 buffers) and only the pixels inside the eye openings change.
 
-The render announces each frame one step ahead (`look_ahead`), so its landmarks run
-in the landmark process while the frame before it is edited and encoded; frames
-nobody announced (the evaluation harness) get landmarks when they arrive.
+The render announces each frame a few frames ahead (`look_ahead`), so its landmarks
+run in the landmark process while the frames before it are edited and encoded; frames
+nobody announced get landmarks when they arrive.
 
-If landmarks cannot keep up with the per-frame budget, they run every other frame
-(the frames between get their points interpolated from both neighbours, and their
-lids judged by the more closed of the two, so a starting blink is never edited), and
-if that is still too slow, or memory is short when they would start, correction
-stops; the report records what was done and why.
+If landmarks cannot keep up with the per-frame budget, they run every other frame, or
+every third (the frames between get their points interpolated from both measured
+neighbours, and their lids judged by the more closed of the two, so a starting blink
+is never edited), and if even that is far too slow, or memory is short when they
+would start, correction stops; the report records what was done and why.
 """
 
 from __future__ import annotations
@@ -77,7 +77,14 @@ LANDMARK_FAILURES = (EOFError, OSError, RuntimeError)
 # GIFs upscaled 4x read 12-147; a walker far from a webcam, upscaled 4x, reads 2-4.
 MIN_IRIS_CONTRAST = 6.0
 LANDMARK_MEMORY_MB = 220  # what MediaPipe needs before it may start
-BUDGET_WINDOW = 30  # frames over which the landmark cost is judged
+BUDGET_WINDOW = 30  # measured frames over which the landmark cost is judged
+# How often landmarks run, by mode: every frame, then the steps down when they are too
+# slow. Every third frame is as sparse as it goes: a blink lasts 3-12 frames at 30 fps,
+# so one between two measured frames still shows in at least one of them (and then
+# its neighbours are left alone too). It needs frames announced three ahead (the
+# render's LOOK_AHEAD): the frame after a measured one waits for the third.
+INTERVALS = {"full": 1, "alternate": 2, "every_third": 3}
+SPARSEST = max(INTERVALS.values())
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,9 @@ class GazeSettings:
     notes_below_degrees: float | None = None  # where the notes sit, if the creator knows
     min_eye_px: float = MIN_EYE_PX
     # Time landmarks may take per frame (in the landmark process: its CPU time, plus
-    # converting the picture), median over BUDGET_WINDOW frames, before they run every
-    # other frame (and at twice this a frame even then, they stop). The render's
+    # converting the picture), median over BUDGET_WINDOW measured frames, before they
+    # run less often: every other or every third frame, whichever keeps within it (and
+    # at twice this a frame even every third frame, they stop). The render's
     # other work is ~27 ms of CPU per 1080x1920 output frame on 2 cores (mostly x264),
     # and the speed target is at most 1.3x that with gaze on: ~8 ms for gaze, of which
     # the re-render takes ~4. Landmarks take ~8 ms a frame there (bench/gaze.py).
@@ -170,7 +178,7 @@ class GazeCorrector:
         if settings.notes_below_degrees:
             hint = -degrees_to_shift(settings.notes_below_degrees)
         self.control = GazeControl(settings.strength, hint_shift=hint)
-        self.mode = "full"  # full → alternate (landmarks every other frame) → off
+        self.mode = "full"  # full → alternate → every_third (INTERVALS) → off
         self.degradations: list[dict[str, Any]] = []
         self.frames_seen = 0
         self.frames_corrected = 0
@@ -189,6 +197,7 @@ class GazeCorrector:
         self._announced: deque[_Announced] = deque()
         self._in_flight: deque[_Announced] = deque()  # in the order the child answers
         self._announcements = 0
+        self._since_measured = 0  # announced frames since the last one measured
         # the newest measured main face before the frame being handled: (t, face)
         self._measured: tuple[float, FaceLandmarks | None] | None = None
         self._stills: dict[str, _Still] = {}
@@ -294,7 +303,8 @@ class GazeCorrector:
             return
         t = _frame_time(frame, self._announcements)
         self._announcements += 1
-        measured = self.mode == "full" or self._announcements % 2 == 1
+        measured = self._announcements == 1 or self._since_measured + 1 >= INTERVALS[self.mode]
+        self._since_measured = 0 if measured else self._since_measured + 1
         entry = _Announced(t, frame.width, frame.height, measured)
         self._announced.append(entry)
         if not measured or not self._start_landmarker():
@@ -412,15 +422,23 @@ class GazeCorrector:
         return FaceLandmarks(chosen.points, faces[index][1])
 
     def _check_budget(self, index: int) -> None:
+        """Over budget, landmarks step down to the first interval that keeps within it
+        (else the sparsest, if that is within twice the budget; else off)."""
         if len(self.landmark_ms) < BUDGET_WINDOW:
             return
-        median = float(np.median(self.landmark_ms))
+        median = float(np.median(self.landmark_ms))  # per measured frame
         budget = self.settings.landmark_budget_ms
-        if self.mode == "full" and median > budget:
-            self._degrade("alternate", f"landmarks took {median:.1f} ms a frame (budget {budget:g} ms)", index)
-            self.landmark_ms.clear()
-        elif self.mode == "alternate" and median / 2 > 2 * budget:  # far over, even halved
-            self._degrade("off", f"landmarks took {median / 2:.1f} ms a frame even every other frame", index)
+        if median / INTERVALS[self.mode] <= budget:
+            return
+        if median / SPARSEST > 2 * budget:
+            self._degrade("off", f"landmarks took {median / SPARSEST:.1f} ms a frame even every third frame "
+                                 f"(budget {budget:g} ms)", index)  # fmt: skip
+            return
+        if self.mode == "every_third":
+            return  # over budget, but within twice it: the sparsest there is
+        mode = next((m for m, n in INTERVALS.items() if median / n <= budget), "every_third")
+        self._degrade(mode, f"landmarks took {median:.1f} ms a measured frame (budget {budget:g} ms a frame)", index)
+        self.landmark_ms.clear()
 
     def _degrade(self, mode: str, why: str, index: int | None = None) -> None:
         self.mode = mode
@@ -438,9 +456,9 @@ class GazeCorrector:
     def _edit(self, frame: av.VideoFrame, eyes: tuple[EyeFrame, EyeFrame], shift: float,
               index: int, fresh: bool) -> av.VideoFrame:  # fmt: skip
         """Re-render both eyes. `fresh`: the landmarks were measured on this frame;
-        between measured frames (every other frame when degraded) the lid fits and the
+        between measured frames (when landmarks are degraded) the lid fits and the
         iris contrast hold from the last measured one, as the points are interpolated:
-        both are smoothed over several frames anyway, and this halves their cost."""
+        both are smoothed over several frames anyway, and there they cost nothing."""
         y, u, v = plane_views(frame)
         luma = y  # fits read the input before any edit
         edits = []
@@ -582,19 +600,17 @@ def _frame_time(frame: av.VideoFrame, index: int) -> float:
     return float(frame.time) if frame.time is not None else index / 30.0
 
 
-def with_look_ahead(frames: Iterable[av.VideoFrame], corrector: GazeCorrector) -> Iterator[av.VideoFrame]:
-    """The frames, each announced to the corrector before the one ahead of it goes
+def with_look_ahead(frames: Iterable[av.VideoFrame], corrector: GazeCorrector,
+                    ahead: int = SPARSEST) -> Iterator[av.VideoFrame]:  # fmt: skip
+    """The frames, each announced to the corrector `ahead` frames before it goes
     through it, as the render does (for callers that run the hook themselves)."""
-    iterator = iter(frames)
-    current = next(iterator, None)
-    if current is None:
-        return
-    corrector.look_ahead(current)
-    for following in iterator:
-        corrector.look_ahead(following)
-        yield current
-        current = following
-    yield current
+    waiting: deque[av.VideoFrame] = deque()
+    for frame in frames:
+        corrector.look_ahead(frame)
+        waiting.append(frame)
+        if len(waiting) > ahead:
+            yield waiting.popleft()
+    yield from waiting
 
 
 def combine_reports(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
