@@ -57,34 +57,64 @@ def sure_eyeball(alpha: np.ndarray) -> np.ndarray:
     return np.clip((total - 6.0) / 3.0, 0.0, 1.0).astype(np.float32)  # exact 1 inside
 
 
-def extend_eyeball(crop: np.ndarray, sure: np.ndarray, direction: np.ndarray, steps: int) -> np.ndarray:
-    """`crop` where `sure` is 1, continued outward: first along `direction` (a pixel
-    takes the bilinear value one pixel towards the eyeball), then by an isotropic
-    normalised 3x3 push for what is left. Values are carried premultiplied by their
-    certainty, so the result changes smoothly with `sure`."""
-    sure = sure.astype(np.float32)
-    value = crop.astype(np.float32) * sure
+@dataclass
+class _Stencil:
+    """Everything about one eye's edit in one plane that does not depend on the
+    plane's values: the same for U and V, so worked out once for both."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the plane
+    alpha: np.ndarray  # coverage of the opening
+    inside: np.ndarray
+    sure: np.ndarray
+    keep: np.ndarray  # 1 - sure
+    push: tuple[np.ndarray, np.ndarray, int]  # the outward push's maps and steps
+    spread: list[tuple[np.ndarray, np.ndarray]]  # per isotropic step: missing·gain, count
+    unsure: np.ndarray  # certainty the extension still lacks at the end
+    warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
+
+
+def extension_weights(sure: np.ndarray, direction: np.ndarray, steps: int) -> tuple[
+        tuple[np.ndarray, np.ndarray, int], list[tuple[np.ndarray, np.ndarray]], np.ndarray]:  # fmt: skip
+    """The certainty side of `extend_eyeball`, which depends only on the geometry: the
+    push's maps, each isotropic step's (missing·gain, count) and the certainty still
+    missing at the end."""
+    keep = 1.0 - sure
     weight = sure.copy()
-    height, width = crop.shape
+    height, width = sure.shape
     gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     mx, my = gx + np.float32(direction[0]), gy + np.float32(direction[1])
-    keep = 1.0 - sure
     for _ in range(steps):
-        pushed = cv2.remap(value, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         pushed_w = cv2.remap(weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        value = crop * sure + keep * pushed
         weight = sure + keep * pushed_w
+    spread = []
     for _ in range(steps + 2):
         if weight.min() >= 1.0:
             break
-        total = cv2.filter2D(value, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
         missing = 1.0 - weight
-        value = value + missing * gain * total / np.maximum(count, 1e-6)
+        spread.append((missing * gain, np.maximum(count, 1e-6)))
         weight = weight + missing * gain
+    return (mx, my, steps), spread, 1.0 - weight
+
+
+def extend_eyeball(crop: np.ndarray, s: _Stencil) -> np.ndarray:
+    """`crop` where `s.sure` is 1, continued outward: first along the push's direction
+    (a pixel takes the bilinear value one pixel towards the eyeball), then by an
+    isotropic normalised 3x3 push for what is left (`extension_weights` gives the
+    certainties). Values are carried premultiplied by their certainty, so the result
+    changes smoothly with `sure`."""
+    mx, my, steps = s.push
+    sure_part = crop * s.sure
+    value = sure_part
+    for _ in range(steps):
+        pushed = cv2.remap(value, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        value = sure_part + s.keep * pushed
+    for gained, count in s.spread:
+        total = cv2.filter2D(value, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
+        value = value + gained * total / count
     # whatever certainty is still missing is never sampled; the input keeps it finite
-    return (value + (1.0 - weight) * crop).astype(np.float32)
+    return (value + s.unsure * crop).astype(np.float32)
 
 
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
@@ -95,53 +125,63 @@ def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndar
     return np.exp(-0.5 * (dist / (0.6 * r)) ** 2).astype(np.float32)
 
 
-def edit_plane(plane: np.ndarray, edit: EyeEdit, scale: float, y_offset: float) -> int:
-    """Apply `edit` to one plane in place: `scale` 1 for luma, 0.5 for 4:2:0 chroma
-    (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5). Returns how many
-    samples changed."""
+def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float) -> _Stencil | None:
+    """`edit` laid on a plane of `shape`: `scale` 1 for luma, 0.5 for 4:2:0 chroma
+    (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5). None when it would
+    change nothing."""
     to_plane = lambda p: np.stack([p[..., 0] * scale, (p[..., 1] - y_offset) * scale], -1)
     polygon = to_plane(edit.opening)
     shift = edit.shift * scale
     magnitude = float(np.hypot(*shift))
     if magnitude < 1e-3:
-        return 0
+        return None
     margin = math.ceil(magnitude) + 4
     x0 = max(0, math.floor(polygon[:, 0].min()) - margin)
     y0 = max(0, math.floor(polygon[:, 1].min()) - margin)
-    x1 = min(plane.shape[1], math.ceil(polygon[:, 0].max()) + margin + 1)
-    y1 = min(plane.shape[0], math.ceil(polygon[:, 1].max()) + margin + 1)
+    x1 = min(shape[1], math.ceil(polygon[:, 0].max()) + margin + 1)
+    y1 = min(shape[0], math.ceil(polygon[:, 1].max()) + margin + 1)
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return 0
-    view = plane[y0:y1, x0:x1]
-    crop = view.astype(np.float32)
+        return None
     local = polygon - np.array([x0, y0])
-    alpha = coverage(local, crop.shape)
+    alpha = coverage(local, (y1 - y0, x1 - x0))
     inside = alpha > 0
     if not inside.any():
-        return 0
+        return None
     sure = sure_eyeball(alpha)
     if sure.max() < 1.0:
-        return 0
-    ext = extend_eyeball(crop, sure, shift / magnitude, math.ceil(magnitude) + 3)
-    gy, gx = np.mgrid[0:crop.shape[0], 0:crop.shape[1]].astype(np.float32)
+        return None
+    push, spread, unsure = extension_weights(sure, shift / magnitude, math.ceil(magnitude) + 3)
+    gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
-    mx = gx - np.float32(shift[0]) * weight
-    my = gy - np.float32(shift[1]) * weight
-    warped = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    out = crop + alpha * (warped - ext)
+    warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
+    return _Stencil((x0, y0, x1, y1), alpha, inside, sure, 1.0 - sure, push, spread, unsure, warp)
+
+
+def apply_stencil(plane: np.ndarray, s: _Stencil) -> int:
+    """Re-render one plane in place; returns how many samples changed."""
+    x0, y0, x1, y1 = s.box
+    view = plane[y0:y1, x0:x1]
+    crop = view.astype(np.float32)
+    ext = extend_eyeball(crop, s)
+    warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    out = crop + s.alpha * (warped - ext)
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    changed = inside & (result != view)
+    changed = s.inside & (result != view)
     view[changed] = result[changed]
     return int(changed.sum())
 
 
 def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
-    """Apply `edit` to a yuv420p frame's planes in place; returns changed luma samples."""
-    changed = edit_plane(y, edit, 1.0, 0.0)
+    """Apply `edit` to a yuv420p frame's planes in place; returns changed luma samples.
+    U and V share one chroma stencil."""
+    luma = stencil(edit, y.shape, 1.0, 0.0)
+    changed = apply_stencil(y, luma) if luma is not None else 0
     if changed:
-        edit_plane(u, edit, 0.5, 0.5)
-        edit_plane(v, edit, 0.5, 0.5)
+        chroma = stencil(edit, u.shape, 0.5, 0.5)
+        if chroma is not None:
+            apply_stencil(u, chroma)
+            apply_stencil(v, chroma)
     return changed
 
 
