@@ -88,7 +88,7 @@ FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
 # and the frame after a measured one needs the next measured one's answer; announced
 # that early, the answer is in before it is needed, so the render never waits for it.
 # Costs two decoded frames of memory (6 MB at 1080x1920).
-LOOK_AHEAD = 3
+LOOK_AHEAD = 4
 
 
 class RenderStopped(Exception):

@@ -81,8 +81,8 @@ BUDGET_WINDOW = 30  # measured frames over which the landmark cost is judged
 # How often landmarks run, by mode: every frame, then the steps down when they are too
 # slow. Every third frame is as sparse as it goes: a blink lasts 3-12 frames at 30 fps,
 # so one between two measured frames still shows in at least one of them (and then
-# its neighbours are left alone too). It needs frames announced three ahead (the
-# render's LOOK_AHEAD): the frame after a measured one waits for the third.
+# its neighbours are left alone too). It needs frames announced at least three ahead
+# (the render's LOOK_AHEAD): the frame after a measured one needs the next one's answer.
 INTERVALS = {"full": 1, "alternate": 2, "every_third": 3}
 SPARSEST = max(INTERVALS.values())
 
@@ -98,7 +98,8 @@ class GazeSettings:
     # at twice this a frame even every third frame, they stop). The render's
     # other work is ~27 ms of CPU per 1080x1920 output frame on 2 cores (mostly x264),
     # and the speed target is at most 1.3x that with gaze on: ~8 ms for gaze, of which
-    # the re-render takes ~4. Landmarks take ~8 ms a frame there (bench/gaze.py).
+    # the re-render takes ~4. Landmarks take ~13-15 ms a measured frame there, picture
+    # included (bench/gaze.py), so renders there run them every third frame.
     landmark_budget_ms: float = 5.0
 
     def __post_init__(self) -> None:
