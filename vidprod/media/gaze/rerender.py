@@ -11,7 +11,9 @@ lash pixel that is part lid keeps its lid part. Pixels outside the opening are n
 written, and where the field is zero the output equals the input bit for bit.
 
 Working on the planes directly (chroma at half size) avoids a colour conversion and
-its loss; only the few hundred pixels of each eye are touched.
+its loss; only the few hundred pixels of each eye are touched. What depends only on
+the geometry (a `Stencil`: coverage, certainties, warp maps) is worked out once for
+U and V together.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def sure_eyeball(alpha: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Stencil:
+class Stencil:
     """Everything about one eye's edit in one plane that does not depend on the
     plane's values: the same for U and V, so worked out once for both."""
 
@@ -73,12 +75,11 @@ class _Stencil:
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
 
 
-def extension_weights(sure: np.ndarray, direction: np.ndarray, steps: int) -> tuple[
+def extension_weights(sure: np.ndarray, keep: np.ndarray, direction: np.ndarray, steps: int) -> tuple[
         tuple[np.ndarray, np.ndarray, int], list[tuple[np.ndarray, np.ndarray]], np.ndarray]:  # fmt: skip
     """The certainty side of `extend_eyeball`, which depends only on the geometry: the
     push's maps, each isotropic step's (missing·gain, count) and the certainty still
     missing at the end."""
-    keep = 1.0 - sure
     weight = sure.copy()
     height, width = sure.shape
     gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
@@ -98,7 +99,7 @@ def extension_weights(sure: np.ndarray, direction: np.ndarray, steps: int) -> tu
     return (mx, my, steps), spread, 1.0 - weight
 
 
-def extend_eyeball(crop: np.ndarray, s: _Stencil) -> np.ndarray:
+def extend_eyeball(crop: np.ndarray, s: Stencil) -> np.ndarray:
     """`crop` where `s.sure` is 1, continued outward: first along the push's direction
     (a pixel takes the bilinear value one pixel towards the eyeball), then by an
     isotropic normalised 3x3 push for what is left (`extension_weights` gives the
@@ -125,7 +126,7 @@ def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndar
     return np.exp(-0.5 * (dist / (0.6 * r)) ** 2).astype(np.float32)
 
 
-def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float) -> _Stencil | None:
+def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float) -> Stencil | None:
     """`edit` laid on a plane of `shape`: `scale` 1 for luma, 0.5 for 4:2:0 chroma
     (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5). None when it would
     change nothing."""
@@ -150,15 +151,16 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     sure = sure_eyeball(alpha)
     if sure.max() < 1.0:
         return None
-    push, spread, unsure = extension_weights(sure, shift / magnitude, math.ceil(magnitude) + 3)
+    keep = 1.0 - sure
+    push, spread, unsure = extension_weights(sure, keep, shift / magnitude, math.ceil(magnitude) + 3)
     gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
     warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
-    return _Stencil((x0, y0, x1, y1), alpha, inside, sure, 1.0 - sure, push, spread, unsure, warp)
+    return Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp)
 
 
-def apply_stencil(plane: np.ndarray, s: _Stencil) -> int:
+def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     """Re-render one plane in place; returns how many samples changed."""
     x0, y0, x1, y1 = s.box
     view = plane[y0:y1, x0:x1]
