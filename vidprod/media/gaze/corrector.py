@@ -84,7 +84,8 @@ BUDGET_WINDOW = 30  # measured frames over which the landmark cost is judged
 # its neighbours are left alone too). It needs frames announced at least three ahead
 # (the render's LOOK_AHEAD): the frame after a measured one needs the next one's answer.
 INTERVALS = {"full": 1, "alternate": 2, "every_third": 3}
-SPARSEST = max(INTERVALS.values())
+SPARSEST_MODE = max(INTERVALS, key=INTERVALS.__getitem__)
+SPARSEST = INTERVALS[SPARSEST_MODE]
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ def available_memory_mb() -> float:
 
 @dataclass
 class _Announced:
-    """A frame the render will hand over: its landmarks are in flight, known, or (every
-    other frame when degraded) to be interpolated."""
+    """A frame the render will hand over: its landmarks are in flight, known, or
+    (between measured frames when degraded) to be interpolated."""
 
     t: float
     width: int
@@ -198,7 +199,7 @@ class GazeCorrector:
         self._announced: deque[_Announced] = deque()
         self._in_flight: deque[_Announced] = deque()  # in the order the child answers
         self._announcements = 0
-        self._since_measured = 0  # announced frames since the last one measured
+        self._since_measured = SPARSEST  # announced frames since the last one measured (the first is)
         # the newest measured main face before the frame being handled: (t, face)
         self._measured: tuple[float, FaceLandmarks | None] | None = None
         self._stills: dict[str, _Still] = {}
@@ -298,13 +299,13 @@ class GazeCorrector:
         return True
 
     def look_ahead(self, frame: av.VideoFrame) -> None:
-        """The render names the frame it will hand over after the current one, so its
-        landmarks can start now."""
+        """The render names a frame it will hand over a few frames from now (in order),
+        so its landmarks can start now."""
         if self.settings.strength <= 0 or self.mode == "off":
             return
         t = _frame_time(frame, self._announcements)
         self._announcements += 1
-        measured = self._announcements == 1 or self._since_measured + 1 >= INTERVALS[self.mode]
+        measured = self._since_measured + 1 >= INTERVALS[self.mode]
         self._since_measured = 0 if measured else self._since_measured + 1
         entry = _Announced(t, frame.width, frame.height, measured)
         self._announced.append(entry)
@@ -435,9 +436,9 @@ class GazeCorrector:
             self._degrade("off", f"landmarks took {median / SPARSEST:.1f} ms a frame even every third frame "
                                  f"(budget {budget:g} ms)", index)  # fmt: skip
             return
-        if self.mode == "every_third":
+        if self.mode == SPARSEST_MODE:
             return  # over budget, but within twice it: the sparsest there is
-        mode = next((m for m, n in INTERVALS.items() if median / n <= budget), "every_third")
+        mode = next((m for m, n in INTERVALS.items() if median / n <= budget), SPARSEST_MODE)
         self._degrade(mode, f"landmarks took {median:.1f} ms a measured frame (budget {budget:g} ms a frame)", index)
         self.landmark_ms.clear()
 

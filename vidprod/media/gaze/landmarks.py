@@ -55,10 +55,11 @@ class Landmarker(Protocol):
 def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
     """The frame as a downscaled RGB array, and the factor back to full size.
 
-    (Resizing the planes with OpenCV and one affine colour step costs 0.5 ms where this
-    costs ~2 ms, but it moves landmarks by up to ~1 px, which was enough to tip the lid
-    fit onto a glasses rim in the tests: the landmark path the quality bars were
-    validated on stays.)"""
+    (Resizing the planes with OpenCV and one affine colour step costs 0.8 ms where this
+    costs 3.9 ms, ~7 under the encoder's load, but it moves the landmarks: with the
+    BT.709 matrix the lid fit reached a glasses rim in the tests, and with BT.601 the
+    glasses fixture's output iris jitter rose above its input's (+0.005 px). The
+    landmark path the quality bars were validated on stays.)"""
     scale = min(1.0, LANDMARK_LONG_SIDE / max(frame.width, frame.height))
     width = max(2, round(frame.width * scale / 2) * 2)
     height = max(2, round(frame.height * scale / 2) * 2)
