@@ -138,6 +138,17 @@ def test_a_look_away_switches_on_the_saccade_and_a_drift_fades():
     assert np.abs(np.diff(shifts)).max() <= 0.35 * abs(shifts[0])  # over several frames
 
 
+def test_the_correction_holds_through_a_fixation_and_moves_on_at_a_saccade():
+    # a reader's gaze reading sinking slowly, with landmark noise; a glance aside at
+    # frames 30-34: the bias moves every frame, the correction only at the saccades
+    noise = np.random.default_rng(4).normal(0, 0.002, 70)
+    gaze = [(-0.055 + 0.0004 * i + noise[i], 0.06 if 30 <= i < 35 else 0.0, 0.0) for i in range(70)]
+    shifts = np.array([s for s, _ in _steer(gaze)])
+    assert np.all(shifts[:30] == shifts[0]) and shifts[0] < 0
+    assert np.all(shifts[30:35] == 0)
+    assert np.all(shifts[35:] == shifts[35]) and shifts[35] < shifts[0] - 0.002  # taken up afresh
+
+
 # --- glasses, dark irises -------------------------------------------------------
 
 # name: (fixture, control). MediaPipe reads the glasses-wearing astronaut as a

@@ -14,6 +14,10 @@
   few frames, and a look measure hovering at a soft threshold made it wobble. Head
   pose and the far-below limit change slowly and fade smoothly. A track starts fully
   corrected: there is nothing to fade in from.
+- The size of the correction holds still while the eye fixates. It takes up what the
+  bias asks for only at a hidden moment (a saccade, a blink, or while nothing is shown):
+  followed frame by frame, the bias's landmark noise moved a fixating iris by
+  ~0.001 px a frame, which no one sees but which is motion the real eye never made.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ LENS_TARGET = -0.075
 DEAD_BAND = 0.012
 HINT_RAMP = 0.02  # eye widths of bias beyond the dead band over which a notes hint fades in
 # The wanted shift follows the bias through a further smoothing (s): the bias moves a
-# little with every frame's landmark noise, and the shift must not pass that on to
-# the iris (0.02-0.04 px a frame on a 55 px eye).
+# little with every frame's landmark noise, and the correction taken up at each saccade
+# or blink should not carry that frame's noise.
 WANTED_TAU = 0.5
 MAX_SHIFT = 0.06  # eye widths
 # MediaPipe's iris point follows a moved iris texture by only 0.1-0.2 of the move
@@ -115,6 +119,9 @@ class Decision:
     shift: float  # eye widths along uy (negative: up); 0 for no edit
     gate: float
     reason: str | None  # why the frame is not corrected (None when it is)
+    # the eye's own motion (a saccade, a blink) or an uncorrected frame before this one
+    # hides a change of the correction now: what it holds steady may be taken up afresh
+    hidden: bool = True
 
 
 # Blink: openness against its reference; the gate closes below CLOSED, reopens above OPEN.
@@ -158,6 +165,8 @@ class GazeControl:
     last_gaze: tuple[float, float, float] | None = None  # (h, v, away) of the last open-eye frame
     gate_slow: float = 0.0  # head pose and far-below, slew-limited
     wanted: float | None = None  # the shift the bias asks for, smoothed
+    held: float = 0.0  # `wanted` as taken up at the last hidden moment
+    shown: bool = False  # the last frame got a correction
     away_since: float | None = None  # when the current look-away began
     last_t: float | None = None
 
@@ -236,14 +245,17 @@ class GazeControl:
         if self.wanted is None:
             self.wanted = wanted
         self.wanted += (1 - math.exp(-dt / WANTED_TAU)) * (wanted - self.wanted)
-        wanted = self.wanted
+        hidden = first or saccade or not (was_open and self.eyes_open) or not self.shown
+        if hidden:
+            self.held = self.wanted
+        wanted = self.held
         shift = self.strength * gate * wanted
         reason = None
         if abs(shift) < MIN_SHIFT:
-            if abs(self.strength * wanted) < MIN_SHIFT:
-                reason = "looking_at_lens"
-            elif not self.eyes_open:
+            if not self.eyes_open:  # first: a blink hides any change of the correction
                 reason = "blink"
+            elif abs(self.strength * wanted) < MIN_SHIFT:
+                reason = "looking_at_lens"
             elif pose < 1.0 and self.gate_slow < 1.0:
                 reason = "head_pose"
             elif self.gate_look < 1.0 or far < 1.0:
@@ -254,7 +266,8 @@ class GazeControl:
         else:
             # less the threshold, so a shift fading out reaches 0 without a last step
             shift = math.copysign(abs(shift) - MIN_SHIFT, shift)
-        return Decision(shift=shift, gate=gate, reason=reason)
+        self.shown = reason is None
+        return Decision(shift=shift, gate=gate, reason=reason, hidden=hidden)
 
     def restart(self) -> None:
         """A new track (a cut, another speaker, the face back after a gap): the person
@@ -262,3 +275,4 @@ class GazeControl:
         self.last_t = None
         self.bias = self.side_bias = self.wanted = None
         self.last_gaze = self.away_since = None
+        self.shown = False

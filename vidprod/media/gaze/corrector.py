@@ -195,6 +195,7 @@ class GazeCorrector:
         self._points = OneEuro(2.0, 0.05)
         self._lids: dict[tuple[int, bool], LidTracker] = {}
         self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
+        self._held_up: dict[int, np.ndarray] = {}  # per eye: "up" as taken at a hidden moment
         self._last_center: np.ndarray | None = None
         self._announced: deque[_Announced] = deque()
         self._in_flight: deque[_Announced] = deque()  # in the order the child answers
@@ -262,8 +263,10 @@ class GazeCorrector:
         decision = self.control.update(measure)
         if decision.reason is not None:
             return self._skip(decision.reason, frame)
+        # the last frame left alone: nothing on screen for a change to show against
+        hidden = decision.hidden or not self.applied or self.applied[-1][0] != index - 1
         started = time.perf_counter()
-        edited = self._edit(frame, eyes, decision.shift, index, fresh=face.measured)
+        edited = self._edit(frame, eyes, decision.shift, index, fresh=face.measured, hidden=hidden)
         self.render_ms.append((time.perf_counter() - started) * 1e3)
         return edited
 
@@ -456,11 +459,12 @@ class GazeCorrector:
     # --- the edit ----------------------------------------------------------------
 
     def _edit(self, frame: av.VideoFrame, eyes: tuple[EyeFrame, EyeFrame], shift: float,
-              index: int, fresh: bool) -> av.VideoFrame:  # fmt: skip
+              index: int, fresh: bool, hidden: bool) -> av.VideoFrame:  # fmt: skip
         """Re-render both eyes. `fresh`: the landmarks were measured on this frame;
         between measured frames (when landmarks are degraded) the lid fits and the
         iris contrast hold from the last measured one, as the points are interpolated:
-        both are smoothed over several frames anyway, and there they cost nothing."""
+        both are smoothed over several frames anyway, and there they cost nothing.
+        `hidden`: a change of the shift's direction and scale would not be seen now."""
         y, u, v = plane_views(frame)
         luma = y  # fits read the input before any edit
         edits = []
@@ -470,7 +474,7 @@ class GazeCorrector:
             lower = np.maximum(lower, upper)  # lids never cross
             opening = np.concatenate([eye.to_image(eye.xs, upper), eye.to_image(eye.xs[::-1], lower[::-1])])
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux,
-                                 shift=shift * self._steady_up(i, eye)))  # fmt: skip
+                                 shift=shift * self._steady_up(i, eye, hidden)))  # fmt: skip
         # an iris that hardly stands out from the rest of the opening (a blurred or
         # shadowed eye) cannot be seen to move and its lids cannot be fitted: the
         # correction fades out with the contrast, smoothed so that it never steps
@@ -500,12 +504,16 @@ class GazeCorrector:
         self._offer_still(index, -shift, before, crop_planes(y, u, v, box))
         return frame
 
-    def _steady_up(self, i: int, eye: EyeFrame) -> np.ndarray:
-        """One eye width along uy (px), smoothed over ~0.3 s: this sizes and aims the
-        shift. The landmark filter lets width and angle noise through when the head
-        moves fast (±1 %, a 0.02 px wobble of the iris), and a face's size and roll
-        change far slower than that."""
-        return self._smoothed(i, "up", eye.w * eye.uy)
+    def _steady_up(self, i: int, eye: EyeFrame, hidden: bool) -> np.ndarray:
+        """One eye width along uy (px): this sizes and aims the shift. It is smoothed
+        over ~0.3 s, since the landmark filter lets width and angle noise through when
+        the head moves fast (±1 %, a 0.02 px wobble of the iris), and taken up only at
+        hidden moments, as the control holds the shift: a face's size and roll change
+        by a few per cent between saccades or blinks, a few hundredths of a pixel."""
+        up = self._smoothed(i, "up", eye.w * eye.uy)
+        if hidden or i not in self._held_up:
+            self._held_up[i] = up
+        return self._held_up[i]
 
     def _smoothed(self, i: int, key: str, value: np.ndarray | float) -> np.ndarray:
         """`value` for eye `i` through a 0.5 Hz low-pass, restarted after a gap."""
