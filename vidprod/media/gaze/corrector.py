@@ -236,7 +236,7 @@ class GazeCorrector:
             self.last_points = None
             return self._skip("no_face", frame)
         self.last_raw_points = face.points
-        raw = face.eyes
+        raw = face.readings
         smooth = self._points(face.points, t)
         if _jumped(smooth, face.points, min(e.w for e in raw)):
             # a cut or another speaker: smoothing across it would place the edit
@@ -251,7 +251,7 @@ class GazeCorrector:
             self.control.restart()
             return self._skip("small_eyes", frame)
         yaw, pitch = head_angles(face.matrix)
-        gaze = [e.gaze() for e in raw]
+        gaze = [e.gaze for e in raw]
         measure = Measure(
             t=t,
             vertical=float(np.mean([g[1] for g in gaze])),
@@ -395,7 +395,7 @@ class GazeCorrector:
         face1 = self._face_of(following)
         if face1 is None:
             return None
-        eyes0, eyes1 = face0.eyes, face1.eyes
+        eyes0, eyes1 = face0.readings, face1.readings
         if _jumped(face0.points, face1.points, min(e.w for e in eyes1), 2 * JUMP):
             return None  # a cut between the two: which side this frame is on is unknown
         a = (t - t0) / max(following.t - t0, 1e-6)

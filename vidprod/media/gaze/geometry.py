@@ -58,8 +58,7 @@ class EyeFrame:
 
     def gaze(self) -> tuple[float, float]:
         """(horizontal, vertical) iris offset from the corner midpoint, in eye widths."""
-        x, y = self.iris_local
-        return (x - self.w / 2) / self.w, y / self.w
+        return _gaze(self.iris, self.origin, self.ux, self.uy, self.w)
 
     def to_image(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Eye-frame (x along ux, y along uy) to image pixels, shape (..., 2)."""
@@ -82,27 +81,62 @@ def _lid_curve(points: np.ndarray, origin: np.ndarray, ux: np.ndarray, uy: np.nd
     return curve
 
 
+@dataclass(frozen=True)
+class EyeReading:
+    """What the gates read from one eye's raw landmarks, without the lid curves an
+    edit needs (half the cost of an EyeFrame)."""
+
+    w: float
+    gaze: tuple[float, float]  # as EyeFrame.gaze()
+    openness: float
+
+
+def _gaze(iris: np.ndarray, origin: np.ndarray, ux: np.ndarray, uy: np.ndarray, w: float) -> tuple[float, float]:
+    d = iris - origin
+    x, y = float(d @ ux), float(d @ uy)
+    return (x - w / 2) / w, y / w
+
+
+def _axes(points: np.ndarray, eye: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The eye's image-left corner, ux, uy and width."""
+    a, b = points[eye["corners"][0]], points[eye["corners"][1]]
+    if a[0] > b[0]:
+        a, b = b, a
+    axis = b - a
+    w = float(np.hypot(*axis))
+    ux = axis / max(w, 1e-6)
+    return a.astype(np.float64), ux, np.array([-ux[1], ux[0]]), w
+
+
+def _openness(points: np.ndarray, eye: dict, w: float) -> float:
+    gaps = [np.hypot(*(points[p] - points[q])) for p, q in eye["open_pairs"]]
+    return float(np.mean(gaps)) / max(w, 1e-6)
+
+
+def eye_readings(points: np.ndarray) -> tuple[EyeReading, EyeReading]:
+    """Both eyes' width, gaze and openness from 478 face-mesh points (pixels)."""
+    readings = []
+    for eye in EYES:
+        a, ux, uy, w = _axes(points, eye)
+        iris = points[eye["iris"]].astype(np.float64)
+        readings.append(EyeReading(w, _gaze(iris, a, ux, uy, w), _openness(points, eye, w)))
+    return readings[0], readings[1]
+
+
 def eye_frames(points: np.ndarray) -> tuple[EyeFrame, EyeFrame]:
     """Both eyes' frames from 478 face-mesh points (pixels)."""
     frames = []
     for eye in EYES:
-        a, b = points[eye["corners"][0]], points[eye["corners"][1]]
-        if a[0] > b[0]:
-            a, b = b, a
-        axis = b - a
-        w = float(np.hypot(*axis))
-        ux = axis / max(w, 1e-6)
-        uy = np.array([-ux[1], ux[0]])
+        a, ux, uy, w = _axes(points, eye)
         xs = np.linspace(0.0, w, LID_SAMPLES)
         iris = points[eye["iris"]].astype(np.float64)
         r = float(np.mean([np.hypot(*(points[i] - iris)) for i in eye["ring"]]))
-        gaps = [np.hypot(*(points[p] - points[q])) for p, q in eye["open_pairs"]]
         frames.append(
             EyeFrame(
-                origin=a.astype(np.float64), ux=ux, uy=uy, w=w, iris=iris, r=r,
+                origin=a, ux=ux, uy=uy, w=w, iris=iris, r=r,
                 upper=_lid_curve(points[list(eye["upper"])], a, ux, uy, xs),
                 lower=_lid_curve(points[list(eye["lower"])], a, ux, uy, xs),
-                xs=xs, openness=float(np.mean(gaps)) / max(w, 1e-6),
+                xs=xs, openness=_openness(points, eye, w),
             )
         )  # fmt: skip
     return frames[0], frames[1]

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from vidprod.media.faces import create_landmarker
-from vidprod.media.gaze.geometry import EyeFrame, eye_frames
+from vidprod.media.gaze.geometry import EyeReading, eye_readings
 from vidprod.media.planes import plane_views
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
@@ -41,10 +41,10 @@ class FaceLandmarks:
     measured: bool = True  # False: interpolated or carried on from measured frames
 
     @cached_property
-    def eyes(self) -> tuple[EyeFrame, EyeFrame]:
-        """Both eyes' frames, worked out once (a measured face is read again when the
-        frames either side of it are interpolated)."""
-        return eye_frames(self.points)
+    def readings(self) -> tuple[EyeReading, EyeReading]:
+        """Both eyes' width, gaze and openness, worked out once (a measured face is read
+        again when the frames either side of it are interpolated)."""
+        return eye_readings(self.points)
 
 
 class Landmarker(Protocol):
