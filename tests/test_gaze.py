@@ -28,6 +28,9 @@ from tests.gaze_fixtures import (
     hopper_reader_fixture,
     model,
 )
+from vidprod.media import thumbnails as thumbnails_module
+from vidprod.media.cuts import CutRules, plan_file
+from vidprod.media.faces import open_eyes
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
 from vidprod.media.gaze import corrector as corrector_module
 from vidprod.media.gaze.control import GazeControl, Measure
@@ -46,6 +49,7 @@ from vidprod.media.gaze.metrics import (
 )
 from vidprod.media.gaze.rerender import EyeEdit, coverage, edit_eye
 from vidprod.media.planes import plane_views
+from vidprod.media.render import RenderOptions, render_parts
 
 
 def steady(**settings: float) -> GazeSettings:
@@ -700,6 +704,30 @@ def test_a_dead_landmark_process_turns_eye_contact_off_and_frames_go_on():
     report = corrector.report()
     assert all(rest) and len(rest) == len(frames) - 20
     assert report["mode"] == "off" and "failed" in report["degradations"][0]["why"]
+
+
+def test_the_thumbnails_face_check_runs_in_the_landmark_process(tmp_path, monkeypatch):
+    """With eye contact on, the render asks the landmark process (MediaPipe loaded
+    already) whether the thumbnail candidates show open eyes, instead of starting a
+    second one; its answers are faces.open_eyes'."""
+    fixture = astronaut_fixture()
+    shut = next(i for i, closed in enumerate(fixture.blink) if closed)
+    pictures = [fixture.frames[0], fixture.frames[shut]]
+    assert open_eyes(model(), pictures) == [True, False]
+    source = fixture.write(tmp_path / "reader.mp4")
+    plan = plan_file(source, CutRules(limit=Fraction(60)))
+
+    started: list[object] = []  # a second MediaPipe process for the thumbnails
+    monkeypatch.setattr(thumbnails_module, "in_child", lambda function, *args: started.append(function))
+    with GazeCorrector(model(), steady(), child=True) as corrector:
+        options = RenderOptions(rate=plan.rate, face_model=model(), frame_hook=corrector)
+        [part] = render_parts(source, plan.parts, tmp_path / "out", options)
+        assert corrector.frames_corrected >= 30
+        assert corrector.open_eyes(pictures) == [True, False]
+    assert started == []
+    assert part.thumbnail is not None and part.thumbnail.stat().st_size > 0
+    with GazeCorrector(model(), steady()) as in_process:  # no landmark process to ask
+        assert in_process.open_eyes(pictures) is None
 
 
 def test_a_cut_never_puts_the_edit_beside_the_eyes():

@@ -180,9 +180,13 @@ def in_child(function, *args):  # type: ignore[no-untyped-def]
 def open_eyes(model: bytes, pictures: list[np.ndarray]) -> list[bool]:
     """For each RGB picture: does its main face show open eyes?"""
     with FaceFinder(model) as finder:
-        result = []
-        for picture in pictures:
-            height, width = picture.shape[:2]
-            face = main_face(finder.find(picture), width, height)
-            result.append(face is not None and face.eyes_open)
-        return result
+        return open_eyes_with(finder, pictures)
+
+
+def open_eyes_with(finder: FaceFinder, pictures: list[np.ndarray]) -> list[bool]:
+    result = []
+    for picture in pictures:
+        height, width = picture.shape[:2]
+        face = main_face(finder.find(picture), width, height)
+        result.append(face is not None and face.eyes_open)
+    return result

@@ -82,7 +82,8 @@ SEEK_MARGIN = Fraction(1)
 
 # Called once per shown frame, in order. A hook may also have `look_ahead(frame)`: the
 # render then calls it with each upright frame as soon as it is decoded, LOOK_AHEAD
-# frames before that frame goes through the hook (gaze starts its landmarks early).
+# frames before that frame goes through the hook (gaze starts its landmarks early);
+# and `open_eyes(pictures)`, answering faces.open_eyes for the thumbnails (or None).
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
 # Four: gaze landmarks run as sparsely as every third frame (gaze.corrector.SPARSEST),
 # and the frame after a measured one needs the next measured one's answer. Announced
@@ -209,7 +210,8 @@ class _Render:
                 self._run(container)
             if self.options.face_model is not None:
                 try:
-                    choose_thumbnails(self.pickers, self.options.face_model)
+                    check = getattr(self.options.frame_hook, "open_eyes", None)
+                    choose_thumbnails(self.pickers, self.options.face_model, check)
                 except Exception:  # an enhancement: the sharpest frames stay as thumbnails
                     log.exception("face check for thumbnails failed; keeping the sharpest frames")
         except BaseException:

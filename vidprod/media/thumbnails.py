@@ -14,6 +14,7 @@ and doing the face check last keeps MediaPipe out of it.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,13 +128,17 @@ class ThumbnailPicker:
         return False
 
 
-def choose_thumbnails(pickers: list[ThumbnailPicker], model: bytes) -> None:
-    """One face check (in a child process) for every part rendered."""
+def choose_thumbnails(pickers: list[ThumbnailPicker], model: bytes,
+                      check: Callable[[list[np.ndarray]], list[bool] | None] | None = None) -> None:  # fmt: skip
+    """One face check for every part rendered: by `check` (faces.open_eyes where
+    MediaPipe is running already), else in a child process."""
     batches = [picker.pictures() for picker in pickers]
     flat = [picture for batch in batches for picture in batch]
     if not flat:
         return
-    answers = in_child(open_eyes, model, flat)
+    answers = check(flat) if check is not None else None
+    if answers is None:
+        answers = in_child(open_eyes, model, flat)
     for picker, batch in zip(pickers, batches):
         picker.choose(answers[: len(batch)])
         answers = answers[len(batch) :]

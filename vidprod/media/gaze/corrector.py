@@ -594,6 +594,20 @@ class GazeCorrector:
             "rerender_ms": {"p50": stat(self.render_ms, 50), "p95": stat(self.render_ms, 95)},
         }
 
+    def open_eyes(self, pictures: list[np.ndarray]) -> list[bool] | None:
+        """faces.open_eyes in the landmark process, when one is running (for the
+        render's thumbnails); None otherwise, or when it fails."""
+        check = getattr(self._landmarker, "open_eyes", None)
+        if check is None or self.mode == "off":
+            return None
+        try:
+            while self._in_flight:  # answers for frames never shown
+                self._collect_next()
+            return check(pictures)
+        except LANDMARK_FAILURES:
+            log.exception("eye contact: the landmark process could not check thumbnails")
+            return None
+
     def close(self) -> None:
         if self._landmarker is not None and self._own_landmarker:
             self._landmarker.close()
