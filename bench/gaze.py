@@ -175,7 +175,7 @@ def main() -> None:
         print(f"target: gaze on <= 1.3 x ffmpeg -> median {ratios[len(ratios) // 2]:.3f} wall"
               f" (rounds {', '.join(f'{r:.3f}' for r in ratios)}), median {cpu_ratios[len(cpu_ratios) // 2]:.3f} CPU")
         report = gaze["report"]
-        print(f"peak RSS: render {plain['rss'] / 1e6:.0f} MB with gaze off, {gaze['rss'] / 1e6:.0f} MB with gaze on"
+        print(f"peak RSS (last round): render {plain['rss'] / 1e6:.0f} MB with gaze off, {gaze['rss'] / 1e6:.0f} MB with gaze on"
               f" + landmark child {gaze['child_rss'] / 1e6:.0f} MB (its CPU {gaze['child_cpu']:.1f} s)")  # fmt: skip
         print(f"gaze in the render: mode {report['mode']} {report['degradations']} | landmarks (child CPU + picture)"
               f" p50 {report['landmark_ms']['p50']} ms | render waited for landmarks p50"

@@ -269,6 +269,11 @@ class GazeControl:
         self.shown = reason is None
         return Decision(shift=shift, gate=gate, reason=reason, hidden=hidden)
 
+    def left_alone(self) -> None:
+        """The frame got no correction after all (the corrector skipped it): nothing is
+        on screen for the next frame's change to show against."""
+        self.shown = False
+
     def restart(self) -> None:
         """A new track (a cut, another speaker, the face back after a gap): the person
         is measured afresh, and the track starts as the first one did."""

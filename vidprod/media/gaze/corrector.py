@@ -263,10 +263,8 @@ class GazeCorrector:
         decision = self.control.update(measure)
         if decision.reason is not None:
             return self._skip(decision.reason, frame)
-        # the last frame left alone: nothing on screen for a change to show against
-        hidden = decision.hidden or not self.applied or self.applied[-1][0] != index - 1
         started = time.perf_counter()
-        edited = self._edit(frame, eyes, decision.shift, index, fresh=face.measured, hidden=hidden)
+        edited = self._edit(frame, eyes, decision.shift, index, fresh=face.measured, hidden=decision.hidden)
         self.render_ms.append((time.perf_counter() - started) * 1e3)
         return edited
 
@@ -278,6 +276,7 @@ class GazeCorrector:
         self.control.restart()
 
     def _skip(self, reason: str, frame: av.VideoFrame | None = None) -> av.VideoFrame:
+        self.control.left_alone()
         self.skipped[reason] += 1
         self.last_reason = reason
         return frame  # type: ignore[return-value]

@@ -75,14 +75,14 @@ class Stencil:
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
 
 
-def extension_weights(sure: np.ndarray, keep: np.ndarray, direction: np.ndarray, steps: int) -> tuple[
+def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
+                      direction: np.ndarray, steps: int) -> tuple[
         tuple[np.ndarray, np.ndarray, int], list[tuple[np.ndarray, np.ndarray]], np.ndarray]:  # fmt: skip
-    """The certainty side of `extend_eyeball`, which depends only on the geometry: the
-    push's maps, each isotropic step's (missing·gain, count) and the certainty still
-    missing at the end."""
+    """The certainty side of `extend_eyeball`, which depends only on the geometry
+    (`grid`: the crop's pixel coordinates x, y): the push's maps, each isotropic step's
+    (missing·gain, count) and the certainty still missing at the end."""
     weight = sure.copy()
-    height, width = sure.shape
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    gx, gy = grid
     mx, my = gx + np.float32(direction[0]), gy + np.float32(direction[1])
     for _ in range(steps):
         pushed_w = cv2.remap(weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -152,8 +152,8 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     if sure.max() < 1.0:
         return None
     keep = 1.0 - sure
-    push, spread, unsure = extension_weights(sure, keep, shift / magnitude, math.ceil(magnitude) + 3)
     gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+    push, spread, unsure = extension_weights(sure, keep, (gx, gy), shift / magnitude, math.ceil(magnitude) + 3)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
     warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
