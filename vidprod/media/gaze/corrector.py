@@ -97,11 +97,12 @@ class GazeSettings:
     # converting the picture), median over BUDGET_WINDOW measured frames, before they
     # run less often: every other or every third frame, whichever keeps within it (and
     # at twice this a frame even every third frame, they stop). The render's
-    # other work is ~27 ms of CPU per 1080x1920 output frame on 2 cores (mostly x264),
-    # and the speed target is at most 1.3x that with gaze on: ~8 ms for gaze, of which
-    # the re-render takes ~4. Landmarks take ~13-15 ms a measured frame there, picture
-    # included (bench/gaze.py), so renders there run them every third frame.
-    landmark_budget_ms: float = 5.0
+    # other work is ~25 ms of CPU per 1080x1920 output frame on 2 cores (mostly x264),
+    # and the speed target is at most 1.3x that with gaze on: ~7.5 ms for gaze, of
+    # which the hook takes ~3.5 (re-render included). Landmarks take ~8 ms a measured
+    # frame there, picture included (bench/gaze.py), so renders there run them every
+    # third frame: every other frame (4 ms a frame) made the render 1.36x ffmpeg.
+    landmark_budget_ms: float = 3.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
