@@ -37,7 +37,7 @@ from vidprod.media.gaze.control import GazeControl, Measure
 from vidprod.media.gaze.corrector import lid_scores_crop, with_look_ahead
 from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
-from vidprod.media.gaze.landmarks import CENSUS_EVERY, VideoLandmarker
+from vidprod.media.gaze.landmarks import VideoLandmarker
 from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
 from vidprod.media.gaze.metrics import (
     changed_outside,
@@ -452,40 +452,6 @@ def test_only_the_main_speaker_is_corrected():
             changed_small += int(diff[710:1272, 240:720].sum())
             changed_big += int(diff[:700].sum())
     assert changed_big > 0 and changed_small == 0, corrector.report()["skipped"]
-
-
-def test_landmarks_track_one_face_until_a_census_sees_another():
-    """Alone, the astronaut is tracked as the one face (MediaPipe then skips its face
-    detector); once Grace Hopper joins, the next census switches to tracking both, and
-    a picture with two faces from the start has both at once."""
-    small = cv2.resize(grace_hopper(), (480, 562), interpolation=cv2.INTER_AREA)
-    alone = astronaut_fixture().frames[:25]
-    together = []
-    for rgb in alone:
-        canvas = rgb.copy()
-        canvas[710:1272, 240:720] = small
-        together.append(canvas)
-    tracker = VideoLandmarker(model())
-    try:
-        counts = [len(tracker.detect(rgb, i * 33)) for i, rgb in enumerate(alone[:12])]
-        assert counts == [1] * 12 and tracker.tracked == 1
-        counts, tops = [], []
-        for i, rgb in enumerate(together, start=12):
-            faces = tracker.detect(rgb, i * 33)
-            counts.append(len(faces))
-            tops.append(min(points[:, 1].mean() for points, _ in faces))
-        switched = counts.index(2)
-        # the census is every CENSUS_EVERY frames (the first frame had one)
-        assert 0 < switched <= CENSUS_EVERY and set(counts[switched:]) == {2}, counts
-        assert max(tops[:switched]) < 0.45  # until then, still the astronaut above
-        assert tracker.tracked == 3
-    finally:
-        tracker.close()
-    tracker = VideoLandmarker(model())
-    try:
-        assert len(tracker.detect(together[0], 0)) == 2
-    finally:
-        tracker.close()
 
 
 def test_gaze_eval_writes_json_and_a_contact_sheet(tmp_path):

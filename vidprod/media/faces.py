@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,16 +111,6 @@ def create_landmarker(model: bytes, max_faces: int, *, video: bool = False):  # 
         output_facial_transformation_matrixes=video,
     )
     return vision.FaceLandmarker.create_from_options(options)
-
-
-def create_face_detector(model: bytes):  # type: ignore[no-untyped-def]
-    """MediaPipe's FaceDetector with the face detector the landmark model bundles (the
-    one FaceLandmarker itself runs): faces' boxes only, ~1 ms a picture."""
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    detector = zipfile.ZipFile(io.BytesIO(model)).read("face_detector.tflite")
-    options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=detector))
-    return vision.FaceDetector.create_from_options(options)
 
 
 class FaceFinder:

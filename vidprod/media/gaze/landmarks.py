@@ -22,18 +22,12 @@ import av
 import cv2
 import numpy as np
 
-from vidprod.media.faces import FaceFinder, create_face_detector, create_landmarker, open_eyes_with
+from vidprod.media.faces import FaceFinder, create_landmarker, open_eyes_with
 from vidprod.media.gaze.geometry import EyeReading, eye_readings
 from vidprod.media.planes import plane_views
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
 LANDMARK_LONG_SIDE = 960
-# While MediaPipe's VIDEO mode tracks fewer faces than it may, it runs its face
-# detector on every frame to look for more: with num_faces=3 and one person, ~1 ms of
-# each frame's 6.9. So it tracks one face, and every CENSUS_EVERY measured frames
-# (~1 s at every third frame) the detector alone counts faces; once it sees two,
-# tracking follows all of them for the rest of the video.
-CENSUS_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -93,22 +87,17 @@ def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
 
 
 class VideoLandmarker:
-    """FaceLandmarker in VIDEO mode (tracking between frames), in this process: one
-    face until a census finds more (CENSUS_EVERY), then up to `max_faces`."""
+    """FaceLandmarker in VIDEO mode (tracking between frames), in this process.
+
+    It tracks up to three faces even when there is one: tracking fewer than it may,
+    MediaPipe runs its face detector on every frame (~1 ms of ~7), but with
+    num_faces=1 it also smooths the landmarks itself, a filter that cannot be reset
+    at a cut and that lags blinks and saccades (tried: edits landed beside the eyes
+    after a cut, and a look-away's return went unseen)."""
 
     def __init__(self, model: bytes, max_faces: int = 3) -> None:
-        self._model = model
-        self._max_faces = max_faces
-        self._tracked = 1
-        self._landmarker = create_landmarker(model, 1, video=True)
-        self._detector = create_face_detector(model) if max_faces > 1 else None
-        self._since_census = CENSUS_EVERY  # the first frame has one
+        self._landmarker = create_landmarker(model, max_faces, video=True)
         self._last_ms = -1
-
-    @property
-    def tracked(self) -> int:
-        """How many faces the tracker follows now."""
-        return self._tracked
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
         import mediapipe as mp
@@ -116,12 +105,6 @@ class VideoLandmarker:
         timestamp_ms = max(timestamp_ms, self._last_ms + 1)  # VIDEO mode needs increasing times
         self._last_ms = timestamp_ms
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        if self._detector is not None:
-            self._since_census += 1
-            if self._since_census >= CENSUS_EVERY:
-                self._since_census = 0
-                if len(self._detector.detect(image).detections) > 1:
-                    self._track_all()
         result = self._landmarker.detect_for_video(image, timestamp_ms)
         matrices = result.facial_transformation_matrixes or []
         faces = []
@@ -130,19 +113,8 @@ class VideoLandmarker:
             faces.append((points, np.asarray(matrices[i]) if i < len(matrices) else None))
         return faces
 
-    def _track_all(self) -> None:
-        """Track up to max_faces from now on (a fresh tracker: its first frame detects)."""
-        assert self._detector is not None
-        self._landmarker.close()
-        self._landmarker = create_landmarker(self._model, self._max_faces, video=True)
-        self._tracked = self._max_faces
-        self._detector.close()
-        self._detector = None
-
     def close(self) -> None:
         self._landmarker.close()
-        if self._detector is not None:
-            self._detector.close()
 
 
 # Pictures in flight to the landmark process: the render announces frames up to
