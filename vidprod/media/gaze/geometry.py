@@ -65,9 +65,13 @@ class EyeFrame:
         return self.origin + x[..., None] * self.ux + y[..., None] * self.uy
 
 
+_BOX5 = np.ones(5) / 5
+
+
 def _smooth5(values: np.ndarray) -> np.ndarray:
-    padded = np.pad(values, 2, mode="edge")
-    return np.convolve(padded, np.ones(5) / 5, mode="valid")
+    # edge padding by hand: np.pad takes 20x as long on 48 values
+    padded = np.concatenate([values[:1], values[:1], values, values[-1:], values[-1:]])
+    return np.convolve(padded, _BOX5, mode="valid")
 
 
 def _lid_curve(points: np.ndarray, origin: np.ndarray, ux: np.ndarray, uy: np.ndarray,
@@ -130,7 +134,7 @@ def eye_frames(points: np.ndarray) -> tuple[EyeFrame, EyeFrame]:
         a, ux, uy, w = _axes(points, eye)
         xs = np.linspace(0.0, w, LID_SAMPLES)
         iris = points[eye["iris"]].astype(np.float64)
-        r = float(np.mean([np.hypot(*(points[i] - iris)) for i in eye["ring"]]))
+        r = float(np.mean(np.hypot(*(points[list(eye["ring"])] - iris).T)))
         frames.append(
             EyeFrame(
                 origin=a, ux=ux, uy=uy, w=w, iris=iris, r=r,

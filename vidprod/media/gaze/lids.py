@@ -89,13 +89,13 @@ def lid_scores(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidScores | None
     # (whose lower edge has the lid's own dark-to-bright polarity)
     inward = sign * moved
     allowed = (inward.min(axis=2) >= inward_lo) & (inward.max(axis=2) <= inward_hi)
-    xs_b = np.broadcast_to(cx, ys.shape)
+    # eye.to_image, one image axis at a time: ~17k points, so no (..., 2) temporaries
+    along = [eye.origin[k] + cx * eye.ux[k] for k in (0, 1)]
     grads = []
     for step in (0.75, -0.75):
-        pts = eye.to_image(xs_b, ys + step)
-        mapped = cv2.remap(luma, pts[..., 0].reshape(-1, 1).astype(np.float32),
-                           pts[..., 1].reshape(-1, 1).astype(np.float32), cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        x, y = (along[k] + (ys + step) * eye.uy[k] for k in (0, 1))
+        mapped = cv2.remap(luma, x.astype(np.float32).reshape(-1, 1), y.astype(np.float32).reshape(-1, 1),
+                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         grads.append(mapped.reshape(ys.shape))
     gradient = (grads[0] - grads[1]) / 1.5
     score = (sign * gradient).mean(axis=2)

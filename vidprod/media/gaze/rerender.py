@@ -18,6 +18,7 @@ U and V together.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -93,9 +94,9 @@ def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray
             break
         count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
-        missing = 1.0 - weight
-        spread.append((missing * gain, np.maximum(count, 1e-6)))
-        weight = weight + missing * gain
+        gained = (1.0 - weight) * gain
+        spread.append((gained, np.maximum(count, 1e-6)))
+        weight = weight + gained
     return (mx, my, steps), spread, 1.0 - weight
 
 
@@ -126,6 +127,14 @@ def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndar
     return np.exp(-0.5 * (dist / (0.6 * r)) ** 2).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=32)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A crop's pixel coordinates x, y (read-only): a still head's boxes repeat."""
+    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
+
+
 def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float) -> Stencil | None:
     """`edit` laid on a plane of `shape`: `scale` 1 for luma, 0.5 for 4:2:0 chroma
     (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5). None when it would
@@ -152,7 +161,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     if sure.max() < 1.0:
         return None
     keep = 1.0 - sure
-    gy, gx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+    gx, gy = _grid(y1 - y0, x1 - x0)
     push, spread, unsure = extension_weights(sure, keep, (gx, gy), shift / magnitude, math.ceil(magnitude) + 3)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
