@@ -385,8 +385,10 @@ class _Delayed:
 def test_slow_landmarks_step_down_to_the_interval_that_keeps_the_budget_then_stop(monkeypatch):
     monkeypatch.setattr(corrector_module, "BUDGET_WINDOW", 10)
     # budget 20 ms a frame: 25 ms fits every other frame; 75 ms overruns that (37.5)
-    # but fits twice the budget every third frame (25); 150 ms does not even then (50)
-    landmarks = _Delayed({"full": 0.025, "alternate": 0.075, "every_third": 0.150})
+    # but fits every third frame (25); the last delay is over OFF_FACTOR times the
+    # budget even every third frame
+    hopeless = 3 * (corrector_module.OFF_FACTOR * 20 + 10) / 1000
+    landmarks = _Delayed({"full": 0.025, "alternate": 0.075, "every_third": hopeless})
     corrector = GazeCorrector(model(), GazeSettings(landmark_budget_ms=20.0), landmarker=landmarks)
     landmarks.corrector = corrector
     frames = astronaut_fixture().video_frames() + astronaut_fixture().video_frames()
