@@ -92,8 +92,8 @@ class VideoLandmarker:
     It tracks up to three faces even when there is one: tracking fewer than it may,
     MediaPipe runs its face detector on every frame (~1 ms of ~7), but with
     num_faces=1 it also smooths the landmarks itself, a filter that cannot be reset
-    at a cut and that lags blinks and saccades (tried: edits landed beside the eyes
-    after a cut, and a look-away's return went unseen)."""
+    at a cut and that lags blinks and saccades (tried: the frames just after a cut
+    went uncorrected, a glasses rim was touched, a look-away's return went unseen)."""
 
     def __init__(self, model: bytes, max_faces: int = 3) -> None:
         self._landmarker = create_landmarker(model, max_faces, video=True)
