@@ -20,7 +20,7 @@ import numpy as np
 
 from vidprod.media.gaze.control import SACCADE
 from vidprod.media.gaze.corrector import GazeCorrector, GazeSettings, with_look_ahead
-from vidprod.media.gaze.geometry import eye_frames
+from vidprod.media.gaze.geometry import eye_frames, eye_readings
 from vidprod.media.gaze.metrics import (
     changed_outside,
     edge_gain,
@@ -130,7 +130,7 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
         raw = corrector.last_raw_points
         if raw is not None:
             result.iris_in = (raw[468] + raw[473]) / 2
-            result.gaze_in = np.mean([e.gaze() for e in eye_frames(raw)], axis=0)
+            result.gaze_in = np.mean([e.gaze for e in eye_readings(raw)], axis=0)
         moves = []
         for edit in edits:
             measured, error = None, 0.0

@@ -56,10 +56,6 @@ class EyeFrame:
         d = self.iris - self.origin
         return float(d @ self.ux), float(d @ self.uy)
 
-    def gaze(self) -> tuple[float, float]:
-        """(horizontal, vertical) iris offset from the corner midpoint, in eye widths."""
-        return _gaze(self.iris, self.origin, self.ux, self.uy, self.w)
-
     def to_image(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Eye-frame (x along ux, y along uy) to image pixels, shape (..., 2)."""
         return self.origin + x[..., None] * self.ux + y[..., None] * self.uy
@@ -91,7 +87,7 @@ class EyeReading:
     edit needs (half the cost of an EyeFrame)."""
 
     w: float
-    gaze: tuple[float, float]  # as EyeFrame.gaze()
+    gaze: tuple[float, float]  # iris offset from the corner midpoint (horizontal, vertical), in eye widths
     openness: float
 
 

@@ -93,7 +93,8 @@ def lid_scores(luma: np.ndarray, eye: EyeFrame, upper: bool) -> LidScores | None
     along = [eye.origin[k] + cx * eye.ux[k] for k in (0, 1)]
     grads = []
     for step in (0.75, -0.75):
-        x, y = (along[k] + (ys + step) * eye.uy[k] for k in (0, 1))
+        across = ys + step
+        x, y = (along[k] + across * eye.uy[k] for k in (0, 1))
         mapped = cv2.remap(luma, x.astype(np.float32).reshape(-1, 1), y.astype(np.float32).reshape(-1, 1),
                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         grads.append(mapped.reshape(ys.shape))
