@@ -246,8 +246,9 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
         report = gaze.report()
         stills = gaze.save_stills(args.output / "gaze")
         print(f"eye contact: {report['frames_corrected']} of {report['frames_seen']} frames corrected,"
-              f" mean {report['mean_correction_degrees']}°, skipped {report['skipped']},"
-              f" mode {report['mode']}; {len(stills)} before/after stills in {args.output / 'gaze'}")
+              f" mean {report['mean_correction_degrees']}°, skipped {report['skipped']};"
+              + (f" stopped: {report['failure']};" if report["failure"] else "")
+              + f" {len(stills)} before/after stills in {args.output / 'gaze'}")
         (args.output / "gaze" / "report.json").parent.mkdir(parents=True, exist_ok=True)
         (args.output / "gaze" / "report.json").write_text(json.dumps(report, indent=2))
     for planned, part in zip(plan.parts, rendered):

@@ -11,11 +11,12 @@ The render announces each frame a few frames ahead (`look_ahead`), so its landma
 run in the landmark process while the frames before it are edited and encoded; frames
 nobody announced get landmarks when they arrive.
 
-If landmarks cannot keep up with the per-frame budget, they run every other frame, or
-every third (the frames between get their points interpolated from both measured
-neighbours, and their lids judged by the more closed of the two, so a starting blink
-is never edited), and if even that is far too slow, or memory is short when they
-would start, correction stops; the report records what was done and why.
+Landmarks run every frame, every other or every third (`landmark_interval`, a setting
+chosen for quality, never switched by timing: the same input and settings give the
+same frames on any machine under any load). Frames between get their points
+interpolated from both measured neighbours, and their lids judged by the more closed of
+the two, so a starting blink is never edited. Only a broken landmark process stops the
+correction; the report says so.
 """
 
 from __future__ import annotations
@@ -76,21 +77,14 @@ LANDMARK_FAILURES = (EOFError, OSError, RuntimeError)
 # corrections fade out from twice this down to it. Our fixtures and Intel's head-pose
 # GIFs upscaled 4x read 12-147; a walker far from a webcam, upscaled 4x, reads 2-4.
 MIN_IRIS_CONTRAST = 6.0
-LANDMARK_MEMORY_MB = 220  # what MediaPipe needs before it may start
-BUDGET_WINDOW = 30  # measured frames over which the landmark cost is judged
-# How often landmarks run, by mode: every frame, then the steps down when they are too
-# slow. Every third frame is as sparse as it goes: a blink lasts 3-12 frames at 30 fps,
+# Every third frame is as sparse as landmarks go: a blink lasts 3-12 frames at 30 fps,
 # so one between two measured frames still shows in at least one of them (and then
 # its neighbours are left alone too). It needs frames announced at least three ahead
 # (the render's LOOK_AHEAD): the frame after a measured one needs the next one's answer.
-INTERVALS = {"full": 1, "alternate": 2, "every_third": 3}
-SPARSEST_MODE = max(INTERVALS, key=INTERVALS.__getitem__)
-SPARSEST = INTERVALS[SPARSEST_MODE]
-# Landmarks stop only at this many times the budget a frame even every third frame:
-# a machine that slow holds the render up. Stopping mid-video makes the eyes snap back
-# down, so a busy spell must not do it: beside a neighbour's load, on this project's
-# 2-vCPU machines, a measured frame took up to 27 ms (9 ms a frame) for a while.
-OFF_FACTOR = 4
+SPARSEST = 3
+# Every third frame is the default: the render with eye contact stays near 1.3x a plain
+# transcode (bench/gaze.py), and blinks, saccades and cuts are still caught.
+DEFAULT_INTERVAL = SPARSEST
 
 
 @dataclass(frozen=True)
@@ -98,48 +92,25 @@ class GazeSettings:
     strength: float = DEFAULT_STRENGTH  # 0 (off) to 1
     notes_below_degrees: float | None = None  # where the notes sit, if the creator knows
     min_eye_px: float = MIN_EYE_PX
-    # Time landmarks may take per frame (in the landmark process: its CPU time, plus
-    # converting the picture), median over BUDGET_WINDOW measured frames, before they
-    # run less often: every other or every third frame, whichever keeps within it (and
-    # at OFF_FACTOR times this a frame even every third frame, they stop). The render's
-    # other work is ~25 ms of CPU per 1080x1920 output frame on 2 cores (mostly x264),
-    # and the speed target is at most 1.3x that with gaze on: ~7.5 ms for gaze, of
-    # which the hook takes ~3.5 (re-render included). Landmarks take ~8 ms a measured
-    # frame there, picture included (bench/gaze.py), so renders there run them every
-    # third frame: every other frame (4 ms a frame) made the render 1.36x ffmpeg.
-    landmark_budget_ms: float = 3.5
+    # Landmarks on every Nth frame (1-3), those between interpolated. Fixed for the
+    # render: a cadence that followed the machine's speed (a time budget, until
+    # 2026-12) made the output depend on it, and on a busy machine it switched the
+    # correction off mid-video.
+    landmark_interval: int = DEFAULT_INTERVAL
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError("strength must be from 0 to 1")
+        if self.landmark_interval not in range(1, SPARSEST + 1):
+            raise ValueError(f"landmark_interval must be from 1 to {SPARSEST}")
         if self.notes_below_degrees is not None and not 0 <= self.notes_below_degrees <= 30:
             raise ValueError("notes_below_degrees must be from 0 to 30")
-
-
-def available_memory_mb() -> float:
-    """Memory this process may still take: the smaller of the system's available
-    memory and what the cgroup limit leaves."""
-    available = math.inf
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            available = min(available, (int(limit) - used) / 2**20)
-    except (OSError, ValueError):
-        pass
-    return available
 
 
 @dataclass
 class _Announced:
     """A frame the render will hand over: its landmarks are in flight, known, or
-    (between measured frames when degraded) to be interpolated."""
+    (between measured frames, with a landmark interval over 1) to be interpolated."""
 
     t: float
     width: int
@@ -172,7 +143,6 @@ class GazeCorrector:
         *,
         child: bool = False,
         landmarker: Landmarker | None = None,
-        memory_mb: Callable[[], float] = available_memory_mb,
         on_edit: Callable[[int, list[EyeEdit]], None] | None = None,
     ) -> None:
         self.model = model
@@ -180,22 +150,19 @@ class GazeCorrector:
         self.child = child
         self._landmarker = landmarker
         self._own_landmarker = landmarker is None
-        self._memory_mb = memory_mb
         self._on_edit = on_edit
         hint = None
         if settings.notes_below_degrees:
             hint = -degrees_to_shift(settings.notes_below_degrees)
         self.control = GazeControl(settings.strength, hint_shift=hint)
-        self.mode = "full"  # full → alternate → every_third (INTERVALS) → off
-        self.degradations: list[dict[str, Any]] = []
+        self.failure: str | None = None  # why landmarks stopped (a broken landmark process)
         self.frames_seen = 0
         self.frames_corrected = 0
         self.skipped: Counter[str] = Counter()
         self.shifts_px: list[float] = []
         self.shifts_w: list[float] = []
         self.eye_widths: list[float] = []
-        self.landmark_ms: deque[float] = deque(maxlen=BUDGET_WINDOW)  # per measured frame
-        self.landmark_ms_all: list[float] = []
+        self.landmark_ms: list[float] = []  # per measured frame: picture and the child's CPU
         self.landmark_wait_ms: list[float] = []  # the render held up waiting for answers
         self.render_ms: list[float] = []
         self._points = OneEuro(2.0, 0.05)
@@ -227,16 +194,16 @@ class GazeCorrector:
         self.last_raw_points = None
         if self.settings.strength <= 0:
             return self._skip("strength_0", frame)
-        if self.mode == "off":
-            return self._skip("landmarks_off", frame)
+        if self.failure:
+            return self._skip("landmarks_failed", frame)
         t = _frame_time(frame, index)
         face = None
         try:
-            face = self._landmarks(frame, t, index)
+            face = self._landmarks(frame, t)
         except LANDMARK_FAILURES as exc:
             self._fail(exc)
-        if self.mode == "off":  # landmarks failed, or went over budget, just now
-            return self._skip("landmarks_off", frame)
+        if self.failure:  # landmarks failed just now
+            return self._skip("landmarks_failed", frame)
         if face is None:
             self._restart()
             self.last_points = None
@@ -293,11 +260,7 @@ class GazeCorrector:
         if self._landmarker is not None:
             return True
         if self.model is None:
-            self._degrade("off", "no face model")
-            return False
-        needed = LANDMARK_MEMORY_MB
-        if self._memory_mb() < needed:
-            self._degrade("off", f"less than {needed} MB of memory free for face landmarks")
+            self._stop("no face model")
             return False
         try:
             self._landmarker = ChildLandmarker(self.model) if self.child else VideoLandmarker(self.model)
@@ -309,11 +272,11 @@ class GazeCorrector:
     def look_ahead(self, frame: av.VideoFrame) -> None:
         """The render names a frame it will hand over a few frames from now (in order),
         so its landmarks can start now."""
-        if self.settings.strength <= 0 or self.mode == "off":
+        if self.settings.strength <= 0 or self.failure:
             return
         t = _frame_time(frame, self._announcements)
         self._announcements += 1
-        measured = self._since_measured + 1 >= INTERVALS[self.mode]
+        measured = self._since_measured + 1 >= self.settings.landmark_interval
         self._since_measured = 0 if measured else self._since_measured + 1
         entry = _Announced(t, frame.width, frame.height, measured)
         self._announced.append(entry)
@@ -352,7 +315,7 @@ class GazeCorrector:
     def _fail(self, exc: BaseException) -> None:
         """Landmarks broke (the child died or hung): stop correcting, keep rendering."""
         log.exception("eye contact: face landmarks failed")
-        self._degrade("off", f"face landmarks failed: {exc or type(exc).__name__}")
+        self._stop(f"face landmarks failed: {exc or type(exc).__name__}")
 
     def _face_of(self, entry: _Announced) -> FaceLandmarks | None:
         """A measured frame's main face, once its answer is in (picked once, in order)."""
@@ -363,26 +326,24 @@ class GazeCorrector:
             entry.picked = True
         return entry.face
 
-    def _resolve(self, entry: _Announced, index: int) -> FaceLandmarks | None:
+    def _resolve(self, entry: _Announced) -> FaceLandmarks | None:
         face = self._face_of(entry)
         if entry.faces is not None:  # None: the landmarker could not start
             self.landmark_ms.append(entry.cost_ms)
-            self.landmark_ms_all.append(entry.cost_ms)
-            self._check_budget(index)
         self._measured = (entry.t, face)
         return face
 
-    def _landmarks(self, frame: av.VideoFrame, t: float, index: int) -> FaceLandmarks | None:
+    def _landmarks(self, frame: av.VideoFrame, t: float) -> FaceLandmarks | None:
         # announced frames the render dropped (a faster source than the output rate)
         while self._announced and self._announced[0].t < t - 1e-6:
             dropped = self._announced.popleft()
             if dropped.measured:
-                self._resolve(dropped, index)
+                self._resolve(dropped)
         if not self._announced:  # nobody announced it (called without look-ahead)
             self.look_ahead(frame)
         if self._announced and abs(self._announced[0].t - t) <= 1e-6:
             entry = self._announced.popleft()
-            face = self._resolve(entry, index) if entry.measured else self._interpolated(t)
+            face = self._resolve(entry) if entry.measured else self._interpolated(t)
         else:  # shown though not announced: the frames after it are in flight
             face = self._interpolated(t)
         return face
@@ -431,42 +392,20 @@ class GazeCorrector:
         index = next(i for i, f in enumerate(candidates) if f is chosen)
         return FaceLandmarks(chosen.points, faces[index][1])
 
-    def _check_budget(self, index: int) -> None:
-        """Over budget, landmarks step down to the first interval that keeps within it
-        (else the sparsest, if that is within OFF_FACTOR times the budget; else off)."""
-        if len(self.landmark_ms) < BUDGET_WINDOW:
-            return
-        median = float(np.median(self.landmark_ms))  # per measured frame
-        budget = self.settings.landmark_budget_ms
-        if median / INTERVALS[self.mode] <= budget:
-            return
-        if median / SPARSEST > OFF_FACTOR * budget:
-            self._degrade("off", f"landmarks took {median / SPARSEST:.1f} ms a frame even every third frame "
-                                 f"(budget {budget:g} ms)", index)  # fmt: skip
-            return
-        if self.mode == SPARSEST_MODE:
-            return  # over budget, but within OFF_FACTOR times it: the sparsest there is
-        mode = next((m for m, n in INTERVALS.items() if median / n <= budget), SPARSEST_MODE)
-        self._degrade(mode, f"landmarks took {median:.1f} ms a measured frame (budget {budget:g} ms a frame)", index)
-        self.landmark_ms.clear()
-
-    def _degrade(self, mode: str, why: str, index: int | None = None) -> None:
-        self.mode = mode
-        if mode == "off":
-            self._announced.clear()
-            self._in_flight.clear()
-        frame = self.frames_seen - 1 if index is None else index
-        self.degradations.append({"frame": frame, "mode": mode, "why": why})
-        log.warning("eye contact: %s from frame %d: %s", mode, frame, why)
-        if mode == "off":
-            self.close()
+    def _stop(self, why: str) -> None:
+        """Correction ends for the rest of the render (landmarks cannot be had)."""
+        self.failure = why
+        self._announced.clear()
+        self._in_flight.clear()
+        log.warning("eye contact: stopped at frame %d: %s", self.frames_seen - 1, why)
+        self.close()
 
     # --- the edit ----------------------------------------------------------------
 
     def _edit(self, frame: av.VideoFrame, eyes: tuple[EyeFrame, EyeFrame], shift: float,
               index: int, fresh: bool, hidden: bool) -> av.VideoFrame:  # fmt: skip
         """Re-render both eyes. `fresh`: the landmarks were measured on this frame;
-        between measured frames (when landmarks are degraded) the lid fits and the
+        between measured frames (a landmark interval over 1) the lid fits and the
         iris contrast hold from the last measured one, as the points are interpolated:
         both are smoothed over several frames anyway, and there they cost nothing.
         `hidden`: a change of the shift's direction and scale would not be seen now."""
@@ -585,8 +524,8 @@ class GazeCorrector:
             "mean_correction_degrees": round(shift_to_degrees(mean_w), 2),
             "max_correction_degrees": round(shift_to_degrees(max(self.shifts_w, default=0.0)), 2),
             "skipped": dict(sorted(self.skipped.items())),
-            "mode": self.mode,
-            "degradations": list(self.degradations),
+            "landmark_interval": self.settings.landmark_interval,
+            "failure": self.failure,
             "strength": self.settings.strength,
             "notes_below_degrees": self.settings.notes_below_degrees,
             "gaze_bias_degrees": (
@@ -594,7 +533,7 @@ class GazeCorrector:
                 if self.control.bias is not None else None
             ),
             "eye_width_px": stat(self.eye_widths, 50),
-            "landmark_ms": {"p50": stat(self.landmark_ms_all, 50), "p95": stat(self.landmark_ms_all, 95)},
+            "landmark_ms": {"p50": stat(self.landmark_ms, 50), "p95": stat(self.landmark_ms, 95)},
             "landmark_wait_ms": {"p50": stat(self.landmark_wait_ms, 50), "p95": stat(self.landmark_wait_ms, 95)},
             "rerender_ms": {"p50": stat(self.render_ms, 50), "p95": stat(self.render_ms, 95)},
         }
@@ -603,7 +542,7 @@ class GazeCorrector:
         """faces.open_eyes in the landmark process, when one is running (for the
         render's thumbnails); None otherwise, or when it fails."""
         check = getattr(self._landmarker, "open_eyes", None)
-        if check is None or self.mode == "off":
+        if check is None or self.failure:
             return None
         try:
             while self._in_flight:  # answers for frames never shown
@@ -655,7 +594,7 @@ def combine_reports(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str,
     combined["max_correction_degrees"] = max(earlier.get("max_correction_degrees", 0), later.get("max_correction_degrees", 0))
     skipped = Counter(earlier.get("skipped", {})) + Counter(later.get("skipped", {}))
     combined["skipped"] = dict(sorted(skipped.items()))
-    combined["degradations"] = list(earlier.get("degradations", [])) + list(later.get("degradations", []))
+    combined["failure"] = earlier.get("failure") or later.get("failure")
     return combined
 
 
