@@ -4,6 +4,8 @@ and `vidprod process`, and real clips where ../shared/testmedia is present."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -519,6 +521,45 @@ def test_vidprod_process_with_gaze(tmp_path, monkeypatch):
     report = (tmp_path / "out" / "gaze" / "report.json").read_text()
     assert '"frames_corrected"' in report
     assert list((tmp_path / "out" / "gaze").glob("gaze-*-after.png"))
+
+
+def _burn(stop) -> None:  # type: ignore[no-untyped-def]
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def _decoded_hashes(path):  # type: ignore[no-untyped-def]
+    with av.open(str(path)) as container:
+        return _hashes(container.decode(video=0))
+
+
+@pytest.mark.slow
+def test_a_render_beside_a_cpu_hog_gives_the_same_frames(tmp_path):
+    """The whole render with eye contact (landmark process, look-ahead, re-render,
+    encoder), once alone and once with every core kept busy by other processes: the
+    parts' frames are identical."""
+    import multiprocessing
+
+    from vidprod.cli import main
+
+    source = astronaut_fixture().write(tmp_path / "talk.mp4")
+    args = ["process", str(source), "--gaze", "--gaze-strength", "1"]
+    assert main([*args, "-o", str(tmp_path / "quiet")]) == 0
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    hogs = [context.Process(target=_burn, args=(stop,), daemon=True) for _ in range(2 * (os.cpu_count() or 2))]
+    for hog in hogs:
+        hog.start()
+    try:
+        assert main([*args, "-o", str(tmp_path / "busy")]) == 0
+    finally:
+        stop.set()
+        for hog in hogs:
+            hog.join(10)
+    quiet, busy = (json.loads((tmp_path / d / "gaze" / "report.json").read_text()) for d in ("quiet", "busy"))
+    assert quiet["frames_corrected"] >= 30 and busy["frames_corrected"] == quiet["frames_corrected"]
+    assert busy["failure"] is None
+    assert _decoded_hashes(tmp_path / "busy" / "part-001.mp4") == _decoded_hashes(tmp_path / "quiet" / "part-001.mp4")
 
 
 # --- real clips (../shared/testmedia) ------------------------------------------------
