@@ -217,7 +217,8 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         from vidprod.media.gaze import GazeCorrector, GazeSettings
 
-        gaze = GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees))
+        gaze = GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees,
+                                                 landmark_interval=settings.gaze_landmark_interval))
     options = RenderOptions(
         rate=plan.rate,
         landscape=args.landscape or settings.landscape,
@@ -272,7 +273,8 @@ def _gaze_eval(settings: Settings, args: argparse.Namespace) -> int:
         print(f"vidprod: face model unavailable: {exc}", file=sys.stderr)
         return 1
     strength = settings.gaze_strength if args.strength is None else args.strength
-    gaze = GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees)
+    gaze = GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees,
+                        landmark_interval=settings.gaze_landmark_interval)
     summaries = evaluate_dir(args.folder, args.output, model, gaze)
     print(f"{len(summaries)} clip(s); results in {args.output}")
     return 0

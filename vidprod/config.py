@@ -32,6 +32,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _landmark_interval(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 3:
+        raise ValueError("must be 1, 2 or 3")
+    return value
+
+
 def _port(text: str) -> int:
     value = _int(text)
     if not 0 <= value <= 65535:
@@ -177,6 +184,11 @@ class Settings:
     gaze_strength: float = _setting(
         "VIDPROD_GAZE_STRENGTH", _fraction, 0.8,
         "Default eye-contact strength, 0 (none) to 1 (the whole measured gaze offset).",
+    )
+    gaze_landmark_interval: int = _setting(
+        "VIDPROD_GAZE_LANDMARK_INTERVAL", _landmark_interval, 3,
+        "Eye contact: face landmarks on every Nth frame (1-3), those between interpolated; "
+        "a quality setting, never changed by the machine's speed.",
     )
     max_upload_mb: int = _setting(
         "VIDPROD_MAX_UPLOAD_MB", _positive_int, 2048, "Largest accepted upload, in MB."

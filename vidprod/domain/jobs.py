@@ -360,7 +360,9 @@ class JobService:
             return None
         notes_below = options.get("gaze_notes_below_degrees")
         # MediaPipe in a child process: its memory leaves with the render
-        return GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=notes_below), child=True)
+        return GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=notes_below,
+                                                   landmark_interval=self.settings.gaze_landmark_interval),
+                             child=True)  # fmt: skip
 
     def _record_gaze(self, job_id: str, gaze: GazeCorrector, earlier: dict[str, Any] | None) -> None:
         try:
