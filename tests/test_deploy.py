@@ -3,15 +3,25 @@ Dockerfile's install steps work on this host (no Docker engine here)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import shutil
+import stat
 import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from tests.server import free_port
 from vidprod.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +33,24 @@ def fly() -> dict:
 
 
 @pytest.fixture(scope="module")
-def litefs() -> dict:
-    return yaml.safe_load((ROOT / "litefs.yml").read_text())
+def litefs(fly) -> dict:
+    return litefs_config(fly["env"])
+
+
+def litefs_config(env: dict[str, str], **more: str) -> dict:
+    """litefs.yml as LiteFS reads it: `${NAME}` and `${A == B}` replaced from the
+    environment before the YAML is parsed."""
+    values = {"FLY_REGION": "ams", "PRIMARY_REGION": "ams", **env, **more}
+
+    def expand(match: re.Match) -> str:
+        left, op, right = match.group(1), match.group(2), match.group(3)
+        if op is None:
+            return values.get(left, "")
+        equal = values.get(left, "") == values.get(right.strip(), right.strip().strip("'\""))
+        return str(equal == (op == "==")).lower()
+
+    text = re.sub(r"\$\{\s*(\w+)\s*(?:(==|!=)\s*([^}]+?))?\s*\}", expand, (ROOT / "litefs.yml").read_text())
+    return yaml.safe_load(text)
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +92,32 @@ def test_litefs_proxy_sits_between_fly_and_the_app(fly, litefs):
     assert "/health" in proxy["passthrough"]
     assert litefs["fuse"]["dir"] == str(settings.database_path.parent), "the database is on LiteFS"
     assert litefs["data"]["dir"].startswith(fly["mounts"]["destination"] + "/"), "LiteFS data on the volume"
-    assert litefs["lease"]["type"] == "static" and litefs["lease"]["candidate"] is True
+    assert any(re.search(p, "/accounts/youtube/callback") for p in proxy["always-forward"]), (
+        "the OAuth callback is a GET that writes: replicas must forward it to the primary"
+    )
+    assert litefs["exit-on-error"] is True, "a failed migrate must not leave LiteFS waiting"
 
 
-def test_litefs_runs_migrations_on_the_primary_then_the_server_unprivileged(litefs):
-    migrate, serve = litefs["exec"]
+def test_litefs_lease_has_one_primary_region_per_fly_guide(fly):
+    """A static lease with `candidate: true` on every machine makes each one the primary
+    of its own database; Consul elects one, among machines of the primary region."""
+    in_primary = litefs_config(fly["env"], FLY_REGION=fly["primary_region"], PRIMARY_REGION=fly["primary_region"])
+    elsewhere = litefs_config(fly["env"], FLY_REGION="syd", PRIMARY_REGION=fly["primary_region"])
+    assert in_primary["lease"]["type"] == "consul" and in_primary["lease"]["promote"] is True
+    assert in_primary["lease"]["candidate"] is True and elsewhere["lease"]["candidate"] is False
+
+
+def test_litefs_prepares_the_volume_as_root_then_runs_the_app_unprivileged(fly):
+    config = litefs_config(fly["env"])
+    prepare, migrate, serve = config["exec"]
+    assert prepare["cmd"].startswith("vidprod-prepare-volume 10001 /data /data/litefs")
+    assert prepare["cmd"].split()[3] == config["data"]["dir"], "LiteFS's own files stay root's"
     assert migrate["cmd"].endswith("vidprod migrate") and migrate["if-candidate"] is True
     assert serve["cmd"].endswith("vidprod serve")
     for step in (migrate, serve):
-        assert step["cmd"].startswith("setpriv --reuid=vidprod"), "the app never runs as root"
-    assert litefs["fuse"]["allow-other"] is True, "so the vidprod user can open the mount"
+        assert step["cmd"].startswith("setpriv --reuid=10001 --regid=10001"), "the app never runs as root"
+        assert "HOME=/data " in step["cmd"], "not root's HOME"
+    assert config["fuse"]["allow-other"] is True, "so the app user can open the mount"
 
 
 def test_dockerfile_is_multistage_slim_and_runs_litefs(dockerfile, fly):
@@ -110,3 +152,100 @@ def test_the_dockerfile_install_steps_work_from_its_build_context(tmp_path, dock
         [str(tmp_path / ".venv/bin/python"), "-c", "import vidprod, pytest"], capture_output=True, text=True
     )
     assert "No module named 'pytest'" in installed.stderr, "no dev dependencies in the image"
+
+
+APP_UID = 10001  # the Dockerfile's `vidprod` user; it need not exist on this host
+
+
+def python_for(uid: int) -> str | None:
+    """An interpreter of this venv's Python version that `uid` may run (this venv's own
+    may live under root's 0700 home)."""
+    for candidate in (sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
+        probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "env", candidate, "-c", "pass"]
+        if Path(candidate).exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.fixture
+def image_layout(tmp_path):
+    """The image's commands on PATH (`vidprod` as this checkout, `vidprod-prepare-volume`
+    as the Dockerfile installs it) and a volume mounted the way Fly mounts it: owned by
+    root, 0755, under a folder anyone may enter."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv (util-linux) to run the entry sequence")
+    python = python_for(APP_UID)
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[0]}.{sys.version_info[1]} that uid {APP_UID} may run")
+    top = Path(tempfile.mkdtemp(prefix="vidprod-image-"))
+    top.chmod(0o755)
+    bin_dir, volume, fuse = top / "bin", top / "data", top / "litefs"
+    for folder in (bin_dir, volume, fuse):
+        folder.mkdir(mode=0o755)
+    fuse.chmod(0o777)  # LiteFS's FUSE mount with allow-other: anyone may create files
+    site = sysconfig.get_paths()["purelib"]
+    launcher = bin_dir / "vidprod"
+    launcher.write_text(
+        f"#!{python}\nimport site, sys\nsite.addsitedir({site!r})\n"
+        "from vidprod.cli import main\nsys.exit(main())\n"
+    )
+    launcher.chmod(0o755)
+    (bin_dir / "vidprod-prepare-volume").symlink_to(ROOT / "deploy/prepare-volume.sh")
+    yield {"bin": bin_dir, "volume": volume, "fuse": fuse}
+    shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_image_entry_sequence_serves_as_the_app_user_on_a_root_owned_volume(fly, image_layout):
+    """litefs.yml's exec steps run in order, as `litefs mount` runs them (as root, each
+    but the last to completion), on a volume as Fly mounts it; the app must answer
+    /health as uid 10001, keep its files to itself and log only JSON, never a secret."""
+    port = free_port()
+    env = {
+        "PATH": f"{image_layout['bin']}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        **fly["env"],
+        "VIDPROD_DATA_DIR": str(image_layout["volume"]),
+        "VIDPROD_DATABASE_DIR": str(image_layout["fuse"]),
+        "TMPDIR": str(image_layout["volume"] / "tmp"),
+        "VIDPROD_HOST": "127.0.0.1",
+        "VIDPROD_PORT": str(port),
+        "HOME": "/root",  # LiteFS runs as root
+    }
+    *steps, last = litefs_config(env)["exec"]
+    log = image_layout["volume"].parent / "app.log"
+    with open(log, "wb") as out:
+        for step in steps:
+            done = subprocess.run(shlex.split(step["cmd"]), env=env, stdout=out, stderr=out, timeout=120)
+            assert done.returncode == 0, f"{step['cmd']} failed:\n{log.read_text()}"
+        server = subprocess.Popen(shlex.split(last["cmd"]), env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while not healthy and server.poll() is None and time.monotonic() < deadline:
+            try:
+                healthy = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert healthy, f"no healthy answer (exit status {server.poll()}):\n{log.read_text()}"
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        assert re.search(rf"^Uid:\s+{APP_UID}\s", status, re.M), "the server runs as the app user"
+        environ = dict(
+            item.split("=", 1) for item in Path(f"/proc/{server.pid}/environ").read_text().split("\0") if "=" in item
+        )
+        assert environ["HOME"] == str(image_layout["volume"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    volume = image_layout["volume"]
+    assert volume.stat().st_uid == APP_UID and stat.S_IMODE(volume.stat().st_mode) == 0o700
+    token_file = volume / "admin_token"
+    database = image_layout["fuse"] / "vidprod.db"
+    for path in (token_file, database, *volume.glob("*.db")):
+        assert path.stat().st_uid == APP_UID and stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    for line in lines:
+        assert line.startswith("{"), f"not a JSON log line: {line}"
+    records = [json.loads(line) for line in lines]
+    assert any("admin_token" in r["message"] for r in records), "the log says where the token is"
+    assert token_file.read_text().strip() not in log.read_text(), "a secret in the log"
