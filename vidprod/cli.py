@@ -1,5 +1,5 @@
 """Command line: `vidprod serve`, `vidprod process FILE -o DIR`, `vidprod gaze-eval DIR -o OUT`,
-`vidprod migrate`."""
+`vidprod migrate`, `vidprod check`."""
 
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="how far below the lens the notes sat, 0-30 degrees (default: measured)")
 
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
+    commands.add_parser("check", help="prove the native libraries load (video codecs, MediaPipe), then exit")
     return parser
 
 
@@ -124,7 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         return _gaze_eval(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "check":
+        return _check(settings)
     return 2
+
+
+def _check(settings: Settings) -> int:
+    from vidprod.media.faces import face_model_bytes
+    from vidprod.media.selfcheck import check_native_libraries
+
+    try:
+        print(check_native_libraries(face_model_bytes(settings.face_model)))
+    except Exception as exc:  # any failure to load is the answer, said plainly
+        print(f"vidprod: native libraries do not load: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _migrate(settings: Settings) -> int:
