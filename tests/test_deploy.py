@@ -249,3 +249,103 @@ def test_the_image_entry_sequence_serves_as_the_app_user_on_a_root_owned_volume(
     records = [json.loads(line) for line in lines]
     assert any("admin_token" in r["message"] for r in records), "the log says where the token is"
     assert token_file.read_text().strip() not in log.read_text(), "a secret in the log"
+
+
+# python:3.11-slim-bookworm: debian:bookworm-slim (apt and what it needs) plus what the
+# python image installs and keeps for Python itself.
+BASE_IMAGE_PACKAGES = (
+    "apt ca-certificates netbase tzdata libbz2-1.0 libexpat1 libffi8 libgdbm6 liblzma5"
+    " libncursesw6 libreadline8 libsqlite3-0 libssl3 libtirpc3 libuuid1 zlib1g"
+).split()
+
+
+def runtime_distributions() -> set[str]:
+    """The installed distributions vidprod needs at run time (no dev tools)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    found: set[str] = set()
+    todo = ["vidprod"]
+    while todo:
+        name = todo.pop()
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:  # excluded by a marker or an override
+            continue
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key in found:
+            continue
+        found.add(key)
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return found
+
+
+def needed_system_libraries() -> dict[str, set[str]]:
+    """soname -> the distributions whose shared objects need it (NEEDED entries that no
+    file inside the installed wheels provides)."""
+    from importlib.metadata import distribution
+
+    objects: dict[Path, str] = {}
+    for name in runtime_distributions():
+        dist = distribution(name)
+        for file in dist.files or []:
+            if ".so" in file.name:
+                objects[Path(dist.locate_file(file))] = name
+    bundled = {path.name for path in objects}
+    needed: dict[str, set[str]] = {}
+    for path, name in objects.items():
+        if not path.is_file():
+            continue
+        dynamic = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+        for soname in re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic):
+            if soname not in bundled:
+                needed.setdefault(soname, set()).add(name)
+    return needed
+
+
+def package_closure(packages: list[str]) -> set[str]:
+    """The packages and everything they depend on, from apt's package lists."""
+    listing = subprocess.run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+         "--no-breaks", "--no-replaces", "--no-enhances", *packages],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return {line for line in listing.splitlines() if line and not line.startswith((" ", "<"))}
+
+
+def providing_package(soname: str) -> str | None:
+    """The Debian package whose file this host's dynamic loader would use for soname."""
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    match = re.search(rf"^\s+{re.escape(soname)} \(libc6,x86-64[^)]*\) => (\S+)$", cache, re.M)
+    if match is None:
+        return None
+    path = match.group(1)
+    for candidate in (path, path.removeprefix("/usr"), "/usr" + path):
+        owner = subprocess.run(["dpkg-query", "-S", candidate], capture_output=True, text=True)
+        if owner.returncode == 0:
+            return owner.stdout.split(":")[0]
+    return None
+
+
+def test_every_library_the_wheels_load_is_in_the_runtime_image(dockerfile):
+    """A wheel's native library that needs a system library the slim image lacks only
+    fails when it first loads (MediaPipe without libEGL: eye contact silently off)."""
+    if not all(shutil.which(tool) for tool in ("readelf", "apt-cache", "dpkg-query", "ldconfig")):
+        pytest.skip("needs a Debian host (readelf, apt-cache, dpkg-query)")
+    if "bookworm" not in Path("/etc/os-release").read_text() or os.uname().machine != "x86_64":
+        pytest.skip("package names are checked against Debian 12 (bookworm) on x86-64, as the image")
+    [installed] = re.findall(r'^ARG RUNTIME_PACKAGES="([^"]+)"', dockerfile, re.M)
+    assert dockerfile.count("$RUNTIME_PACKAGES") == 2, "both stages install the runtime packages"
+    image = package_closure(BASE_IMAGE_PACKAGES + installed.split())
+    needed = needed_system_libraries()
+    assert "libEGL.so.1" in needed and "libGLESv2.so.2" in needed, "the check sees MediaPipe's needs"
+    missing = {}
+    for soname, users in sorted(needed.items()):
+        package = providing_package(soname)
+        if package is None or package not in image:
+            missing[soname] = (package or "not on this host either", sorted(users))
+    assert not missing, f"needed by the wheels, not in the image's packages: {missing}"
