@@ -332,7 +332,7 @@ class JobService:
                 self._save_gaze_report(job_id, gaze, earlier_gaze)
             count = round(part.duration * plan.rate)
             frames += count
-            metrics.FRAMES_RENDERED.inc(count)
+            self.db.write(lambda conn: metrics.count(conn, metrics.FRAMES_RENDERED, amount=count))
 
         started = time.monotonic()
         try:
