@@ -66,7 +66,7 @@ def test_fly_toml_scales_to_zero_without_the_proxy_stopping_work(fly):
     assert fly["kill_signal"] == "SIGTERM" and 10 <= fly["kill_timeout"] <= 300
     assert any(check["path"] == "/health" for check in service["checks"])
     [vm] = fly["vm"]
-    assert vm["cpus"] == 1 and vm["memory"] == "512mb" and vm["size"].startswith("shared")
+    assert vm["size"] == "performance-1x" and vm["memory"] == "2gb", "sized in the README from measurements"
     assert int(fly["env"]["VIDPROD_IDLE_EXIT_SECONDS"]) == 300
 
 
@@ -81,6 +81,15 @@ def test_fly_env_is_a_valid_configuration_the_app_honours(fly):
     assert settings.host == "0.0.0.0"
     assert settings.idle_exit_seconds == 300 and settings.behind_fly
     assert env["TMPDIR"].startswith(fly["mounts"]["destination"] + "/"), "uploads spool on the volume"
+
+
+def test_fly_scrapes_metrics_on_the_internal_port_only(fly):
+    settings = Settings.from_env(fly["env"])
+    assert fly["metrics"] == {"port": settings.metrics_port, "path": "/metrics"}
+    assert settings.metrics_port not in (settings.port, fly["http_service"]["internal_port"]), (
+        "the token-free port is not the one Fly's proxy routes to"
+    )
+    assert settings.metrics == "token", "the public /metrics keeps its token"
 
 
 def test_litefs_proxy_sits_between_fly_and_the_app(fly, litefs):
@@ -209,6 +218,7 @@ def test_the_image_entry_sequence_serves_as_the_app_user_on_a_root_owned_volume(
         "TMPDIR": str(image_layout["volume"] / "tmp"),
         "VIDPROD_HOST": "127.0.0.1",
         "VIDPROD_PORT": str(port),
+        "VIDPROD_METRICS_PORT": str(free_port()),
         "HOME": "/root",  # LiteFS runs as root
     }
     *steps, last = litefs_config(env)["exec"]
