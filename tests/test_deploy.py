@@ -261,12 +261,10 @@ def test_the_image_entry_sequence_serves_as_the_app_user_on_a_root_owned_volume(
     assert token_file.read_text().strip() not in log.read_text(), "a secret in the log"
 
 
-# python:3.11-slim-bookworm: debian:bookworm-slim (apt and what it needs) plus what the
-# python image installs and keeps for Python itself.
-BASE_IMAGE_PACKAGES = (
-    "apt ca-certificates netbase tzdata libbz2-1.0 libexpat1 libffi8 libgdbm6 liblzma5"
-    " libncursesw6 libreadline8 libsqlite3-0 libssl3 libtirpc3 libuuid1 zlib1g"
-).split()
+def base_image_packages() -> list[str]:
+    """python:3.11-slim-bookworm's Debian packages (deploy/base-image-packages.txt)."""
+    lines = (ROOT / "deploy/base-image-packages.txt").read_text().splitlines()
+    return " ".join(line for line in lines if not line.startswith("#")).split()
 
 
 def runtime_distributions() -> set[str]:
@@ -350,7 +348,8 @@ def test_every_library_the_wheels_load_is_in_the_runtime_image(dockerfile):
         pytest.skip("package names are checked against Debian 12 (bookworm) on x86-64, as the image")
     [installed] = re.findall(r'^ARG RUNTIME_PACKAGES="([^"]+)"', dockerfile, re.M)
     assert dockerfile.count("$RUNTIME_PACKAGES") == 2, "both stages install the runtime packages"
-    image = package_closure(BASE_IMAGE_PACKAGES + installed.split())
+    image = package_closure(base_image_packages() + installed.split())
+    assert "util-linux" in image, "setpriv, which the entry sequence drops privileges with"
     needed = needed_system_libraries()
     assert "libEGL.so.1" in needed and "libGLESv2.so.2" in needed, "the check sees MediaPipe's needs"
     missing = {}
@@ -359,3 +358,31 @@ def test_every_library_the_wheels_load_is_in_the_runtime_image(dockerfile):
         if package is None or package not in image:
             missing[soname] = (package or "not on this host either", sorted(users))
     assert not missing, f"needed by the wheels, not in the image's packages: {missing}"
+
+
+@pytest.mark.slow
+def test_image_size_report_prints_a_figure():
+    if not shutil.which("apt-cache"):
+        pytest.skip("needs apt-cache for the Debian packages' sizes")
+    report = subprocess.run(
+        ["sh", str(ROOT / "deploy/image-size.sh")], capture_output=True, text=True, timeout=900
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    size = re.match(r"image: ~(\d+) MB = /app \(venv with bytecode\) (\d+) MB", report.stdout)
+    assert size and int(size.group(1)) > int(size.group(2)) > 100, report.stdout
+
+
+def test_dockerignore_sends_only_what_the_dockerfile_copies(dockerfile):
+    """No .venv (1 GB), data/ (tokens, videos), .git or test artifacts in the build
+    context: everything is left out, then what the Dockerfile COPYs is let in."""
+    rules = [
+        line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")
+    ]
+    assert rules[0] == "*"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = {
+        name.rstrip("/")
+        for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M)
+        for name in sources.split()
+    }
+    assert copied == allowed, f"copied but left out: {copied - allowed}; let in for nothing: {allowed - copied}"
