@@ -386,3 +386,35 @@ def test_dockerignore_sends_only_what_the_dockerfile_copies(dockerfile):
         for name in sources.split()
     }
     assert copied == allowed, f"copied but left out: {copied - allowed}; let in for nothing: {allowed - copied}"
+
+
+def test_on_a_litefs_replica_the_app_reads_and_leaves_writing_to_the_primary(settings, auth):
+    """LiteFS puts `.primary` next to the database on replicas only: there the database
+    is read-only, so neither `vidprod migrate` nor the workers touch it."""
+    from litestar.testing import TestClient
+
+    from vidprod.store import Database
+    from vidprod.store import jobs as q
+    from vidprod.web.app import create_app
+
+    marker = settings.database_path.parent / ".primary"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("primary-machine")
+    migrate = subprocess.run(
+        [sys.executable, "-m", "vidprod", "migrate"], capture_output=True, text=True,
+        env={**os.environ, "VIDPROD_DATA_DIR": str(settings.data_dir)},
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    assert not settings.database_path.exists(), "a replica's migrate writes nothing"
+
+    marker.unlink()  # as the primary had written it, before this machine became a replica
+    db = Database(settings.database_path)
+    db.migrate()
+    db.write(lambda c: q.insert_job(c, job_id="j1", source_name="a.mp4", source_path="j1/a.mp4",
+                                    source_size=1, source_info={}, options={}))  # fmt: skip
+    db.close()
+    marker.write_text("primary-machine")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/jobs", headers=auth).json()["total"] == 1
+        assert client.app.state.worker.state()["state"] == "stopped", "renders run on the primary"
+        assert client.get("/status/j1", headers=auth).json()["state"] == "queued"
