@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import REGISTRY, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from vidprod.publish import platforms
+from vidprod.publish.base import FailureKind
 from vidprod.store import metric_totals
 
 PROCESSING_SECONDS = Histogram(
@@ -50,9 +52,8 @@ class Total:
 FRAMES_RENDERED = Total("vidprod_frames_rendered", "Video frames encoded into parts.")
 PUBLICATIONS = Total(
     "vidprod_publications", "Publication attempts by platform and outcome.", ("platform", "outcome"),
-    tuple(product(("tiktok", "instagram", "youtube"),
-                  ("published", "dead", "retry", "refresh", "reconnect", "cap", "permanent", "unknown"))),
-)  # fmt: skip
+    tuple(product(platforms.ORDER, ("published", "dead", *get_args(FailureKind)))),
+)
 WEBHOOK_DELIVERIES = Total(
     "vidprod_webhook_deliveries",
     "Webhook delivery attempts by outcome (succeeded, retrying, failed, disabled).",

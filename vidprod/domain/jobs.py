@@ -467,7 +467,8 @@ class JobService:
         )  # fmt: skip
 
     def _fail(self, job_id: str, exc: Exception) -> None:
-        self._fail_with(job_id, f"Processing failed: {exc}" if str(exc) else f"Processing failed ({type(exc).__name__}).")
+        reason = f"Processing failed: {exc}" if str(exc) else f"Processing failed ({type(exc).__name__})."
+        self._fail_with(job_id, reason)
 
     def _fail_with(self, job_id: str, reason: str) -> None:
         self._remove_outputs(job_id)
