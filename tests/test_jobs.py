@@ -162,3 +162,27 @@ def test_unknown_job(service):
     for action in (service.get, service.cancel, service.retry, service.delete):
         with pytest.raises(JobNotFound):
             action("nope")
+
+
+def test_a_job_the_process_keeps_dying_under_fails_after_three_starts(service, short_clip, tmp_path):
+    job_id = _create(service, short_clip, tmp_path)["id"]
+    for start in (1, 2):
+        service.db.write(lambda c: JobService._claim(c, job_id))  # running when the process was killed
+        assert service.recover() == [job_id], f"start {start}: run again"
+        assert service.get(job_id)["crashes"] == start
+    # A pause at shutdown is no crash: the render ends and clears the mark itself.
+    service.stopping.set()
+    service.process(job_id)
+    service.stopping.clear()
+    assert service.recover() == [job_id] and service.get(job_id)["crashes"] == 2
+
+    service.db.write(lambda c: JobService._claim(c, job_id))
+    assert service.recover() == []
+    job = service.get(job_id)
+    assert job["state"] == "failed" and job["finished_at"]
+    assert job["error"].startswith("This video stopped the server 3 times while it was being processed")
+    assert "more memory" in job["error"]
+    assert _events(service, job_id)[-1] == "job.failed"
+
+    assert service.retry(job_id)["state"] == "queued"
+    assert service.get(job_id)["crashes"] == 0, "a retry by the creator starts the count again"

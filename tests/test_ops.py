@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 
 import pytest
 from litestar.testing import TestClient
-from prometheus_client import REGISTRY
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.receiver import Reply, running_receiver
+from tests.server import free_port
 from vidprod import logs
 from vidprod.config import Settings
 from vidprod.domain.accounts import AccountService
@@ -31,6 +32,7 @@ from vidprod.store import Database
 from vidprod.store import accounts as aq
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
+from vidprod.store import metric_totals
 from vidprod.store import publications as pq
 from vidprod.vault import Vault
 from vidprod.web.app import create_app
@@ -205,14 +207,49 @@ def test_metrics_need_the_token_unless_public_or_off(settings, auth):
 def test_webhook_outcomes_are_counted(settings, db):
     settings = dataclasses.replace(settings, webhook_allow_private=True)
     hooks = WebhookService(db, settings, kick=lambda e: None)
-    before = REGISTRY.get_sample_value("vidprod_webhook_deliveries_total", {"outcome": "retrying"}) or 0
     with running_receiver() as receiver:
         receiver.script = [Reply(500)]
         endpoint, _ = hooks.create_endpoint(receiver.url)
         db.write(lambda c: ev.add_event(c, "j1", "job.created", {}))
         hooks.deliver_next(endpoint["id"])
     hooks.close()
-    assert REGISTRY.get_sample_value("vidprod_webhook_deliveries_total", {"outcome": "retrying"}) == before + 1
+    assert db.read(metric_totals.all_totals) == {("vidprod_webhook_deliveries", ("retrying",)): 1}
+
+
+def scrape_internal(port: int) -> dict[tuple[str, tuple], float]:
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def test_internal_metrics_port_needs_no_token_and_totals_outlive_the_process(settings, short_clip, auth):
+    """Fly's scraper sends no header: the internal port answers without the token (the
+    public route keeps it). Every known series starts at 0, and the last job's figures
+    are still there after the app stops and starts again."""
+    settings = dataclasses.replace(settings, metrics_port=free_port())
+    tiktok_published = ("vidprod_publications_total", (("outcome", "published"), ("platform", "tiktok")))
+    with TestClient(create_app(settings)) as client:
+        fresh = scrape_internal(settings.metrics_port)
+        assert fresh[tiktok_published] == 0 and fresh[("vidprod_frames_rendered_total", ())] == 0
+        assert fresh[("vidprod_webhook_deliveries_total", (("outcome", "failed"),))] == 0
+        assert ("vidprod_processing_seconds_count", (("stage", "rendering"),)) in fresh, "timings (per process)"
+        assert client.get("/metrics").status_code == 401, "the public route keeps its token"
+        with short_clip.open("rb") as f:
+            job = client.post("/upload", files={"file": ("s.mp4", f, "video/mp4")}, headers=auth).json()
+        deadline = time.monotonic() + 60
+        while client.get(f"/status/{job['id']}", headers=auth).json()["state"] != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        during = scrape_internal(settings.metrics_port)
+        assert during[("vidprod_frames_rendered_total", ())] == 120
+        assert any(name == "vidprod_requests_total" for name, _ in during), "request metrics there too"
+    with TestClient(create_app(settings, run_worker=False)):
+        after_restart = scrape_internal(settings.metrics_port)
+    assert after_restart[("vidprod_frames_rendered_total", ())] == 120
 
 
 # --- logs, headers, rate limits ----------------------------------------------------

@@ -1,16 +1,20 @@
 """Command line: `vidprod serve`, `vidprod process FILE -o DIR`, `vidprod gaze-eval DIR -o OUT`,
-`vidprod migrate`."""
+`vidprod migrate`, `vidprod check`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from vidprod import logs
 from vidprod.config import ConfigError, Settings
+
+log = logging.getLogger("vidprod")
 
 
 def _settings_epilog() -> str:
@@ -75,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="how far below the lens the notes sat, 0-30 degrees (default: measured)")
 
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
+    commands.add_parser("check", help="prove the native libraries load (video codecs, MediaPipe), then exit")
     return parser
 
 
@@ -108,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidprod: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    if args.command in ("serve", "migrate"):
+        # The data dir holds the admin token, the key sealing accounts' tokens and the
+        # database: files 0600, folders 0700, whatever the volume's defaults.
+        os.umask(0o077)
     if args.command == "serve":
         return _serve(settings, args)
     if args.command == "process":
@@ -115,15 +124,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gaze-eval":
         return _gaze_eval(settings, args)
     if args.command == "migrate":
-        from vidprod.store import Database
-
-        db = Database(settings.database_path)
-        applied = db.migrate()
-        print(f"database {settings.database_path}: schema version {db.schema_version()}"
-              f" ({len(applied)} migration(s) applied)")
-        db.close()
-        return 0
+        return _migrate(settings)
+    if args.command == "check":
+        return _check(settings)
     return 2
+
+
+def _check(settings: Settings) -> int:
+    from vidprod.media.faces import face_model_bytes
+    from vidprod.media.selfcheck import check_native_libraries
+
+    try:
+        print(check_native_libraries(face_model_bytes(settings.face_model)))
+    except Exception as exc:  # any failure to load is the answer, said plainly
+        print(f"vidprod: native libraries do not load: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from vidprod.store import Database
+
+    if settings.is_replica:  # a LiteFS replica's database is read-only: the primary migrates
+        log.info("database %s: a LiteFS replica, nothing to migrate here", settings.database_path)
+        return 0
+    db = Database(settings.database_path)
+    applied = db.migrate()
+    log.info("database %s: schema version %d (%d migration(s) applied)",
+             settings.database_path, db.schema_version(), len(applied))
+    db.close()
+    return 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -135,13 +165,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = Settings(**{**settings.__dict__, **overrides})
-    token, created = load_or_create_admin_token(settings)
+    _token, created = load_or_create_admin_token(settings)
     app = create_app(settings)
-    print(f"vidprod is running on http://{settings.host}:{settings.port}", flush=True)
-    print(f"data: {settings.data_dir.resolve()}", flush=True)
-    if created:
-        print(f"admin token (generated, kept in {settings.data_dir / 'admin_token'}): {token}",
-              flush=True)
+    log.info("vidprod is running on http://%s:%d; data in %s", settings.host, settings.port,
+             settings.data_dir.resolve())
+    if created:  # never the token itself: logs are shipped and kept elsewhere
+        log.info("generated an admin token: it is in %s (readable by this user only)",
+                 (settings.data_dir / "admin_token").resolve())
     config = uvicorn.Config(
         app,
         host=settings.host,

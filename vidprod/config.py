@@ -230,6 +230,11 @@ class Settings:
         "VIDPROD_METRICS", _choice("token", "public", "off"), "token",
         "/metrics: token (needs the admin token), public, or off.",
     )
+    metrics_port: int = _setting(
+        "VIDPROD_METRICS_PORT", _port, 0,
+        "Also serve /metrics on this port without the token, for a scraper on a private"
+        " network only (Fly's [metrics]); 0: not served.",
+    )
     rate_limit: int = _setting(
         "VIDPROD_RATE_LIMIT", _non_negative_int, 600,
         "Requests a minute per client address; 0 turns the limit off.",

@@ -45,3 +45,6 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python's warnings (e.g. a library's deprecation) would go to stderr as plain text
+    # lines in the middle of a JSON stream; uvicorn and huey already log to the root.
+    logging.captureWarnings(True)

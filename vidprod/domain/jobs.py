@@ -46,6 +46,14 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.25
 # A job.progress event (webhooks, opt-in) each time progress passes another 10 %.
 PROGRESS_EVENT_STEP = 10
+# A job under which the process died this many times fails instead of being run again:
+# an input that needs more memory than the machine has would otherwise kill every start.
+MAX_CRASHES = 3
+CRASHED = (
+    "This video stopped the server {crashes} times while it was being processed (it may need"
+    " more memory than this server has), so it was not tried again. Try a shorter or"
+    " lower-resolution video, or eye contact off; whoever runs the server can give it more memory."
+)
 
 
 class JobNotFound(LookupError):
@@ -177,6 +185,24 @@ class JobService:
     def unfinished(self) -> list[str]:
         return self.db.read(q.unfinished_job_ids)
 
+    def recover(self) -> list[str]:
+        """At start: count a crash for every job the last process died under, fail those
+        that reached MAX_CRASHES, and return the unfinished jobs to run again."""
+
+        def count(conn: Any) -> list[str]:
+            given_up = []
+            for job_id in q.in_flight_job_ids(conn):
+                crashes = q.get_job(conn, job_id)["crashes"] + 1
+                q.update_job(conn, job_id, in_flight=0, crashes=crashes)
+                if crashes >= MAX_CRASHES:
+                    given_up.append(job_id)
+            return given_up
+
+        for job_id in self.db.write(count):
+            log.warning("job %s: the process died under it %d times; failing it", job_id, MAX_CRASHES)
+            self._fail_with(job_id, CRASHED.format(crashes=MAX_CRASHES))
+        return self.unfinished()
+
     # --- control -----------------------------------------------------------------
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -212,7 +238,7 @@ class JobService:
             q.delete_segments(conn, job_id)
             q.update_job(
                 conn, job_id, state="queued", stage=None, progress=0, error=None,
-                cancel_requested=0, finished_at=None, plan=None, gaze=None,
+                cancel_requested=0, finished_at=None, plan=None, gaze=None, crashes=0,
             )  # fmt: skip
             ev.add_event(conn, job_id, "job.retried", {"attempts_so_far": job["attempts"]})
 
@@ -259,6 +285,8 @@ class JobService:
         except Exception as exc:
             log.exception("job %s failed", job_id)
             self._fail(job_id, exc)
+        finally:  # still set at the next start only if the process died in between
+            self.db.write(lambda conn: q.update_job(conn, job_id, in_flight=0))
 
     @staticmethod
     def _claim(conn: Any, job_id: str) -> dict[str, Any] | None:
@@ -269,7 +297,7 @@ class JobService:
             return None
         if not job["cancel_requested"]:
             attempt = job["attempts"] + 1
-            q.update_job(conn, job_id, state="processing", stage="planning", attempts=attempt)
+            q.update_job(conn, job_id, state="processing", stage="planning", attempts=attempt, in_flight=1)
             ev.add_event(conn, job_id, "job.processing", {"attempt": attempt})
         return job
 
@@ -304,7 +332,7 @@ class JobService:
                 self._save_gaze_report(job_id, gaze, earlier_gaze)
             count = round(part.duration * plan.rate)
             frames += count
-            metrics.FRAMES_RENDERED.inc(count)
+            self.db.write(lambda conn: metrics.count(conn, metrics.FRAMES_RENDERED, amount=count))
 
         started = time.monotonic()
         try:
@@ -442,6 +470,9 @@ class JobService:
 
     def _fail(self, job_id: str, exc: Exception) -> None:
         reason = f"Processing failed: {exc}" if str(exc) else f"Processing failed ({type(exc).__name__})."
+        self._fail_with(job_id, reason)
+
+    def _fail_with(self, job_id: str, reason: str) -> None:
         self._remove_outputs(job_id)
         self.db.write(
             lambda conn: (

@@ -368,7 +368,7 @@ class PublicationService:
             log.info("publication %s stopped for shutdown; it resumes on the next start", publication["id"])
             return None
         except PublishFailure as failure:
-            metrics.PUBLICATIONS.labels(platform, failure.kind).inc()
+            self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, platform, failure.kind))
             return self._failed(publication, account, failure)
         finally:
             if session.block_until:
@@ -446,7 +446,7 @@ class PublicationService:
             ))  # fmt: skip
 
         self.db.write(change)
-        metrics.PUBLICATIONS.labels(account["platform"], "published").inc()
+        self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, account["platform"], "published"))
         log.info("publication %s is out on %s: %s", publication["id"], account["platform"], result.url or result.post_id)
 
     def _failed(self, publication: dict[str, Any], account: dict[str, Any], failure: PublishFailure) -> float | None:
@@ -508,7 +508,7 @@ class PublicationService:
         self._set(publication, state="dead", error_code=failure.code, error_message=failure.message,
                   trace_id=failure.trace_id, event=("publication.dead_lettered", {
                       "error": failure.message, "code": failure.code, "attempts": publication["attempts"]}))  # fmt: skip
-        metrics.PUBLICATIONS.labels(publication["platform"], "dead").inc()
+        self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, publication["platform"], "dead"))
 
     def _set(self, publication: dict[str, Any], *, event: tuple[str, dict[str, Any]] | None = None, **changes: Any) -> None:
         def change(conn: Any) -> None:

@@ -281,7 +281,7 @@ class WebhookService:
 
         self.db.write(write)
         outcome = "disabled" if disable else changes.get("state", "retrying")
-        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+        self.db.write(lambda conn: metrics.count(conn, metrics.WEBHOOK_DELIVERIES, outcome))
         if disable:
             log.warning("webhook endpoint %s answered 410 Gone: disabled", endpoint["url"])
         return now if "next_attempt_at" not in changes else changes["next_attempt_at"]

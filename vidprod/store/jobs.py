@@ -12,6 +12,7 @@ from vidprod.store.database import now_iso, update_row
 JOB_COLUMNS = {
     "state", "stage", "progress", "source_info", "options", "plan", "error",
     "cancel_requested", "attempts", "finished_at", "files_removed_at", "gaze",
+    "in_flight", "crashes",
 }  # fmt: skip
 
 
@@ -70,6 +71,11 @@ def unfinished_job_ids(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT id FROM jobs WHERE state IN ('queued', 'processing') ORDER BY created_at"
     ).fetchall()
+    return [row[0] for row in rows]
+
+
+def in_flight_job_ids(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("SELECT id FROM jobs WHERE in_flight = 1 ORDER BY created_at").fetchall()
     return [row[0] for row in rows]
 
 

@@ -28,7 +28,7 @@ from vidprod.domain.uploads import TusUploads
 from vidprod.domain.webhooks import WebhookService
 from vidprod.publish.platforms import load_platforms
 from vidprod.sandbox import FakePlatforms, sandbox_router
-from vidprod.store import Database
+from vidprod.store import Database, metric_totals
 from vidprod.vault import Vault
 from vidprod.web import api, pages, publishing, webhooks
 from vidprod.web.auth import (
@@ -119,7 +119,11 @@ def create_app(
                     "publishing": publisher.pending_tasks(),
                 },
                 settings.data_dir,
+                lambda: db.read(metric_totals.all_totals),
             )
+        )
+        stop_internal_metrics = (
+            metrics.serve_internal(settings.host, settings.metrics_port) if settings.metrics_port else None
         )
         if settings.webhook_allow_private:
             log.warning(
@@ -164,6 +168,8 @@ def create_app(
             )
             for client in platforms.values():
                 client.close()
+            if stop_internal_metrics is not None:
+                stop_internal_metrics()
             unregister_metrics()
             hooks.close()
             db.close()

@@ -95,10 +95,11 @@ class Worker(EmbeddedQueue):
                 self._running.discard(job_id)
 
     def recover(self) -> list[str]:
-        """Re-queue every job whose row says it is unfinished."""
+        """Re-queue every job whose row says it is unfinished (and that has not crashed
+        the process too often)."""
         assert self.service is not None
         self.huey.flush()
-        job_ids = self.service.unfinished()
+        job_ids = self.service.recover()
         for job_id in job_ids:
             self.enqueue(job_id)
         if job_ids:
