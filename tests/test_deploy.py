@@ -412,3 +412,21 @@ def test_on_a_litefs_replica_the_app_reads_and_leaves_writing_to_the_primary(set
         assert client.get("/jobs", headers=auth).json()["total"] == 1
         assert client.app.state.worker.state()["state"] == "stopped", "renders run on the primary"
         assert client.get("/status/j1", headers=auth).json()["state"] == "queued"
+
+
+def test_the_volume_step_gives_the_app_its_files_but_not_litefs_nor_symlink_targets(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to change owners")
+    volume, outside = tmp_path / "data", tmp_path / "root-only"
+    (volume / "litefs").mkdir(parents=True)
+    (volume / "litefs" / "ltx").write_text("LiteFS's")
+    (volume / "media").mkdir()
+    outside.write_text("root's")
+    (volume / "media" / "link").symlink_to(outside)
+    step = [str(ROOT / "deploy/prepare-volume.sh"), str(APP_UID), str(volume), str(volume / "litefs")]
+    subprocess.run(step, check=True)
+    assert volume.stat().st_uid == APP_UID and stat.S_IMODE(volume.stat().st_mode) == 0o700
+    assert (volume / "media").stat().st_uid == APP_UID
+    assert (volume / "media" / "link").lstat().st_uid == APP_UID
+    assert outside.stat().st_uid == 0, "root followed the app user's symlink"
+    assert (volume / "litefs").stat().st_uid == 0 and (volume / "litefs" / "ltx").stat().st_uid == 0
