@@ -9,5 +9,6 @@ owner=$1
 data=$2
 litefs=$3
 mkdir -p "$data"
-find "$data" -xdev -path "$litefs" -prune -o ! -user "$owner" -exec chown "$owner:$owner" {} +
+# -h: a symlink the app user left must not make root chown what it points to
+find "$data" -xdev -path "$litefs" -prune -o ! -user "$owner" -exec chown -h "$owner:$owner" {} +
 chmod 0700 "$data"

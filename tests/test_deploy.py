@@ -15,14 +15,20 @@ import sysconfig
 import tempfile
 import time
 import tomllib
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from litestar.testing import TestClient
+from packaging.requirements import Requirement
 
 from tests.server import free_port
 from vidprod.config import Settings
+from vidprod.store import Database
+from vidprod.store import jobs as q
+from vidprod.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,10 +275,6 @@ def base_image_packages() -> list[str]:
 
 def runtime_distributions() -> set[str]:
     """The installed distributions vidprod needs at run time (no dev tools)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    from packaging.requirements import Requirement
-
     found: set[str] = set()
     todo = ["vidprod"]
     while todo:
@@ -295,8 +297,6 @@ def runtime_distributions() -> set[str]:
 def needed_system_libraries() -> dict[str, set[str]]:
     """soname -> the distributions whose shared objects need it (NEEDED entries that no
     file inside the installed wheels provides)."""
-    from importlib.metadata import distribution
-
     objects: dict[Path, str] = {}
     for name in runtime_distributions():
         dist = distribution(name)
@@ -391,12 +391,6 @@ def test_dockerignore_sends_only_what_the_dockerfile_copies(dockerfile):
 def test_on_a_litefs_replica_the_app_reads_and_leaves_writing_to_the_primary(settings, auth):
     """LiteFS puts `.primary` next to the database on replicas only: there the database
     is read-only, so neither `vidprod migrate` nor the workers touch it."""
-    from litestar.testing import TestClient
-
-    from vidprod.store import Database
-    from vidprod.store import jobs as q
-    from vidprod.web.app import create_app
-
     marker = settings.database_path.parent / ".primary"
     marker.parent.mkdir(parents=True)
     marker.write_text("primary-machine")
@@ -418,3 +412,21 @@ def test_on_a_litefs_replica_the_app_reads_and_leaves_writing_to_the_primary(set
         assert client.get("/jobs", headers=auth).json()["total"] == 1
         assert client.app.state.worker.state()["state"] == "stopped", "renders run on the primary"
         assert client.get("/status/j1", headers=auth).json()["state"] == "queued"
+
+
+def test_the_volume_step_gives_the_app_its_files_but_not_litefs_nor_symlink_targets(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to change owners")
+    volume, outside = tmp_path / "data", tmp_path / "root-only"
+    (volume / "litefs").mkdir(parents=True)
+    (volume / "litefs" / "ltx").write_text("LiteFS's")
+    (volume / "media").mkdir()
+    outside.write_text("root's")
+    (volume / "media" / "link").symlink_to(outside)
+    step = [str(ROOT / "deploy/prepare-volume.sh"), str(APP_UID), str(volume), str(volume / "litefs")]
+    subprocess.run(step, check=True)
+    assert volume.stat().st_uid == APP_UID and stat.S_IMODE(volume.stat().st_mode) == 0o700
+    assert (volume / "media").stat().st_uid == APP_UID
+    assert (volume / "media" / "link").lstat().st_uid == APP_UID
+    assert outside.stat().st_uid == 0, "root followed the app user's symlink"
+    assert (volume / "litefs").stat().st_uid == 0 and (volume / "litefs" / "ltx").stat().st_uid == 0

@@ -159,30 +159,37 @@ def test_the_app_calls_on_idle_when_idle(settings):
 # --- metrics -----------------------------------------------------------------------
 
 
-def scrape(client: TestClient, headers: dict[str, str]) -> dict[tuple[str, tuple], float]:
-    answer = client.get("/metrics", headers=headers)
+def samples_of(answer) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyped-def]
     assert answer.status_code == 200, answer.text
-    samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def scrape(client: TestClient, headers: dict[str, str]) -> dict[tuple[str, tuple], float]:
+    return samples_of(client.get("/metrics", headers=headers))
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_parse_and_move_when_a_job_runs(client, auth, short_clip):
-    before = scrape(client, auth)
-    assert value(before, "vidprod_jobs", state="done") == 0
-    assert value(before, "vidprod_disk_free_bytes") > 0
-    with short_clip.open("rb") as f:
+def upload_and_wait_done(client: TestClient, auth: dict[str, str], clip) -> None:
+    with clip.open("rb") as f:
         job = client.post("/upload", files={"file": ("s.mp4", f, "video/mp4")}, headers=auth).json()
     deadline = time.monotonic() + 60
     while client.get(f"/status/{job['id']}", headers=auth).json()["state"] != "done":
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_metrics_parse_and_move_when_a_job_runs(client, auth, short_clip):
+    before = scrape(client, auth)
+    assert value(before, "vidprod_jobs", state="done") == 0
+    assert value(before, "vidprod_disk_free_bytes") > 0
+    upload_and_wait_done(client, auth, short_clip)
     after = scrape(client, auth)
     assert value(after, "vidprod_jobs", state="done") == 1
     assert value(after, "vidprod_frames_rendered_total") - value(before, "vidprod_frames_rendered_total") == 120
@@ -217,13 +224,7 @@ def test_webhook_outcomes_are_counted(settings, db):
 
 
 def scrape_internal(port: int) -> dict[tuple[str, tuple], float]:
-    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-    assert answer.status_code == 200, answer.text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(answer.text)
-        for sample in family.samples
-    }
+    return samples_of(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10))
 
 
 def test_internal_metrics_port_needs_no_token_and_totals_outlive_the_process(settings, short_clip, auth):
@@ -238,12 +239,7 @@ def test_internal_metrics_port_needs_no_token_and_totals_outlive_the_process(set
         assert fresh[("vidprod_webhook_deliveries_total", (("outcome", "failed"),))] == 0
         assert ("vidprod_processing_seconds_count", (("stage", "rendering"),)) in fresh, "timings (per process)"
         assert client.get("/metrics").status_code == 401, "the public route keeps its token"
-        with short_clip.open("rb") as f:
-            job = client.post("/upload", files={"file": ("s.mp4", f, "video/mp4")}, headers=auth).json()
-        deadline = time.monotonic() + 60
-        while client.get(f"/status/{job['id']}", headers=auth).json()["state"] != "done":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        upload_and_wait_done(client, auth, short_clip)
         during = scrape_internal(settings.metrics_port)
         assert during[("vidprod_frames_rendered_total", ())] == 120
         assert any(name == "vidprod_requests_total" for name, _ in during), "request metrics there too"
