@@ -295,16 +295,21 @@ def astronaut_glasses_fixture(gap: float = 0.08) -> Fixture:
 
 
 class ReadingControl(GazeControl):
-    """The corrector's own control, fed a vertical gaze `offset` eye widths lower than
-    MediaPipe read it: for fixtures whose reading it gets wrong, so that everything
-    after the landmarks (gates, lid fit, re-render) runs as for a reader."""
+    """The corrector's own control, fed an upper lid `offset` iris radii lower over the
+    iris than MediaPipe read it. The fixtures' "readers" have their irises moved down
+    under still lids, which the lid-based gaze estimate cannot see (real readers' lids
+    come down with their eyes): so that everything after it (gates, lid fit, re-render)
+    runs as for a reader ~4° below the lens."""
 
-    def __init__(self, strength: float, offset: float = 0.03) -> None:
+    def __init__(self, strength: float, offset: float = 0.2) -> None:
         super().__init__(strength)
         self.offset = offset
 
     def update(self, m: Measure) -> Decision:
-        return super().update(replace(m, vertical=m.vertical + self.offset))
+        return super().update(replace(m, upper_gap=m.upper_gap - self.offset))
+
+    def prime(self, upper_gap: float, seconds: float) -> None:
+        super().prime(upper_gap - self.offset, seconds)
 
 
 @cache

@@ -276,10 +276,9 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
 
         report = gaze.report()
         stills = gaze.save_stills(args.output / "gaze")
-        print(f"eye contact: {report['frames_corrected']} of {report['frames_seen']} frames corrected,"
-              f" mean {report['mean_correction_degrees']}°, skipped {report['skipped']};"
+        print(f"eye contact: {report['summary']} (gaze read {report['gaze_degrees']}° from the lens;"
               + (f" stopped: {report['failure']};" if report["failure"] else "")
-              + f" {len(stills)} before/after stills in {args.output / 'gaze'}")
+              + f" {len(stills)} before/after stills in {args.output / 'gaze'})")
         (args.output / "gaze" / "report.json").parent.mkdir(parents=True, exist_ok=True)
         (args.output / "gaze" / "report.json").write_text(json.dumps(report, indent=2))
     for planned, part in zip(plan.parts, rendered):
@@ -292,7 +291,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
 def _gaze_eval(settings: Settings, args: argparse.Namespace) -> int:
     from vidprod.media.faces import FaceModelError, face_model_bytes
     from vidprod.media.gaze import GazeSettings
-    from vidprod.media.gaze.evaluate import evaluate_dir
+    from vidprod.media.gaze.evaluate import evaluate_dir, misses
 
     if not args.folder.is_dir():
         print(f"vidprod: {args.folder} is not a folder", file=sys.stderr)
@@ -306,8 +305,10 @@ def _gaze_eval(settings: Settings, args: argparse.Namespace) -> int:
     gaze = GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees,
                         landmark_interval=settings.gaze_landmark_interval)
     summaries = evaluate_dir(args.folder, args.output, model, gaze)
-    print(f"{len(summaries)} clip(s); results in {args.output}")
-    return 0
+    missed = [s["clip"] for s in summaries if misses(s)]
+    print(f"{len(summaries)} clip(s), {len(missed)} missing a bar{': ' + ', '.join(missed) if missed else ''};"
+          f" results in {args.output}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -182,8 +182,8 @@ class Settings:
         "1: eye-contact correction on by default for new jobs (an upload's `gaze` field overrides it).",
     )
     gaze_strength: float = _setting(
-        "VIDPROD_GAZE_STRENGTH", _fraction, 0.8,
-        "Default eye-contact strength, 0 (none) to 1 (the whole measured gaze offset).",
+        "VIDPROD_GAZE_STRENGTH", _fraction, 1.0,
+        "Default eye-contact strength, 0 (none) to 1 (the eyes turned by the whole angle measured below the lens).",
     )
     gaze_landmark_interval: int = _setting(
         "VIDPROD_GAZE_LANDMARK_INTERVAL", _landmark_interval, 3,

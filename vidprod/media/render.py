@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -83,7 +83,10 @@ SEEK_MARGIN = Fraction(1)
 # Called once per shown frame, in order. A hook may also have `look_ahead(frame)`: the
 # render then calls it with each upright frame as soon as it is decoded, LOOK_AHEAD
 # frames before that frame goes through the hook (gaze starts its landmarks early);
-# and `open_eyes(pictures)`, answering faces.open_eyes for the thumbnails (or None).
+# `prime(frames)`, called once before the first frame with an iterator over the upright
+# frames from the first one to render on (decoded separately; the hook reads as many
+# as it needs: gaze reads the speaker's gaze from the first second); and
+# `open_eyes(pictures)`, answering faces.open_eyes for the thumbnails (or None).
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
 # Four: gaze landmarks run as sparsely as every third frame (gaze.corrector.SPARSEST),
 # and the frame after a measured one needs the next measured one's answer. Announced
@@ -267,6 +270,9 @@ class _Render:
         self.shown_from = todo_spans[0].start - 1 / self.rate
         self.shown_until = todo_spans[-1].end
         self.audio_slicer = _AudioSlicer(self) if audio is not None else None
+        prime = getattr(self.options.frame_hook, "prime", None)
+        if prime is not None:
+            prime(self._upright_frames(first_todo.start))
 
         streams = [video] + ([audio] if audio is not None else [])
         for packet in container.demux(streams):
@@ -288,6 +294,21 @@ class _Render:
         for index in sorted(self.writers):
             self.writers[index].audio_eof()
             self._maybe_close(index)
+
+    def _upright_frames(self, start: Fraction) -> Iterator[av.VideoFrame]:
+        """The source's frames from `start` on, upright, from a container of their own
+        (a fresh Normalize: its tone mapping must not see frames out of order)."""
+        with av.open(str(self.source)) as container:
+            video = container.streams.video[0]
+            video.thread_type = "AUTO"
+            if start - SEEK_MARGIN > self.origin:
+                container.seek(int((start - SEEK_MARGIN) / video.time_base), stream=video, backward=True)
+            upright: Normalize | None = None
+            for frame in container.decode(video):
+                if frame.pts is None or frame.pts * video.time_base < start - 1 / self.rate:
+                    continue
+                upright = upright or Normalize(frame, video.time_base)
+                yield upright.apply(frame)
 
     # --- video -------------------------------------------------------------------
 

@@ -1,23 +1,23 @@
-"""Temporal control: what shift each frame gets, smoothed and gated.
+"""Temporal control: how far each frame's eyes are turned up, in degrees, smoothed and gated.
 
 - Landmark coordinates are smoothed with a One Euro filter (steady when still, quick
   when the head moves).
-- A person's vertical gaze bias is an exponential average of their measured vertical
-  iris offset over open-eye, facing-the-camera frames; the correction brings that bias
-  to where people who look into the lens sit, and is zero for those already there.
+- A person's gaze below the lens is estimated in degrees from where the lids sit on the
+  iris (gaze_pitch_degrees), averaged over seconds of open-eye, facing frames. Whether
+  they are corrected at all is decided per person and per shot, with hysteresis, after
+  a second of evidence: a lens-looker is never corrected in bursts, and a reader is
+  corrected by the angle measured (or by the creator's notes position when given),
+  capped at MAX_DEGREES and faded out for looks further down.
 - Gates switch the correction off for blinks, look-aways (a sudden change against the
-  bias, or looking sideways), turned or tilted heads, and gaze far below the lens (a
-  real look down, not reading).
+  usual gaze, or looking sideways) and turned or tilted heads.
 - Blinks and look-aways switch it at once, with hysteresis, in the very frame the lid
   closes or the eye jumps: the eye is moving anyway then and hides the change, whereas
-  a ramp after it (the old slew-limited gate) slid the still iris by ~1.5 px over a
-  few frames, and a look measure hovering at a soft threshold made it wobble. Head
-  pose and the far-below limit change slowly and fade smoothly. A track starts fully
-  corrected: there is nothing to fade in from.
+  a ramp after it slid the still iris by ~1.5 px over a few frames. Head pose and the
+  far-below limit change slowly and fade smoothly.
 - The size of the correction holds still while the eye fixates. It takes up what the
-  bias asks for only at a hidden moment (a saccade, a blink, or while nothing is shown):
-  followed frame by frame, the bias's landmark noise moved a fixating iris by
-  ~0.001 px a frame, which no one sees but which is motion the real eye never made.
+  estimate asks for only at a hidden moment (a saccade, a blink, or while nothing is
+  shown), so the correction starts, changes and stops only where the eye's own motion
+  hides it.
 """
 
 from __future__ import annotations
@@ -27,32 +27,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Vertical iris offset (eye widths, up negative) of people looking into the lens:
-# -0.068 to -0.083 measured (shared/GAZE.md).
-LENS_TARGET = -0.075
-# Biases within this of the target count as looking into the lens: no correction.
-DEAD_BAND = 0.012
-HINT_RAMP = 0.02  # eye widths of bias beyond the dead band over which a notes hint fades in
-# The wanted shift follows the bias through a further smoothing (s): the bias moves a
-# little with every frame's landmark noise, and the correction taken up at each saccade
-# or blink should not carry that frame's noise.
+UPPER_GAP_AT_LENS = 0.80  # iris radii from the iris centre up to the upper lid
+DEGREES_PER_GAP = 20.0
+# Estimated gaze (degrees, negative below the lens) under which a person counts as
+# reading below it, and over which they count as looking into it again: hysteresis, so
+# that a lens-looker whose estimate wanders never gets a correction in bursts.
+ENGAGE_BELOW = -2.0
+RELEASE_ABOVE = -1.0
+# Seconds of open-eye, facing frames before a person is judged at all (a shot's first
+# half second is left as filmed). The correction then starts at the next blink or
+# saccade, or, if none comes within START_WAIT, turns the eyes up over RAMP_SECONDS:
+# a slow, smooth eye movement rather than a jump.
+START_WAIT = 0.5
+RAMP_SECONDS = 0.6
+EVIDENCE_SECONDS = 0.5
+# The speaker's gaze estimate averages this long (s): per frame it is noisy (±4°), and
+# a lens-looker's average must stay clear of ENGAGE_BELOW.
+GAP_TAU = 4.0
+# The largest rotation given; looks further down fade out over FAR_FADE degrees more
+# (a real look down at something, not reading notes near the lens).
+MAX_DEGREES = 15.0
+FAR_FADE = 10.0
+# The correction taken up at each hidden moment follows the estimate through a further
+# smoothing (s), so it does not carry one frame's landmark noise.
 WANTED_TAU = 0.5
-MAX_SHIFT = 0.06  # eye widths
-# MediaPipe's iris point follows a moved iris texture by only 0.1-0.2 of the move
-# (measured on the fixtures) and reads real down-gaze mostly from the lids, so the
-# measured bias understates the true one: the correction is this multiple of it.
-BIAS_GAIN = 2.0
-# Eyeball radius over eye width (12 mm over ~28.5 mm): converts offsets to degrees.
-EYEBALL_RADIUS = 0.42
-MIN_SHIFT = 0.002  # eye widths; below this a frame is left bit-identical (and above, less this)
-
-
-def shift_to_degrees(shift: float) -> float:
-    return math.degrees(math.asin(max(-1.0, min(1.0, shift / EYEBALL_RADIUS))))
-
-
-def degrees_to_shift(degrees: float) -> float:
-    return EYEBALL_RADIUS * math.sin(math.radians(degrees))
+MIN_DEGREES = 0.25  # below this a frame is left bit-identical (and above, less this)
 
 
 class OneEuro:
@@ -112,11 +111,14 @@ class Measure:
     openness: tuple[float, float]  # per eye, lid gap / width
     yaw: float
     pitch: float
+    # the upper lid's distance above the iris centre (iris radii, mean of both eyes):
+    # what gaze_pitch_degrees reads the gaze from
+    upper_gap: float = UPPER_GAP_AT_LENS
 
 
 @dataclass
 class Decision:
-    shift: float  # eye widths along uy (negative: up); 0 for no edit
+    degrees: float  # how far the eyes are turned up; 0 for no edit
     gate: float
     reason: str | None  # why the frame is not corrected (None when it is)
     # the eye's own motion (a saccade, a blink) or an uncorrected frame before this one
@@ -147,6 +149,26 @@ POSE_SLEW = 0.08  # per frame: a head turn fades the correction over ~12 frames
 # learns from facing frames, so a wrong start (the first frame a glance) or a lasting
 # change of posture would otherwise switch the correction off for good.
 RESEED_AFTER = 2.0
+# Head yaw or pitch (degrees) from which the correction fades out over 10° more.
+# MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below, hence a
+# wider limit than Maxine's 15°.
+POSE_LIMIT = 25.0
+
+
+def gaze_pitch_degrees(upper_gap: float) -> float:
+    """A person's vertical gaze against the lens (degrees, 0 into it, negative below)
+    from how far the upper lid sits above the iris centre, in iris radii.
+
+    MediaPipe's iris point hardly tells where an eye looks: it sits within ~0.02 eye
+    widths of the same place for people 8° below the lens and at it. The upper lid
+    does: it follows the eye down over the iris. Calibrated on eight real talking heads
+    (glasses, 190-300 px faces) against an independent appearance-based estimator
+    (MPIIGaze): people looking into the lens read UPPER_GAP_AT_LENS, and each iris
+    radius less is ~DEGREES_PER_GAP below. Scale-free (iris radii), so it holds at any
+    face size; per frame it is noisy (±4°), so it is only read as an average over
+    seconds. It reads low for eyes whose lids cover much of the iris whatever they look
+    at, and misses readers whose lids stay up (one of the eight)."""
+    return DEGREES_PER_GAP * (upper_gap - UPPER_GAP_AT_LENS)
 
 
 @dataclass
@@ -154,21 +176,32 @@ class GazeControl:
     """Per-face temporal state; feed it one Measure per frame."""
 
     strength: float
-    hint_shift: float | None = None  # from notes_below_degrees, eye widths (negative)
+    notes_below: float | None = None  # the creator's notes position (degrees), if given
     bias_tau: float = 1.5
-    bias: float | None = None
+    bias: float | None = None  # vertical iris offset (eye widths): the usual gaze, for look-aways
     side_bias: float | None = None
+    upper_gap: float | None = None  # the upper lid's gap (iris radii), averaged over facing frames
+    evidence: float = 0.0  # seconds of facing, open-eye frames behind `lids`
+    engaged: bool = False  # the person reads below the lens
+    active: bool = False  # `engaged` as taken up at the eye's last blink or saccade
+    engaged_since: float | None = None  # when the person was last judged to read below
+    ramp: float = 1.0  # how far a start without a blink or saccade has got (0-1)
     reference: list[float] = field(default_factory=lambda: [0.0, 0.0])
     eyes_open: bool = True
     facing: bool = True  # not looking away
     gate_look: float = 1.0  # follows `facing`: at once on a saccade, else LOOK_SLEW a frame
     last_gaze: tuple[float, float, float] | None = None  # (h, v, away) of the last open-eye frame
     gate_slow: float = 0.0  # head pose and far-below, slew-limited
-    wanted: float | None = None  # the shift the bias asks for, smoothed
+    wanted: float | None = None  # the rotation the estimate asks for, smoothed (degrees)
     held: float = 0.0  # `wanted` as taken up at the last hidden moment
     shown: bool = False  # the last frame got a correction
     away_since: float | None = None  # when the current look-away began
     last_t: float | None = None
+
+    @property
+    def pitch(self) -> float | None:
+        """The person's estimated gaze against the lens (degrees), once measured."""
+        return None if self.upper_gap is None else gaze_pitch_degrees(self.upper_gap)
 
     def update(self, m: Measure) -> Decision:
         dt = 1 / 30 if self.last_t is None else max(1e-3, m.t - self.last_t)
@@ -217,16 +250,28 @@ class GazeControl:
             self.gate_look = target
         else:
             self.gate_look += float(np.clip(target - self.gate_look, -LOOK_SLEW, LOOK_SLEW))
-        # MediaPipe reads 10-18° of pitch on frontal faces filmed from slightly below,
-        # hence a wider pitch limit than Maxine's 15°
-        pose = _ramp_down(abs(m.yaw), 25.0, 10.0) * _ramp_down(abs(m.pitch), 25.0, 10.0)
-        # the bias learns only from open eyes on a face turned to the camera
+        pose = _ramp_down(abs(m.yaw), POSE_LIMIT, 10.0) * _ramp_down(abs(m.pitch), POSE_LIMIT, 10.0)
+        # the usual gaze and the estimate learn only from open eyes on a face turned to
+        # the camera; the usual gaze also only from frames near it (not glances), while
+        # the lids, which move less, learn from all of them: readers' irises wander
+        # enough that the stricter rule left some with under a second of evidence in 8
+        step = 1 - math.exp(-dt / self.bias_tau)
         if self.eyes_open and ratio > BLINK_OPEN and away < LOOK_BACK and pose > 0.99:
-            step = 1 - math.exp(-dt / self.bias_tau)
             self.bias += step * (m.vertical - self.bias)
             self.side_bias += step * (m.horizontal - self.side_bias)
-        below = self.bias - LENS_TARGET  # how far below lens level the gaze sits
-        far = _ramp_down(shift_to_degrees(max(0.0, below)), 12.0, 8.0)  # a real look down
+        if self.eyes_open and ratio > BLINK_OPEN and pose > 0.99:
+            gap, lag = m.upper_gap, 1 - math.exp(-dt / GAP_TAU)
+            self.upper_gap = gap if self.upper_gap is None else self.upper_gap + lag * (gap - self.upper_gap)
+            self.evidence += dt
+        pitch = self.pitch
+        if pitch is not None and self.evidence >= EVIDENCE_SECONDS:
+            self.engaged = pitch < (RELEASE_ABOVE if self.engaged else ENGAGE_BELOW)
+        if not self.engaged:
+            self.engaged_since = None
+        elif self.engaged_since is None:
+            self.engaged_since = m.t
+        below = 0.0 if pitch is None else max(0.0, -pitch)
+        far = _ramp_down(below, MAX_DEGREES, FAR_FADE)  # a real look down
         slow = pose * far
         if first:
             self.gate_slow = slow
@@ -235,26 +280,35 @@ class GazeControl:
         gate = self.gate_slow * self.gate_slow * (3 - 2 * self.gate_slow)
         look = self.gate_look * self.gate_look * (3 - 2 * self.gate_look)
         gate *= look * float(self.eyes_open)
-        wanted = -BIAS_GAIN * max(0.0, below - DEAD_BAND)
-        if self.hint_shift is not None:
-            # the notes' position counts once the gaze reads below the dead band, faded
-            # in over HINT_RAMP: switched on at the band's edge it stepped the iris by
-            # the whole hint (2 px) whenever the bias wandered across that edge
-            wanted = min(wanted, self.hint_shift * float(np.clip((below - DEAD_BAND) / HINT_RAMP, 0.0, 1.0)))
-        wanted = max(-MAX_SHIFT, wanted)
-        if self.wanted is None:
+        # the correction starts and stops only where the eye's own motion hides it
+        eye_moved = first or saccade or not (was_open and self.eyes_open)
+        switched = eye_moved and self.active != self.engaged
+        if eye_moved:
+            self.active = self.engaged
+            self.ramp = 1.0
+        elif self.engaged and not self.active and m.t - self.engaged_since >= START_WAIT:  # type: ignore[operator]
+            self.active, self.ramp, switched = True, 0.0, True
+        if self.ramp < 1.0:
+            self.ramp = min(1.0, self.ramp + dt / RAMP_SECONDS)
+        wanted = 0.0
+        if self.active:
+            # the creator's notes position, when given, is the angle to turn by
+            wanted = min(MAX_DEGREES, below if self.notes_below is None else self.notes_below)
+        if self.wanted is None or switched:
             self.wanted = wanted
         self.wanted += (1 - math.exp(-dt / WANTED_TAU)) * (wanted - self.wanted)
-        hidden = first or saccade or not (was_open and self.eyes_open) or not self.shown
+        hidden = eye_moved or not self.shown
         if hidden:
             self.held = self.wanted
-        wanted = self.held
-        shift = self.strength * gate * wanted
+        # smoothstep: the ramp starts and ends without a jolt
+        degrees = self.strength * gate * self.held * self.ramp * self.ramp * (3 - 2 * self.ramp)
         reason = None
-        if abs(shift) < MIN_SHIFT:
+        if degrees < MIN_DEGREES:
             if not self.eyes_open:  # first: a blink hides any change of the correction
                 reason = "blink"
-            elif abs(self.strength * wanted) < MIN_SHIFT:
+            elif pitch is None or self.evidence < EVIDENCE_SECONDS or (self.engaged and not self.active):
+                reason = "measuring"  # or waiting for a blink or saccade to start at
+            elif self.strength * self.held < MIN_DEGREES:
                 reason = "looking_at_lens"
             elif pose < 1.0 and self.gate_slow < 1.0:
                 reason = "head_pose"
@@ -262,12 +316,19 @@ class GazeControl:
                 reason = "look_away"
             else:
                 reason = "fading_in"  # the slow gate reopening after a head turn
-            shift = 0.0
+            degrees = 0.0
         else:
-            # less the threshold, so a shift fading out reaches 0 without a last step
-            shift = math.copysign(abs(shift) - MIN_SHIFT, shift)
+            # less the threshold, so a correction fading out reaches 0 without a last step
+            degrees -= MIN_DEGREES
         self.shown = reason is None
-        return Decision(shift=shift, gate=gate, reason=reason, hidden=hidden)
+        return Decision(degrees=degrees, gate=gate, reason=reason, hidden=hidden)
+
+    def prime(self, upper_gap: float, seconds: float) -> None:
+        """Start the track with the speaker's gaze already read (a census of the shot's
+        first frames): `seconds` of evidence behind `upper_gap`."""
+        self.upper_gap, self.evidence = upper_gap, seconds
+        if seconds >= EVIDENCE_SECONDS:
+            self.engaged = gaze_pitch_degrees(upper_gap) < ENGAGE_BELOW
 
     def left_alone(self) -> None:
         """The frame got no correction after all (the corrector skipped it): nothing is
@@ -275,9 +336,12 @@ class GazeControl:
         self.shown = False
 
     def restart(self) -> None:
-        """A new track (a cut, another speaker, the face back after a gap): the person
-        is measured afresh, and the track starts as the first one did."""
+        """A new track (a cut, the face back after a gap): the temporal state starts as
+        the first track's did. The speaker's gaze estimate is kept: a cut within one
+        talk is the same person reading the same notes (another speaker is learned
+        over GAP_TAU, and a lens-looker's correction stops at their first blink)."""
         self.last_t = None
-        self.bias = self.side_bias = self.wanted = None
+        self.bias = self.side_bias = self.wanted = self.engaged_since = None
         self.last_gaze = self.away_since = None
-        self.shown = False
+        self.active = self.shown = False
+        self.ramp = 1.0

@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vidprod.media.gaze.control import SACCADE
+from vidprod.media.gaze.control import ENGAGE_BELOW, RELEASE_ABOVE, SACCADE
 from vidprod.media.gaze.corrector import GazeCorrector, GazeSettings, with_look_ahead
 from vidprod.media.gaze.geometry import eye_frames, eye_readings
 from vidprod.media.gaze.metrics import (
@@ -42,6 +42,12 @@ MIN_MEASURED_SHIFT_PX = 0.5  # smaller moves make the texture ratio mostly noise
 # the fixtures: RMS 0.002 px, max 0.006 px).
 CONFIRMED_PX = 0.02
 BAR_EYE_PX = 40  # texture-shift bar applies to eyes at least this wide
+# The bars a clip is flagged for missing (misses()).
+IRIS_RATIO_BAR = (0.95, 1.05)
+TEXTURE_BAR = 0.9
+EDGE_GAIN_BAR = 1.03
+READER_SHARE = 0.5  # a reader has at least this share of frames corrected
+LENS_LOOKER_SHARE = 0.05  # a lens-looker at most this share changed
 
 
 @dataclass
@@ -49,8 +55,8 @@ class FrameResult:
     index: int
     identical: bool
     reason: str | None
-    shift_px: float  # applied, signed along uy (negative up)
-    shift_w: float
+    shift_px: float  # the applied iris move (mean of both eyes), negative up
+    degrees: float  # the rotation it stands for, positive up
     outside: int  # changed samples outside the eye regions
     eye_width: float | None = None
     texture: list[float | None] = field(default_factory=list)  # per eye ratio
@@ -114,12 +120,12 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
         edits = corrector.last_edits
         reason = corrector.last_reason
         region = eye_region_mask(points, before[0].shape) if points is not None else np.zeros(before[0].shape, bool)
-        shift_w = corrector.applied[-1][1] if edits and corrector.applied and corrector.applied[-1][0] == index else 0.0
-        result = FrameResult(index, identical, reason, 0.0, shift_w, changed_outside(before, after, region))
+        applied = corrector.applied[-1] if edits and corrector.applied and corrector.applied[-1][0] == index else None
+        degrees, shift_px = applied[1:] if applied else (0.0, 0.0)
+        result = FrameResult(index, identical, reason, -shift_px, degrees, changed_outside(before, after, region))
         if points is not None:
             eyes = eye_frames(points)
             result.eye_width = float(min(e.w for e in eyes))
-            result.shift_px = shift_w * float(np.mean([e.w for e in eyes]))
             if last_points is not None:
                 result.speed = float(np.median(np.hypot(*(points - last_points).T)))
             if previous is not None:
@@ -156,6 +162,7 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
             _offer_rows(picks, result, points, before, after, corrector)
     summary = summarise(results, corrector)
     summary["clip"] = name
+    summary["misses"] = misses(summary)
     if sheet is not None:
         write_sheet(sheet, f"{name}: strength {corrector.settings.strength:g}", picks.sorted())
         summary["contact_sheet"] = str(sheet)
@@ -284,9 +291,18 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
             entry = by_reason.setdefault(r.reason, {"frames": 0, "identical": 0})
             entry["frames"] += 1
             entry["identical"] += int(r.identical)
+    report = corrector.report()
+    before = report["gaze_degrees"]
+    turned = [r.degrees for r in results]
     return {
         "frames": len(results),
         "frames_changed": sum(not r.identical for r in results),
+        # the speaker's gaze as the corrector estimates it (degrees from the lens, below
+        # negative), and as the output shows it: plus the median turn over all frames
+        "gaze": {
+            "before_degrees": before,
+            "after_degrees": None if before is None else round(before + float(np.median(turned)), 2),
+        },
         "texture_shift": {
             "per_eye": [_stats(v) for v in per_eye],
             "eyes_40px_and_wider": [_stats(v) for v in bar_eye],
@@ -313,8 +329,33 @@ def summarise(results: list[FrameResult], corrector: GazeCorrector) -> dict[str,
             "render_error_px": _stats([e for r in results for e in r.render_error]),
             "edge_gain": _stats([r.edges for r in results if r.edges is not None]),
         },
-        "report": corrector.report(),
+        "report": report,
     }
+
+
+def misses(s: dict[str, Any]) -> list[str]:
+    """The bars a clip's summary misses, in words (empty: every bar met)."""
+    out = []
+    if s["locality"]["changed_outside_eye_regions"]:
+        out.append(f"{s['locality']['changed_outside_eye_regions']} samples changed outside the edit region")
+    st = s["stability"]
+    if st["iris_jitter_out_px"] is not None and st["iris_jitter_out_px"] > st["iris_jitter_in_px"]:
+        out.append(f"iris jitter out {st['iris_jitter_out_px']} > in {st['iris_jitter_in_px']} px")
+    iris = s["fidelity"]["iris_radius_ratio"]
+    if iris is not None and not (IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]):
+        out.append(f"iris radius ratio {iris['min']}-{iris['max']} outside {IRIS_RATIO_BAR[0]}-{IRIS_RATIO_BAR[1]}")
+    for i, eye in enumerate(s["texture_shift"]["eyes_40px_and_wider"]):
+        if eye is not None and eye["min"] < TEXTURE_BAR:
+            out.append(f"eye {i + 1} texture shift {eye['min']} of requested (bar {TEXTURE_BAR})")
+    edges = s["fidelity"]["edge_gain"]
+    if edges is not None and edges["max"] > EDGE_GAIN_BAR:
+        out.append(f"edge gain {edges['max']} (rims, streaks?)")
+    before, share = s["gaze"]["before_degrees"], s["frames_changed"] / max(1, s["frames"])
+    if before is not None and before <= ENGAGE_BELOW and share < READER_SHARE:
+        out.append(f"reads {before}° below the lens, yet only {share:.0%} of frames corrected")
+    if before is not None and before > RELEASE_ABOVE and share > LENS_LOOKER_SHARE:
+        out.append(f"reads {before}° (at the lens), yet {share:.0%} of frames changed")
+    return out
 
 
 def evaluate_dir(folder: Path, out: Path, model: bytes, settings: GazeSettings | None = None,
@@ -344,6 +385,8 @@ def describe(s: dict[str, Any]) -> str:
     lines = [
         (f"{s['clip']}: {s['frames']} frames, {rep['frames_corrected']} corrected "
         f"(mean {rep['mean_correction_px']} px, {rep['mean_correction_degrees']}°), skipped {rep['skipped']}"),
+        (f"  gaze (estimated, degrees from the lens): before {s['gaze']['before_degrees']}, "
+         f"after {s['gaze']['after_degrees']}"),
         (f"  texture shift / requested: eye 1 mean {fmt(tex[0])} min {fmt(tex[0], 'min')}, "
         f"eye 2 mean {fmt(tex[1])} min {fmt(tex[1], 'min')}"),
         (f"  locality: {s['locality']['changed_outside_eye_regions']} samples changed outside the eye regions; "
@@ -357,5 +400,7 @@ def describe(s: dict[str, Any]) -> str:
     ]
     if "contact_sheet" in s:
         lines.append(f"  contact sheet: {s['contact_sheet']}")
+    missed = s.get("misses", misses(s))
+    lines.append("  MISSES: " + "; ".join(missed) if missed else "  every bar met")
     return "\n".join(lines)
 

@@ -35,6 +35,17 @@ EYES = (
 
 LID_SAMPLES = 48
 
+# Adult eyes vary little: the visible iris is ~11.7 mm across and the eyeball turns
+# about a centre ~12 mm behind the cornea, so an iris's radius in pixels gives the
+# eyeball's, and turning the eye by θ moves the iris centre by R·sin θ in the picture.
+IRIS_DIAMETER_MM = 11.7
+EYEBALL_RADIUS_MM = 12.0
+
+
+def eyeball_radius(iris_radius: float) -> float:
+    """The eyeball's radius (px) for an iris of this radius (px)."""
+    return iris_radius * 2 * EYEBALL_RADIUS_MM / IRIS_DIAMETER_MM
+
 
 @dataclass(frozen=True)
 class EyeFrame:
@@ -83,18 +94,29 @@ def _lid_curve(points: np.ndarray, origin: np.ndarray, ux: np.ndarray, uy: np.nd
 
 @dataclass(frozen=True)
 class EyeReading:
-    """What the gates read from one eye's raw landmarks, without the lid curves an
-    edit needs (half the cost of an EyeFrame)."""
+    """What the gates and the gaze estimate read from one eye's raw landmarks, without
+    the lid curves an edit needs (half the cost of an EyeFrame)."""
 
     w: float
     gaze: tuple[float, float]  # iris offset from the corner midpoint (horizontal, vertical), in eye widths
     openness: float
+    r: float  # iris radius, px
+    upper_gap: float  # how far the upper lid is above the iris centre, in iris radii
+
+
+# The upper lid points over the iris (the middle of the contour): the lowest of them
+# is the lid's margin there.
+_UPPER_MIDDLE = slice(2, 7)
 
 
 def _gaze(iris: np.ndarray, origin: np.ndarray, ux: np.ndarray, uy: np.ndarray, w: float) -> tuple[float, float]:
     d = iris - origin
     x, y = float(d @ ux), float(d @ uy)
     return (x - w / 2) / w, y / w
+
+
+def _iris_radius(points: np.ndarray, eye: dict, iris: np.ndarray) -> float:
+    return float(np.mean(np.hypot(*(points[list(eye["ring"])] - iris).T)))
 
 
 def _axes(points: np.ndarray, eye: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -119,7 +141,9 @@ def eye_readings(points: np.ndarray) -> tuple[EyeReading, EyeReading]:
     for eye in EYES:
         a, ux, uy, w = _axes(points, eye)
         iris = points[eye["iris"]].astype(np.float64)
-        readings.append(EyeReading(w, _gaze(iris, a, ux, uy, w), _openness(points, eye, w)))
+        r = max(_iris_radius(points, eye, iris), 1e-6)
+        upper = (iris @ uy - np.min(points[list(eye["upper"][_UPPER_MIDDLE])] @ uy)) / r
+        readings.append(EyeReading(w, _gaze(iris, a, ux, uy, w), _openness(points, eye, w), r, float(upper)))
     return readings[0], readings[1]
 
 
@@ -130,7 +154,7 @@ def eye_frames(points: np.ndarray) -> tuple[EyeFrame, EyeFrame]:
         a, ux, uy, w = _axes(points, eye)
         xs = np.linspace(0.0, w, LID_SAMPLES)
         iris = points[eye["iris"]].astype(np.float64)
-        r = float(np.mean(np.hypot(*(points[list(eye["ring"])] - iris).T)))
+        r = _iris_radius(points, eye, iris)
         frames.append(
             EyeFrame(
                 origin=a, ux=ux, uy=uy, w=w, iris=iris, r=r,

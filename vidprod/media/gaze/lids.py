@@ -169,6 +169,51 @@ class LidTracker:
         return self.last
 
 
+# The raised lid's band (rerender.lid_weight) reaches at most BAND_MAX eye widths above
+# the upper lid margin, and stops BAND_CLEARANCE px short of a glasses rim or a brow.
+# Going up a column from the darkest point of the lash line (within LASH_ZONE), the
+# lashes end where the luma comes back within LASH_END of the skin's (the column's
+# bright part); past that, a run of a pixel or more at least RIM_DARK below the skin's
+# is a rim or a brow. A lid crease shades far less (10-30 levels on the clips seen).
+# The nearest column decides (a tilted rim comes nearest at one end).
+BAND_MAX = 0.2
+LASH_ZONE = 0.06
+LASH_END = 15.0
+RIM_DARK = 40.0
+BAND_CLEARANCE = 4.0
+
+
+def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
+    """How far (px) above the fitted upper lid `upper` (offsets along uy at eye.xs) the
+    lid's skin reaches, over the whole eye but its corners (the lid's rise reaches all
+    of it)."""
+    columns = (eye.xs > 0.02 * eye.w) & (eye.xs < 0.98 * eye.w)
+    top = BAND_MAX * eye.w
+    ds = np.arange(0.0, top + BAND_CLEARANCE + 1.0, 0.5)
+    xs = np.broadcast_to(eye.xs[columns], (ds.size, int(columns.sum())))
+    ys = upper[columns][None, :] - ds[:, None]
+    points = eye.to_image(xs, ys).astype(np.float32)
+    values = cv2.remap(luma, np.ascontiguousarray(points[..., 0]), np.ascontiguousarray(points[..., 1]),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)  # fmt: skip
+    lash_zone = max(1, int(np.searchsorted(ds, LASH_ZONE * eye.w)))
+    skin = np.percentile(values, 75, axis=0)
+    reach = top
+    for column, level in zip(values.T, skin):
+        darkest = int(np.argmin(column[:lash_zone]))
+        lit = np.nonzero(column[darkest:] >= level - LASH_END)[0]
+        if not lit.size:
+            continue
+        start = darkest + lit[0]
+        dark = column[start:] < level - RIM_DARK
+        run = np.nonzero(dark[:-1] & dark[1:])[0]  # two samples: a pixel
+        if run.size:
+            edge = start + run[0]
+            while edge > start and column[edge - 1] < level - LASH_END:  # back to where it starts darkening
+                edge -= 1
+            reach = min(reach, float(ds[edge]))
+    return max(0.0, reach - BAND_CLEARANCE)
+
+
 def _gradient_at(luma: np.ndarray, eye: EyeFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     values = []
     for step in (0.75, -0.75):

@@ -23,13 +23,20 @@ import cv2
 import numpy as np
 
 from vidprod.media.gaze.geometry import eye_region_points
+from vidprod.media.gaze.lids import BAND_MAX
 from vidprod.media.gaze.rerender import EyeEdit, coverage
 
 
 def eye_region_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Both eyes' contours, each dilated by ceil(0.04w)+2 px."""
+    """The edit region: both eyes' contours with the raised lid's band above them (the
+    upper lid lifted by lids.BAND_MAX eye widths), each dilated by ceil(0.04w)+2 px."""
     mask = np.zeros(shape, np.uint8)
     for contour in eye_region_points(points):
+        upper = contour[: len(contour) // 2]  # the upper lid, corner to corner
+        axis = upper[-1] - upper[0]
+        axis = axis if axis[0] >= 0 else -axis
+        up = np.array([axis[1], -axis[0]])  # perpendicular, pointing up in the picture
+        contour = np.concatenate([contour, upper + BAND_MAX * up])
         single = np.zeros(shape, np.uint8)
         hull = cv2.convexHull(np.round(contour).astype(np.int32))
         cv2.fillPoly(single, [hull], 1)

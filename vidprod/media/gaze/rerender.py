@@ -14,6 +14,16 @@ Working on the planes directly (chroma at half size) avoids a colour conversion 
 its loss; only the few hundred pixels of each eye are touched. What depends only on
 the geometry (a `Stencil`: coverage, certainties, warp maps) is worked out once for
 U and V together.
+
+The upper lid follows the eye: when an eye turns up, its upper lid rises with it (a
+moved iris under a still lid reads as a stare, and gaze estimators read the lid as
+much as the iris). The lid band — the skin from the margin up towards the crease,
+short of any rim or brow (lids.skin_band) — is warped upwards, most at the margin and
+nothing at the band's top, tapered to nothing at the corners; the eyeball layer shows
+through the opening the raised lid uncovers. Composited as `lid(crop) + lid(A) · (warped −
+lid(ext))`, with lid() the band's warp: the linear mixing model with the occluder
+moved, which is the plain composite wherever the band's warp is zero. Brows and
+glasses rims above the band are never touched.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ import numpy as np
 
 SUPERSAMPLE = 8
 _BOX = np.ones((3, 3), np.float32)
+# A band compressed by its lid's rise folds where the rise falls off faster than 1 px
+# per px; smoothstep's steepest slope is 1.5 / band, so a rise is at most band / this.
+BAND_PER_LIFT = 1.6
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,18 @@ class EyeEdit:
     r: float  # iris radius
     ux: np.ndarray  # unit vector along the corner line
     shift: np.ndarray  # (2,) how far the iris moves
+    upper_count: int = 0  # the first this many opening points are the upper lid, left to right
+    lift: float = 0.0  # how far the upper lid margin rises at its middle (px, along -uy)
+    band: float = 0.0  # the lid skin above the margin that the rise compresses (px)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return self.opening[: self.upper_count]
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.opening[self.upper_count:][::-1]
+
 
 
 def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -74,6 +99,32 @@ class Stencil:
     spread: list[tuple[np.ndarray, np.ndarray]]  # per isotropic step: missing·gain, count
     unsure: np.ndarray  # certainty the extension still lacks at the end
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
+    # the raised lid: where each pixel's lid layer is sampled, the coverage seen through
+    # it, and which pixels it moves (None when the lid stays)
+    lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    touched: np.ndarray | None = None  # every pixel the edit may write
+
+
+def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
+               band: float) -> np.ndarray:  # fmt: skip
+    """How much of the lid's rise each pixel takes (0-1): 1 at the upper lid margin,
+    falling to 0 at `band` px above it (smoothstep: the skin between margin and crease
+    is compressed, no fold) and, below the margin, to 0 halfway down to the lower lid;
+    along the eye sin(π·t), 0 at both corners."""
+    uy = np.array([-ux[1], ux[0]])
+    origin = upper[0]
+    w = float((upper[-1] - origin) @ ux)
+    along = (gx - origin[0]) * ux[0] + (gy - origin[1]) * ux[1]
+    across = (gx - origin[0]) * uy[0] + (gy - origin[1]) * uy[1]
+    u_along, u_across = (upper - origin) @ ux, (upper - origin) @ uy
+    l_along, l_across = (lower - origin) @ ux, (lower - origin) @ uy
+    margin = np.interp(along, u_along, u_across)
+    depth = np.maximum(np.interp(along, l_along, l_across) - margin, 1e-3)
+    above = np.clip((margin - across) / band, 0.0, 1.0)
+    below = np.clip((across - margin) / (0.5 * depth), 0.0, 1.0)
+    smooth = lambda x: 1.0 - x * x * (3 - 2 * x)
+    t = np.clip(along / max(w, 1e-6), 0.0, 1.0)
+    return (np.sin(np.pi * t) * smooth(above) * smooth(below)).astype(np.float32)
 
 
 def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
@@ -143,9 +194,11 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     polygon = to_plane(edit.opening)
     shift = edit.shift * scale
     magnitude = float(np.hypot(*shift))
-    if magnitude < 1e-3:
+    band = edit.band * scale
+    lift = min(edit.lift * scale, band / BAND_PER_LIFT)  # the corrector keeps within it already
+    if magnitude < 1e-3 and lift < 1e-3:
         return None
-    margin = math.ceil(magnitude) + 4
+    margin = math.ceil(max(magnitude, lift) + band) + 4
     x0 = max(0, math.floor(polygon[:, 0].min()) - margin)
     y0 = max(0, math.floor(polygon[:, 1].min()) - margin)
     x1 = min(shape[1], math.ceil(polygon[:, 0].max()) + margin + 1)
@@ -162,11 +215,28 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
         return None
     keep = 1.0 - sure
     gx, gy = _grid(y1 - y0, x1 - x0)
-    push, spread, unsure = extension_weights(sure, keep, (gx, gy), shift / magnitude, math.ceil(magnitude) + 3)
+    uy = np.array([-edit.ux[1], edit.ux[0]])
+    # the eyeball is continued under the lids along the move (up), far enough for
+    # both the moved iris and what the raised lid uncovers
+    direction = shift / magnitude if magnitude >= 1e-3 else -uy
+    push, spread, unsure = extension_weights(sure, keep, (gx, gy), direction, math.ceil(max(magnitude, lift)) + 3)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
     warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
-    return Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp)
+    lid = None
+    touched = inside
+    if lift >= 1e-3:
+        offset = np.array([x0, y0])
+        rise = lid_weight(gx, gy, to_plane(edit.upper) - offset, to_plane(edit.lower) - offset, edit.ux, band)
+        moves = rise > 0
+        if moves.any():
+            # a pixel of the raised lid shows what was `lift · rise` below it
+            step = np.float32(lift) * rise
+            mx, my = gx + step * np.float32(uy[0]), gy + step * np.float32(uy[1])
+            lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            lid = (mx, my, lid_alpha, moves)
+            touched = inside | moves
+    return Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
 
 
 def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
@@ -177,8 +247,13 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     ext = extend_eyeball(crop, s)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     out = crop + s.alpha * (warped - ext)
+    if s.lid is not None:
+        mx, my, lid_alpha, moves = s.lid
+        lid_crop = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        lid_ext = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        out = np.where(moves, lid_crop + lid_alpha * (warped - lid_ext), out)
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    changed = s.inside & (result != view)
+    changed = s.touched & (result != view)
     view[changed] = result[changed]
     return int(changed.sum())
 
