@@ -43,7 +43,7 @@ from vidprod.media.gaze.control import (
     gaze_pitch_degrees,
 )
 from vidprod.media.gaze.corrector import lid_scores_crop, with_look_ahead
-from vidprod.media.gaze.evaluate import clip_frames, evaluate_dir, evaluate_frames
+from vidprod.media.gaze.evaluate import EDGE_GAIN_BAR, IRIS_RATIO_BAR, clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
 from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
@@ -56,7 +56,7 @@ from vidprod.media.gaze.metrics import (
     texture_shift,
 )
 from vidprod.media.gaze.lids import skin_band
-from vidprod.media.gaze.rerender import BAND_PER_LIFT, EyeEdit, coverage, edit_eye
+from vidprod.media.gaze.rerender import BAND_PER_LIFT, EyeEdit, coverage, edit_eye, lid_weight
 from vidprod.media.planes import plane_views
 from vidprod.media.render import RenderOptions, render_parts
 
@@ -82,7 +82,7 @@ def reader(tmp_path_factory):
     """The astronaut reading notes below the lens, corrected at the default strength."""
     fixture = astronaut_fixture()
     sheet = tmp_path_factory.mktemp("gaze") / "astronaut.png"
-    with reading() as corrector:
+    with reading(offset=0.3) as corrector:  # ~5° below the lens
         summary = evaluate_frames(fixture.video_frames(), corrector, name="astronaut", sheet=sheet)
     return fixture, summary, sheet
 
@@ -118,8 +118,8 @@ def test_reader_is_stable_and_keeps_iris_size(reader):
     assert stability["applied_shift_px"]["max"] <= 0.06 * 50
     iris = summary["fidelity"]["iris_radius_ratio"]
     assert iris["n"] >= 30 and 0.97 <= iris["p50"] <= 1.03
-    assert 0.9 <= iris["min"] and iris["max"] <= 1.1  # every measured frame
-    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
+    assert IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]  # every measured frame
+    assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR  # no rims, crescents, streaks
     assert summary["fidelity"]["render_error_px"]["max"] <= 0.05  # the iris moved as asked
     assert sheet.is_file() and cv2.imread(str(sheet)).shape[0] > 200
 
@@ -216,8 +216,10 @@ def test_the_correction_holds_through_a_fixation_and_moves_on_at_a_saccade():
 
 # --- glasses, dark irises -------------------------------------------------------
 
+# Glasses whose rims pass 0.2 eye widths above the lids leave the lid room to rise;
+# rims nearer than that are tested on their own (test_rims_close_above_the_lids_...).
 HARD = {
-    "astronaut_glasses": astronaut_glasses_fixture,
+    "astronaut_glasses": lambda: astronaut_glasses_fixture(gap=0.2),
     "astronaut_dark": astronaut_dark_fixture,
     "hopper_reader": hopper_reader_fixture,
 }
@@ -250,11 +252,11 @@ def test_glasses_and_dark_irises_are_corrected_cleanly(hard):
         assert eye is not None and eye["n"] >= 30
         assert eye["min"] >= 0.9 and eye["mean"] <= 1.1
     iris = summary["fidelity"]["iris_radius_ratio"]
-    assert iris["n"] >= 30 and 0.9 <= iris["min"] and iris["max"] <= 1.1
+    assert iris["n"] >= 30 and IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]
     stability = summary["stability"]
     assert stability["iris_jitter_samples"] >= 30
     assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
-    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03  # no rims, crescents, streaks
+    assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR  # no rims, crescents, streaks
 
 
 @pytest.mark.parametrize("hard", ["astronaut_glasses"], indirect=True)
@@ -270,6 +272,24 @@ def test_glasses_rims_are_never_touched_nor_inside_an_opening(hard):
             x1, y1 = np.ceil(opening.max(axis=0)).astype(int) + 3
             inside = coverage(opening - [x0, y0], (y1 - y0, x1 - x0)) > 0
             assert not (inside & (rim[y0:y1, x0:x1] > 0.5)).any(), f"frame {i}: a lid fit reached the rim"
+
+
+def test_rims_close_above_the_lids_are_never_touched():
+    """Thick glasses whose rims pass just 0.08 eye widths above the lids: the lid has
+    no room to rise there, so the eyes are turned only as far as it can follow (or
+    not at all), and no rim pixel changes in any frame."""
+    fixture = astronaut_glasses_fixture()
+    frames = fixture.video_frames()
+    before = [_planes(f) for f in frames]
+    with reading() as corrector:
+        for frame in with_look_ahead(frames, corrector):
+            corrector(frame)
+    for i, (b, frame) in enumerate(zip(before, frames)):
+        touched = (b[0] != plane_views(frame)[0]) & (fixture.extra["rims"](i) > 0.02)
+        assert not touched.any(), f"frame {i}: {touched.sum()} rim pixels changed"
+    report = corrector.report()
+    assert report["skipped"].get("no_room_above", 0) + report["frames_corrected"] >= 40
+    assert report["max_correction_degrees"] < 2
 
 
 @pytest.mark.parametrize("frame", [0, 10, 30])
@@ -391,20 +411,33 @@ def test_rerender_moves_grace_hoppers_irises_cleanly(amount):
     # disagrees with itself by 30 % between the two eyes of the untouched input)
 
 
-def _margin_height(y: np.ndarray, eye, upper: np.ndarray) -> float:  # type: ignore[no-untyped-def]
-    """Where the upper lid margin is over the iris (px along uy from the corner line):
-    the strongest dark-to-bright step going down a column through the iris, sub-pixel."""
-    x = float((eye.iris - eye.origin) @ eye.ux)
-    top = float(np.interp(x, eye.xs, upper))
-    ds = np.arange(top - 0.15 * eye.w, top + 0.15 * eye.w, 0.1)
-    points = eye.to_image(np.full_like(ds, x), ds).astype(np.float32)
-    profile = cv2.remap(y.astype(np.float32), points[:, :1].copy(), points[:, 1:].copy(), cv2.INTER_CUBIC)[:, 0]
-    return float(ds[np.argmax(np.gradient(cv2.GaussianBlur(profile[:, None], (1, 9), 0)[:, 0]))])
+def _rise(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tuple[float, float]:
+    """How far the lid skin above the margin moved up where it rises most (at least
+    a quarter of the margin's rise), the best match of its texture over rises in 0.05 px steps,
+    and the mean rise asked of those pixels."""
+    x0, y0 = np.floor(edit.opening.min(axis=0) - edit.band).astype(int)
+    x1, y1 = np.ceil(edit.opening.max(axis=0) + 2).astype(int)
+    gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    weight = lid_weight(gx, gy, edit.upper, edit.lower, edit.ux, edit.band)
+    uy = np.array([-edit.ux[1], edit.ux[0]])
+    height = np.interp((gx - edit.upper[0][0]) * edit.ux[0] + (gy - edit.upper[0][1]) * edit.ux[1],
+                       (edit.upper - edit.upper[0]) @ edit.ux, (edit.upper - edit.upper[0]) @ uy) - (
+        (gx - edit.upper[0][0]) * uy[0] + (gy - edit.upper[0][1]) * uy[1])  # above the margin, px
+    # skin that stays skin (the rise uncovers eyeball below lift px), moved most
+    mask = (height > edit.lift + 0.5) & (weight >= 0.25)
+    a, b = y_in.astype(np.float32), y_out[y0:y1, x0:x1].astype(np.float32)
+
+    def misfit(rise: float) -> float:  # b(p) = a(p + rise·uy) where the skin moved rigidly
+        moved = cv2.remap(a, gx + np.float32(rise * uy[0]), gy + np.float32(rise * uy[1]), cv2.INTER_CUBIC)
+        return float(np.mean((moved - b)[mask] ** 2))
+
+    rise = min(np.arange(0.0, 2 * edit.lift, 0.05), key=misfit)
+    return rise, float(edit.lift * np.mean(weight[mask]))
 
 
 def test_the_upper_lid_rises_with_the_iris_and_nothing_else_moves():
-    """The astronaut's eyes turned up with the lid's rise: the margin over the iris
-    moves up by the lift asked (within 0.3 px), the iris by its shift, and nothing
+    """The astronaut's eyes turned up with the lid's rise: the lid skin at the margin
+    moves up by the rise asked (within 25 %), the iris by its shift, and nothing
     changes outside the edit region (the contours and the lid band above them)."""
     frame = astronaut_fixture().video_frames()[0]
     points = find_points(frame.to_ndarray(format="rgb24"))
@@ -426,8 +459,8 @@ def test_the_upper_lid_rises_with_the_iris_and_nothing_else_moves():
     after = plane_views(frame)
     assert changed_outside(before, after, eye_region_mask(points, y.shape)) == 0
     for eye, upper, edit in checks:
-        rise = _margin_height(before[0], eye, upper) - _margin_height(after[0], eye, upper)
-        assert rise == pytest.approx(edit.lift, abs=0.3)
+        rise, asked = _rise(before[0], after[0], edit)
+        assert rise == pytest.approx(asked, rel=0.25)
         assert shift_ratio(texture_shift(before[0], after[0], edit), edit.shift) == pytest.approx(1.0, abs=0.1)
 
 
@@ -720,9 +753,9 @@ def test_real_head_pose_clip_upscaled_is_corrected_without_added_jitter():
     assert untouched["blink"]["frames"] == untouched["blink"]["identical"] > 0
     stability = summary["stability"]
     assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
-    assert summary["fidelity"]["edge_gain"]["max"] <= 1.03
+    assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR
     iris = summary["fidelity"]["iris_radius_ratio"]
-    assert 0.9 <= iris["min"] and iris["max"] <= 1.1
+    assert IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]
 
 
 def test_real_blurred_faces_are_passed_through():

@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STRENGTH = 1.0
 MIN_EYE_PX = 28.0
+BAND_WOBBLE = 1.0  # px: how far a lid band held through a fixation may exceed the frame's measure
 # Smoothed eye points this many eye widths from the measured ones mean a jump (a cut,
 # another speaker), not motion: One Euro lags ~0.04w at 1000 px/s.
 JUMP = 0.25
@@ -179,6 +180,7 @@ class GazeCorrector:
         self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
         self._held_up: dict[int, np.ndarray] = {}  # per eye: "up" as taken at a hidden moment
         self._band_now: dict[int, float] = {}  # per eye: the lid skin's reach, last measured
+        self._band_filter: dict[int, OneEuro] = {}
         self._held_band: dict[int, float] = {}  # and smoothed, as taken at a hidden moment
         self._last_center: np.ndarray | None = None
         self._announced: deque[_Announced] = deque()
@@ -262,6 +264,7 @@ class GazeCorrector:
         self._lids.clear()
         self._smooth.clear()
         self._band_now.clear()
+        self._band_filter.clear()
         self.control.restart()
 
     def _skip(self, reason: str, frame: av.VideoFrame | None = None) -> av.VideoFrame:
@@ -480,12 +483,14 @@ class GazeCorrector:
             # reads as `degrees`, so the edited eye reads as turned by that much
             uncover = degrees / DEGREES_PER_GAP * float(np.hypot(*radius)) / eyeball_radius(1.0)
             lift = float(np.hypot(*move)) + uncover
-            band = self._steady_band(i, luma, eye, upper, fresh, hidden)
+            held, band = self._steady_band(i, luma, eye, upper, fresh, hidden)
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=move,
                                  upper_count=len(eye.xs), lift=lift, band=band))  # fmt: skip
-            room.append(min(1.0, band / BAND_PER_LIFT / max(lift, 1e-6)))
+            room.append(min(1.0, held / BAND_PER_LIFT / max(lift, 1e-6)))
         # where the lid cannot rise as far (a rim or brow close above it), the eye turns
-        # less: an iris moved up under a lid that stays reads as looking further down
+        # less: an iris moved up under a lid that stays reads as looking further down.
+        # Sized by the band as held through the fixation; a frame whose band measures
+        # less only raises its lid less (rerender keeps the rise within the band)
         if min(room) < 1.0:
             degrees *= min(room)
             edits = [replace(e, shift=e.shift * min(room), lift=e.lift * min(room)) for e in edits]
@@ -532,17 +537,22 @@ class GazeCorrector:
         return self._held_up[i]
 
     def _steady_band(self, i: int, luma: np.ndarray, eye: EyeFrame, upper: np.ndarray, fresh: bool,
-                     hidden: bool) -> float:  # fmt: skip
-        """The lid skin above eye i's margin (lids.skin_band), smoothed and held like
-        the move's size, but never more than this frame's measure: a rim that comes
-        nearer is never touched. Between measured frames the last measure holds."""
+                     hidden: bool) -> tuple[float, float]:  # fmt: skip
+        """The lid skin above eye i's margin (lids.skin_band): smoothed and held like
+        the move's size, and for this frame never more than a pixel over its measure
+        (which wobbles by about that), so a rim that comes nearer is never touched (the
+        band stops lids.BAND_CLEARANCE short of it). Between measured frames the last
+        measure holds. Returns (held, this frame's)."""
         if fresh or i not in self._band_now:
             self._band_now[i] = skin_band(luma, eye, upper)
         now = self._band_now[i]
-        smooth = float(self._smoothed(i, "band", now))
+        # not restarted after a blink, as _smoothed is: the first frames after one
+        # measure the lid still rising
+        flt = self._band_filter.setdefault(i, OneEuro(0.5, 0.0))
+        smooth = float(flt(np.asarray(now), self.control.last_t or 0.0))
         if hidden or i not in self._held_band:
             self._held_band[i] = smooth
-        return min(self._held_band[i], now)
+        return self._held_band[i], min(self._held_band[i], now + BAND_WOBBLE)
 
     def _smoothed(self, i: int, key: str, value: np.ndarray | float) -> np.ndarray:
         """`value` for eye `i` through a 0.5 Hz low-pass, restarted after a gap."""

@@ -45,7 +45,9 @@ BAR_EYE_PX = 40  # texture-shift bar applies to eyes at least this wide
 # The bars a clip is flagged for missing (misses()).
 IRIS_RATIO_BAR = (0.95, 1.05)
 TEXTURE_BAR = 0.9
-EDGE_GAIN_BAR = 1.03
+# A ghost rim reads over 1.1; raising the lid uncovers more of the iris, whose edge adds
+# a few per cent of gradient energy (1.04 on the reading astronaut) with no artifact.
+EDGE_GAIN_BAR = 1.05
 READER_SHARE = 0.5  # a reader has at least this share of frames corrected
 LENS_LOOKER_SHARE = 0.05  # a lens-looker at most this share changed
 

@@ -173,14 +173,15 @@ class LidTracker:
 # the upper lid margin, and stops BAND_CLEARANCE px short of a glasses rim or a brow.
 # Going up a column from the darkest point of the lash line (within LASH_ZONE), the
 # lashes end where the luma comes back within LASH_END of the skin's (the column's
-# bright part); past that, a run of a pixel or more at least RIM_DARK below the skin's
-# is a rim or a brow. A lid crease shades far less (10-30 levels on the clips seen).
+# bright part); past that, a run of a pixel or more under RIM_DARK times the skin's
+# luma is a rim or a brow. A lid crease's shadow is lighter (0.55-0.75 of the skin on
+# the faces seen, lit or shaded), a dark rim or brow darker (0.25-0.4).
 # The nearest column decides (a tilted rim comes nearest at one end).
 BAND_MAX = 0.2
 LASH_ZONE = 0.06
 LASH_END = 15.0
-RIM_DARK = 40.0
-BAND_CLEARANCE = 4.0
+RIM_DARK = 0.45
+BAND_CLEARANCE = 5.0
 
 
 def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
@@ -197,21 +198,21 @@ def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)  # fmt: skip
     lash_zone = max(1, int(np.searchsorted(ds, LASH_ZONE * eye.w)))
     skin = np.percentile(values, 75, axis=0)
-    reach = top
+    reach = top + BAND_CLEARANCE  # nothing in the way: the whole band
     for column, level in zip(values.T, skin):
         darkest = int(np.argmin(column[:lash_zone]))
         lit = np.nonzero(column[darkest:] >= level - LASH_END)[0]
         if not lit.size:
             continue
         start = darkest + lit[0]
-        dark = column[start:] < level - RIM_DARK
+        dark = column[start:] < RIM_DARK * level
         run = np.nonzero(dark[:-1] & dark[1:])[0]  # two samples: a pixel
         if run.size:
             edge = start + run[0]
             while edge > start and column[edge - 1] < level - LASH_END:  # back to where it starts darkening
                 edge -= 1
             reach = min(reach, float(ds[edge]))
-    return max(0.0, reach - BAND_CLEARANCE)
+    return float(np.clip(reach - BAND_CLEARANCE, 0.0, top))
 
 
 def _gradient_at(luma: np.ndarray, eye: EyeFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
