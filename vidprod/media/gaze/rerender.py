@@ -198,11 +198,15 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     lift = min(edit.lift * scale, band / BAND_PER_LIFT)  # the corrector keeps within it already
     if magnitude < 1e-3 and lift < 1e-3:
         return None
-    margin = math.ceil(max(magnitude, lift) + band) + 4
-    x0 = max(0, math.floor(polygon[:, 0].min()) - margin)
-    y0 = max(0, math.floor(polygon[:, 1].min()) - margin)
-    x1 = min(shape[1], math.ceil(polygon[:, 0].max()) + margin + 1)
-    y1 = min(shape[0], math.ceil(polygon[:, 1].max()) + margin + 1)
+    # the opening and, when the lid rises, its band above the upper lid: only what the
+    # edit may write or read, since every pixel of the box costs the extension's steps
+    uy = np.array([-edit.ux[1], edit.ux[0]])
+    reach = polygon if lift < 1e-3 else np.concatenate([polygon, to_plane(edit.upper) - band * uy])
+    margin = math.ceil(max(magnitude, lift)) + 4
+    x0 = max(0, math.floor(reach[:, 0].min()) - margin)
+    y0 = max(0, math.floor(reach[:, 1].min()) - margin)
+    x1 = min(shape[1], math.ceil(reach[:, 0].max()) + margin + 1)
+    y1 = min(shape[0], math.ceil(reach[:, 1].max()) + margin + 1)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     local = polygon - np.array([x0, y0])
@@ -215,7 +219,6 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
         return None
     keep = 1.0 - sure
     gx, gy = _grid(y1 - y0, x1 - x0)
-    uy = np.array([-edit.ux[1], edit.ux[0]])
     # the eyeball is continued under the lids along the move (up), far enough for
     # both the moved iris and what the raised lid uncovers
     direction = shift / magnitude if magnitude >= 1e-3 else -uy
