@@ -3,9 +3,10 @@
 - Landmark coordinates are smoothed with a One Euro filter (steady when still, quick
   when the head moves).
 - A person's gaze below the lens is estimated in degrees from where the lids sit on the
-  iris (gaze_pitch_degrees), averaged over seconds of open-eye, facing frames. Whether
-  they are corrected at all is decided per person and per shot, with hysteresis, after
-  a second of evidence: a lens-looker is never corrected in bursts, and a reader is
+  iris (gaze_pitch_degrees), read before the first frame from the video's first second
+  (GazeControl.prime) and then averaged over seconds of open-eye, facing frames. Whether
+  they are corrected at all is decided per person, with hysteresis: a lens-looker is
+  never corrected in bursts, and a reader is
   corrected by the angle measured (or by the creator's notes position when given),
   capped at MAX_DEGREES and faded out for looks further down.
 - Gates switch the correction off for blinks, look-aways (a sudden change against the
@@ -34,10 +35,10 @@ DEGREES_PER_GAP = 20.0
 # that a lens-looker whose estimate wanders never gets a correction in bursts.
 ENGAGE_BELOW = -2.0
 RELEASE_ABOVE = -1.0
-# Seconds of open-eye, facing frames before a person is judged at all (a shot's first
-# half second is left as filmed). The correction then starts at the next blink or
-# saccade, or, if none comes within START_WAIT, turns the eyes up over RAMP_SECONDS:
-# a slow, smooth eye movement rather than a jump.
+# Without a census (GazeControl.prime), seconds of open-eye, facing frames before a
+# person is judged at all (the first half second is left as filmed). The correction
+# then starts at the next blink or saccade, or, if none comes within START_WAIT, turns
+# the eyes up over RAMP_SECONDS: a slow, smooth eye movement rather than a jump.
 START_WAIT = 0.5
 RAMP_SECONDS = 0.6
 EVIDENCE_SECONDS = 0.5
@@ -167,7 +168,8 @@ def gaze_pitch_degrees(upper_gap: float) -> float:
     radius less is ~DEGREES_PER_GAP below. Scale-free (iris radii), so it holds at any
     face size; per frame it is noisy (±4°), so it is only read as an average over
     seconds. It reads low for eyes whose lids cover much of the iris whatever they look
-    at, and misses readers whose lids stay up (one of the eight)."""
+    at, and too little for readers whose lids stay up (one of the eight, judged 4.5°
+    below, reads ~1° below)."""
     return DEGREES_PER_GAP * (upper_gap - UPPER_GAP_AT_LENS)
 
 
