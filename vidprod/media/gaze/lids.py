@@ -198,20 +198,19 @@ def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)  # fmt: skip
     lash_zone = max(1, int(np.searchsorted(ds, LASH_ZONE * eye.w)))
     skin = np.percentile(values, 75, axis=0)
-    reach = top + BAND_CLEARANCE  # nothing in the way: the whole band
-    for column, level in zip(values.T, skin):
-        darkest = int(np.argmin(column[:lash_zone]))
-        lit = np.nonzero(column[darkest:] >= level - LASH_END)[0]
-        if not lit.size:
-            continue
-        start = darkest + lit[0]
-        dark = column[start:] < RIM_DARK * level
-        run = np.nonzero(dark[:-1] & dark[1:])[0]  # two samples: a pixel
-        if run.size:
-            edge = start + run[0]
-            while edge > start and column[edge - 1] < level - LASH_END:  # back to where it starts darkening
-                edge -= 1
-            reach = min(reach, float(ds[edge]))
+    row = np.arange(ds.size)[:, None]
+    # per column: the lash line's darkest point, where the skin starts past it, the
+    # first dark run (a pixel) after that, and where the luma starts darkening into it
+    darkest = np.argmin(values[:lash_zone], axis=0)
+    lit = (values >= skin - LASH_END) & (row >= darkest)
+    start = np.argmax(lit, axis=0)
+    dark = (values < RIM_DARK * skin) & (row >= start)
+    run = dark[:-1] & dark[1:]
+    first = np.argmax(run, axis=0)
+    found = lit.any(axis=0) & run.any(axis=0)
+    steady = lit & (row < first)  # still at skin level before the run
+    edge = ds.size - np.argmax(steady[::-1], axis=0)  # one past the last such row
+    reach = float(ds[np.minimum(edge, first)[found]].min()) if found.any() else top + BAND_CLEARANCE
     return float(np.clip(reach - BAND_CLEARANCE, 0.0, top))
 
 
