@@ -178,9 +178,9 @@ def test_the_decision_waits_for_evidence_and_starts_at_a_blink_or_with_a_ramp():
     assert set(reasons[:15]) == {"measuring"} and all(d == 0 for d in degrees[:25])
     assert degrees[25] > 3 and np.all(np.array(degrees[25:]) == degrees[25])  # at once, hidden by the blink
     unblinking = np.array([d for d, _ in _steer([(-0.03, 0.0, 0.0)] * 90, primed=None)])
-    started = int(np.argmax(unblinking > 0))
-    assert started >= 15 + 15 - 1  # evidence, then START_WAIT without a blink or saccade
-    steps = np.diff(unblinking[started:started + 25])
+    first_turned = int(np.argmax(unblinking > 0))  # a frame index
+    assert first_turned >= 15 + 15 - 1  # evidence, then START_WAIT without a blink or saccade
+    steps = np.diff(unblinking[first_turned:first_turned + 25])
     assert unblinking[-1] > 3 and steps.max() <= 0.1 * unblinking[-1]  # a ramp, not a jump
 
 
