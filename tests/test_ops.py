@@ -153,7 +153,7 @@ def test_the_app_calls_on_idle_when_idle(settings):
         deadline = time.monotonic() + 10
         while not stopped and time.monotonic() < deadline:
             time.sleep(0.1)
-    assert stopped and 1.0 <= stopped[0] - started < 4.0
+    assert stopped and stopped[0] - started >= 1.0  # not before the idle window (a busy machine may be later)
 
 
 # --- metrics -----------------------------------------------------------------------
