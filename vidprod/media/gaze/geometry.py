@@ -100,7 +100,6 @@ class EyeReading:
     w: float
     gaze: tuple[float, float]  # iris offset from the corner midpoint (horizontal, vertical), in eye widths
     openness: float
-    r: float  # iris radius, px
     upper_gap: float  # how far the upper lid is above the iris centre, in iris radii
 
 
@@ -136,14 +135,14 @@ def _openness(points: np.ndarray, eye: dict, w: float) -> float:
 
 
 def eye_readings(points: np.ndarray) -> tuple[EyeReading, EyeReading]:
-    """Both eyes' width, gaze and openness from 478 face-mesh points (pixels)."""
+    """Both eyes' width, gaze, openness and upper lid gap from 478 face-mesh points (pixels)."""
     readings = []
     for eye in EYES:
         a, ux, uy, w = _axes(points, eye)
         iris = points[eye["iris"]].astype(np.float64)
         r = max(_iris_radius(points, eye, iris), 1e-6)
         upper = (iris @ uy - np.min(points[list(eye["upper"][_UPPER_MIDDLE])] @ uy)) / r
-        readings.append(EyeReading(w, _gaze(iris, a, ux, uy, w), _openness(points, eye, w), r, float(upper)))
+        readings.append(EyeReading(w, _gaze(iris, a, ux, uy, w), _openness(points, eye, w), float(upper)))
     return readings[0], readings[1]
 
 
