@@ -99,3 +99,18 @@ def test_the_readme_links_pages_that_exist():
     assert [link for link in links if not (DOCS.parent / link).is_file()] == []
     assert len(readme.encode()) < 6 * 1024
     assert "uv run pytest" in readme  # CI (.ci/run) runs the README's test command
+
+
+def test_links_between_pages_resolve():
+    """Every relative link in the README and docs/ names a file that exists."""
+    pages = [DOCS.parent / "README.md", *DOCS.glob("*.md")]
+    broken = [
+        f"{page.name}: {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)|src=\"([^\":]+)\"", page.read_text())
+        for target in [t for t in target if t]
+        if not (page.parent / target).exists()
+    ]
+    assert len(pages) >= 11
+    assert broken == []
+
