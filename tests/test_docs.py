@@ -7,6 +7,8 @@ import re
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from litestar.routes import HTTPRoute
+
 from vidprod.config import Settings
 from vidprod.events import CATALOGUE
 from vidprod.web.app import create_app
@@ -54,30 +56,41 @@ def test_every_setting_is_documented_with_its_default():
     assert settings_problems((DOCS / "settings.md").read_text()) == []
 
 
-def routes(settings: Settings) -> set[str]:
+def routes(settings: Settings) -> tuple[set[str], set[str]]:
+    """(the routes of the OpenAPI document, every route the app serves) as `METHOD /path`
+    with the document's parameter names. Pages and the like may be served yet left out
+    of the document; they are documented too."""
     app = create_app(settings, run_worker=False)
-    return {
+    documented = {
         f"{method.upper()} {path}"
         for path, item in app.openapi_schema.paths.items()
         for method in METHODS
         if getattr(item, method, None) is not None
     }
+    served = {
+        f"{method} {route.path_format}"
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for method in route.methods
+    }
+    return documented, served
 
 
-def api_problems(page: str, known: set[str]) -> list[str]:
-    """Every route is on the page as `METHOD /path` (OpenAPI's own parameter names); every
-    `METHOD /path` on the page is a route."""
+def api_problems(page: str, documented: set[str], served: set[str]) -> list[str]:
+    """Every route of the OpenAPI document is on the page as `METHOD /path`; every
+    `METHOD /path` on the page is a route the app serves."""
     pattern = r"`((?:%s) /[^`\s?]*)" % "|".join(m.upper() for m in METHODS)
     written = set(re.findall(pattern, page))
-    return [f"{route} is not in docs/api.md" for route in sorted(known - written)] + [
-        f"docs/api.md has {route}, which is no route" for route in sorted(written - known)
+    return [f"{route} is not in docs/api.md" for route in sorted(documented - written)] + [
+        f"docs/api.md has {route}, which is no route" for route in sorted(written - served)
     ]
 
 
 def test_every_route_is_in_the_api_page(settings):
-    known = routes(settings)
-    assert "POST /upload" in known and len(known) > 30  # the document was read
-    assert api_problems((DOCS / "api.md").read_text(), known) == []
+    documented, served = routes(settings)
+    assert "POST /upload" in documented and len(documented) > 25  # the document was read
+    assert documented <= served
+    assert api_problems((DOCS / "api.md").read_text(), documented, served) == []
 
 
 def event_problems(page: str) -> list[str]:
