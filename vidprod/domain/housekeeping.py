@@ -1,4 +1,5 @@
-"""Keeping the data volume from filling: expiring old files, refusing work with no room."""
+"""Keeping the data volume from filling: expiring old files (refusing uploads with no
+room is domain/disk.py)."""
 
 from __future__ import annotations
 
@@ -8,33 +9,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vidprod.config import Settings
+from vidprod.domain.uploads import TusUploads
 from vidprod.store import Database
 from vidprod.store import jobs as q
-
-if TYPE_CHECKING:
-    from vidprod.domain.uploads import TusUploads
 
 log = logging.getLogger(__name__)
 
 ABANDONED_UPLOAD_HOURS = 24  # a staged upload nobody wrote to for this long is dead
-# An upload needs room for itself and about as much again for its parts.
-ROOM_FACTOR = 2
-
-
-def disk_room_problem(path: Path, incoming_bytes: int, floor_bytes: int) -> str | None:
-    """Words for the uploader when storing `incoming_bytes` (and its parts) would leave
-    less than the floor free; None when there is room."""
-    free = shutil.disk_usage(path).free
-    if free - incoming_bytes * ROOM_FACTOR >= floor_bytes:
-        return None
-    return (
-        f"The server is short of disk space ({free // 2**20} MB free, and it keeps "
-        f"{floor_bytes // 2**20} MB spare). Try again after old jobs have been cleaned up, "
-        "or delete finished jobs."
-    )
 
 
 class Housekeeper:

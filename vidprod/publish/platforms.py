@@ -11,7 +11,7 @@ from vidprod.publish.base import PlatformHttp
 from vidprod.publish.instagram import Instagram
 from vidprod.publish.tiktok import TikTok
 from vidprod.publish.youtube import YouTube
-from vidprod.sandbox.state import DEFAULT_CLIENTS as SANDBOX_CLIENTS
+from vidprod.sandbox import DEFAULT_CLIENTS as SANDBOX_CLIENTS
 
 ORDER = ("tiktok", "instagram", "youtube")
 

@@ -462,19 +462,6 @@ class FakePlatforms:
         with self.changing() as data:
             data["tokens"].pop(value, None)
 
-    def issue_tokens(self, platform: str, scopes: list[str] | None = None) -> dict[str, Any]:
-        """Tokens as if the creator had just connected (skips the consent page), in the
-        shape the platform's token endpoint answers; for tests that start past OAuth."""
-        from vidprod.sandbox import (  # the platforms know their scopes
-            instagram,
-            tiktok,
-            youtube,
-        )
-
-        module = {"tiktok": tiktok, "instagram": instagram, "youtube": youtube}[platform]
-        client_id = self.clients[platform][0]
-        return module.grant_tokens(self, client_id, list(scopes or module.DEFAULT_SCOPES))
-
     # ---- posts -------------------------------------------------------------------
 
     def add_post(self, platform: str, post_id: str, **fields: Any) -> dict[str, Any]:

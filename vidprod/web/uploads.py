@@ -23,7 +23,7 @@ from multipart import (
     parse_options_header,
 )
 
-from vidprod.domain.housekeeping import disk_room_problem
+from vidprod.domain.disk import disk_room_problem
 
 WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes
 SYNC_EVERY = 64 << 20  # flush to disk as we go, so the final fsync is short
