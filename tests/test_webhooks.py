@@ -154,12 +154,37 @@ def test_410_disables_the_endpoint(service, receiver, clock, kicks):
     emit(service, "job.completed")
     assert drain(service, endpoint["id"]) is None
     assert len(receiver.requests) == 1, "a disabled endpoint hears nothing more"
-    [delivery] = deliveries(service, endpoint["id"])
-    assert delivery["state"] == "failed" and delivery["last_status"] == 410
+    held, gone = deliveries(service, endpoint["id"])
+    assert gone["state"] == "failed" and gone["last_status"] == 410
+    assert held["state"] == "pending" and held["event_type"] == "job.completed"
+    assert service.due_within(0) == 0 and service.endpoints_with_pending() == []
 
     service.update_endpoint(endpoint["id"], enabled=True)
     assert service.get_endpoint(endpoint["id"])["disabled_reason"] is None
     assert kicks == [endpoint["id"]], "re-enabling sends what waited"
+
+
+def test_events_made_while_disabled_are_held_and_sent_in_order_on_re_enabling(service, receiver, clock):
+    """Issue 20 finding 5: events while the endpoint was off after a 410 were lost."""
+    endpoint, secret = service.create_endpoint(receiver.url)
+    receiver.script = [Reply(410)]
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    emit(service, "job.completed")
+    emit(service, "job.deleted")
+    clock.now += 3600
+    assert drain(service, endpoint["id"]) is None
+    assert len(receiver.requests) == 1
+
+    service.update_endpoint(endpoint["id"], enabled=True)
+    assert service.endpoints_with_pending() == [endpoint["id"]]
+    assert drain(service, endpoint["id"]) is None
+    sent = receiver.requests[1:]
+    assert [json.loads(r.body)["type"] for r in sent] == ["job.completed", "job.deleted"]
+    for request in sent:
+        Webhook(secret).verify(request.body, request.headers)
+    states = {d["event_type"]: d["state"] for d in deliveries(service, endpoint["id"])}
+    assert states == {"job.created": "failed", "job.completed": "succeeded", "job.deleted": "succeeded"}
 
 
 def test_last_retry_fails_the_delivery_and_replay_sends_it_again(service, receiver, clock):
