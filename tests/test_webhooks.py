@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sqlite3
 from email.utils import formatdate
 
 import pytest
@@ -367,6 +368,33 @@ def test_upload_with_its_own_webhook_url(hook_client, auth, receiver, short_clip
             data={"webhook_url": "gopher://x"}, headers=auth,
         )  # fmt: skip
     assert refused.status_code == 422 and "https://" in refused.json()["detail"]
+
+
+def test_webhook_secrets_are_sealed_at_rest(service, receiver, clock):
+    """Issue 20 finding 11: the secrets sat in plain text in vidprod.db."""
+    endpoint, old = service.create_endpoint(receiver.url)
+    _, new = service.rotate_secret(endpoint["id"])
+    with sqlite3.connect(service.settings.database_path) as raw:
+        stored = raw.execute("SELECT secret, previous_secret FROM webhook_endpoints").fetchone()
+        dump = "\n".join(raw.iterdump())
+    assert old not in dump and new not in dump and "whsec_" not in dump
+    assert [service.vault.open_text(s) for s in stored] == [new, old]
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    Webhook(new).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+    Webhook(old).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+
+
+def test_plain_text_secrets_of_earlier_versions_are_sealed_at_start(service, receiver):
+    endpoint, secret = service.create_endpoint(receiver.url)
+    service.db.write(lambda c: c.execute("UPDATE webhook_endpoints SET secret = ?", (secret,)))
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    Webhook(secret).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+    assert service.seal_plain_secrets() == 1
+    assert service.seal_plain_secrets() == 0
+    stored = service.db.read(lambda c: c.execute("SELECT secret FROM webhook_endpoints").fetchone()[0])
+    assert not stored.startswith("whsec_") and service.vault.open_text(stored) == secret
 
 
 def test_deleting_a_job_keeps_the_events_still_to_be_delivered(service, receiver):

@@ -270,8 +270,8 @@ class Settings:
     )
     secret_key: str | None = _setting(
         "VIDPROD_SECRET_KEY", str, None,
-        "Fernet key(s), comma-separated, newest first, encrypting account tokens;"
-        " generated and stored in the data dir when unset.",
+        "Fernet key(s), comma-separated, newest first, encrypting account tokens and webhook"
+        " secrets; generated into the data dir (beside the database: the app warns) when unset.",
     )
     tiktok_client_key: str | None = _setting("VIDPROD_TIKTOK_CLIENT_KEY", str, None, "TikTok app client key.")
     tiktok_client_secret: str | None = _setting(

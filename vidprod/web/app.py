@@ -29,6 +29,7 @@ from vidprod.domain.webhooks import WebhookService
 from vidprod.publish.platforms import load_platforms
 from vidprod.sandbox import FakePlatforms, sandbox_router
 from vidprod.store import Database, metric_totals
+from vidprod.store.database import make_private_dir
 from vidprod.vault import Vault
 from vidprod.web import api, pages, publishing, webhooks
 from vidprod.web.auth import (
@@ -65,10 +66,17 @@ def create_app(
     """run_worker=False serves the API without consuming the queue (tests of the web
     layer alone; jobs then stay queued). on_idle is called once the idle watch says
     the app may stop (only when VIDPROD_IDLE_EXIT_SECONDS is set)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)  # tokens, keys and the database: this user's only
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     token, _ = load_or_create_admin_token(settings)
     vault = Vault.from_settings(settings)  # a bad VIDPROD_SECRET_KEY stops start-up here
+    if vault.key_file is not None:
+        log.warning(
+            "the key that encrypts account tokens and webhook secrets is kept in %s, beside the"
+            " database: a copy of the data folder opens them. Set VIDPROD_SECRET_KEY (on Fly:"
+            " fly secrets set VIDPROD_SECRET_KEY=$(cat %s)) and delete that file.",
+            vault.key_file, vault.key_file,
+        )  # fmt: skip
     state = State({"admin_token": token, "idle": None, "settings": settings})
 
     @asynccontextmanager
@@ -86,7 +94,9 @@ def create_app(
         jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping)
         worker.bind(jobs)
         deliveries = DeliveryWorker(settings)
-        hooks = WebhookService(db, settings, deliveries.kick)
+        hooks = WebhookService(db, settings, deliveries.kick, vault=vault)
+        if not replica and (sealed := hooks.seal_plain_secrets()):
+            log.info("sealed the plain-text secrets of %d webhook endpoint(s) with the vault", sealed)
         deliveries.bind(hooks)
         clock = wall_clock(settings.test_clock_file)
         publisher = PublishWorker(settings)
