@@ -114,6 +114,7 @@ def create_app(
         app.state.publications = publications
         app.state.publisher = publisher
         app.state.jobs = jobs
+        app.state.db = db  # the sign-in sessions (web/auth.py)
         app.state.uploads = uploads = TusUploads(db, settings, clock)  # resumable (tus) uploads
         app.state.webhooks = hooks
         app.state.worker = worker
