@@ -65,6 +65,7 @@ OPERATIONS = frozenset(
         "instagram.me",
         "instagram.create",
         "instagram.upload",
+        "instagram.upload_offset",
         "instagram.status",
         "instagram.publish",
         "instagram.limit",
