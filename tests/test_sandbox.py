@@ -879,3 +879,87 @@ def test_the_router_mounts_in_another_app_behind_its_guard(fake: FakePlatforms) 
             },
         )
         assert page.status_code == 200 and 'action="/sandbox/accounts.google.com/o/oauth2/v2/auth"' in page.text
+
+
+# ---- the built-in sandbox, open to the internet (issue 20 finding 2) -----------------
+
+
+def _sandbox_app(tmp_path: Path, **settings: Any):
+    from vidprod.config import Settings
+    from vidprod.web.app import create_app
+
+    config = Settings(data_dir=tmp_path / "data", admin_token="t" * 24, **settings)
+    assert config.sandbox
+    return TestClient(create_app(config, run_worker=False), raise_server_exceptions=False)
+
+
+def test_open_redirects_are_refused_by_the_consent_pages(http: httpx.Client, tmp_path: Path) -> None:
+    params = {"client_key": "sandbox-tiktok", "scope": "video.publish", "response_type": "code", "approve": "1"}
+    for evil in ("https://evil.example/", "http://127.0.0.1.evil.example/cb", "https://evil.example/?x=http://127.0.0.1/"):
+        answer = http.get("/www.tiktok.com/v2/auth/authorize/", params=params | {"redirect_uri": evil})
+        assert answer.status_code == 400 and "location" not in answer.headers
+        assert "redirect_uri is not registered" in answer.text
+
+    with _sandbox_app(tmp_path) as client:
+        auth = {"Authorization": "Bearer " + "t" * 24}
+        url = urlsplit(client.post("/accounts/tiktok/connect", headers=auth).json()["authorize_url"])
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert query["redirect_uri"].endswith("/accounts/tiktok/callback")
+        ours = client.get(url.path, params=query | {"approve": "1"}, follow_redirects=False)
+        assert ours.status_code == 302 and ours.headers["location"].startswith(query["redirect_uri"] + "?")
+        for evil in ("https://evil.example/", "http://testserver.local/elsewhere"):
+            refused = client.get(url.path, params=query | {"redirect_uri": evil, "approve": "1"}, follow_redirects=False)
+            assert refused.status_code == 400 and "location" not in refused.headers
+
+
+def test_the_built_in_sandbox_uses_client_secrets_made_for_this_install(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path) as client:
+        clients_file = tmp_path / "data" / "sandbox" / "clients.json"
+        assert clients_file.stat().st_mode & 0o777 == 0o600
+        made = json.loads(clients_file.read_text())
+        assert {secret for _, secret in made.values()}.isdisjoint({"sandbox-secret"})
+        fake = client.app.state.sandbox
+        assert fake.clients["tiktok"] == tuple(made["tiktok"])
+        code = fake.issue_code("tiktok", {"redirect_uri": "http://testserver.local/accounts/tiktok/callback"},
+                               ["video.publish"])  # fmt: skip
+        form = {"client_key": "sandbox-tiktok", "grant_type": "authorization_code", "code": code,
+                "redirect_uri": "http://testserver.local/accounts/tiktok/callback"}  # fmt: skip
+        stolen = client.post("/sandbox/open.tiktokapis.com/v2/oauth/token/", data=form | {"client_secret": "sandbox-secret"})
+        assert "access_token" not in stolen.text
+    with _sandbox_app(tmp_path) as client:
+        assert client.app.state.sandbox.clients["tiktok"] == tuple(made["tiktok"]), "kept across restarts"
+
+
+def test_the_built_in_sandbox_is_rate_limited(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path, rate_limit=5) as client:
+        statuses = [client.get("/sandbox/www.tiktok.com/v2/auth/authorize/").status_code for _ in range(7)]
+    assert statuses[:5] == [400] * 5 and statuses[5:] == [429, 429]
+
+
+def test_the_built_in_sandbox_takes_no_more_than_the_app_would(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path, max_upload_mb=8) as client:
+        fake = client.app.state.sandbox
+        limit = 8 * 1024 * 1024
+        assert fake.rules.tiktok_max_video_size == fake.rules.instagram_max_file_size == limit
+        assert fake.rules.youtube_max_file_size == limit
+        token = fake.issue_tokens("tiktok")["access_token"]
+        big = tiktok_init(client, token, limit + 1, 5 << 20, 1, prefix="/sandbox")  # type: ignore[arg-type]
+        assert big.status_code == 400 and str(limit) in big.text
+
+
+def test_housekeeping_sweeps_abandoned_sandbox_uploads(fake: FakePlatforms, settings) -> None:
+    from vidprod.domain.housekeeping import SANDBOX_PART_MAX_AGE, Housekeeper
+    from vidprod.store import Database
+
+    stale, live = fake.upload_path("tiktok-old"), fake.upload_path("youtube-now")
+    for path in (stale, live):
+        path.write_bytes(b"x" * 100)
+    old = time.time() - SANDBOX_PART_MAX_AGE - 60
+    os.utime(stale, (old, old))
+    db = Database(settings.database_path)
+    db.migrate()
+    try:
+        assert Housekeeper(db, settings, sandbox=fake).run()["uploads"] == 1
+    finally:
+        db.close()
+    assert not stale.exists() and live.exists()

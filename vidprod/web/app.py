@@ -26,8 +26,9 @@ from vidprod.domain.jobs import JobService
 from vidprod.domain.publishing import PublicationService
 from vidprod.domain.uploads import TusUploads
 from vidprod.domain.webhooks import WebhookService
-from vidprod.publish.platforms import load_platforms
-from vidprod.sandbox import FakePlatforms, sandbox_router
+from vidprod.publish.platforms import ORDER, load_platforms, sandbox_clients_file
+from vidprod.sandbox import FakePlatforms, Rules, sandbox_router
+from vidprod.sandbox.state import install_clients
 from vidprod.store import Database, metric_totals
 from vidprod.store.database import make_private_dir
 from vidprod.vault import Vault
@@ -115,6 +116,7 @@ def create_app(
         app.state.publisher = publisher
         app.state.jobs = jobs
         app.state.db = db  # the sign-in sessions (web/auth.py)
+        app.state.sandbox = sandbox_fake  # the built-in fakes, when on
         app.state.uploads = uploads = TusUploads(db, settings, clock)  # resumable (tus) uploads
         app.state.webhooks = hooks
         app.state.worker = worker
@@ -154,7 +156,8 @@ def create_app(
             deliveries.recover()
             publisher.recover()
             publications.publish_pending_upload_choices()
-            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings, uploads=uploads), accounts)()  # and once now
+            housekeeper = Housekeeper(db, settings, uploads=uploads, sandbox=sandbox_fake)
+            schedule_housekeeping(deliveries.huey, housekeeper, accounts)()  # and once now
             worker.start()
             deliveries.start()
             publisher.start()
@@ -185,14 +188,24 @@ def create_app(
             hooks.close()
             db.close()
 
+    sandbox_fake: FakePlatforms | None = None
     handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES, static_router()]
     if settings.sandbox:
         # The fake platforms, served by this process; their state survives restarts.
         sandbox = settings.data_dir / "sandbox"
-        handlers.append(sandbox_router(FakePlatforms(
+        sandbox_fake = FakePlatforms(
             upload_dir=sandbox / "uploads", state_file=sandbox / "state.json",
             clock=wall_clock(settings.test_clock_file),
-        )))  # fmt: skip
+            clients=install_clients(sandbox_clients_file(settings)),  # no secret from the source
+            redirect_uris=[f"{base}/accounts/{platform}/callback"
+                           for base in {settings.browser_url, settings.internal_url} for platform in ORDER],
+            rules=Rules(  # no fake takes more than the app itself would
+                tiktok_max_video_size=min(Rules.tiktok_max_video_size, settings.max_upload_bytes),
+                instagram_max_file_size=min(Rules.instagram_max_file_size, settings.max_upload_bytes),
+                youtube_max_file_size=min(Rules.youtube_max_file_size, settings.max_upload_bytes),
+            ),
+        )  # fmt: skip
+        handlers.append(sandbox_router(sandbox_fake))
     middleware: list = [
         request_tracking(lambda: state.idle),
         security_headers(trust_forwarded_proto=settings.behind_fly),
@@ -208,7 +221,7 @@ def create_app(
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit),
                 identifier_for_request=client_address(settings.behind_fly),
-                exclude=["/health", "/sandbox"],  # the sandbox is this app calling itself
+                exclude=["/health"],  # the sandbox too is limited: it is open to the internet
             ).middleware
         )
     return Litestar(
