@@ -311,6 +311,58 @@ def test_instagram_crash_mid_upload_resumes_at_the_hosts_offset(world, long_clip
     assert world.fake.seen("instagram.upload") - uploads == chunks, "no chunk was sent twice"
 
 
+_unused_parts: dict[str, list[tuple[str, int]]] = {}
+
+
+def unused_part(world: World, platform: str, clip: Path) -> tuple[dict[str, Any], int]:
+    """A rendered part (1 or 2 of a 25 s clip: several chunks) not yet sent to `platform`."""
+    queue = _unused_parts.setdefault(platform, [])
+    if not queue:
+        job = world.job(clip)
+        queue.extend((job["id"], part) for part in (1, 2))
+    job_id, part = queue.pop(0)
+    return world.api.get(f"/status/{job_id}").json(), part
+
+
+def chunk_count(platform: str, size: int) -> int:
+    return max(1, size // CHUNK) if platform == "tiktok" else -(-size // CHUNK)
+
+
+@pytest.mark.parametrize(
+    ("platform", "operation", "request_no"),
+    [
+        ("tiktok", "tiktok.init", 1),
+        ("tiktok", "tiktok.upload", 1),
+        ("tiktok", "tiktok.upload", -1),
+        ("tiktok", "tiktok.status", 1),
+        ("youtube", "youtube.insert", 1),
+        ("youtube", "youtube.upload", 2),
+        ("youtube", "youtube.upload", -1),
+        ("instagram", "instagram.create", 1),
+        ("instagram", "instagram.upload", -1),
+        ("instagram", "instagram.status", 1),
+    ],
+)
+def test_a_crash_at_each_step_of_a_multi_chunk_upload_posts_once_and_whole(world, long_clip, platform, operation, request_no):
+    """Issue 20 finding 12: a SIGKILL while the platform holds the request open, at each
+    step (-1: the last chunk); after the restart the upload goes on from where the
+    platform says, and exactly one post carries exactly the part's bytes."""
+    job, part = unused_part(world, platform, long_clip)
+    size = job["segments"][part - 1]["size_bytes"]
+    chunks = chunk_count(platform, size)
+    assert chunks >= 2, "a part larger than one chunk"
+    before = len(world.fake.posts(platform))
+    nth = chunks if request_no == -1 else request_no
+    [publication] = world.publish(job["id"], [platform], parts=[part])
+    crash_during(world, operation, world.fake.seen(operation) + nth)
+    world.advance(61)
+    done = world.wait_state(publication["id"], "published", timeout=90)
+    posts = world.fake.posts(platform)
+    assert len(posts) == before + 1, "exactly one post"
+    assert posts[-1]["size"] == size and posts[-1]["sha256"] == part_sha256(world, job["id"], part)
+    assert done["post_id"] == posts[-1]["id"]
+
+
 def test_instagram_401_on_the_upload_host_parks_the_post_for_a_reconnect(world, short_clip):
     """Issue 20 finding 4: a 401 from rupload was dead-lettered. It refreshes the token;
     when that cannot help (Instagram refreshes only day-old tokens) the post waits."""
