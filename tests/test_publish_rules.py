@@ -189,6 +189,13 @@ def graph_error(status: int, code: int, subcode: int | None = None, **extra) -> 
         (graph_error(400, 1, 2207020), "retry"),
         (graph_error(500, 2, is_transient=True), "retry"),
         (graph_error(400, 100), "permanent"),
+        # rupload.facebook.com's shape (issue 20 finding 4: a 401 there was permanent)
+        (answer(401, {"debug_info": {"type": "AuthError", "message": "Invalid OAuth access token"}}), "refresh"),
+        (answer(400, {"debug_info": {"type": "OAuthException", "message": "expired"}}), "refresh"),
+        (answer(429, {"debug_info": {"type": "RateLimit", "message": "slow"}}), "cap"),
+        (answer(503, {"debug_info": {"type": "InternalServerError", "message": "x"}}), "retry"),
+        (answer(400, {"debug_info": {"type": "ProcessingFailedError", "message": "bad", "retriable": True}}), "retry"),
+        (answer(400, {"debug_info": {"type": "ProcessingFailedError", "message": "complete or expired"}}), "permanent"),
     ],
 )
 def test_instagram_errors_are_classified(response, kind):

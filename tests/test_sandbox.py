@@ -522,6 +522,33 @@ def test_instagram_reel_publishes_once_and_only_when_finished(
     assert fake.requests("instagram.create")[0]["caption"] == "Sandbox reel #one"
 
 
+def test_instagram_upload_host_answers_its_offset_and_refuses_resends_over_held_bytes(
+    fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
+) -> None:
+    """Issue 20 finding 3: the fake took a resend from 0 that Meta refuses ("the upload is
+    complete or expired") and had no way to ask where an upload stands."""
+    token = fake.issue_tokens("instagram")["access_token"]
+    video = clips["good"].read_bytes()
+    container = ig_container(http, token)
+    oauth = {"Authorization": f"OAuth {token}"}
+    assert httpx.get(container["uri"], headers=oauth).json() == {"offset": 0}
+    assert httpx.get(container["uri"]).status_code == 401
+    half = len(video) // 2
+    fake.cut_next("instagram.upload", after_bytes=100)  # Meta keeps every byte that arrived
+    with pytest.raises(httpx.RemoteProtocolError):
+        ig_upload(container["uri"], token, video[:half], 0, len(video))
+    assert httpx.get(container["uri"], headers=oauth).json() == {"offset": 100}
+    restart = ig_upload(container["uri"], token, video, 0, len(video))
+    assert restart.status_code == 400 and "offset must be 100" in restart.text
+    assert ig_upload(container["uri"], token, video[100:], 100, len(video)).json() == {"success": True}
+    again = ig_upload(container["uri"], token, video, 0, len(video))
+    assert again.status_code == 400 and "complete or expired" in again.text
+    asked = httpx.get(container["uri"], headers=oauth)
+    assert asked.status_code == 400 and "complete or expired" in asked.text
+    assert ig_status(http, token, container["id"]) == "IN_PROGRESS"  # processing the whole file
+    assert ig_status(http, token, container["id"]) == "FINISHED"
+
+
 def test_instagram_mp4_without_faststart_goes_to_error(
     fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
 ) -> None:
