@@ -306,7 +306,7 @@ class Settings:
     )
     publish_chunk_bytes: int = _setting(
         "VIDPROD_PUBLISH_CHUNK_BYTES", _chunk_bytes, 10 * 1024 * 1024,
-        "Chunk size of TikTok and YouTube uploads, in bytes.",
+        "Chunk size of TikTok (held to 5-64 MiB), Instagram and YouTube uploads, in bytes.",
     )
     publish_timeout: int = _setting(
         "VIDPROD_PUBLISH_TIMEOUT", _positive_int, 120,
