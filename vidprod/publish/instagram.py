@@ -267,8 +267,9 @@ class Instagram(PlatformHttp):
             raise PublishFailure("retry", f"container_{status.lower()}", str(answer.get("status") or status))
 
     def _find_published(self, session: Session) -> str | None:
-        """The media a lost media_publish made: the account's newest media with our
-        caption, posted after we sent the call (the Graph API links no container to it)."""
+        """The media a lost media_publish made: the first of the account's recent media
+        with our caption posted since we sent the call (the Graph API links no container
+        to its media)."""
         remote = session.upload.remote
         answer = self._graph(
             "GET", f"/{session.account_remote_id}/media", token=session.tokens.access_token,
