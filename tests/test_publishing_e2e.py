@@ -363,13 +363,14 @@ def test_a_crash_at_each_step_of_a_multi_chunk_upload_posts_once_and_whole(world
     assert done["post_id"] == posts[-1]["id"]
 
 
-def test_instagram_401_on_the_upload_host_parks_the_post_for_a_reconnect(world, short_clip):
-    """Issue 20 finding 4: a 401 from rupload was dead-lettered. It refreshes the token;
-    when that cannot help (Instagram refreshes only day-old tokens) the post waits."""
+def test_instagram_401_on_the_upload_host_refreshes_or_parks_the_post_for_a_reconnect(world, short_clip):
+    """Issue 20 finding 4: a 401 from rupload was dead-lettered. It refreshes the token
+    and carries on; when the refresh is refused too, the post waits for a reconnect."""
     job = world.job(short_clip)
     before = len(world.fake.posts("instagram"))
     world.fake.fail_next("instagram.upload", 401, code="AuthError", message="Invalid OAuth access token")
-    [publication] = world.publish(job["id"], ["instagram"])
+    world.fake.fail_next("instagram.refresh", 400, code=190, message="Error validating access token")
+    [publication] = world.publish(job["id"], ["instagram"], parts=[1])
     waiting = world.wait_state(publication["id"], "waiting")
     assert waiting["attempts"] == 0, "not a failed try"
     account = world.api.get(f"/accounts/{world.accounts['instagram']}").json()
@@ -377,6 +378,16 @@ def test_instagram_401_on_the_upload_host_parks_the_post_for_a_reconnect(world, 
     assert world.connect("instagram") == world.accounts["instagram"]
     world.wait_state(publication["id"], "published")
     assert len(world.fake.posts("instagram")) == before + 1
+
+    world.advance(86401)  # Instagram refreshes only tokens a day old
+    refreshes = world.fake.seen("instagram.refresh")
+    world.fake.fail_next("instagram.upload", 401, code="AuthError", message="Invalid OAuth access token")
+    job = world.job(short_clip)
+    [publication] = world.publish(job["id"], ["instagram"])
+    done = world.wait_state(publication["id"], "published")
+    assert done["attempts"] == 1, "a refresh is not a failed try"
+    assert world.fake.seen("instagram.refresh") > refreshes
+    assert len(world.fake.posts("instagram")) == before + 2
 
 
 def test_a_cap_error_reschedules_after_the_window_instead_of_looping(world, short_clip):
