@@ -415,7 +415,10 @@ def test_a_lost_grant_makes_posts_wait_until_the_account_is_reconnected(world, s
     account = world.api.get(f"/accounts/{world.accounts['tiktok']}").json()
     assert account["state"] == "reconnect_needed" and "invalid_grant" in account["state_reason"]
     with sqlite3.connect(f"file:{world.server.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
-        [(data,)] = conn.execute("SELECT data FROM events WHERE type = 'account.reconnect_needed'").fetchall()
+        [(data,)] = conn.execute(
+            "SELECT data FROM events WHERE type = 'account.reconnect_needed'"
+            " AND json_extract(data, '$.platform') = 'tiktok'"
+        ).fetchall()
     assert '"publications_waiting": 1' in data
     assert world.connect("tiktok") == world.accounts["tiktok"], "the same account, reconnected"
     world.wait_state(publication["id"], "published")
