@@ -522,6 +522,33 @@ def test_instagram_reel_publishes_once_and_only_when_finished(
     assert fake.requests("instagram.create")[0]["caption"] == "Sandbox reel #one"
 
 
+def test_instagram_upload_host_answers_its_offset_and_refuses_resends_over_held_bytes(
+    fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
+) -> None:
+    """Issue 20 finding 3: the fake took a resend from 0 that Meta refuses ("the upload is
+    complete or expired") and had no way to ask where an upload stands."""
+    token = issue_tokens(fake, "instagram")["access_token"]
+    video = clips["good"].read_bytes()
+    container = ig_container(http, token)
+    oauth = {"Authorization": f"OAuth {token}"}
+    assert httpx.get(container["uri"], headers=oauth).json() == {"offset": 0}
+    assert httpx.get(container["uri"]).status_code == 401
+    half = len(video) // 2
+    fake.cut_next("instagram.upload", after_bytes=100)  # Meta keeps every byte that arrived
+    with pytest.raises(httpx.RemoteProtocolError):
+        ig_upload(container["uri"], token, video[:half], 0, len(video))
+    assert httpx.get(container["uri"], headers=oauth).json() == {"offset": 100}
+    restart = ig_upload(container["uri"], token, video, 0, len(video))
+    assert restart.status_code == 400 and "offset must be 100" in restart.text
+    assert ig_upload(container["uri"], token, video[100:], 100, len(video)).json() == {"success": True}
+    again = ig_upload(container["uri"], token, video, 0, len(video))
+    assert again.status_code == 400 and "complete or expired" in again.text
+    asked = httpx.get(container["uri"], headers=oauth)
+    assert asked.status_code == 400 and "complete or expired" in asked.text
+    assert ig_status(http, token, container["id"]) == "IN_PROGRESS"  # processing the whole file
+    assert ig_status(http, token, container["id"]) == "FINISHED"
+
+
 def test_instagram_mp4_without_faststart_goes_to_error(
     fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
 ) -> None:
@@ -879,3 +906,87 @@ def test_the_router_mounts_in_another_app_behind_its_guard(fake: FakePlatforms) 
             },
         )
         assert page.status_code == 200 and 'action="/sandbox/accounts.google.com/o/oauth2/v2/auth"' in page.text
+
+
+# ---- the built-in sandbox, open to the internet (issue 20 finding 2) -----------------
+
+
+def _sandbox_app(tmp_path: Path, **settings: Any):
+    from vidprod.config import Settings
+    from vidprod.web.app import create_app
+
+    config = Settings(data_dir=tmp_path / "data", admin_token="t" * 24, **settings)
+    assert config.sandbox
+    return TestClient(create_app(config, run_worker=False), raise_server_exceptions=False)
+
+
+def test_open_redirects_are_refused_by_the_consent_pages(http: httpx.Client, tmp_path: Path) -> None:
+    params = {"client_key": "sandbox-tiktok", "scope": "video.publish", "response_type": "code", "approve": "1"}
+    for evil in ("https://evil.example/", "http://127.0.0.1.evil.example/cb", "https://evil.example/?x=http://127.0.0.1/"):
+        answer = http.get("/www.tiktok.com/v2/auth/authorize/", params=params | {"redirect_uri": evil})
+        assert answer.status_code == 400 and "location" not in answer.headers
+        assert "redirect_uri is not registered" in answer.text
+
+    with _sandbox_app(tmp_path) as client:
+        auth = {"Authorization": "Bearer " + "t" * 24}
+        url = urlsplit(client.post("/accounts/tiktok/connect", headers=auth).json()["authorize_url"])
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert query["redirect_uri"].endswith("/accounts/tiktok/callback")
+        ours = client.get(url.path, params=query | {"approve": "1"}, follow_redirects=False)
+        assert ours.status_code == 302 and ours.headers["location"].startswith(query["redirect_uri"] + "?")
+        for evil in ("https://evil.example/", "http://testserver.local/elsewhere"):
+            refused = client.get(url.path, params=query | {"redirect_uri": evil, "approve": "1"}, follow_redirects=False)
+            assert refused.status_code == 400 and "location" not in refused.headers
+
+
+def test_the_built_in_sandbox_uses_client_secrets_made_for_this_install(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path) as client:
+        clients_file = tmp_path / "data" / "sandbox" / "clients.json"
+        assert clients_file.stat().st_mode & 0o777 == 0o600
+        made = json.loads(clients_file.read_text())
+        assert {secret for _, secret in made.values()}.isdisjoint({"sandbox-secret"})
+        fake = client.app.state.sandbox
+        assert fake.clients["tiktok"] == tuple(made["tiktok"])
+        code = fake.issue_code("tiktok", {"redirect_uri": "http://testserver.local/accounts/tiktok/callback"},
+                               ["video.publish"])  # fmt: skip
+        form = {"client_key": "sandbox-tiktok", "grant_type": "authorization_code", "code": code,
+                "redirect_uri": "http://testserver.local/accounts/tiktok/callback"}  # fmt: skip
+        stolen = client.post("/sandbox/open.tiktokapis.com/v2/oauth/token/", data=form | {"client_secret": "sandbox-secret"})
+        assert "access_token" not in stolen.text
+    with _sandbox_app(tmp_path) as client:
+        assert client.app.state.sandbox.clients["tiktok"] == tuple(made["tiktok"]), "kept across restarts"
+
+
+def test_the_built_in_sandbox_is_rate_limited(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path, rate_limit=5) as client:
+        statuses = [client.get("/sandbox/www.tiktok.com/v2/auth/authorize/").status_code for _ in range(7)]
+    assert statuses[:5] == [400] * 5 and statuses[5:] == [429, 429]
+
+
+def test_the_built_in_sandbox_takes_no_more_than_the_app_would(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path, max_upload_mb=8) as client:
+        fake = client.app.state.sandbox
+        limit = 8 * 1024 * 1024
+        assert fake.rules.tiktok_max_video_size == fake.rules.instagram_max_file_size == limit
+        assert fake.rules.youtube_max_file_size == limit
+        token = issue_tokens(fake, "tiktok")["access_token"]
+        big = tiktok_init(client, token, limit + 1, 5 << 20, 1, prefix="/sandbox")  # type: ignore[arg-type]
+        assert big.status_code == 400 and str(limit) in big.text
+
+
+def test_housekeeping_sweeps_abandoned_sandbox_uploads(fake: FakePlatforms, settings) -> None:
+    from vidprod.domain.housekeeping import SANDBOX_PART_MAX_AGE, Housekeeper
+    from vidprod.store import Database
+
+    stale, live = fake.upload_path("tiktok-old"), fake.upload_path("youtube-now")
+    for path in (stale, live):
+        path.write_bytes(b"x" * 100)
+    old = time.time() - SANDBOX_PART_MAX_AGE - 60
+    os.utime(stale, (old, old))
+    db = Database(settings.database_path)
+    db.migrate()
+    try:
+        assert Housekeeper(db, settings, sandbox=fake).run()["uploads"] == 1
+    finally:
+        db.close()
+    assert not stale.exists() and live.exists()
