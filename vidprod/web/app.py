@@ -30,7 +30,7 @@ from vidprod.publish.platforms import load_platforms
 from vidprod.sandbox import FakePlatforms, sandbox_router
 from vidprod.store import Database, metric_totals
 from vidprod.vault import Vault
-from vidprod.web import api, pages, publishing, webhooks
+from vidprod.web import api, captions, pages, publishing, webhooks
 from vidprod.web.auth import (
     SignInRequired,
     load_or_create_admin_token,
@@ -174,7 +174,7 @@ def create_app(
             hooks.close()
             db.close()
 
-    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES, static_router()]
+    handlers: list = [*api.ROUTES, *captions.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES, static_router()]
     if settings.sandbox:
         # The fake platforms, served by this process; their state survives restarts.
         sandbox = settings.data_dir / "sandbox"
