@@ -217,6 +217,10 @@ def test_a_job_with_captions_stores_its_words_once_and_writes_subtitles_per_part
         assert all(c.end.total_seconds() <= duration + 1e-3 for c in cues)
         spoken_words += " ".join(c.content for c in cues).split()
     assert spoken_words == [w["word"] for w in words], "every word in exactly one part, in order"
+    for s in segments[:-1]:  # the planner had the words: no cut inside one
+        assert not any(w["start"] + 0.05 < s["end_seconds"] < w["end"] - 0.05 for w in words), s
+    plan = job["plan"]["parts"]
+    assert any(p["detail"].endswith("after a sentence") for p in plan), plan
 
 
 def test_vidprod_process_with_captions_writes_srt_and_vtt_beside_each_part(tmp_path, spoken_clip, capsys):

@@ -239,7 +239,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{args.file}: {len(words)} words transcribed")
         limit = args.segment_seconds or settings.segment_seconds
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(settings.min_part_seconds))
-        plan = plan_file(args.file, rules)
+        plan = plan_file(args.file, rules, words)
     except (InvalidMedia, FileNotFoundError) as exc:
         print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
         return 1

@@ -309,7 +309,7 @@ class JobService:
         watch = _RenderWatch(self, job_id)
         words = self._transcript(job, source, watch)
         started = time.monotonic()
-        plan = self._plan(job, source)
+        plan = self._plan(job, source, words)
         metrics.PROCESSING_SECONDS.labels("planning").observe(time.monotonic() - started)
         if words is not None:
             self._write_subtitles(job_id, plan, words)
@@ -450,12 +450,12 @@ class JobService:
         path = self.media_path(segment["path"]).with_suffix(f".{kind}")
         return path if path.is_file() else None
 
-    def _plan(self, job: dict[str, Any], source: Path) -> Plan:
+    def _plan(self, job: dict[str, Any], source: Path, words: list[Word] | None = None) -> Plan:
         if job["plan"]:
             return Plan.from_json(job["plan"])
         limit = int(job["options"]["segment_seconds"])
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(self.settings.min_part_seconds))
-        plan = plan_file(source, rules)
+        plan = plan_file(source, rules, words)
         stored = {"limit_seconds": limit, **plan.to_json()}
         self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
         return plan
