@@ -3,6 +3,7 @@ job, subtitle files per part, the upload option and the CLI; an end-to-end uploa
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import time
@@ -10,7 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-import av
+import httpx
 import jiwer
 import numpy as np
 import psutil
@@ -27,6 +28,7 @@ from vidprod.media.speech import (
 )
 from vidprod.media.subtitles import cues_for, words_in, write_subtitles
 
+TUS = {"Tus-Resumable": "1.0.0"}
 # Known words, no digits (Whisper writes numbers as figures).
 TEXT = (
     "Most short videos are watched without any sound. Captions help people follow what the"
@@ -239,27 +241,49 @@ def test_vidprod_process_with_captions_writes_srt_and_vtt_beside_each_part(tmp_p
 # --- end to end ----------------------------------------------------------------------
 
 
+def _tus_upload(server, path: Path, **metadata: str) -> httpx.Response:
+    """The whole file in one PATCH after the creation POST; the PATCH's answer."""
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items())
+    data = path.read_bytes()
+    created = server.client.post("/tus/", headers={**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    if created.status_code != 201:
+        return created
+    return server.client.patch(created.headers["location"], content=data, headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+    })  # fmt: skip
+
+
 @pytest.mark.slow
 def test_upload_with_captions_on_gives_the_transcript_and_subtitle_urls(start_server, spoken_clip):
     server = start_server(VIDPROD_SEGMENT_SECONDS="15", VIDPROD_GAZE="0")
-    response = server.upload(spoken_clip, captions="on")
-    assert response.status_code == 202, response.text
-    job = server.wait_done(response.json()["id"], timeout=300)
+    refused = _tus_upload(server, spoken_clip, filename="spoken.mp4", captions="maybe")
+    assert refused.status_code == 422 and "captions must be on or off" in refused.text
+
+    sent = _tus_upload(server, spoken_clip, filename="spoken.mp4", captions="on")
+    assert sent.status_code == 204, sent.text
+    job = server.wait_done(sent.headers["Vidprod-Job-Id"], timeout=300)
     assert job["state"] == "done", job["error"]
-    heard = " ".join(w["word"] for w in job["transcript"]["words"])
+    assert job["options"]["captions"] is True
+    words = job["transcript"]["words"]
+    assert all(set(w) == {"word", "start", "end", "confidence"} for w in words)
+    heard = " ".join(w["word"] for w in words)
     assert jiwer.wer(TEXT, heard, reference_transform=NORMALISE, hypothesis_transform=NORMALISE) <= WER_BAR
     for segment in job["segments"]:
         vtt = server.client.get(segment["subtitles_url"])
         assert vtt.status_code == 200 and vtt.headers["content-type"].startswith("text/vtt")
-        assert webvtt.from_buffer(io.StringIO(vtt.text)).captions
+        cues = webvtt.from_buffer(io.StringIO(vtt.text)).captions
         srt_answer = server.client.get(segment["srt_url"])
-        assert srt_answer.status_code == 200 and list(srt.parse(srt_answer.text))
+        assert srt_answer.status_code == 200
+        assert [c.text for c in cues] == [s.content for s in srt.parse(srt_answer.text)] != []
     page = server.client.get(f"/videos/{job['id']}")
     assert page.status_code == 200
-    assert f'<track kind="captions" srclang="en" label="English" src="{job["segments"][0]["subtitles_url"]}"' in page.text
+    track = f'<track kind="captions" srclang="en" label="English" src="{job["segments"][0]["subtitles_url"]}"'
+    assert track in page.text
 
-    plain = server.wait_done(server.upload(spoken_clip).json()["id"], timeout=300)
-    assert plain["transcript"] is None
+    response = server.upload(spoken_clip)  # multipart, captions off by default
+    plain = server.wait_done(response.json()["id"], timeout=300)
+    assert plain["state"] == "done" and plain["transcript"] is None
     assert all(s["subtitles_url"] is None and s["srt_url"] is None for s in plain["segments"])
+    assert "<track" not in server.client.get(f"/videos/{plain['id']}").text
     missing = server.client.get(job["segments"][0]["srt_url"].replace(job["id"], plain["id"]))
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ class Transcription:
     language: str
     audio_seconds: float
     child_peak_rss_mb: float  # the child's own peak resident memory
+    load_seconds: float = 0.0  # the child's import and model load
+    transcribe_seconds: float = 0.0  # decoding the audio and recognising it
 
 
 def model_path() -> Path:
@@ -119,6 +122,7 @@ def transcribe_here(source: Path, model_dir: Path, threads: int = 2) -> Transcri
     # anyway; offline mode makes any attempt fail instead of waiting on the network.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    started = time.monotonic()
     import av
     import resource
     from faster_whisper import WhisperModel, decode_audio
@@ -129,8 +133,9 @@ def transcribe_here(source: Path, model_dir: Path, threads: int = 2) -> Transcri
         stream = container.streams.audio[0]
         # Word times are on the source's clock, like the cut plan's frame times.
         offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    audio = decode_audio(str(source), sampling_rate=SAMPLE_RATE)
     model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
+    loaded = time.monotonic()
+    audio = decode_audio(str(source), sampling_rate=SAMPLE_RATE)
     segments, info = model.transcribe(
         audio,
         language="en",
@@ -150,7 +155,8 @@ def transcribe_here(source: Path, model_dir: Path, threads: int = 2) -> Transcri
         if w.word.strip()
     ]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return Transcription(words, info.language, float(info.duration), rss_mb)
+    return Transcription(words, info.language, float(info.duration), rss_mb,
+                         loaded - started, time.monotonic() - loaded)  # fmt: skip
 
 
 def _serve(connection, source: str, model_dir: str, threads: int) -> None:  # type: ignore[no-untyped-def]
