@@ -9,8 +9,10 @@ import json
 import time
 from dataclasses import replace
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import httpx
 import jiwer
 import numpy as np
@@ -287,3 +289,83 @@ def test_upload_with_captions_on_gives_the_transcript_and_subtitle_urls(start_se
     assert "<track" not in server.client.get(f"/videos/{plain['id']}").text
     missing = server.client.get(job["segments"][0]["srt_url"].replace(job["id"], plain["id"]))
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+
+
+# --- burned-in captions ----------------------------------------------------------------
+
+BURN_WORDS = [
+    Word("Cook", 1.0, 1.3, 0.9), Word("the", 1.3, 1.5, 0.9), Word("rice.", 1.5, 2.0, 0.9),
+    Word("Serve", 2.5, 2.9, 0.9), Word("it", 2.9, 3.0, 0.9),
+]  # fmt: skip
+
+
+def _grey_frame(width=1080, height=1920):
+    rgb = np.full((height, width, 3), 90, np.uint8)
+    rgb[:, : width // 2] = 200
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+
+
+def _yellow_centre(frame) -> float | None:
+    rgb = frame.to_ndarray(format="rgb24").astype(int)
+    yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 170) & (rgb[..., 2] < 90)
+    columns = np.flatnonzero(yellow.any(axis=0))
+    return float(columns.mean()) if len(columns) else None
+
+
+def test_words_show_up_to_three_at_a_time_broken_at_sentences():
+    from vidprod.media.burnin import word_groups
+
+    groups = word_groups(BURN_WORDS + [Word(f"w{i}", 4 + i * 0.3, 4.2 + i * 0.3, 0.9) for i in range(4)])
+    assert [[w.text for w in g] for g in groups] == [["Cook", "the", "rice."], ["Serve", "it"], ["w0", "w1", "w2"], ["w3"]]
+
+
+def test_the_highlight_moves_to_each_word_at_its_start_within_a_frame():
+    from vidprod.media.burnin import CaptionBurner
+
+    burner = CaptionBurner(BURN_WORDS)
+    frame = _grey_frame()
+    before = _yellow_centre(burner(frame, 1.3 - 1 / 30))
+    at = _yellow_centre(burner(frame, 1.3))
+    later = _yellow_centre(burner(frame, 1.5))
+    assert before is not None and at is not None and later is not None
+    assert before < at < later, "Cook, then the, then rice. (left to right)"
+    assert _yellow_centre(burner(frame, 1.0)) == before  # the first word from its start
+    # Nothing before the first word, after a group's last word, between groups.
+    for t in (0.0, 0.99, 2.0, 2.2, 3.0):
+        assert burner(frame, t) is frame
+
+
+def test_captions_sit_inside_the_platforms_safe_area():
+    from vidprod.media.burnin import CaptionBurner
+
+    frame = _grey_frame()
+    drawn = CaptionBurner(BURN_WORDS)(frame, 1.2).to_ndarray()[:1920] != frame.to_ndarray()[:1920]
+    rows, columns = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+    # clear of the top bar (10 %), the caption block (bottom 25 %) and the button column (right 15 %)
+    assert rows.min() > 0.10 * 1920 and rows.max() < 0.75 * 1920
+    assert columns.min() > 0.15 * 1080 and columns.max() < 0.85 * 1080
+    assert rows.max() - rows.min() > 0.03 * 1920, "large type"
+
+
+def test_burned_in_captions_change_only_their_region_and_only_while_words_are_spoken(tmp_path):
+    from vidprod.media.burnin import CaptionBurner
+    from vidprod.media.cuts import PlannedPart
+    from vidprod.media.render import RenderOptions, render_parts
+
+    source = make_clip(tmp_path / "talk.mp4", seconds=4, size=(360, 640))
+    part = [PlannedPart(0, Fraction(0), Fraction(4), "end")]
+    size = (360, 640)
+    [plain] = render_parts(source, part, tmp_path / "plain", RenderOptions(size=size, thumbnails=False))
+    [burned] = render_parts(source, part, tmp_path / "burned",
+                            RenderOptions(size=size, thumbnails=False, overlay=CaptionBurner(BURN_WORDS)))  # fmt: skip
+    band = slice(int(0.52 * 640), int(0.72 * 640))  # around the caption line
+    with av.open(str(plain.path)) as a, av.open(str(burned.path)) as b:
+        for x, y in zip(a.decode(video=0), b.decode(video=0)):
+            t = float(x.pts * x.time_base)
+            ya, yb = x.to_ndarray(format="gray").astype(int), y.to_ndarray(format="gray").astype(int)
+            speaking = any(g[0].start <= t + 1e-6 < g[-1].end for g in ([BURN_WORDS[:3], BURN_WORDS[3:]]))
+            changed = float((np.abs(ya[band] - yb[band]) > 40).mean())  # text, not encoder noise
+            outside = np.abs(np.delete(ya, np.r_[band], axis=0) - np.delete(yb, np.r_[band], axis=0)).mean()
+            assert outside < 1.5, (t, outside)  # the rest of the frame as without captions
+            # measured: 0 without words, 2.5-5 % of the band with them
+            assert (changed > 0.01) == speaking, (t, changed)

@@ -223,6 +223,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
     from vidprod.media.cuts import CutRules, plan_file
     from vidprod.media.faces import FaceModelError, face_model_bytes
     from vidprod.media.probe import InvalidMedia, probe
+    from vidprod.media.burnin import CaptionBurner
     from vidprod.media.render import RenderOptions, render_parts
 
     words = None
@@ -267,6 +268,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
         size=settings.output_size,
         face_model=model,
         frame_hook=gaze,
+        overlay=None if words is None else CaptionBurner(words),
     )
     shown = [-1]
 

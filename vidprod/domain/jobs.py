@@ -24,6 +24,7 @@ from typing import Any
 from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
+from vidprod.media.burnin import CaptionBurner
 from vidprod.media.cuts import CutRules, Plan, plan_file
 from vidprod.media.faces import FaceModelError, face_model_bytes
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
@@ -327,6 +328,7 @@ class JobService:
             size=self.settings.output_size,
             face_model=self._face_model_bytes(),
             frame_hook=gaze,
+            overlay=CaptionBurner(words) if words is not None else None,
         )
         frames = 0
 
