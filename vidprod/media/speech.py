@@ -94,6 +94,7 @@ def transcribe(
     )
     process.start()
     child_end.close()
+    answered = False
     try:
         while not connection.poll(POLL_SECONDS):
             if should_stop is not None and should_stop():
@@ -102,6 +103,7 @@ def transcribe(
                 raise TranscriptionError(f"the transcriber stopped unexpectedly (exit code {process.exitcode})")
         try:
             kind, answer = connection.recv()
+            answered = True
         except EOFError:
             raise TranscriptionError("the transcriber stopped without an answer") from None
         if kind == "error":
@@ -109,8 +111,9 @@ def transcribe(
         return answer
     finally:
         connection.close()
-        process.join(5)
-        if process.is_alive():
+        if answered:  # the child is on its way out
+            process.join(5)
+        if process.is_alive():  # a stop, or a child that hangs: its work is not wanted
             process.kill()
             process.join()
 
