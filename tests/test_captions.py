@@ -369,3 +369,26 @@ def test_burned_in_captions_change_only_their_region_and_only_while_words_are_sp
             assert outside < 1.5, (t, outside)  # the rest of the frame as without captions
             # measured: 0 without words, 2.5-5 % of the band with them
             assert (changed > 0.01) == speaking, (t, changed)
+
+
+def test_transcription_needs_no_network(tmp_path, spoken_clip):
+    """In a fresh interpreter whose sockets refuse to connect anywhere, the transcriber
+    still loads the model and hears the words (nothing is fetched from a hub)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import socket
+def refuse(*args, **kwargs):
+    raise OSError("no network in this test")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from pathlib import Path
+from vidprod.media.speech import model_path, transcribe_here
+result = transcribe_here(Path({str(spoken_clip)!r}), model_path())
+print(len(result.words), " ".join(w.text for w in result.words[:3]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    count, first_words = done.stdout.split(" ", 1)
+    assert int(count) > 60 and first_words.strip() == "Most short videos"
