@@ -6,6 +6,7 @@ as a bar code in its top rows, so tests can tell which source frame a part start
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,12 +30,14 @@ def make_clip(
     codec: str = "libx264",
     sar: Fraction | None = None,
     beeps: tuple[float, ...] = (),
+    voice: np.ndarray | None = None,
 ) -> Path:
     """A clip whose picture moves every frame and carries its frame number as a bar code.
 
     audio: True for a 440 Hz tone, "speech" for speech-like bursts with silent `pauses`
     ((start, length) in seconds), False for none. `beeps`: at each of these times a white
-    box in one frame and (in place of the other audio) a 30 ms 1 kHz beep, to check sync."""
+    box in one frame and (in place of the other audio) a 30 ms 1 kHz beep, to check sync.
+    `voice`: mono samples at AUDIO_RATE (e.g. from `spoken`) from the start, silence after."""
     flash_frames = {int(round(t * fps)) for t in beeps}
     width, height = size
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
@@ -68,7 +71,10 @@ def make_clip(
         _encode_all(out, video, pictures())
         if sound is not None:
             total = int(round(seconds * AUDIO_RATE))
-            if beeps:
+            if voice is not None:
+                signal = np.zeros(total, np.float32)
+                signal[: min(total, len(voice))] = voice[:total]
+            elif beeps:
                 signal = np.zeros(total, np.float32)
                 burst = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(int(0.03 * AUDIO_RATE)) / AUDIO_RATE)
                 for t in beeps:
@@ -90,6 +96,21 @@ def make_clip(
 
             _encode_all(out, sound, chunks())
     return path
+
+
+def spoken(text: str, folder: Path, words_per_minute: int = 160) -> np.ndarray:
+    """`text` read by espeak-ng (Debian package espeak-ng), as mono float samples at
+    AUDIO_RATE: speech whose words are known, for word error rates and timings."""
+    wav = folder / "spoken.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(wav), text],
+                   check=True, capture_output=True)  # fmt: skip
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+    chunks = []
+    with av.open(str(wav)) as container:
+        for frame in container.decode(audio=0):
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32)
 
 
 def _encode_all(out, stream, frames) -> None:  # type: ignore[no-untyped-def]

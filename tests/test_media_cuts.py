@@ -7,6 +7,7 @@ import pytest
 from tests.clips import make_clip
 from vidprod.media.cuts import CutRules, Plan, PlannedPart, find_pauses, plan_cuts, plan_file
 from vidprod.media.scan import Loudness, SourceScan, Timeline
+from vidprod.media.speech import Word
 
 
 def _timeline(seconds, fps=30):
@@ -61,6 +62,67 @@ def test_pause_outside_the_window_is_not_used():
     parts = plan_cuts(_scan(100, [(30.0, 1.0)]), rules)
     assert parts[0].reason == "limit"
     assert parts[0].end == Fraction(1797, 30)  # the last frame before limit less the margin
+
+
+def test_a_talk_without_pauses_near_the_limit_is_cut_further_back_in_a_pause():
+    # Issue 24: pauses at 50 s and 100 s only; cut at 59.7 s and 119.4 s (mid-word) before.
+    rules = CutRules(limit=Fraction(60))
+    parts = plan_cuts(_scan(130, [(50.0, 0.5), (100.0, 0.5)]), rules)
+    assert [p.reason for p in parts] == ["pause", "pause", "end"]
+    assert 50.0 <= parts[0].end <= 50.5 and 100.0 <= parts[1].end <= 100.5
+    _limits_hold(parts, rules, 130)
+
+
+def _talking(seconds, every=0.4, length=0.35, sentence_every=None):
+    """A word every `every` seconds, each `length` long (touching gaps of 50 ms)."""
+    words = []
+    for i in range(int(seconds / every)):
+        text = "word." if sentence_every and (i + 1) % sentence_every == 0 else "word"
+        words.append(Word(text, i * every, i * every + length, 0.9))
+    return words
+
+
+def test_with_no_pause_in_reach_the_cut_is_in_the_quietest_gap_between_words():
+    words = _talking(100)
+    loudness = _loudness(100)
+    quiet = next(w for w in words if w.start > 55)  # the gap after the first word past 55 s
+    loudness.db[int(quiet.end * 100) : int(quiet.end * 100) + 5] -= 10  # quieter, no pause
+    rules = CutRules(limit=Fraction(60))
+    parts = plan_cuts(SourceScan(_timeline(100), loudness), rules, words=words)
+    cut = float(parts[0].end)
+    assert parts[0].reason == "word_gap"
+    assert quiet.end <= cut <= quiet.end + 0.05 + 1 / 30
+    assert not any(w.start + 1 / 30 < cut < w.end - 1 / 30 for w in words), "no word is cut"
+    _limits_hold(parts, rules, 100)
+
+
+def test_without_a_transcript_the_cut_is_in_the_deepest_dip_of_the_sound():
+    loudness = _loudness(100)
+    loudness.db[5600:5608] = -32  # 80 ms, 12 dB down: a gap between words, not a pause
+    parts = plan_cuts(SourceScan(_timeline(100), loudness), CutRules(limit=Fraction(60)))
+    assert parts[0].reason == "word_gap" and 56.0 <= parts[0].end <= 56.1
+
+
+def test_a_pause_that_ends_a_sentence_beats_a_longer_one_inside_a_sentence():
+    scan = _scan(100, [(54.0, 0.3), (57.0, 0.9)])
+    silent = [(54.0, 54.3), (57.0, 57.9)]  # no words in the pauses
+    words = [w for w in _talking(100) if not any(w.end > a and w.start < b for a, b in silent)]
+    ended = max((i for i, w in enumerate(words) if w.end <= 54.0), key=lambda i: words[i].end)
+    words[ended] = Word("rice.", words[ended].start, words[ended].end, 0.9)
+    rules = CutRules(limit=Fraction(60))
+    assert 57.0 <= plan_cuts(scan, rules)[0].end <= 57.9, "without a transcript: the longer pause"
+    part = plan_cuts(scan, rules, words=words)[0]
+    assert 54.0 <= part.end <= 54.3 and part.detail.endswith("after a sentence")
+
+
+def test_a_scene_change_inside_a_word_is_not_used_when_the_words_are_known():
+    words = [Word("long", 54.0, 56.0, 0.9), Word("words", 56.1, 58.0, 0.9), Word("here", 58.05, 60.0, 0.9)]
+    rules = CutRules(limit=Fraction(60))
+    scan = _scan(100)
+    scan.loudness.db[5600:5610] -= 8  # the quieter of the two gaps
+    parts = plan_cuts(scan, rules, lambda lo, hi: Fraction(55), words=words)
+    assert parts[0].reason == "word_gap" and 56.0 <= parts[0].end <= 56.1 + 1 / 30
+    assert plan_cuts(_scan(100), rules, lambda lo, hi: Fraction(55))[0].reason == "scene"
 
 
 def test_scene_change_is_the_fallback():

@@ -252,3 +252,29 @@ def test_every_page_fits_and_is_labelled(browser: Browser, server: Server, width
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent.trim()") == "Skip to content"
     context.close()
+
+
+def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, server: Server, tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.clips import AUDIO_RATE, make_clip, spoken
+
+    voice = spoken("Captions help people follow what the speaker says. Today we cook rice.", tmp_path)
+    clip = make_clip(tmp_path / "spoken.mp4", seconds=len(voice) / AUDIO_RATE + 0.5, size=(360, 640),
+                     voice=np.asarray(voice))  # fmt: skip
+    page = phone(browser, server)
+    sign_in(page)
+    page.goto("/")
+    page.get_by_label("Word-by-word captions", exact=False).check()
+    page.locator("#file").set_input_files(clip)
+    page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=180_000)
+    video = page.get_by_label("Part 1", exact=True)
+    # The WebVTT track loads and its cues hold the spoken words.
+    page.wait_for_function(
+        "v => v.textTracks.length && v.textTracks[0].cues && v.textTracks[0].cues.length > 0",
+        arg=video.element_handle(), timeout=20_000,
+    )  # fmt: skip
+    text = video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
+    assert "rice" in text.lower() and "captions" in text.lower(), text
+    expect(page.get_by_role("link", name="subtitles (SRT)")).to_be_visible()

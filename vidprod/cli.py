@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="eye-contact strength 0-1 (default: VIDPROD_GAZE_STRENGTH)")
     process.add_argument("--notes-below-degrees", type=_notes_below, metavar="DEG",
                          help="how far below the lens the notes sat, 0-30 degrees (default: measured)")
+    process.add_argument("--captions", action="store_true",
+                         help="transcribe the speech and write part-NNN.srt and part-NNN.vtt beside each part")
 
     gaze_eval = commands.add_parser(
         "gaze-eval", help="measure eye-contact correction on every clip in a folder")
@@ -221,13 +223,24 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
     from vidprod.media.cuts import CutRules, plan_file
     from vidprod.media.faces import FaceModelError, face_model_bytes
     from vidprod.media.probe import InvalidMedia, probe
+    from vidprod.media.burnin import CaptionBurner
     from vidprod.media.render import RenderOptions, render_parts
 
+    words = None
     try:
         info = probe(args.file)
+        if args.captions:
+            from vidprod.media.speech import TranscriptionError, transcribe
+
+            try:
+                words = transcribe(args.file).words
+            except TranscriptionError as exc:
+                print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
+                return 1
+            print(f"{args.file}: {len(words)} words transcribed")
         limit = args.segment_seconds or settings.segment_seconds
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(settings.min_part_seconds))
-        plan = plan_file(args.file, rules)
+        plan = plan_file(args.file, rules, words)
     except (InvalidMedia, FileNotFoundError) as exc:
         print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
         return 1
@@ -255,6 +268,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
         size=settings.output_size,
         face_model=model,
         frame_hook=gaze,
+        overlay=None if words is None else CaptionBurner(words),
     )
     shown = [-1]
 
@@ -281,6 +295,11 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
               + f" {len(stills)} before/after stills in {args.output / 'gaze'})")
         (args.output / "gaze" / "report.json").parent.mkdir(parents=True, exist_ok=True)
         (args.output / "gaze" / "report.json").write_text(json.dumps(report, indent=2))
+    if words is not None:
+        from vidprod.media.subtitles import write_subtitles
+
+        for part in rendered:
+            write_subtitles(words, float(part.start), float(part.end), part.path)
     for planned, part in zip(plan.parts, rendered):
         why = f"{planned.reason}" + (f" ({planned.detail})" if planned.detail else "")
         print(f"  {part.path}  {float(part.start):8.3f}-{float(part.end):8.3f} s"

@@ -35,7 +35,7 @@ RENDER_FPS = Histogram(
     "Frames per second of each finished render.",
     buckets=(5, 10, 15, 20, 30, 45, 60, 90, 120),
 )
-for _stage in ("planning", "rendering"):
+for _stage in ("transcribing", "planning", "rendering"):
     PROCESSING_SECONDS.labels(_stage)  # exported at zero before the first job
 
 

@@ -31,6 +31,7 @@ document.addEventListener("DOMContentLoaded", () => {
       filename: file.name, filetype: file.type || "application/octet-stream",
       segment_seconds: form.segment_seconds.value,
       gaze: form.gaze.checked ? "on" : "off", gaze_strength: strength.value,
+      captions: form.captions.checked ? "on" : "off",
     };
     if (form.gaze_notes_below.value) fields.gaze_notes_below = form.gaze_notes_below.value;
     const publish = vidprod.publishRequest(form);

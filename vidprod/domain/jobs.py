@@ -24,6 +24,7 @@ from typing import Any
 from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
+from vidprod.media.burnin import CaptionBurner
 from vidprod.media.cuts import CutRules, Plan, plan_file
 from vidprod.media.faces import FaceModelError, face_model_bytes
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
@@ -35,6 +36,8 @@ from vidprod.media.render import (
     part_filename,
     render_parts,
 )
+from vidprod.media.speech import TranscriptionStopped, Word, transcribe
+from vidprod.media.subtitles import write_subtitles
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
@@ -277,7 +280,7 @@ class JobService:
             return
         try:
             self._render(job)
-        except RenderStopped:
+        except (RenderStopped, TranscriptionStopped):
             if self.stopping.is_set():
                 log.info("job %s paused by shutdown; it resumes on the next start", job_id)
                 return
@@ -304,16 +307,19 @@ class JobService:
     def _render(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
         source = self.media_path(job["source_path"])
+        watch = _RenderWatch(self, job_id)
+        words = self._transcript(job, source, watch)
         started = time.monotonic()
-        plan = self._plan(job, source)
+        plan = self._plan(job, source, words)
         metrics.PROCESSING_SECONDS.labels("planning").observe(time.monotonic() - started)
+        if words is not None:
+            self._write_subtitles(job_id, plan, words)
         done = {
             s["idx"]
             for s in self.segments(job_id)
             if self.media_path(s["path"]).is_file()
         }
         self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
-        watch = _RenderWatch(self, job_id)
         gaze = self._gaze_corrector(job)
         earlier_gaze = (job.get("gaze") or {}).get("report") if done else None
         options = RenderOptions(
@@ -322,6 +328,7 @@ class JobService:
             size=self.settings.output_size,
             face_model=self._face_model_bytes(),
             frame_hook=gaze,
+            overlay=CaptionBurner(words) if words is not None else None,
         )
         frames = 0
 
@@ -410,12 +417,47 @@ class JobService:
         record = {"report": report, "stills": stills or []}
         self.db.write(lambda conn: q.update_job(conn, job_id, gaze=record))
 
-    def _plan(self, job: dict[str, Any], source: Path) -> Plan:
+    def _transcript(self, job: dict[str, Any], source: Path, watch: _RenderWatch) -> list[Word] | None:
+        """The job's words when it wants captions: transcribed once and stored, so a
+        retry or a restart mid-render reads them back. None when captions are off."""
+        if not job["options"].get("captions"):
+            return None
+        if job.get("transcript") is not None:
+            return [Word.from_json(w) for w in job["transcript"]["words"]]
+        job_id = job["id"]
+        self.db.write(lambda conn: q.update_job(conn, job_id, stage="transcribing"))
+        started = time.monotonic()
+        result = transcribe(source, should_stop=watch.should_stop)
+        metrics.PROCESSING_SECONDS.labels("transcribing").observe(time.monotonic() - started)
+        record = {"language": result.language, "words": [w.to_json() for w in result.words]}
+        self.db.write(lambda conn: q.update_job(conn, job_id, transcript=record, stage="planning"))
+        log.info("job %s: %d words transcribed in %.1f s", job_id, len(result.words), time.monotonic() - started)
+        return result.words
+
+    def _write_subtitles(self, job_id: str, plan: Plan, words: list[Word]) -> None:
+        """part-NNN.srt and .vtt for every planned part (cheap; written before the parts,
+        so a part's subtitles exist by the time its row does)."""
+        for part in plan.parts:
+            mp4 = self.parts_dir(job_id) / part_filename(part.index)
+            write_subtitles(words, float(part.start), float(part.end), mp4)
+
+    def subtitle_file(self, job_id: str, index: int, kind: str) -> Path | None:
+        """A finished part's subtitles ("srt" or "vtt"); None when the job has none."""
+        job = self.get(job_id)
+        segment = self.db.read(lambda conn: q.get_segment(conn, job_id, index))
+        if segment is None:
+            raise JobNotFound(f"{job_id}/{index}")
+        if not job["options"].get("captions") or kind not in ("srt", "vtt"):
+            return None
+        path = self.media_path(segment["path"]).with_suffix(f".{kind}")
+        return path if path.is_file() else None
+
+    def _plan(self, job: dict[str, Any], source: Path, words: list[Word] | None = None) -> Plan:
         if job["plan"]:
             return Plan.from_json(job["plan"])
         limit = int(job["options"]["segment_seconds"])
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(self.settings.min_part_seconds))
-        plan = plan_file(source, rules)
+        plan = plan_file(source, rules, words)
         stored = {"limit_seconds": limit, **plan.to_json()}
         self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
         return plan

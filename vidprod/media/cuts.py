@@ -1,10 +1,12 @@
 """Decide where a video is cut into parts: at natural pauses, under the length limit.
 
 For each cut we look in a window before the limit for the best pause in the speech
-(long and quiet, later preferred a little), then for a scene change, and only then cut
-at the limit itself. A cut never leaves a remainder shorter than the minimum part, so
-there is no 2-second tail. Cut times are frame timestamps kept as exact fractions, so a
-part starts on a real frame and part durations add up to the source.
+(long and quiet, later preferred a little; with a transcript, a pause that ends a
+sentence first), then further back (a 45 s part beats a cut word), then for a scene
+change, then for the quietest gap between two words, and only then cut at the limit
+itself. A cut never leaves a remainder shorter than the minimum part, so there is no
+2-second tail. Cut times are frame timestamps kept as exact fractions, so a part starts
+on a real frame and part durations add up to the source.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from vidprod.media.scan import Loudness, SourceScan, Timeline, scan_source
 from vidprod.media.scenes import find_scene_change
+from vidprod.media.speech import Word
 
 # Parts end this much before the limit, so rounding to the output frame grid can never
 # push one over it.
@@ -31,6 +34,9 @@ class CutRules:
     limit: Fraction = Fraction(60)
     min_part: Fraction = Fraction(5)  # no part (and so no tail) shorter than this
     window: Fraction = Fraction(8)  # how far before the limit to look for a pause
+    # How far before the limit to look for a pause when the window has none (a cut in
+    # the middle of speech is worse than a shorter part).
+    reach: Fraction = Fraction(20)
     min_pause: float = 0.15  # seconds of quiet that count as a pause
 
 
@@ -50,7 +56,7 @@ class PlannedPart:
     index: int
     start: Fraction  # seconds on the source's clock
     end: Fraction
-    reason: str  # why the part ends where it does: pause, scene, limit or end
+    reason: str  # why the part ends where it does: pause, scene, word_gap, limit or end
     detail: str = ""
 
     @property
@@ -120,23 +126,32 @@ def plan_cuts(
     scan: SourceScan,
     rules: CutRules,
     scene_finder: SceneFinder | None = None,
+    words: Sequence[Word] | None = None,
 ) -> list[PlannedPart]:
+    """`words` (the transcript, if any) tells sentence ends and the gaps between words."""
     timeline = scan.timeline
     pauses = find_pauses(scan.loudness, rules.min_pause) if scan.loudness else []
+    sentence_ends = [w.end for w in words or () if w.ends_sentence]
     start, end = timeline.start, timeline.end
     limit = rules.limit - LIMIT_MARGIN
     min_part = min(rules.min_part, limit / 2)
     window = min(rules.window, limit / 4)  # short limits: stay near the limit
+    reach = max(window, min(rules.reach, limit / 3))
     parts: list[PlannedPart] = []
     cur = start
     while end - cur > limit:
         hi = min(cur + limit, end - min_part)
         lo = max(cur + min_part, hi - window)
-        cut, reason, detail = _best_pause(timeline, pauses, lo, hi)
+        cut, reason, detail = _best_pause(timeline, pauses, lo, hi, sentence_ends)
+        far = max(cur + min_part, hi - reach)
+        if cut is None and far < lo:
+            cut, reason, detail = _best_pause(timeline, pauses, far, lo, sentence_ends)
         if cut is None and scene_finder is not None:
             scene = scene_finder(lo, hi)
-            if scene is not None:
+            if scene is not None and not _inside_a_word(words, scene):
                 cut, reason, detail = scene, "scene", "picture changes"
+        if cut is None:
+            cut, reason, detail = _quietest_gap(timeline, scan.loudness, words, lo, hi)
         if cut is None:
             cut, reason, detail = _frame_at_or_before(timeline.frame_times, hi), "limit", ""
         if cut <= cur:  # a frame gap longer than the window: cut at the next frame
@@ -147,9 +162,15 @@ def plan_cuts(
     return parts
 
 
+# A pause right after a sentence's last word outranks any pause inside a sentence.
+SENTENCE_BONUS = 10.0
+SENTENCE_END_SLACK = 0.3  # seconds between a word's recorded end and the pause's start
+
+
 def _best_pause(
-    timeline: Timeline, pauses: Sequence[Pause], lo: Fraction, hi: Fraction
-) -> tuple[Fraction | None, str, str]:
+    timeline: Timeline, pauses: Sequence[Pause], lo: Fraction, hi: Fraction,
+    sentence_ends: Sequence[float] = (),
+) -> tuple[Fraction | None, str, str]:  # fmt: skip
     best: tuple[float, Fraction, Pause] | None = None
     lo_f, hi_f = float(lo), float(hi)
     for pause in pauses:
@@ -161,12 +182,73 @@ def _best_pause(
             continue
         lateness = (float(cut) - lo_f) / max(hi_f - lo_f, 1e-9)
         score = min(b - a, 1.5) * (1 + max(pause.depth_db, 0) / 20) + 0.15 * lateness
+        if _ends_a_sentence(pause, sentence_ends):
+            score += SENTENCE_BONUS
         if best is None or score > best[0]:
             best = (score, cut, pause)
     if best is None:
         return None, "", ""
     pause = best[2]
-    return best[1], "pause", f"{pause.length * 1000:.0f} ms pause at {pause.start:.2f} s"
+    after = " after a sentence" if _ends_a_sentence(pause, sentence_ends) else ""
+    return best[1], "pause", f"{pause.length * 1000:.0f} ms pause at {pause.start:.2f} s{after}"
+
+
+def _ends_a_sentence(pause: Pause, sentence_ends: Sequence[float]) -> bool:
+    i = bisect.bisect_left(sentence_ends, pause.start - SENTENCE_END_SLACK)
+    return i < len(sentence_ends) and sentence_ends[i] <= pause.end
+
+
+def _inside_a_word(words: Sequence[Word] | None, t: Fraction) -> bool:
+    return any(w.start < float(t) < w.end for w in words or ())
+
+
+# Without a transcript, a gap between words is a dip this far below the window's median
+# level, at least DIP_SECONDS long (shorter and shallower than a pause).
+DIP_DB = 6.0
+DIP_SECONDS = 0.05
+
+
+def _quietest_gap(
+    timeline: Timeline, loudness: Loudness | None, words: Sequence[Word] | None, lo: Fraction, hi: Fraction
+) -> tuple[Fraction | None, str, str]:
+    """The quietest moment between two words in [lo, hi]: with a transcript, between
+    words it has; without one, the deepest dip in the sound."""
+    lo_f, hi_f = float(lo), float(hi)
+
+    def level(a: float, b: float) -> float:
+        if loudness is None or not len(loudness.db):
+            return 0.0
+        i = max(0, int((a - loudness.start) / loudness.hop))
+        j = min(len(loudness.db), max(i + 1, int(np.ceil((b - loudness.start) / loudness.hop))))
+        return float(loudness.db[i:j].mean()) if i < j else 0.0
+
+    if words:
+        gaps = [
+            (a.end, b.start) for a, b in zip(words, words[1:])
+            if lo_f <= (a.end + b.start) / 2 <= hi_f and b.start >= a.end
+        ]  # fmt: skip
+        # Quietest first, then the widest: Whisper often gives touching words (no gap).
+        ranked = sorted(gaps, key=lambda g: (level(g[0] - 0.03, g[1] + 0.03), -(g[1] - g[0])))
+        for a, b in ranked:
+            cut = _frame_near(timeline.frame_times, Fraction((a + b) / 2), lo, hi)
+            if cut is not None:
+                return cut, "word_gap", f"between words at {a:.2f} s"
+        return None, "", ""
+    if loudness is None:
+        return None, "", ""
+    hops = max(1, int(round(DIP_SECONDS / loudness.hop)))
+    first = max(0, int((lo_f - loudness.start) / loudness.hop))
+    stop = min(len(loudness.db), int((hi_f - loudness.start) / loudness.hop))
+    if stop - first < hops * 2:
+        return None, "", ""
+    stretch = loudness.db[first:stop]
+    means = np.convolve(stretch, np.ones(hops) / hops, mode="valid")
+    deepest = int(np.argmin(means))
+    if np.median(stretch) - means[deepest] < DIP_DB:
+        return None, "", ""
+    t = loudness.time_of(first + deepest) + hops * loudness.hop / 2
+    cut = _frame_near(timeline.frame_times, Fraction(t), lo, hi)
+    return (cut, "word_gap", f"quietest moment at {t:.2f} s") if cut is not None else (None, "", "")
 
 
 def _frame_near(
@@ -195,8 +277,8 @@ class Plan:
         return cls([PlannedPart.from_json(p) for p in data["parts"]], Fraction(data.get("rate", "30")))
 
 
-def plan_file(path: Path, rules: CutRules) -> Plan:
+def plan_file(path: Path, rules: CutRules, words: Sequence[Word] | None = None) -> Plan:
     """Scan the source once and plan its cuts, with the scene-change fallback."""
     scan = scan_source(path)
-    parts = plan_cuts(scan, rules, lambda lo, hi: find_scene_change(path, lo, hi))
+    parts = plan_cuts(scan, rules, lambda lo, hi: find_scene_change(path, lo, hi), words)
     return Plan(parts, scan.timeline.output_rate())

@@ -111,6 +111,9 @@ class RenderOptions:
     # None: the sharpest frame, a centred crop.
     face_model: bytes | None = None
     thumbnails: bool = True
+    # Drawn on each 9:16 output frame with its time on the source's clock (burned-in
+    # captions); None: nothing.
+    overlay: Callable[[av.VideoFrame, float], av.VideoFrame] | None = None
 
 
 @dataclass(frozen=True)
@@ -368,6 +371,8 @@ class _Render:
             if self.options.frame_hook is not None:
                 frame = self.options.frame_hook(frame)
             self.held_out = self.reframer.apply(frame, float(self.held_t))
+            if self.options.overlay is not None:
+                self.held_out = self.options.overlay(self.held_out, float(self.held_t))
         return self.held_out
 
     def _end_video_span(self) -> None:

@@ -12,15 +12,16 @@ from vidprod.store.database import now_iso, update_row
 JOB_COLUMNS = {
     "state", "stage", "progress", "source_info", "options", "plan", "error",
     "cancel_requested", "attempts", "finished_at", "files_removed_at", "gaze",
-    "in_flight", "crashes",
+    "in_flight", "crashes", "transcript",
 }  # fmt: skip
+JSON_COLUMNS = ("source_info", "options", "plan", "gaze", "transcript")
 
 
 def _decode_job(row: sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     job = dict(row)
-    for key in ("source_info", "options", "plan", "gaze"):
+    for key in JSON_COLUMNS:
         job[key] = json.loads(job[key]) if job.get(key) else None
     job["cancel_requested"] = bool(job["cancel_requested"])
     return job
@@ -94,7 +95,7 @@ def jobs_with_files_ended_before(conn: sqlite3.Connection, cutoff_iso: str) -> l
 
 
 def update_job(conn: sqlite3.Connection, job_id: str, **changes: Any) -> None:
-    for key in ("source_info", "options", "plan", "gaze"):
+    for key in JSON_COLUMNS:
         if key in changes and changes[key] is not None:
             changes[key] = json.dumps(changes[key])
     update_row(conn, "jobs", JOB_COLUMNS, job_id, changes)

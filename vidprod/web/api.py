@@ -12,6 +12,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
+from vidprod.web.captions import subtitle_urls, transcript_json
 from vidprod.web.downloads import ranged_file
 from vidprod.web.intake import start_job
 from vidprod.web.live import job_event_stream
@@ -44,6 +45,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
         "status_url": str(request.url_for("job_status", job_id=job["id"])),
     }
     body["gaze"] = gaze_json(request, job)
+    body["transcript"] = transcript_json(job)
     if plan is not None:
         body["plan"] = [
             {k: p[k] for k in ("index", "start_seconds", "end_seconds", "reason")} for p in plan
@@ -67,6 +69,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
                     if s["thumbnail_path"]
                     else None
                 ),
+                **subtitle_urls(request, job, s["idx"]),
             }
             for s in segments
         ]

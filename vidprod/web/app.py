@@ -31,7 +31,7 @@ from vidprod.sandbox import FakePlatforms, Rules, install_clients, sandbox_route
 from vidprod.store import Database, metric_totals
 from vidprod.store.database import make_private_dir
 from vidprod.vault import Vault
-from vidprod.web import api, pages, publishing, webhooks
+from vidprod.web import api, captions, pages, publishing, webhooks
 from vidprod.web.auth import (
     SignInRequired,
     load_or_create_admin_token,
@@ -188,7 +188,8 @@ def create_app(
             db.close()
 
     sandbox_fake: FakePlatforms | None = None
-    handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES, static_router()]
+    handlers: list = [*api.ROUTES, *captions.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES,
+                      static_router()]  # fmt: skip
     if settings.sandbox:
         # The fake platforms, served by this process; their state survives restarts.
         sandbox = settings.data_dir / "sandbox"

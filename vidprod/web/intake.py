@@ -47,6 +47,11 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
         if flag not in GAZE_FLAGS:
             raise problem(422, "gaze must be on or off.")
         options["gaze"] = GAZE_FLAGS[flag]
+    if fields.get("captions"):
+        flag = fields["captions"].strip().lower()
+        if flag not in GAZE_FLAGS:
+            raise problem(422, "captions must be on or off.")
+        options["captions"] = GAZE_FLAGS[flag]
     if fields.get("gaze_strength"):
         options["gaze_strength"] = _number(fields["gaze_strength"], 0, 1, "gaze_strength must be a number from 0 to 1.")
     if fields.get("gaze_notes_below"):

@@ -43,7 +43,7 @@ STATE_WORDS = {
 }  # fmt: skip
 
 STAGE_WORDS = {
-    None: "", "planning": "Finding the natural pauses", "rendering": "Making the parts",
+    None: "", "transcribing": "Listening for the words", "planning": "Finding the natural pauses", "rendering": "Making the parts",
 }
 
 
