@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.clips import truncate
+from tests.clips import make_huge_frames, make_sparse_clip, truncate, write_still
 
 
 def _upload(client, auth, path, name="talk.mp4", **fields):
@@ -166,6 +166,17 @@ def test_truncated_video_is_422_and_leaves_nothing(idle_client, auth, settings, 
     body = _is_problem(_upload(idle_client, auth, cut), 422)
     assert "cut short" in body["detail"]
     assert _leftovers(settings) == ([], [])
+
+
+def test_inputs_over_the_limits_are_422_with_the_reason_and_leave_nothing(idle_client, auth, settings, tmp_path):
+    day = make_sparse_clip(tmp_path / "day.mp4", [0, 10 * 3600, 20 * 3600])  # 20 KB, "20 hours"
+    assert "longer than this server accepts (60 minutes)" in _is_problem(_upload(idle_client, auth, day), 422)["detail"]
+    huge = make_huge_frames(tmp_path / "huge.mov")
+    assert "16000x16000, larger than this server accepts" in _is_problem(_upload(idle_client, auth, huge), 422)["detail"]
+    photo = write_still(tmp_path / "photo.mp4", "PNG")
+    assert "still picture, not a video" in _is_problem(_upload(idle_client, auth, photo), 422)["detail"]
+    assert _leftovers(settings) == ([], [])
+    assert idle_client.get("/jobs", headers=auth).json()["total"] == 0
 
 
 def test_empty_file_is_422(idle_client, auth, tmp_path):

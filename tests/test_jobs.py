@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
+from tests.clips import make_sparse_clip
 from vidprod.domain.jobs import JobConflict, JobNotFound, JobService
-from vidprod.media.probe import probe
+from vidprod.media.probe import InputLimits, probe
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
@@ -186,3 +187,16 @@ def test_a_job_the_process_keeps_dying_under_fails_after_three_starts(service, s
 
     assert service.retry(job_id)["state"] == "queued"
     assert service.get(job_id)["crashes"] == 0, "a retry by the creator starts the count again"
+
+
+def test_a_source_past_the_limits_fails_at_planning_with_the_reason(service, tmp_path):
+    # A file that got past the upload's probe (accepted under other limits): a picture
+    # that stays 69 s would once have made a part longer than the 10 s limit.
+    staged = make_sparse_clip(tmp_path / "gap.mp4", [0, 1, 70])
+    lenient = InputLimits(max_frame_gap=100)
+    job_id = service.create_job(staged, "gap.mp4", probe(staged, lenient))["id"]
+    service.process(job_id)
+    job = service.get(job_id)
+    assert job["state"] == "failed", job
+    assert "The video has no picture for 69.0 s (from 1.0 s to 70.0 s)" in job["error"]
+    assert service.segments(job_id) == [] and _files(service, job_id) == []

@@ -224,10 +224,10 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
     from vidprod.media.render import RenderOptions, render_parts
 
     try:
-        info = probe(args.file)
+        info = probe(args.file, settings.input_limits)
         limit = args.segment_seconds or settings.segment_seconds
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(settings.min_part_seconds))
-        plan = plan_file(args.file, rules)
+        plan = plan_file(args.file, rules, settings.input_limits)
     except (InvalidMedia, FileNotFoundError) as exc:
         print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
         return 1

@@ -97,7 +97,7 @@ class JobService:
 
     def check_source(self, staged: Path) -> SourceInfo:
         """Probe an uploaded file; raises InvalidMedia with words for the uploader."""
-        return probe(staged)
+        return probe(staged, self.settings.input_limits)
 
     def create_job(
         self,
@@ -415,7 +415,7 @@ class JobService:
             return Plan.from_json(job["plan"])
         limit = int(job["options"]["segment_seconds"])
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(self.settings.min_part_seconds))
-        plan = plan_file(source, rules)
+        plan = plan_file(source, rules, self.settings.input_limits)
         stored = {"limit_seconds": limit, **plan.to_json()}
         self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
         return plan

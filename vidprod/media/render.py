@@ -352,6 +352,10 @@ class _Render:
     def _fill_until(self, stop_slot: int) -> None:
         stop_slot = min(stop_slot, self.total_slots)
         while self.slot < stop_slot and self.held is not None:
+            # One picture may fill many slots (a long gap between frames): stop between
+            # slots, not only between source frames.
+            if self.should_stop():
+                raise RenderStopped()
             while self.slot >= self.spans[self.span_index].stop:
                 self._end_video_span()
             span = self.spans[self.span_index]

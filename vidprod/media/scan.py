@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidprod.media.probe import InvalidMedia
+from vidprod.media.probe import InputLimits, InvalidMedia, video_stream
 
 LOUDNESS_RATE = 16000
 HOP_SECONDS = 0.01
@@ -75,9 +75,13 @@ class SourceScan:
     loudness: Loudness | None  # None when the source has no audio
 
 
-def scan_source(path: Path) -> SourceScan:
+def scan_source(path: Path, limits: InputLimits | None = None) -> SourceScan:
+    """The frame times and loudness; an input past `limits` (a file that got past the
+    upload's probe, or limits lowered since) fails here, before any rendering."""
+    limits = limits or InputLimits()
     with av.open(str(path)) as container:
-        video = container.streams.video[0]
+        video = video_stream(container)
+        limits.check_size(video.codec_context.width, video.codec_context.height)
         audio = container.streams.audio[0] if container.streams.audio else None
         tb = video.time_base
         times: list[Fraction] = []
@@ -104,6 +108,8 @@ def scan_source(path: Path) -> SourceScan:
     if not times:
         raise InvalidMedia("The video track holds no pictures.")
     times.sort()
+    limits.check_duration(float(times[-1] - times[0]))
+    limits.check_frame_times(times)
     if end <= times[-1]:
         # No packet duration: assume the last frame shows as long as the one before.
         step = times[-1] - times[-2] if len(times) > 1 else Fraction(1, 30)
