@@ -231,6 +231,30 @@ def test_bad_segment_length_or_framing_is_422(idle_client, auth, short_clip, set
     assert _leftovers(settings) == ([], [])
 
 
+def test_numbers_past_what_the_database_holds_are_400_not_500(idle_client, auth, short_clip):
+    huge = 2**63  # one past SQLite's largest integer: sqlite3 raised OverflowError
+    for url in [f"/jobs?offset={huge}", f"/jobs/x/segments/{huge}/file", f"/jobs/x/segments/{huge}/thumbnail",
+                f"/videos?page={huge}", f"/publications?offset={huge}"]:
+        body = _is_problem(idle_client.get(url, headers=auth), 400)
+        assert "parameter" in body["detail"] and "is wrong" in body["detail"], url
+    assert idle_client.get(f"/jobs?offset={huge - 1}", headers=auth).json()["jobs"] == []
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    for resume in (str(huge), "²".encode("latin-1")):  # "²".isdigit() is true, int("²") fails
+        answer = idle_client.get(f"/jobs/{job_id}/events", headers={**auth, "Last-Event-ID": resume})
+        assert "Last-Event-ID" in _is_problem(answer, 400)["detail"]
+
+
+def test_bad_publish_and_segment_fields_get_plain_reasons(idle_client, auth, short_clip, settings):
+    deep = "[" * 20000 + "]" * 20000  # json.loads raised RecursionError
+    body = _is_problem(_upload(idle_client, auth, short_clip, publish=deep), 400)
+    assert "publish is nested too deeply" in body["detail"]
+    body = _is_problem(_upload(idle_client, auth, short_clip, publish="[]"), 422)
+    assert 'publish must be a JSON object' in body["detail"] and '{"accounts": [' in body["detail"]
+    body = _is_problem(_upload(idle_client, auth, short_clip, segment_seconds="²"), 422)
+    assert "segment_seconds must be a whole number" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+
+
 def test_unknown_job_is_404_everywhere(idle_client, auth):
     for method, url in [("GET", "/status/nope"), ("POST", "/jobs/nope/cancel"),
                         ("POST", "/jobs/nope/retry"), ("DELETE", "/jobs/nope"),

@@ -323,6 +323,19 @@ def test_endpoint_api_errors_are_problem_json(hook_client, auth):
     assert hook_client.get("/webhooks/event-types", headers=auth).json()["event_types"][0]["type"] == "job.created"
 
 
+def test_deep_json_and_huge_ids_are_400_not_500(hook_client, auth):
+    deep = "[" * 100_000 + "]" * 100_000  # msgspec raised RecursionError
+    json_type = {**auth, "Content-Type": "application/json"}
+    for answer in (hook_client.post("/webhooks", content=deep, headers=json_type),
+                   hook_client.patch("/webhooks/ep_missing", content=deep, headers=json_type)):
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+    huge = 2**63  # sqlite3 raised OverflowError binding it
+    for answer in (hook_client.post(f"/webhooks/ep_x/deliveries/{huge}/resend", headers=auth),
+                   hook_client.get(f"/webhooks/ep_x/deliveries?offset={huge}", headers=auth)):
+        assert answer.status_code == 400 and answer.headers["content-type"].startswith("application/problem+json")
+        assert "is wrong" in answer.json()["detail"]
+
+
 def test_upload_with_its_own_webhook_url(hook_client, auth, receiver, short_clip):
     with short_clip.open("rb") as f:
         answer = hook_client.post(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from litestar import Request, Response, delete, get, post
@@ -12,6 +12,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
+from vidprod.store import MAX_INTEGER
 from vidprod.web.downloads import ranged_file
 from vidprod.web.intake import start_job
 from vidprod.web.live import job_event_stream
@@ -19,6 +20,8 @@ from vidprod.web.problems import problem
 from vidprod.web.uploads import receive_upload
 
 MAX_PAGE = 100
+# A part's number in a path: larger ones cannot exist (and SQLite cannot bind them).
+PartIndex = Annotated[int, Parameter(ge=0, le=MAX_INTEGER)]
 
 
 def _service(state: State) -> JobService:
@@ -123,7 +126,7 @@ async def list_jobs(
     request: Request,
     state: State,
     limit: int = Parameter(default=20, ge=1, le=MAX_PAGE),
-    offset: int = Parameter(default=0, ge=0),
+    offset: int = Parameter(default=0, ge=0, le=MAX_INTEGER),
 ) -> dict[str, Any]:
     jobs, total = await anyio.to_thread.run_sync(
         lambda: _service(state).list(limit=limit, offset=offset)
@@ -157,7 +160,7 @@ async def delete_job(state: State, job_id: FromPath[str]) -> None:
 
 
 @get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file")
-async def segment_file(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Stream:
+async def segment_file(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
     path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
     if path is None or not path.is_file():
         raise problem(410, "This part's file is gone from the server.")
@@ -170,7 +173,7 @@ async def segment_file(request: Request, state: State, job_id: FromPath[str], in
 
 
 @get("/jobs/{job_id:str}/segments/{index:int}/thumbnail", name="segment_thumbnail")
-async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Stream:
+async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
     path = await anyio.to_thread.run_sync(
         lambda: _service(state).segment_file(job_id, index, thumbnail=True)
     )
@@ -192,7 +195,8 @@ async def job_events(request: Request, state: State, job_id: FromPath[str]) -> S
     jobs = _service(state)
     await anyio.to_thread.run_sync(jobs.get, job_id)  # 404 for an unknown job
     resume = request.headers.get("last-event-id", "0").strip() or "0"
-    if not resume.isdigit():
+    # isdigit() alone lets "²" through, which int() refuses
+    if not (resume.isascii() and resume.isdigit()) or int(resume) > MAX_INTEGER:
         raise problem(400, "Last-Event-ID must be the id of an event this stream sent.")
     return job_event_stream(jobs, state.live, job_id, int(resume), state.publications.open_for_job)
 

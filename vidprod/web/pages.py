@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.jobs import JobNotFound
 from vidprod.events import CATALOGUE
+from vidprod.store import MAX_INTEGER
 from vidprod.web.api import job_json
 from vidprod.web.auth import (
     CSRF_FIELD,
@@ -122,7 +123,8 @@ async def upload_page(request: Request, state: State) -> Template:
 
 @get("/videos", opt=PAGE)
 async def videos_page(
-    request: Request, state: State, page: Annotated[int, QueryParameter(ge=1)] = 1
+    request: Request, state: State,
+    page: Annotated[int, QueryParameter(ge=1, le=MAX_INTEGER // JOBS_PER_PAGE)] = 1,
 ) -> Template:
     offset = (page - 1) * JOBS_PER_PAGE
     jobs, total = await anyio.to_thread.run_sync(lambda: state.jobs.list(limit=JOBS_PER_PAGE, offset=offset))

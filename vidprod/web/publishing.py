@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
+from vidprod.store import MAX_INTEGER
 from vidprod.web.auth import csrf_token, signed_in
 from vidprod.web.problems import json_fields, problem
 
@@ -123,7 +124,7 @@ async def list_publications(
     state: State,
     publication_state: Annotated[str | None, QueryParameter(name="state")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    offset: Annotated[int, QueryParameter(ge=0, le=MAX_INTEGER)] = 0,
 ) -> dict[str, Any]:
     if publication_state is not None and publication_state not in PUBLICATION_STATES:
         raise problem(422, f"state must be one of {', '.join(PUBLICATION_STATES)}.")

@@ -108,7 +108,7 @@ def _require_tus_version(connection: ASGIConnection, handler: BaseRouteHandler) 
 
 def _whole_number(request: Request, name: str) -> int:
     text = request.headers.get(name, "").strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # isdigit() alone lets "²" through
         raise problem(400, f"Send the {name} header as a whole number of bytes.")
     return int(text)
 
@@ -229,7 +229,7 @@ async def tus_append(request: Request, state: State, upload_id: FromPath[str]) -
                 headers={"Upload-Offset": str(upload.received)},
             )
         declared = request.headers.get("content-length", "").strip()
-        if declared.isdigit() and offset + int(declared) > upload.length:
+        if declared.isascii() and declared.isdigit() and offset + int(declared) > upload.length:
             raise problem(413, f"This request carries more than the {upload.length} bytes declared for the upload.")
         appender = await anyio.to_thread.run_sync(uploads.open_appender, upload)
         try:

@@ -69,12 +69,13 @@ async def receive_upload(
         raise UploadRejected(
             415, "Send the video as multipart/form-data with the file in a field named 'file'."
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes + (1 << 20):
+    text = request.headers.get("content-length", "")
+    declared = int(text) if text.isascii() and text.isdigit() else None  # None: chunked
+    if declared is not None and declared > limit_bytes + (1 << 20):
         raise UploadRejected(413, too_large_message(limit_bytes))
 
     staging_dir.mkdir(parents=True, exist_ok=True)
-    expected = int(declared) if declared and declared.isdigit() else 0
+    expected = declared or 0
     if short := disk_room_problem(staging_dir, expected, floor_bytes):
         raise UploadRejected(507, short)
     staged = staging_dir / f"upload-{uuid.uuid4().hex}.part"
@@ -82,7 +83,7 @@ async def receive_upload(
     try:
         parser = PushMultipartParser(
             options["boundary"],
-            content_length=int(declared) if declared and declared.isdigit() else -1,
+            content_length=-1 if declared is None else declared,
             max_segment_count=16,
         )
         with parser:

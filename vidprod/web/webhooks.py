@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from vidprod.domain.webhooks import DELIVERY_STATES, WebhookService
 from vidprod.events import CATALOGUE, OPT_IN
+from vidprod.store import MAX_INTEGER
 from vidprod.web.problems import json_fields, problem
 
 MAX_PAGE = 100
@@ -80,7 +81,7 @@ async def list_deliveries(
     endpoint_id: FromPath[str],
     delivery_state: Annotated[str | None, QueryParameter(name="state")] = None,
     limit: int = Parameter(default=50, ge=1, le=MAX_PAGE),
-    offset: int = Parameter(default=0, ge=0),
+    offset: int = Parameter(default=0, ge=0, le=MAX_INTEGER),
 ) -> dict[str, Any]:
     if delivery_state is not None and delivery_state not in DELIVERY_STATES:
         raise problem(422, "state must be one of: " + ", ".join(DELIVERY_STATES) + ".")
@@ -91,7 +92,8 @@ async def list_deliveries(
 
 
 @post("/webhooks/{endpoint_id:str}/deliveries/{delivery_id:int}/resend", status_code=202)
-async def resend_delivery(state: State, endpoint_id: FromPath[str], delivery_id: FromPath[int]) -> dict[str, Any]:
+async def resend_delivery(state: State, endpoint_id: FromPath[str],
+                         delivery_id: Annotated[int, Parameter(ge=1, le=MAX_INTEGER)]) -> dict[str, Any]:
     return await anyio.to_thread.run_sync(_service(state).resend, endpoint_id, delivery_id)
 
 
