@@ -283,3 +283,42 @@ def write_still(path: Path, format: str, size: tuple[int, int] = (360, 640)) -> 
     picture[..., 0] = np.arange(width, dtype=np.uint8)[None, :]
     Image.fromarray(picture).save(path, format=format)
     return path
+
+
+def make_song_with_cover(path: Path, seconds: float = 0.5) -> Path:
+    """An MP3 with cover art: FFmpeg lists the picture as a video stream (attached_pic)."""
+    import io
+
+    from PIL import Image
+
+    cover = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(cover, "PNG")
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("libmp3lame", rate=44100)
+        sound.layout = "mono"
+        art = out.add_stream("png")
+        art.width, art.height, art.pix_fmt = 64, 64, "rgb24"
+        art.disposition = av.stream.Disposition.attached_pic
+        packet = av.Packet(cover.getvalue())
+        packet.stream, packet.pts, packet.dts = art, 0, 0
+        out.mux(packet)
+        dtype = {"fltp": np.float32, "s32p": np.int32, "s16p": np.int16}[sound.codec_context.format.name]
+
+        def chunks():  # type: ignore[no-untyped-def]
+            for i in range(int(seconds * 44100 / 1152) + 1):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), dtype), format=sound.codec_context.format.name, layout="mono")
+                frame.sample_rate, frame.pts = 44100, i * 1152
+                yield frame
+
+        _encode_all(out, sound, chunks())
+    return path
+
+
+def damage_middle(source: Path, dest: Path) -> Path:
+    """The file with its middle fifth overwritten by noise (a bad copy, not a short one)."""
+    data = bytearray(source.read_bytes())
+    noise = np.random.default_rng(1).integers(0, 256, len(data) // 5, dtype=np.uint8).tobytes()
+    start = len(data) * 2 // 5
+    data[start : start + len(noise)] = noise
+    dest.write_bytes(bytes(data))
+    return dest

@@ -223,6 +223,22 @@ def test_upload_format_errors(idle_client, auth):
     _is_problem(broken, 400)
 
 
+def test_a_line_break_in_the_file_name_gets_a_plain_reason(idle_client, auth, short_clip, settings):
+    video = short_clip.read_bytes()
+
+    def send(name: bytes):
+        body = (b'--zz\r\nContent-Disposition: form-data; name="file"; filename="' + name
+                + b'"\r\nContent-Type: video/mp4\r\n\r\n' + video + b"\r\n--zz--\r\n")
+        return idle_client.post("/upload", headers={**auth, "Content-Type": "multipart/form-data; boundary=zz"},
+                                content=body)
+
+    body = _is_problem(send(b"talk\r\n\r\n.mp4"), 400)  # was "The form field 'file' is too long."
+    assert "came without a file name" in body["detail"] and "line break" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+    accepted = send(b"my\rtalk.mp4")
+    assert accepted.status_code == 202 and accepted.json()["source"]["name"] == "my talk.mp4"
+
+
 def test_bad_segment_length_or_framing_is_422(idle_client, auth, short_clip, settings):
     body = _is_problem(_upload(idle_client, auth, short_clip, segment_seconds="1"), 422)
     assert "segment_seconds" in body["detail"]

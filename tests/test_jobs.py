@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tests.clips import make_sparse_clip
+from tests.clips import damage_middle, make_sparse_clip
 from vidprod.domain.jobs import JobConflict, JobNotFound, JobService
 from vidprod.media.probe import InputLimits, probe
 from vidprod.store import Database
@@ -200,3 +200,15 @@ def test_a_source_past_the_limits_fails_at_planning_with_the_reason(service, tmp
     assert job["state"] == "failed", job
     assert "The video has no picture for 69.0 s (from 1.0 s to 70.0 s)" in job["error"]
     assert service.segments(job_id) == [] and _files(service, job_id) == []
+
+
+def test_a_file_damaged_mid_way_fails_with_a_plain_sentence(service, long_clip, tmp_path):
+    job = _create(service, long_clip, tmp_path)
+    source = service.media_path(job["source_path"])
+    damage_middle(source, source)  # the disk went bad after the upload was checked
+    service.process(job["id"])
+    failed = service.get(job["id"])
+    assert failed["state"] == "failed"
+    assert "The file is damaged at about" in failed["error"] and "Export or copy it again" in failed["error"]
+    assert "Errno" not in failed["error"] and "avcodec" not in failed["error"]
+    assert service.segments(job["id"]) == [] and _files(service, job["id"]) == []

@@ -2,7 +2,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.clips import make_clip, make_huge_frames, make_sparse_clip, truncate, write_still
+from tests.clips import make_clip, make_huge_frames, make_song_with_cover, make_sparse_clip, truncate, write_still
 from tests.conftest import shared_media
 from vidprod.media.probe import InputLimits, InvalidMedia, clockwise_rotation, probe
 from vidprod.media.scan import scan_source
@@ -114,3 +114,9 @@ def test_a_single_frame_video_is_refused(tmp_path):
     one = make_sparse_clip(tmp_path / "one.mp4", [0])
     with pytest.raises(InvalidMedia, match="single picture, not a video"):
         probe(one)
+
+
+def test_audio_with_cover_art_says_it_has_no_video(tmp_path):
+    song = make_song_with_cover(tmp_path / "song.mp3")
+    with pytest.raises(InvalidMedia, match=r"^The file holds sound only: it has no video track \(its picture is cover art"):
+        probe(song)  # was "cut short ... (Operation not permitted)"

@@ -162,6 +162,15 @@ def probe(path: Path, limits: InputLimits | None = None) -> SourceInfo:
         )
 
 
+def damaged(where: float | None) -> InvalidMedia:
+    """FFmpeg's "[Errno 1094995529] Invalid data found..." in words for the creator."""
+    at = f" at about {where:.1f} s" if where is not None else ""
+    return InvalidMedia(
+        f"The file is damaged{at}: part of its data cannot be read. "
+        "Export or copy it again from the original and upload that."
+    )
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.rstrip(".").split(": '")[0]

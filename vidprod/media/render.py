@@ -48,7 +48,7 @@ from vidprod.media.framing import (
     plan_framing,
     track_face,
 )
-from vidprod.media.probe import InvalidMedia, clockwise_rotation
+from vidprod.media.probe import InvalidMedia, clockwise_rotation, damaged
 from vidprod.media.scan import DEFAULT_RATE
 from vidprod.media.thumbnails import ThumbnailPicker, choose_thumbnails
 
@@ -275,15 +275,18 @@ class _Render:
             prime(self._upright_frames(first_todo.start))
 
         streams = [video] + ([audio] if audio is not None else [])
-        for packet in container.demux(streams):
-            if packet.is_corrupt:
-                raise InvalidMedia(f"The {packet.stream.type} track is damaged.")
-            if packet.stream is video:
-                for frame in packet.decode():
-                    self._source_frame(frame)
-            else:
-                for frame in packet.decode():
-                    self.audio_slicer.add(frame)
+        try:
+            for packet in container.demux(streams):
+                if packet.is_corrupt:
+                    raise InvalidMedia(f"The {packet.stream.type} track is damaged.")
+                if packet.stream is video:
+                    for frame in packet.decode():
+                        self._source_frame(frame)
+                else:
+                    for frame in packet.decode():
+                        self.audio_slicer.add(frame)
+        except av.FFmpegError:
+            raise damaged(float(self.held_t) if self.held_t is not None else None) from None
         while self.announced:
             self._hold(*self.announced.popleft())
         self._fill_until(self.total_slots)

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidprod.media.probe import InputLimits, InvalidMedia, video_stream
+from vidprod.media.probe import InputLimits, InvalidMedia, damaged, video_stream
 
 LOUDNESS_RATE = 16000
 HOP_SECONDS = 0.01
@@ -87,23 +87,26 @@ def scan_source(path: Path, limits: InputLimits | None = None) -> SourceScan:
         times: list[Fraction] = []
         end = Fraction(0)
         meter = _LoudnessMeter() if audio is not None else None
-        for packet in container.demux([video] + ([audio] if audio is not None else [])):
-            if packet.size == 0:
-                if packet.stream is audio:  # flush the decoder
+        try:
+            for packet in container.demux([video] + ([audio] if audio is not None else [])):
+                if packet.size == 0:
+                    if packet.stream is audio:  # flush the decoder
+                        for frame in packet.decode():
+                            meter.add(frame)
+                    continue
+                if packet.is_corrupt:
+                    where = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
+                    raise InvalidMedia(f"The {packet.stream.type} is damaged at {where:.1f} s.")
+                if packet.stream is video:
+                    if packet.pts is None:
+                        continue
+                    times.append(packet.pts * tb)
+                    end = max(end, (packet.pts + (packet.duration or 0)) * tb)
+                else:
                     for frame in packet.decode():
                         meter.add(frame)
-                continue
-            if packet.is_corrupt:
-                where = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
-                raise InvalidMedia(f"The {packet.stream.type} is damaged at {where:.1f} s.")
-            if packet.stream is video:
-                if packet.pts is None:
-                    continue
-                times.append(packet.pts * tb)
-                end = max(end, (packet.pts + (packet.duration or 0)) * tb)
-            else:
-                for frame in packet.decode():
-                    meter.add(frame)
+        except av.FFmpegError:
+            raise damaged(float(end) if times else None) from None
         declared = video.duration * tb if video.duration else None
     if not times:
         raise InvalidMedia("The video track holds no pictures.")

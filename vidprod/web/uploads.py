@@ -9,6 +9,7 @@ file can be renamed into place the moment the last byte arrives.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,12 @@ WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes
 SYNC_EVERY = 64 << 20  # flush to disk as we go, so the final fsync is short
 MAX_FIELD_BYTES = 64 << 10
 FILE_FIELD = "file"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+NO_FILENAME = (
+    "The 'file' field came without a file name, so it is not a file. Send the video as a"
+    " file (filename=\"...\" in the part's header, on one line): a line break in the file's"
+    " name cuts that header short. Rename the file and try again."
+)
 
 
 class UploadRejected(Exception):
@@ -119,11 +126,16 @@ class _Receiver:
     async def feed(self, event: MultipartSegment | bytes | bytearray | None) -> None:
         if isinstance(event, MultipartSegment):
             self.current = event
-            if event.name == FILE_FIELD and event.filename is not None:
+            if event.name == FILE_FIELD and event.filename is None:
+                # A line break in the name ends the part's header early and loses the
+                # filename: say so rather than "field 'file' is too long".
+                raise UploadRejected(400, NO_FILENAME)
+            if event.name == FILE_FIELD:
                 if self.got_file:
                     raise UploadRejected(400, "Send one file per upload.")
                 self.got_file = True
-                self.filename = Path(event.filename.replace("\\", "/")).name or "upload"
+                name = CONTROL_CHARACTERS.sub(" ", event.filename).replace("\\", "/")
+                self.filename = Path(name).name.strip() or "upload"
                 self.file = await anyio.to_thread.run_sync(open, self.staged, "xb")
         elif event is None:
             if self.current is not None and self.current.name == FILE_FIELD and self.file:
