@@ -121,6 +121,26 @@ def test_per_job_segment_length(client, auth, long_clip):
     assert len(segments) >= 5 and all(s["duration_seconds"] <= 5 for s in segments)
 
 
+def test_links_never_come_from_the_host_header(settings, auth, short_clip):
+    import dataclasses
+
+    from litestar.testing import TestClient
+
+    from vidprod.web.app import create_app
+
+    forged = {**auth, "Host": "evil.example"}
+    with TestClient(create_app(settings, run_worker=False)) as client:
+        answer = _upload(client, forged, short_clip)
+        assert answer.status_code == 202
+        assert answer.headers["location"] == f"/status/{answer.json()['id']}"
+        assert answer.json()["status_url"] == answer.headers["location"]
+        assert "evil.example" not in client.get("/jobs", headers=forged).text
+    public = dataclasses.replace(settings, public_url="https://vidprod.example.org")
+    with TestClient(create_app(public, run_worker=False)) as client:
+        job = _upload(client, forged, short_clip).json()
+        assert job["status_url"] == f"https://vidprod.example.org/status/{job['id']}"
+
+
 def test_range_requests(client, auth, short_clip):
     job = _wait(client, auth, _upload(client, auth, short_clip).json()["id"])
     url, size = job["segments"][0]["download_url"], job["segments"][0]["size_bytes"]

@@ -84,6 +84,31 @@ def test_interrupted_job_resumes_without_redoing_finished_parts(service, long_cl
     assert service.get(job_id)["attempts"] == 2
 
 
+def test_progress_never_goes_back_after_a_resume(service, long_clip, tmp_path, monkeypatch):
+    monkeypatch.setattr("vidprod.domain.jobs.PROGRESS_INTERVAL", 0)  # every frame's progress is written
+    job_id = _create(service, long_clip, tmp_path)["id"]
+    record = service._record_part
+
+    def record_then_shut_down(job, part):
+        record(job, part)
+        service.stopping.set()
+
+    service._record_part = record_then_shut_down
+    service.process(job_id)
+    reached = service.get(job_id)["progress"]
+    assert 30 < reached < 50  # the first of three parts
+    written = []
+    update = q.update_job
+    monkeypatch.setattr(q, "update_job", lambda conn, i, **changes: (
+        written.append(changes["progress"]) if "progress" in changes else None, update(conn, i, **changes)))
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert written and written[-1] == 100
+    assert min(written) >= reached, "the resumed render starts before the part it redoes, the bar must not"
+    assert written == sorted(written)
+
+
 def test_cancel_a_queued_job(service, short_clip, tmp_path):
     job_id = _create(service, short_clip, tmp_path)["id"]
     assert service.cancel(job_id)["state"] == "cancelled"

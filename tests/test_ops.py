@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from datetime import UTC, datetime
@@ -309,6 +310,27 @@ def test_rate_limit_per_client_address(settings, auth):
             client.get("/jobs", headers={**auth, "Fly-Client-IP": f"203.0.113.{n}"}).status_code for n in range(4)
         ]
         assert statuses[-1] == 429, "off Fly the header is ignored: it could be forged"
+
+
+def test_429_says_when_to_try_again_in_words(settings, auth):
+    with TestClient(create_app(dataclasses.replace(settings, rate_limit=2), run_worker=False)) as client:
+        for _ in range(2):
+            assert client.get("/jobs", headers=auth).status_code == 200
+        refused = client.get("/jobs", headers=auth)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    wait = int(refused.headers["retry-after"])
+    assert 1 <= wait <= 60
+    assert refused.json()["detail"] == f"Too many requests from your address; wait {wait} s, then try again."
+
+
+def test_authenticated_answers_are_never_cached(idle_client, auth):
+    for url in ("/jobs", "/status/nope", "/webhooks", "/accounts", "/videos"):
+        assert idle_client.get(url, headers=auth).headers["cache-control"] == "no-store", url
+    assert idle_client.get("/health").headers["cache-control"] == "no-store"
+    page = idle_client.get("/videos", headers=auth).text
+    css = re.search(r'href="(/static/app\.css\?v=\w+)"', page)[1]
+    assert "max-age=31536000" in idle_client.get(css).headers["cache-control"], "versioned static files still cache"
 
 
 # --- housekeeping and disk -----------------------------------------------------------

@@ -191,6 +191,19 @@ def test_last_retry_fails_the_delivery_and_replay_sends_it_again(service, receiv
     assert [json.loads(r.body)["type"] for r in receiver.requests[sent:]] == ["job.completed", "job.deleted"]
 
 
+def test_an_endpoint_read_alone_has_its_pending_and_failed_counts(service, receiver, clock):
+    endpoint, _ = service.create_endpoint(receiver.url)
+    assert (endpoint["pending"], endpoint["failed"]) == (0, 0)
+    receiver.default = Reply(500)
+    emit(service, "segment.ready", index=0)
+    while (wake := drain(service, endpoint["id"])) is not None:
+        clock.now = wake
+    emit(service, "job.completed")
+    alone = service.get_endpoint(endpoint["id"])
+    assert (alone["pending"], alone["failed"]) == (1, 1)  # as the README promises for GET /webhooks/{id}
+    assert [e for e in service.list_endpoints() if e["id"] == endpoint["id"]] == [alone]
+
+
 def test_rotated_secret_old_and_new_both_sign_for_a_day(service, receiver, clock):
     endpoint, old = service.create_endpoint(receiver.url)
     shown, new = service.rotate_secret(endpoint["id"])

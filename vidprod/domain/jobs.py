@@ -313,7 +313,7 @@ class JobService:
             if self.media_path(s["path"]).is_file()
         }
         self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
-        watch = _RenderWatch(self, job_id)
+        watch = _RenderWatch(self, job_id, float(job["progress"] or 0))
         gaze = self._gaze_corrector(job)
         earlier_gaze = (job.get("gaze") or {}).get("report") if done else None
         options = RenderOptions(
@@ -489,20 +489,24 @@ class JobService:
 class _RenderWatch:
     """Throttled progress writes and cancel checks for one render."""
 
-    def __init__(self, service: JobService, job_id: str) -> None:
+    def __init__(self, service: JobService, job_id: str, reached: float = 0.0) -> None:
         self.service = service
         self.job_id = job_id
+        # A resumed render starts a little before the first part still to do (the seek
+        # lands on a keyframe): the progress shown never goes back below what it reached.
+        self.reached = reached
         self.last_write = 0.0
         self.last_check = 0.0
         self.cancelled = False
-        self.announced_step = 0  # tenths of the way already sent as job.progress
+        self.announced_step = int(reached // PROGRESS_EVENT_STEP)  # tenths already sent as job.progress
 
     def progress(self, fraction: float) -> None:
         now = time.monotonic()
         if now - self.last_write < PROGRESS_INTERVAL:
             return
         self.last_write = now
-        percent = round(min(99.9, max(0.0, fraction * 100)), 1)
+        percent = round(min(99.9, max(self.reached, fraction * 100)), 1)
+        self.reached = percent
         step = int(percent // PROGRESS_EVENT_STEP)
         announce = step > self.announced_step
         self.announced_step = max(step, self.announced_step)

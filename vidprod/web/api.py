@@ -13,6 +13,7 @@ from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
 from vidprod.store import MAX_INTEGER
+from vidprod.web.links import link
 from vidprod.web.downloads import ranged_file
 from vidprod.web.intake import start_job
 from vidprod.web.live import job_event_stream
@@ -44,7 +45,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
         "updated_at": job["updated_at"],
         "finished_at": job["finished_at"],
         "files_removed_at": job["files_removed_at"],
-        "status_url": str(request.url_for("job_status", job_id=job["id"])),
+        "status_url": link(request, "job_status", job_id=job["id"]),
     }
     body["gaze"] = gaze_json(request, job)
     if plan is not None:
@@ -62,11 +63,9 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
                 "width": s["width"],
                 "height": s["height"],
                 "has_audio": s["has_audio"],
-                "download_url": str(
-                    request.url_for("segment_file", job_id=job["id"], index=s["idx"])
-                ),
+                "download_url": link(request, "segment_file", job_id=job["id"], index=s["idx"]),
                 "thumbnail_url": (
-                    str(request.url_for("segment_thumbnail", job_id=job["id"], index=s["idx"]))
+                    link(request, "segment_thumbnail", job_id=job["id"], index=s["idx"])
                     if s["thumbnail_path"]
                     else None
                 ),
@@ -83,7 +82,7 @@ def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
     record = job.get("gaze") or {}
 
     def url(name: str) -> str:
-        return str(request.url_for("gaze_still", job_id=job["id"], still=name))
+        return link(request, "gaze_still", job_id=job["id"], still=name)
 
     return {
         "enabled": bool(options.get("gaze", False)),
@@ -109,7 +108,7 @@ async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     return Response(
         body,
         status_code=202,
-        headers={"Location": str(request.url_for("job_status", job_id=job["id"]))},
+        headers={"Location": link(request, "job_status", job_id=job["id"])},
     )
 
 

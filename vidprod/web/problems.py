@@ -63,6 +63,16 @@ def _http(exc: HTTPException) -> ProblemDetailsException:
             if isinstance(item, dict) and item.get("key") else str(item)
             for item in exc.extra
         )
+    if exc.status_code == 429:
+        # The rate limiter says when its window resets (RateLimit-Reset); clients and
+        # proxies look for Retry-After.
+        headers = dict(exc.headers or {})
+        reset = str(headers.get("RateLimit-Reset", ""))
+        wait = max(1, int(reset)) if reset.isascii() and reset.isdigit() else 60
+        headers["Retry-After"] = str(wait)
+        return problem(
+            429, f"Too many requests from your address; wait {wait} s, then try again.", headers=headers
+        )
     if exc.status_code == 404 and not detail:
         detail = "There is nothing at this address."
     return problem(exc.status_code, detail or HTTPStatus(exc.status_code).description, headers=exc.headers)

@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from vidprod.domain.webhooks import DELIVERY_STATES, WebhookService
 from vidprod.events import CATALOGUE, OPT_IN
 from vidprod.store import MAX_INTEGER
+from vidprod.web.links import link
 from vidprod.web.problems import json_fields, problem
 
 MAX_PAGE = 100
@@ -49,7 +50,7 @@ async def create_endpoint(request: Request, state: State, data: JSONBody[Any]) -
     return Response(
         {**endpoint, "secret": secret},  # shown this once
         status_code=201,
-        headers={"Location": str(request.url_for("webhook_endpoint", endpoint_id=endpoint["id"]))},
+        headers={"Location": link(request, "webhook_endpoint", endpoint_id=endpoint["id"])},
     )
 
 
