@@ -396,6 +396,24 @@ def test_upload_is_refused_with_507_when_the_disk_floor_would_be_crossed(setting
     assert list((settings.tmp_dir / "uploads").glob("*")) == [], "nothing stored"
 
 
+def test_a_chunked_upload_cannot_fill_the_disk_past_the_floor(settings, auth):
+    free = shutil.disk_usage(settings.data_dir.parent).free
+    tight = dataclasses.replace(settings, min_free_mb=(free >> 20) - 8)  # room for 8 MB, no more
+
+    def body():  # no Content-Length: the size is unknown until the end
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+        for _ in range(40):  # 40 MB: free space was checked only every 64 MB
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--b--\r\n"
+
+    with TestClient(create_app(tight, run_worker=False)) as client:
+        answer = client.post("/upload", headers={**auth, "Content-Type": "multipart/form-data; boundary=b"},
+                             content=body())
+    assert answer.status_code == 507, answer.text
+    assert "disk space" in answer.json()["detail"]
+    assert list((settings.tmp_dir / "uploads").glob("*")) == [], "nothing stored"
+
+
 def test_one_access_log_line_per_request_with_its_id(idle_client, auth, caplog):
     with caplog.at_level(logging.INFO, logger="vidprod.access"):
         idle_client.get("/jobs", headers={**auth, "X-Request-ID": "trace-000123"})

@@ -243,3 +243,41 @@ def test_webhook_receiver_down_while_the_app_is_killed_still_gets_every_event(st
     assert times == sorted(times), "in the order they happened"
     log = again.client.get(f"/webhooks/{endpoint_id}/deliveries?limit=100").json()["deliveries"]
     assert {d["state"] for d in log} == {"succeeded"} and len(log) == len(kinds)
+
+
+def _start_upload(server: Server, sent: bytes, total: int):
+    """A raw multipart upload that announces `total` bytes and sends only `sent`."""
+    import socket
+
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.client.headers['authorization'][7:]}\r\n"
+        f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {total}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(head + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n' + sent)
+    return sock
+
+
+def test_an_upload_that_stops_sending_is_timed_out_and_one_cut_off_is_no_500(start_server, tmp_path):
+    server = start_server(VIDPROD_UPLOAD_STALL_SECONDS="1")
+    staging = server.data_dir / "tmp" / "uploads"
+    stalled = _start_upload(server, b"\0" * 300_000, 10_000_000)
+    stalled.settimeout(30)
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        more = stalled.recv(65536)
+        if not more:
+            break
+        answer += more
+    stalled.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"Nothing arrived for 1 s, so the upload was stopped" in answer
+    assert list(staging.glob("*")) == []
+
+    cut = _start_upload(server, b"\0" * 300_000, 10_000_000)
+    cut.close()  # the phone lost its connection
+    assert server.client.get("/health").status_code == 200
+    server.wait_for_log(lambda text: "the client went away mid-upload" in text)
+    assert list(staging.glob("*")) == []
+    log = server.log_path.read_text()
+    assert "unhandled error" not in log and " 500 " not in log, log[-3000:]

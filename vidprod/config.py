@@ -244,6 +244,10 @@ class Settings:
         "Size of each resumable-upload request the upload page sends: a dropped connection"
         " costs at most this much again.",
     )
+    upload_stall_seconds: int = _setting(
+        "VIDPROD_UPLOAD_STALL_SECONDS", _positive_int, 60,
+        "A multipart upload that sends nothing for this long is stopped (408) and its bytes dropped.",
+    )
     upload_expire_hours: int = _setting(
         "VIDPROD_UPLOAD_EXPIRE_HOURS", _positive_int, 24,
         "Hours an unfinished resumable (tus) upload is kept after the last byte arrived.",

@@ -99,7 +99,8 @@ def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
 async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     settings = _service(state).settings
     received = await receive_upload(
-        request, settings.tmp_dir / "uploads", settings.max_upload_bytes, settings.min_free_mb << 20
+        request, settings.tmp_dir / "uploads", settings.max_upload_bytes, settings.min_free_mb << 20,
+        stall_seconds=settings.upload_stall_seconds,
     )
     job, webhook = await start_job(state, received.path, received.filename, received.fields)
     body = job_json(request, job, None)
