@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, Stream
 
@@ -95,7 +96,7 @@ def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@post("/upload", status_code=202, request_max_body_size=None)
+@post("/upload", status_code=202, request_max_body_size=None, opt={"problems": (404, 408, 409, 413, 415, 422, 507)})
 async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     settings = _service(state).settings
     received = await receive_upload(
@@ -142,24 +143,24 @@ async def list_jobs(
     return body
 
 
-@post("/jobs/{job_id:str}/cancel", status_code=202)
+@post("/jobs/{job_id:str}/cancel", status_code=202, opt={"problems": (409,)})
 async def cancel_job(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await anyio.to_thread.run_sync(_service(state).cancel, job_id)
     return job_json(request, job, None)
 
 
-@post("/jobs/{job_id:str}/retry", status_code=202)
+@post("/jobs/{job_id:str}/retry", status_code=202, opt={"problems": (409,)})
 async def retry_job(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await anyio.to_thread.run_sync(_service(state).retry, job_id)
     return job_json(request, job, None)
 
 
-@delete("/jobs/{job_id:str}", status_code=204)
+@delete("/jobs/{job_id:str}", status_code=204, opt={"problems": (409,)})
 async def delete_job(state: State, job_id: FromPath[str]) -> None:
     await anyio.to_thread.run_sync(_service(state).delete, job_id)
 
 
-@get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file")
+@get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file", opt={"problems": (410, 416)})
 async def segment_file(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
     path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
     if path is None or not path.is_file():
@@ -201,7 +202,9 @@ async def job_events(request: Request, state: State, job_id: FromPath[str]) -> S
     return job_event_stream(jobs, state.live, job_id, int(resume), state.publications.open_for_job)
 
 
-@get("/health", opt={"public": True})
+@get("/health", opt={"public": True}, responses={
+    503: ResponseSpec(data_container=dict[str, Any], description="The database cannot be written (the same body)."),
+})
 async def health(state: State) -> Response[dict[str, Any]]:
     jobs = _service(state)
     database: dict[str, Any] = {"state": "ok"}

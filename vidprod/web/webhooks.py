@@ -41,7 +41,7 @@ async def list_endpoints(state: State) -> dict[str, Any]:
     return {"endpoints": await anyio.to_thread.run_sync(_service(state).list_endpoints)}
 
 
-@post("/webhooks", status_code=201)
+@post("/webhooks", status_code=201, opt={"problems": (422,)})
 async def create_endpoint(request: Request, state: State, data: JSONBody[Any]) -> Response[dict[str, Any]]:
     fields = json_fields(data, ENDPOINT_FIELDS)
     if "url" not in fields:
@@ -59,7 +59,7 @@ async def get_endpoint(state: State, endpoint_id: FromPath[str]) -> dict[str, An
     return await anyio.to_thread.run_sync(_service(state).get_endpoint, endpoint_id)
 
 
-@patch("/webhooks/{endpoint_id:str}")
+@patch("/webhooks/{endpoint_id:str}", opt={"problems": (422,)})
 async def update_endpoint(state: State, endpoint_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
     fields = json_fields(data, ENDPOINT_FIELDS)
     return await anyio.to_thread.run_sync(lambda: _service(state).update_endpoint(endpoint_id, **fields))
@@ -76,7 +76,7 @@ async def rotate_secret(state: State, endpoint_id: FromPath[str]) -> dict[str, A
     return {**endpoint, "secret": secret}
 
 
-@get("/webhooks/{endpoint_id:str}/deliveries")
+@get("/webhooks/{endpoint_id:str}/deliveries", opt={"problems": (422,)})
 async def list_deliveries(
     state: State,
     endpoint_id: FromPath[str],
