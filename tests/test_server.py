@@ -11,7 +11,7 @@ import av
 import pytest
 from standardwebhooks import Webhook
 
-from tests.clips import make_clip, media_facts
+from tests.clips import make_clip, make_sparse_clip, media_facts
 from tests.conftest import shared_media
 from tests.receiver import Receiver
 from tests.server import Server, read_events
@@ -281,3 +281,24 @@ def test_an_upload_that_stops_sending_is_timed_out_and_one_cut_off_is_no_500(sta
     assert list(staging.glob("*")) == []
     log = server.log_path.read_text()
     assert "unhandled error" not in log and " 500 " not in log, log[-3000:]
+
+
+def test_cancel_and_sigterm_are_heard_while_one_picture_fills_fifty_minutes(start_server, tmp_path):
+    # Limits relaxed so that such a file is accepted: one second of video, then a picture
+    # at 50 min. The renderer fills 90,000 output frames with one picture; before, it
+    # asked whether to stop only between source frames, so neither a cancel nor SIGTERM
+    # was heard until the whole gap was encoded (minutes).
+    relaxed = {"VIDPROD_MAX_FRAME_GAP_SECONDS": "4000", "VIDPROD_SEGMENT_SECONDS": "4000"}
+    sparse = make_sparse_clip(tmp_path / "sparse.mp4", [i / 30 for i in range(30)] + [3000, 3000 + 1 / 30])
+    server = start_server(**relaxed)
+    job_id = server.upload(sparse).json()["id"]
+    server.wait_for(job_id, lambda b: b["stage"] == "rendering")
+    assert server.client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    assert server.wait_done(job_id, timeout=60)["state"] == "cancelled"
+
+    again = server.upload(sparse).json()["id"]
+    server.wait_for(again, lambda b: b["stage"] == "rendering")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(60) == 0
+    assert "timeout graceful shutdown exceeded" not in server.log_path.read_text()
+    assert start_server(**relaxed).status(again)["state"] == "processing", "paused, to resume on the next start"
