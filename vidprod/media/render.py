@@ -48,7 +48,7 @@ from vidprod.media.framing import (
     plan_framing,
     track_face,
 )
-from vidprod.media.probe import InvalidMedia, clockwise_rotation, damaged
+from vidprod.media.probe import InvalidMedia, clockwise_rotation, damaged, video_stream
 from vidprod.media.scan import DEFAULT_RATE
 from vidprod.media.thumbnails import ThumbnailPicker, choose_thumbnails
 
@@ -226,7 +226,7 @@ class _Render:
 
     def _prepare(self) -> None:
         with av.open(str(self.source)) as container:
-            video = container.streams.video[0]
+            video = video_stream(container)
             first = next(container.decode(video))
             sar = video.sample_aspect_ratio or Fraction(1)
         self.normalize = Normalize(first, video.time_base)
@@ -243,7 +243,7 @@ class _Render:
         self.reframer = Reframer(self.framing, width, height, sar, track)
 
     def _run(self, container: av.container.InputContainer) -> None:
-        video = container.streams.video[0]
+        video = video_stream(container)
         video.thread_type = "AUTO"
         # Each decoding thread holds frames of its own. Up to 1080p, one per core measured
         # faster and lighter than FFmpeg's cores + 1 (138 vs 130 fps, 7 MB less); above
@@ -302,7 +302,7 @@ class _Render:
         """The source's frames from `start` on, upright, from a container of their own
         (a fresh Normalize: its tone mapping must not see frames out of order)."""
         with av.open(str(self.source)) as container:
-            video = container.streams.video[0]
+            video = video_stream(container)
             video.thread_type = "AUTO"
             if start - SEEK_MARGIN > self.origin:
                 container.seek(int((start - SEEK_MARGIN) / video.time_base), stream=video, backward=True)
