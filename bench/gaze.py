@@ -63,13 +63,12 @@ def make_input(path: Path, seconds: int) -> Path:
 
 
 def reader_control(corrector):  # type: ignore[no-untyped-def]
-    """The fixture's astronaut reads with her irises moved down under still lids, which
-    the lid-based gaze estimate does not take for reading: read her as a reader ~5°
-    below the lens (tests/gaze_fixtures.ReadingControl), so every open-eye frame is
-    corrected, as a real reader's would be."""
+    """The fixture's astronaut reads with her irises moved down under still lids, unlike
+    a real reader: read her as a reader 5° below the lens (tests/gaze_fixtures.ReadingControl),
+    so every open-eye frame is corrected, as a real reader's would be."""
     from tests.gaze_fixtures import ReadingControl
 
-    return ReadingControl(corrector.settings.strength, offset=0.3)
+    return ReadingControl(corrector.settings.strength, pitch=-5.0)
 
 
 def per_frame(source: Path) -> dict:

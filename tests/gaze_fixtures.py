@@ -280,9 +280,7 @@ def astronaut_fixture(frames: int = 60) -> Fixture:
 def astronaut_glasses_fixture(gap: float = 0.08) -> Fixture:
     """The reading astronaut in thick dark glasses whose rims pass `gap` eye widths
     above her upper lids; extra["rims"](i) is frame i's rim coverage. Her irises sit
-    lower than the plain reader's; even so MediaPipe reads her near the lens (the
-    rims move its vertical iris reading up by ~0.03 eye widths), so tests read her
-    gaze through `ReadingControl`."""
+    lower than the plain reader's; tests read her gaze through `ReadingControl`."""
     still = astronaut()
     points = find_points(still)
     worn, rims = draw_glasses(still, points, gap=gap)
@@ -295,21 +293,22 @@ def astronaut_glasses_fixture(gap: float = 0.08) -> Fixture:
 
 
 class ReadingControl(GazeControl):
-    """The corrector's own control, fed an upper lid `offset` iris radii lower over the
-    iris than MediaPipe read it. The fixtures' "readers" have their irises moved down
-    under still lids, which the lid-based gaze estimate cannot see (real readers' lids
-    come down with their eyes): so that everything after it (gates, lid fit, re-render)
-    runs as for a reader ~4° below the lens."""
+    """The corrector's own control, with every frame's lid reading (Measure.lid_pitch)
+    set to `pitch` degrees. The fixtures' "readers" have their irises moved down under
+    still lids, unlike a real reader, whose lids come down with the eyes: what the
+    estimate reads of them says nothing of it (the real clips in test_gaze_judge.py
+    test it). Everything after the estimate (gates, lid fit, re-render) then runs as
+    for a person `pitch` degrees below the lens, or at it (pitch 0)."""
 
-    def __init__(self, strength: float, offset: float = 0.2) -> None:
+    def __init__(self, strength: float, pitch: float = -4.0) -> None:
         super().__init__(strength)
-        self.offset = offset
+        self.reading = pitch
 
     def update(self, m: Measure) -> Decision:
-        return super().update(replace(m, upper_gap=m.upper_gap - self.offset))
+        return super().update(replace(m, lid_pitch=self.reading))
 
-    def prime(self, upper_gap: float, seconds: float) -> None:
-        super().prime(upper_gap - self.offset, seconds)
+    def prime(self, lid_pitch: float, seconds: float) -> None:
+        super().prime(self.reading, seconds)
 
 
 @cache
@@ -331,8 +330,8 @@ def astronaut_shaded_fixture() -> Fixture:
 @cache
 def hopper_reader_fixture() -> Fixture:
     """Grace Hopper (real glasses whose dark upper rim passes just above her eyes, dark
-    irises) with her irises moved down as if reading: MediaPipe reads the move only
-    weakly (0.08 eye widths as ~0.007), so tests read her through `ReadingControl`."""
+    irises) with her irises moved down as if reading; tests read her gaze through
+    `ReadingControl`."""
     return animate("hopper_reader", grace_hopper(), 1.6, down=0.08, seed=2)
 
 

@@ -105,9 +105,15 @@ class Server:
             return self.client.post("/upload", files={"file": (path.name, f)}, data=fields)
 
     def status(self, job_id: str) -> dict:
-        return self.client.get(f"/status/{job_id}").json()
+        while True:
+            response = self.client.get(f"/status/{job_id}")
+            if response.status_code != 429:  # a long render's polling may reach VIDPROD_RATE_LIMIT
+                return response.json()
+            time.sleep(float(response.headers.get("Retry-After", "1")))
 
-    def wait_for(self, job_id: str, predicate, timeout: float = 120, interval: float = 0.02) -> dict:
+    # 0.1 s: at most 600 polls a minute, the default VIDPROD_RATE_LIMIT, however long a
+    # render takes on a busy machine.
+    def wait_for(self, job_id: str, predicate, timeout: float = 120, interval: float = 0.1) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             body = self.status(job_id)

@@ -72,7 +72,7 @@ def test_fly_toml_scales_to_zero_without_the_proxy_stopping_work(fly):
     assert fly["kill_signal"] == "SIGTERM" and 10 <= fly["kill_timeout"] <= 300
     assert any(check["path"] == "/health" for check in service["checks"])
     [vm] = fly["vm"]
-    assert vm["size"] == "performance-1x" and vm["memory"] == "2gb", "sized in the README from measurements"
+    assert vm["size"] == "performance-1x" and vm["memory"] == "2gb", "sized in docs/deploy.md from measurements"
     assert int(fly["env"]["VIDPROD_IDLE_EXIT_SECONDS"]) == 300
 
 

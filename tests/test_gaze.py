@@ -5,6 +5,7 @@ and `vidprod process`, and real clips where ../shared/testmedia is present."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import replace
@@ -35,9 +36,8 @@ from vidprod.media.faces import open_eyes
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
 from vidprod.media.gaze import corrector as corrector_module
 from vidprod.media.gaze.control import (
-    DEGREES_PER_GAP,
+    COUNTER_ROTATION,
     MIN_DEGREES,
-    UPPER_GAP_AT_LENS,
     GazeControl,
     Measure,
     gaze_pitch_degrees,
@@ -66,10 +66,11 @@ def steady(**settings: float) -> GazeSettings:
     return GazeSettings(landmark_interval=1, **settings)
 
 
-def reading(settings: GazeSettings | None = None, offset: float = 0.2, **options) -> GazeCorrector:  # type: ignore[no-untyped-def]
-    """A corrector that reads the fixtures' readers as readers (ReadingControl)."""
+def reading(settings: GazeSettings | None = None, pitch: float = -4.0, **options) -> GazeCorrector:  # type: ignore[no-untyped-def]
+    """A corrector that reads the fixture's person as `pitch` degrees below the lens
+    (ReadingControl)."""
     corrector = GazeCorrector(model(), settings or steady(), **options)
-    corrector.control = ReadingControl(corrector.settings.strength, offset)
+    corrector.control = ReadingControl(corrector.settings.strength, pitch)
     return corrector
 
 
@@ -82,7 +83,7 @@ def reader(tmp_path_factory):
     """The astronaut reading notes below the lens, corrected at the default strength."""
     fixture = astronaut_fixture()
     sheet = tmp_path_factory.mktemp("gaze") / "astronaut.png"
-    with reading(offset=0.3) as corrector:  # ~5° below the lens
+    with reading(pitch=-5.0) as corrector:
         summary = evaluate_frames(fixture.video_frames(), corrector, name="astronaut", sheet=sheet)
     return fixture, summary, sheet
 
@@ -127,28 +128,34 @@ def test_reader_is_stable_and_keeps_iris_size(reader):
 # --- the control on its own -------------------------------------------------------
 
 
-READER_GAP = 0.55  # upper lid gap (iris radii) of a reader: gaze_pitch_degrees reads -5°
+READER_PITCH = -5.0  # what the lids read of a reader (degrees)
 
 
-def _steer(measures, *, primed: float | None = READER_GAP, noise=None):  # type: ignore[no-untyped-def]
-    """Degrees and reasons of a fresh GazeControl fed (vertical, horizontal, yaw[, upper
-    gap]) at 30 fps; `primed`: the upper gap a census read before the first frame."""
+def _steer(measures, *, primed: float | None = READER_PITCH, noise=None):  # type: ignore[no-untyped-def]
+    """Degrees and reasons of a fresh GazeControl fed (vertical, horizontal, yaw[, lid
+    pitch]) at 30 fps; `primed`: the lid pitch a census read before the first frame."""
     control = GazeControl(strength=1.0)
     if primed is not None:
         control.prime(primed, 1.0)
     out = []
     for i, (vertical, horizontal, yaw, *gap) in enumerate(measures):
         m = Measure(t=i / 30, vertical=vertical, horizontal=horizontal, openness=(0.3, 0.3), yaw=yaw, pitch=0.0,
-                    upper_gap=gap[0] if gap else READER_GAP)  # fmt: skip
+                    lid_pitch=gap[0] if gap else READER_PITCH)  # fmt: skip
         decision = control.update(m)
         out.append((decision.degrees, decision.reason))
     return out
 
 
+def test_lids_that_come_down_over_the_iris_read_as_looking_down():
+    assert gaze_pitch_degrees(0.80) == 0.0  # lens-lookers' gap on real clips
+    assert gaze_pitch_degrees(0.55) == pytest.approx(-5.0)
+    assert gaze_pitch_degrees(0.33) < gaze_pitch_degrees(0.53) < gaze_pitch_degrees(0.80)
+
+
 def test_a_reader_is_turned_up_by_the_angle_read_from_the_first_frame():
     steps = _steer([(-0.03, 0.0, 0.0)] * 30)
     degrees = np.array([d for d, _ in steps])
-    expected = -gaze_pitch_degrees(READER_GAP) - MIN_DEGREES
+    expected = -READER_PITCH - MIN_DEGREES
     assert np.all(degrees == degrees[0]) and degrees[0] == pytest.approx(expected, abs=0.05)
 
 
@@ -156,9 +163,9 @@ def test_a_lens_looker_is_never_corrected_however_the_reading_wanders():
     # a minute of per-frame readings as noisy as MediaPipe's (±4° a frame), centred on
     # the lens, with blinks and glances: not one frame corrected
     rng = np.random.default_rng(7)
-    gaps = UPPER_GAP_AT_LENS + rng.normal(0, 4 / DEGREES_PER_GAP, 1800)
-    looks = [(-0.07 + rng.normal(0, 0.004), 0.06 if i % 300 < 8 else 0.0, 0.0, gaps[i]) for i in range(1800)]
-    steps = _steer(looks, primed=UPPER_GAP_AT_LENS)
+    pitches = rng.normal(0, 4, 1800)
+    looks = [(-0.07 + rng.normal(0, 0.004), 0.06 if i % 300 < 8 else 0.0, 0.0, pitches[i]) for i in range(1800)]
+    steps = _steer(looks, primed=0.0)
     assert all(d == 0 for d, _ in steps)
     assert sum(r == "looking_at_lens" for _, r in steps) > 1500
 
@@ -171,7 +178,7 @@ def test_the_decision_waits_for_evidence_and_starts_at_a_blink_or_with_a_ramp():
     for i in range(90):
         closed = 22 <= i < 25
         m = Measure(t=i / 30, vertical=-0.03, horizontal=0.0, openness=(0.05, 0.05) if closed else (0.3, 0.3),
-                    yaw=0.0, pitch=0.0, upper_gap=READER_GAP)  # fmt: skip
+                    yaw=0.0, pitch=0.0, lid_pitch=READER_PITCH)  # fmt: skip
         d = control.update(m)
         degrees.append(d.degrees)
         reasons.append(d.reason)
@@ -185,12 +192,24 @@ def test_the_decision_waits_for_evidence_and_starts_at_a_blink_or_with_a_ramp():
 
 
 def test_a_head_turn_fades_the_correction_without_a_step():
-    turn = [(-0.03, 0.0, min(45.0, max(0.0, (i - 30) * 1.0))) for i in range(120)]
+    # the eyes turn against the head, holding the gaze on the lens
+    yaws = [min(45.0, max(0.0, (i - 30) * 1.0)) for i in range(120)]
+    turn = [(-0.03, -COUNTER_ROTATION * yaw, yaw) for yaw in yaws]
     steps = _steer(turn)
     degrees = np.array([s for s, _ in steps])
     assert degrees[0] >= 4  # a reader ~5° below, corrected from the first frame
     assert np.all(degrees[70:] == 0) and {r for _, r in steps[70:]} == {"head_pose"}
     assert np.abs(np.diff(degrees)).max() <= 0.15 * degrees[0]  # a fade, not a step
+
+
+def test_a_head_turned_to_the_camera_and_back_is_no_look_away():
+    # a speaker turns 20° to one side and back, eyes on the lens (they turn against the
+    # head): corrected throughout; the same eyes turned with the head look away
+    yaws = [20.0 * math.sin(math.pi * i / 90) for i in range(90)]
+    held = [d for d, _ in _steer([(-0.03, -COUNTER_ROTATION * yaw, yaw) for yaw in yaws])]
+    assert min(held) > 0
+    carried = [r for _, r in _steer([(-0.03, 0.0, yaw) for yaw in yaws])]
+    assert "look_away" in carried
 
 
 def test_a_look_away_switches_on_the_saccade_and_a_drift_fades():
@@ -206,8 +225,8 @@ def test_a_look_away_switches_on_the_saccade_and_a_drift_fades():
 def test_the_correction_holds_through_a_fixation_and_moves_on_at_a_saccade():
     # a reader's lids sinking slowly over the iris, with landmark noise; a glance aside
     # at frames 30-34: the estimate moves every frame, the correction only at saccades
-    noise = np.random.default_rng(4).normal(0, 0.01, 120)
-    gaze = [(-0.05, 0.06 if 60 <= i < 65 else 0.0, 0.0, READER_GAP - 0.004 * i + noise[i]) for i in range(120)]
+    noise = np.random.default_rng(4).normal(0, 0.2, 120)
+    gaze = [(-0.05, 0.06 if 60 <= i < 65 else 0.0, 0.0, READER_PITCH - 0.08 * i + noise[i]) for i in range(120)]
     degrees = np.array([s for s, _ in _steer(gaze)])
     assert np.all(degrees[:60] == degrees[0]) and degrees[0] > 0
     assert np.all(degrees[60:65] == 0)
@@ -379,8 +398,9 @@ def test_strength_zero_returns_the_same_frames_and_never_starts_landmarks():
 
 
 def test_a_person_looking_into_the_lens_is_left_bit_identical():
+    # read at the lens (real lens-lookers' readings: test_gaze_judge.py)
     fixture = hopper_fixture()
-    with GazeCorrector(model(), steady(strength=1.0)) as corrector:
+    with reading(steady(strength=1.0), pitch=0.0) as corrector:
         summary = evaluate_frames(fixture.video_frames(), corrector, name="hopper")
     assert summary["frames"] == 60 and summary["frames_changed"] == 0
     assert summary["report"]["skipped"].get("looking_at_lens", 0) >= 40
@@ -747,8 +767,8 @@ def test_real_head_pose_clip_upscaled_is_corrected_without_added_jitter():
     correction stays in the eyes, blinks stay untouched, the iris track is no jerkier
     and nothing adds rims or streaks."""
     path = shared_media("intel_cc_by/preview_head-pose-face-detection-male.gif")
-    # he reads near the lens: read as a reader 5° below it (his notes 5° down)
-    with reading(steady(strength=1.0, notes_below_degrees=5), offset=0.4) as corrector:
+    # read as a reader 5° below the lens (his notes 5° down)
+    with reading(steady(strength=1.0, notes_below_degrees=5), pitch=-5.0) as corrector:
         summary = evaluate_frames(_upscaled(path, 4), corrector, name=path.name)
     assert summary["report"]["frames_corrected"] >= 30
     assert summary["locality"]["changed_outside_eye_regions"] == 0

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from datetime import UTC, datetime
 
@@ -428,3 +429,28 @@ def test_a_job_whose_files_were_removed_cannot_be_retried(db, settings):
     assert Housekeeper(db, settings).run()["jobs"] == 1
     with pytest.raises(JobConflict, match="removed by housekeeping after 48 hours"):
         jobs.retry("old")
+
+
+def test_start_makes_the_data_dir_private_and_warns_when_the_key_sits_beside_the_database(tmp_path, caplog):
+    """Issue 20 finding 11: a copy of data/ held the Fernet key beside what it seals."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    settings = Settings(data_dir=data, admin_token="t" * 24)
+    with caplog.at_level(logging.WARNING, logger="vidprod.web.app"):
+        with TestClient(create_app(settings, run_worker=False)) as c:
+            assert c.get("/health").status_code == 200
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(settings.database_path.stat().st_mode) == 0o600
+    [warning] = [r.getMessage() for r in caplog.records if "VIDPROD_SECRET_KEY" in r.getMessage()]
+    assert str(data / "secret_key") in warning and "beside the database" in warning
+
+    caplog.clear()
+    key = (data / "secret_key").read_text().strip()
+    (data / "secret_key").unlink()
+    keyed = dataclasses.replace(settings, secret_key=key)
+    with caplog.at_level(logging.WARNING, logger="vidprod.web.app"):
+        with TestClient(create_app(keyed, run_worker=False)) as c:
+            assert c.get("/health").status_code == 200
+    assert not (data / "secret_key").exists(), "a key from the environment is not written to disk"
+    assert not [r for r in caplog.records if "VIDPROD_SECRET_KEY" in r.getMessage()]

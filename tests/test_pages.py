@@ -53,6 +53,52 @@ def test_the_cookie_is_secure_behind_https(tmp_path: Path):
         assert "Secure" in answer.headers["set-cookie"]
 
 
+def test_the_cookie_is_secure_when_flys_proxy_says_https_without_a_public_url(tmp_path: Path):
+    """Issue 20 finding 10: no Secure flag behind Fly's https unless VIDPROD_PUBLIC_URL was set."""
+    from litestar.testing import TestClient
+
+    fly = Settings(data_dir=tmp_path / "fly", admin_token=TOKEN, behind_fly=True)
+    with TestClient(create_app(fly, run_worker=False)) as client:
+        over_https = client.post(
+            "/signin", data={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}, follow_redirects=False
+        )
+        assert "Secure" in over_https.headers["set-cookie"]
+        plain = client.post("/signin", data={"token": TOKEN}, follow_redirects=False)
+        assert "Secure" not in plain.headers["set-cookie"]
+    untrusted = Settings(data_dir=tmp_path / "direct", admin_token=TOKEN)
+    with TestClient(create_app(untrusted, run_worker=False)) as client:
+        forged = client.post(
+            "/signin", data={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}, follow_redirects=False
+        )
+        assert "Secure" not in forged.headers["set-cookie"], "only the trusted proxy's header counts"
+
+
+def test_signing_out_revokes_a_copied_cookie(idle_client):
+    """Issue 20 finding 10: a copied cookie still worked after sign-out."""
+    from litestar.testing import TestClient
+
+    csrf = sign_in(idle_client)
+    copied = idle_client.cookies["vidprod_session"]
+    assert idle_client.get("/", follow_redirects=False).status_code == 200
+    idle_client.post("/signout", data={"csrf_token": csrf}, follow_redirects=False)
+    idle_client.cookies.set("vidprod_session", copied)
+    assert idle_client.get("/", follow_redirects=False).status_code == 303
+    assert idle_client.get("/accounts").status_code == 401
+    assert idle_client.post("/accounts/tiktok/connect", headers={"X-CSRF-Token": csrf}).status_code == 401
+
+
+def test_a_sign_in_lasts_30_days_from_sign_in_however_often_it_is_used(idle_client):
+    sign_in(idle_client)
+    db = idle_client.app.state.db
+    [(first,)] = db.read(lambda c: c.execute("SELECT expires_at FROM sessions").fetchall())
+    for _ in range(3):
+        assert idle_client.get("/", follow_redirects=False).status_code == 200
+    [(after,)] = db.read(lambda c: c.execute("SELECT expires_at FROM sessions").fetchall())
+    assert after == first, "using the cookie does not extend the sign-in"
+    db.write(lambda c: c.execute("UPDATE sessions SET expires_at = expires_at - 30 * 86400"))
+    assert idle_client.get("/", follow_redirects=False).status_code == 303
+
+
 def test_a_wrong_token_says_where_the_right_one_is(idle_client):
     answer = idle_client.post("/signin", data={"token": "nope"}, follow_redirects=False)
     assert answer.status_code == 401

@@ -122,6 +122,26 @@ def test_tiktok_chunk_plan():
     assert tiktok.chunk_plan(10 * mib, 10 * mib) == (10 * mib, 1)
 
 
+def test_tiktok_chunks_are_held_to_5_to_64_mib_whatever_the_setting():
+    """Issue 20 finding 12: VIDPROD_PUBLISH_CHUNK_BYTES (shared with YouTube) went to
+    TikTok unchecked."""
+    mib = 1024 * 1024
+    assert tiktok.chunk_plan(100 * mib, 1 * mib) == (5 * mib, 20)
+    assert tiktok.chunk_plan(1024 * mib, 256 * mib) == (64 * mib, 16)
+    assert tiktok.chunk_plan(6 * mib, 1 * mib) == (5 * mib, 1), "the last chunk takes the remainder"
+    assert tiktok.chunk_plan(3 * mib, 1 * mib) == (3 * mib, 1), "under 5 MiB: one chunk"
+    for size in (5 * mib, 77 * mib + 3, 4000 * mib):
+        chunk, count = tiktok.chunk_plan(size, 256 * 1024)
+        assert 5 * mib <= chunk <= 64 * mib and size - chunk * (count - 1) <= 128 * mib
+    small = tiktok.TikTok(Settings(publish_chunk_bytes=256 * 1024), "k", "s")
+    assert small.chunk_bounds() == (5 * mib, 64 * mib)
+    against_fakes = tiktok.TikTok(
+        Settings(publish_chunk_bytes=256 * 1024, platform_base_url="http://127.0.0.1:9", platforms="live",
+                 tiktok_client_key="k", tiktok_client_secret="s"), "k", "s",
+    )  # fmt: skip
+    assert tiktok.chunk_plan(3 * mib, 256 * 1024, against_fakes.chunk_bounds()) == (256 * 1024, 12)
+
+
 def answer(status: int, body: dict, headers: dict | None = None) -> httpx.Response:
     return httpx.Response(status, content=json.dumps(body).encode(), headers=headers or {})
 
@@ -169,6 +189,13 @@ def graph_error(status: int, code: int, subcode: int | None = None, **extra) -> 
         (graph_error(400, 1, 2207020), "retry"),
         (graph_error(500, 2, is_transient=True), "retry"),
         (graph_error(400, 100), "permanent"),
+        # rupload.facebook.com's shape (issue 20 finding 4: a 401 there was permanent)
+        (answer(401, {"debug_info": {"type": "AuthError", "message": "Invalid OAuth access token"}}), "refresh"),
+        (answer(400, {"debug_info": {"type": "OAuthException", "message": "expired"}}), "refresh"),
+        (answer(429, {"debug_info": {"type": "RateLimit", "message": "slow"}}), "cap"),
+        (answer(503, {"debug_info": {"type": "InternalServerError", "message": "x"}}), "retry"),
+        (answer(400, {"debug_info": {"type": "ProcessingFailedError", "message": "bad", "retriable": True}}), "retry"),
+        (answer(400, {"debug_info": {"type": "ProcessingFailedError", "message": "complete or expired"}}), "permanent"),
     ],
 )
 def test_instagram_errors_are_classified(response, kind):
@@ -199,7 +226,8 @@ def test_instagram_usage_near_the_limit_blocks_the_account():
         (401, "authError", "refresh"),
         (403, "quotaExceeded", "cap"),
         (400, "uploadLimitExceeded", "cap"),
-        (403, "rateLimitExceeded", "retry"),
+        (403, "rateLimitExceeded", "cap"),
+        (403, "userRateLimitExceeded", "cap"),
         (503, "backendError", "retry"),
         (400, "invalidTitle", "permanent"),
     ],
@@ -211,6 +239,18 @@ def test_youtube_errors_are_classified(status, reason, kind):
     body = {"error": {"code": status, "message": "m", "errors": [{"reason": reason, "domain": "youtube"}]}}
     failure = youtube._failure(HttpError(Response({"status": status}), json.dumps(body).encode()), now=0.0)
     assert (failure.kind, failure.code) == (kind, reason)
+
+
+def test_youtube_429_is_a_throttle_that_honours_retry_after():
+    """Issue 20 finding 12: a fixed 60 s and an attempt spent on every 429."""
+    from googleapiclient.errors import HttpError
+    from httplib2 import Response
+
+    body = json.dumps({"error": {"code": 429, "message": "slow down", "errors": [{"reason": "rateLimitExceeded"}]}})
+    told = youtube._failure(HttpError(Response({"status": 429, "retry-after": "240"}), body.encode()), now=0.0)
+    assert (told.kind, told.retry_after) == ("cap", 240.0), "a cap gives the attempt back and blocks the account"
+    unsaid = youtube._failure(HttpError(Response({"status": 429}), b"{}"), now=0.0)
+    assert (unsaid.kind, unsaid.code, unsaid.retry_after) == ("cap", "http_429", 60.0)
 
 
 def test_youtube_quota_waits_for_midnight_pacific():

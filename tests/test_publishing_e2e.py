@@ -5,6 +5,7 @@ same clock), never by sleeping through a schedule."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import sqlite3
@@ -254,7 +255,139 @@ def test_killed_right_after_the_final_publish_call_posts_exactly_once(world, sho
     world.advance(61)  # the unknown outcome is looked up, not re-sent
     done = world.wait_state(publication["id"], "published")
     assert len(world.fake.posts("instagram")) == before + 1, "exactly one post"
-    assert done["post_id"]
+    [post] = world.fake.posts("instagram")[-1:]
+    # issue 20 finding 12: the media id and permalink, looked up, not the container id
+    assert done["post_id"] == post["id"] and post["container_id"] != post["id"]
+    assert done["post_url"] and done["post_url"].startswith("https://www.instagram.com/reel/")
+
+
+def part_sha256(world: World, job_id: str, part: int) -> str:
+    answer = world.api.get(f"/jobs/{job_id}/segments/{part - 1}/file")
+    assert answer.status_code == 200, answer.text
+    return hashlib.sha256(answer.content).hexdigest()
+
+
+def crash_during(world: World, operation: str, count: int) -> None:
+    """Kill the server (SIGKILL) while the `count`-th request of `operation` is held
+    open by the fake (it has done its work), then start it again."""
+    world.fake.hang_next(operation, 30)
+    assert world.fake.wait_for(operation, count=count, timeout=60), f"no {operation}"
+    time.sleep(0.3)  # the fake has stored what the request carried
+    world.server.signal(signal.SIGKILL)
+    world.server.wait_exit(10)
+    world.server.start()
+
+
+def test_instagram_crash_after_the_whole_upload_reached_meta_publishes_once(world, short_clip):
+    """Issue 20 finding 3: after a restart the upload went again from 0, the host said
+    "complete or expired" and the post was dead-lettered though Meta had every byte."""
+    job = world.job(short_clip)
+    before, uploads = len(world.fake.posts("instagram")), world.fake.seen("instagram.upload")
+    [publication] = world.publish(job["id"], ["instagram"])
+    crash_during(world, "instagram.upload", uploads + 1)  # one chunk: the whole file
+    world.advance(61)
+    done = world.wait_state(publication["id"], "published")
+    posts = world.fake.posts("instagram")
+    assert len(posts) == before + 1, "exactly one post"
+    assert posts[-1]["sha256"] == part_sha256(world, job["id"], 1)
+    assert done["post_id"] == posts[-1]["id"]
+
+
+def test_instagram_crash_mid_upload_resumes_at_the_hosts_offset(world, long_clip):
+    job = world.job(long_clip)
+    size = job["segments"][1]["size_bytes"]
+    chunks = -(-size // CHUNK)
+    assert chunks >= 3, "a part of several chunks"
+    before, uploads = len(world.fake.posts("instagram")), world.fake.seen("instagram.upload")
+    asked = world.fake.seen("instagram.upload_offset")
+    [publication] = world.publish(job["id"], ["instagram"], parts=[2])
+    crash_during(world, "instagram.upload", uploads + 2)  # two chunks are in
+    world.advance(61)
+    world.wait_state(publication["id"], "published")
+    posts = world.fake.posts("instagram")
+    assert len(posts) == before + 1
+    assert posts[-1]["size"] == size and posts[-1]["sha256"] == part_sha256(world, job["id"], 2)
+    assert world.fake.seen("instagram.upload_offset") > asked, "the host was asked where it stands"
+    assert world.fake.seen("instagram.upload") - uploads == chunks, "no chunk was sent twice"
+
+
+_unused_parts: dict[str, list[tuple[str, int]]] = {}
+
+
+def unused_part(world: World, platform: str, clip: Path) -> tuple[dict[str, Any], int]:
+    """A rendered part (1 or 2 of a 25 s clip: several chunks) not yet sent to `platform`."""
+    queue = _unused_parts.setdefault(platform, [])
+    if not queue:
+        job = world.job(clip)
+        queue.extend((job["id"], part) for part in (1, 2))
+    job_id, part = queue.pop(0)
+    return world.api.get(f"/status/{job_id}").json(), part
+
+
+def chunk_count(platform: str, size: int) -> int:
+    return max(1, size // CHUNK) if platform == "tiktok" else -(-size // CHUNK)
+
+
+@pytest.mark.parametrize(
+    ("platform", "operation", "request_no"),
+    [
+        ("tiktok", "tiktok.init", 1),
+        ("tiktok", "tiktok.upload", 1),
+        ("tiktok", "tiktok.upload", -1),
+        ("tiktok", "tiktok.status", 1),
+        ("youtube", "youtube.insert", 1),
+        ("youtube", "youtube.upload", 2),
+        ("youtube", "youtube.upload", -1),
+        ("instagram", "instagram.create", 1),
+        ("instagram", "instagram.upload", -1),
+        ("instagram", "instagram.status", 1),
+    ],
+)
+def test_a_crash_at_each_step_of_a_multi_chunk_upload_posts_once_and_whole(world, long_clip, platform, operation, request_no):
+    """Issue 20 finding 12: a SIGKILL while the platform holds the request open, at each
+    step (-1: the last chunk); after the restart the upload goes on from where the
+    platform says, and exactly one post carries exactly the part's bytes."""
+    job, part = unused_part(world, platform, long_clip)
+    size = job["segments"][part - 1]["size_bytes"]
+    chunks = chunk_count(platform, size)
+    assert chunks >= 2, "a part larger than one chunk"
+    before = len(world.fake.posts(platform))
+    nth = chunks if request_no == -1 else request_no
+    [publication] = world.publish(job["id"], [platform], parts=[part])
+    crash_during(world, operation, world.fake.seen(operation) + nth)
+    world.advance(61)
+    done = world.wait_state(publication["id"], "published", timeout=90)
+    posts = world.fake.posts(platform)
+    assert len(posts) == before + 1, "exactly one post"
+    assert posts[-1]["size"] == size and posts[-1]["sha256"] == part_sha256(world, job["id"], part)
+    assert done["post_id"] == posts[-1]["id"]
+
+
+def test_instagram_401_on_the_upload_host_refreshes_or_parks_the_post_for_a_reconnect(world, short_clip):
+    """Issue 20 finding 4: a 401 from rupload was dead-lettered. It refreshes the token
+    and carries on; when the refresh is refused too, the post waits for a reconnect."""
+    job = world.job(short_clip)
+    before = len(world.fake.posts("instagram"))
+    world.fake.fail_next("instagram.upload", 401, code="AuthError", message="Invalid OAuth access token")
+    world.fake.fail_next("instagram.refresh", 400, code=190, message="Error validating access token")
+    [publication] = world.publish(job["id"], ["instagram"], parts=[1])
+    waiting = world.wait_state(publication["id"], "waiting")
+    assert waiting["attempts"] == 0, "not a failed try"
+    account = world.api.get(f"/accounts/{world.accounts['instagram']}").json()
+    assert account["state"] == "reconnect_needed"
+    assert world.connect("instagram") == world.accounts["instagram"]
+    world.wait_state(publication["id"], "published")
+    assert len(world.fake.posts("instagram")) == before + 1
+
+    world.advance(86401)  # Instagram refreshes only tokens a day old
+    refreshes = world.fake.seen("instagram.refresh")
+    world.fake.fail_next("instagram.upload", 401, code="AuthError", message="Invalid OAuth access token")
+    job = world.job(short_clip)
+    [publication] = world.publish(job["id"], ["instagram"])
+    done = world.wait_state(publication["id"], "published")
+    assert done["attempts"] == 1, "a refresh is not a failed try"
+    assert world.fake.seen("instagram.refresh") > refreshes
+    assert len(world.fake.posts("instagram")) == before + 2
 
 
 def test_a_cap_error_reschedules_after_the_window_instead_of_looping(world, short_clip):
@@ -282,7 +415,10 @@ def test_a_lost_grant_makes_posts_wait_until_the_account_is_reconnected(world, s
     account = world.api.get(f"/accounts/{world.accounts['tiktok']}").json()
     assert account["state"] == "reconnect_needed" and "invalid_grant" in account["state_reason"]
     with sqlite3.connect(f"file:{world.server.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
-        [(data,)] = conn.execute("SELECT data FROM events WHERE type = 'account.reconnect_needed'").fetchall()
+        [(data,)] = conn.execute(
+            "SELECT data FROM events WHERE type = 'account.reconnect_needed'"
+            " AND json_extract(data, '$.platform') = 'tiktok'"
+        ).fetchall()
     assert '"publications_waiting": 1' in data
     assert world.connect("tiktok") == world.accounts["tiktok"], "the same account, reconnected"
     world.wait_state(publication["id"], "published")

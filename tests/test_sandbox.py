@@ -32,7 +32,7 @@ from litestar.testing import TestClient
 
 from tests.clips import make_clip
 from tests.fakes import running_fake
-from vidprod.sandbox import FakePlatforms, Rules, sandbox_router
+from vidprod.sandbox import FakePlatforms, Rules, issue_tokens, sandbox_router
 from vidprod.sandbox.mp4 import top_level_boxes
 from vidprod.sandbox.state import ACCOUNTS, KiB
 
@@ -333,7 +333,7 @@ def tiktok_status(http: httpx.Client, token: str, publish_id: str) -> dict[str, 
 
 
 def test_tiktok_refuses_chunk_plans_that_break_the_rules(fake: FakePlatforms, http: httpx.Client) -> None:
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     size = 300 * KiB
     cases = [
         (size, 32 * KiB, 9),  # chunk under the minimum
@@ -350,7 +350,7 @@ def test_tiktok_refuses_chunk_plans_that_break_the_rules(fake: FakePlatforms, ht
 
 
 def test_tiktok_refuses_chunks_out_of_order_or_mislabelled(fake: FakePlatforms, http: httpx.Client) -> None:
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     size, chunk = 200 * KiB, 64 * KiB  # three chunks: 64, 64, 72 KiB
     data = os.urandom(size)
     url = tiktok_init(http, token, size, chunk, 3).json()["data"]["upload_url"]
@@ -379,7 +379,7 @@ def test_tiktok_refuses_chunks_out_of_order_or_mislabelled(fake: FakePlatforms, 
 def test_tiktok_direct_post_in_chunks_publishes_once(
     fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
 ) -> None:
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     creator = http.post(
         "/open.tiktokapis.com/v2/post/publish/creator_info/query/", json={}, headers=bearer(token)
     ).json()["data"]
@@ -420,7 +420,7 @@ def test_tiktok_direct_post_in_chunks_publishes_once(
 
 def test_tiktok_random_bytes_fail_the_format_check(fake: FakePlatforms, http: httpx.Client) -> None:
     fake.rules.tiktok_processing_polls = 0
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     init = tiktok_init(http, token, 10 * KiB, 10 * KiB, 1).json()["data"]
     assert put_chunk(init["upload_url"], os.urandom(10 * KiB), 0, 10 * KiB).status_code == 201
     status = tiktok_status(http, token, init["publish_id"])
@@ -430,7 +430,7 @@ def test_tiktok_random_bytes_fail_the_format_check(fake: FakePlatforms, http: ht
 
 def test_tiktok_privacy_must_be_among_the_creators_options(fake: FakePlatforms, http: httpx.Client) -> None:
     fake.rules.tiktok_privacy_options = ("SELF_ONLY",)  # an unaudited app
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     answer = tiktok_init(http, token, 10 * KiB, 10 * KiB, 1, privacy="PUBLIC_TO_EVERYONE")
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "privacy_level_option_mismatch"
     assert tiktok_init(http, token, 10 * KiB, 10 * KiB, 1, privacy="SELF_ONLY").status_code == 200
@@ -438,7 +438,7 @@ def test_tiktok_privacy_must_be_among_the_creators_options(fake: FakePlatforms, 
 
 def test_tiktok_init_rate_limit_and_daily_post_cap(fake: FakePlatforms, clock: Clock, http: httpx.Client) -> None:
     fake.rules.tiktok_daily_posts = 8
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     for _ in range(6):
         assert tiktok_init(http, token, 10 * KiB, 10 * KiB, 1).status_code == 200
     limited = tiktok_init(http, token, 10 * KiB, 10 * KiB, 1)
@@ -451,7 +451,7 @@ def test_tiktok_init_rate_limit_and_daily_post_cap(fake: FakePlatforms, clock: C
     assert capped.status_code == 403 and capped.json()["error"]["code"] == "spam_risk_too_many_posts"
     clock.advance(86400)
     # A day later the cap has room again; by then the hour-long upload URLs are dead too.
-    fresh = fake.issue_tokens("tiktok")["access_token"]
+    fresh = issue_tokens(fake, "tiktok")["access_token"]
     assert tiktok_init(http, fresh, 10 * KiB, 10 * KiB, 1).status_code == 200
 
 
@@ -485,7 +485,7 @@ def ig_publish(http: httpx.Client, token: str, container: str) -> httpx.Response
 def test_instagram_reel_publishes_once_and_only_when_finished(
     fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
 ) -> None:
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     video = clips["good"].read_bytes()
     container = ig_container(http, token)
     assert (
@@ -522,10 +522,37 @@ def test_instagram_reel_publishes_once_and_only_when_finished(
     assert fake.requests("instagram.create")[0]["caption"] == "Sandbox reel #one"
 
 
+def test_instagram_upload_host_answers_its_offset_and_refuses_resends_over_held_bytes(
+    fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
+) -> None:
+    """Issue 20 finding 3: the fake took a resend from 0 that Meta refuses ("the upload is
+    complete or expired") and had no way to ask where an upload stands."""
+    token = issue_tokens(fake, "instagram")["access_token"]
+    video = clips["good"].read_bytes()
+    container = ig_container(http, token)
+    oauth = {"Authorization": f"OAuth {token}"}
+    assert httpx.get(container["uri"], headers=oauth).json() == {"offset": 0}
+    assert httpx.get(container["uri"]).status_code == 401
+    half = len(video) // 2
+    fake.cut_next("instagram.upload", after_bytes=100)  # Meta keeps every byte that arrived
+    with pytest.raises(httpx.RemoteProtocolError):
+        ig_upload(container["uri"], token, video[:half], 0, len(video))
+    assert httpx.get(container["uri"], headers=oauth).json() == {"offset": 100}
+    restart = ig_upload(container["uri"], token, video, 0, len(video))
+    assert restart.status_code == 400 and "offset must be 100" in restart.text
+    assert ig_upload(container["uri"], token, video[100:], 100, len(video)).json() == {"success": True}
+    again = ig_upload(container["uri"], token, video, 0, len(video))
+    assert again.status_code == 400 and "complete or expired" in again.text
+    asked = httpx.get(container["uri"], headers=oauth)
+    assert asked.status_code == 400 and "complete or expired" in asked.text
+    assert ig_status(http, token, container["id"]) == "IN_PROGRESS"  # processing the whole file
+    assert ig_status(http, token, container["id"]) == "FINISHED"
+
+
 def test_instagram_mp4_without_faststart_goes_to_error(
     fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]
 ) -> None:
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     container = ig_container(http, token)
     assert ig_upload(container["uri"], token, clips["bad"].read_bytes()).status_code == 200
     status = http.get(f"{IG}/{container['id']}", params={"fields": "status_code,status"}, headers=bearer(token)).json()
@@ -537,7 +564,7 @@ def test_instagram_mp4_without_faststart_goes_to_error(
 def test_instagram_daily_publishing_cap(fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]) -> None:
     fake.rules.instagram_daily_posts = 1
     fake.rules.instagram_processing_polls = 0
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     video = clips["good"].read_bytes()
     first, second = ig_container(http, token), ig_container(http, token)
     for container in (first, second):
@@ -549,7 +576,7 @@ def test_instagram_daily_publishing_cap(fake: FakePlatforms, http: httpx.Client,
 
 
 def test_instagram_container_expires_after_a_day(fake: FakePlatforms, clock: Clock, http: httpx.Client) -> None:
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     container = ig_container(http, token)
     clock.advance(86400 + 1)
     assert ig_status(http, token, container["id"]) == "EXPIRED"
@@ -558,7 +585,7 @@ def test_instagram_container_expires_after_a_day(fake: FakePlatforms, clock: Clo
 
 
 def test_instagram_caption_limits(fake: FakePlatforms, http: httpx.Client) -> None:
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     for caption in ("x" * 2201, " ".join(f"#tag{i}" for i in range(31))):
         answer = http.post(
             f"{IG}/{IG_USER}/media",
@@ -600,7 +627,7 @@ def finish(request) -> dict[str, Any]:
 def test_youtube_resumable_upload_with_the_client_library(fake: FakePlatforms, base: str, tmp_path: Path) -> None:
     path = tmp_path / "video.mp4"
     path.write_bytes(os.urandom(700 * KiB))  # three chunks: 256, 256, 188 KiB
-    client = youtube(base, fake.issue_tokens("youtube")["access_token"])
+    client = youtube(base, issue_tokens(fake, "youtube")["access_token"])
     channel = client.channels().list(part="snippet", mine=True).execute()["items"][0]
     assert channel["snippet"]["title"] == "Sandbox YouTube channel"
 
@@ -623,7 +650,7 @@ def test_youtube_resumable_upload_with_the_client_library(fake: FakePlatforms, b
 
 
 def test_youtube_refuses_a_chunk_that_is_not_a_multiple_of_256_kib(fake: FakePlatforms, http: httpx.Client) -> None:
-    token = fake.issue_tokens("youtube")["access_token"]
+    token = issue_tokens(fake, "youtube")["access_token"]
     start = http.post(
         "/youtube.googleapis.com/upload/youtube/v3/videos",
         params={"uploadType": "resumable", "part": "snippet,status"},
@@ -644,7 +671,7 @@ def test_youtube_resumes_from_what_the_server_kept_after_a_cut(fake: FakePlatfor
     path = tmp_path / "video.mp4"
     path.write_bytes(os.urandom(1600 * KiB))
     total = 1600 * KiB
-    request = upload_request(youtube(base, fake.issue_tokens("youtube")["access_token"]), path, chunksize=512 * KiB)
+    request = upload_request(youtube(base, issue_tokens(fake, "youtube")["access_token"]), path, chunksize=512 * KiB)
     request.next_chunk()  # bytes 0-512 KiB
     fake.cut_next("youtube.upload", after_bytes=300 * KiB)  # Google keeps whole 256 KiB multiples: 256 KiB
     with pytest.raises(IncompleteRead):  # a transport error, through httplib2
@@ -674,7 +701,7 @@ def test_youtube_insert_quota_and_channel_upload_cap(
     fake.rules.youtube_daily_uploads = 1
     path = tmp_path / "video.mp4"
     path.write_bytes(os.urandom(1000))
-    client = youtube(base, fake.issue_tokens("youtube")["access_token"])
+    client = youtube(base, issue_tokens(fake, "youtube")["access_token"])
     finish(upload_request(client, path))
     with pytest.raises(HttpError) as capped:
         upload_request(client, path).next_chunk()
@@ -683,7 +710,7 @@ def test_youtube_insert_quota_and_channel_upload_cap(
         upload_request(client, path).next_chunk()
     assert quota.value.status_code == 403 and quota.value.error_details[0]["reason"] == "quotaExceeded"
     clock.advance(86400)
-    client = youtube(base, fake.issue_tokens("youtube")["access_token"])
+    client = youtube(base, issue_tokens(fake, "youtube")["access_token"])
     finish(upload_request(client, path))
     assert len(fake.posts("youtube")) == 2
 
@@ -691,7 +718,7 @@ def test_youtube_insert_quota_and_channel_upload_cap(
 def test_youtube_metadata_rules(fake: FakePlatforms, base: str, tmp_path: Path) -> None:
     path = tmp_path / "video.mp4"
     path.write_bytes(os.urandom(1000))
-    client = youtube(base, fake.issue_tokens("youtube")["access_token"])
+    client = youtube(base, issue_tokens(fake, "youtube")["access_token"])
     future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
     public_scheduled = {
         "snippet": VIDEO_BODY["snippet"],
@@ -715,9 +742,9 @@ def test_youtube_metadata_rules(fake: FakePlatforms, base: str, tmp_path: Path) 
 
 
 def test_expired_tokens_answer_in_each_platforms_format(fake: FakePlatforms, clock: Clock, http: httpx.Client) -> None:
-    tiktok = fake.issue_tokens("tiktok")["access_token"]
-    instagram = fake.issue_tokens("instagram")["access_token"]
-    google = fake.issue_tokens("youtube")["access_token"]
+    tiktok = issue_tokens(fake, "tiktok")["access_token"]
+    instagram = issue_tokens(fake, "instagram")["access_token"]
+    google = issue_tokens(fake, "youtube")["access_token"]
     fake.expire_tokens("tiktok")
     answer = http.post("/open.tiktokapis.com/v2/post/publish/creator_info/query/", json={}, headers=bearer(tiktok))
     assert answer.status_code == 401 and answer.json()["error"]["code"] == "access_token_invalid"
@@ -742,7 +769,7 @@ def test_expired_tokens_answer_in_each_platforms_format(fake: FakePlatforms, clo
 def test_token_expires_right_after_the_named_operation(fake: FakePlatforms, base: str, tmp_path: Path) -> None:
     path = tmp_path / "video.mp4"
     path.write_bytes(os.urandom(600 * KiB))
-    tokens = fake.issue_tokens("youtube")
+    tokens = issue_tokens(fake, "youtube")
     request = upload_request(youtube(base, tokens["access_token"]), path)
     fake.expire_tokens("youtube", after="youtube.upload")
     request.next_chunk()  # the first chunk is stored, then the token dies
@@ -773,7 +800,7 @@ def test_token_expires_right_after_the_named_operation(fake: FakePlatforms, base
 
 
 def test_fail_next_answers_in_the_platforms_format_with_retry_after(fake: FakePlatforms, http: httpx.Client) -> None:
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     fake.fail_next("instagram.create", 503, code=2, message="Service temporarily unavailable", retry_after=7, times=2)
     for _ in range(2):
         answer = http.post(
@@ -803,7 +830,7 @@ def test_hang_next_publishes_before_answering_and_wait_for_sees_it(
     fake: FakePlatforms, base: str, clips: dict[str, Path]
 ) -> None:
     fake.rules.instagram_processing_polls = 0
-    token = fake.issue_tokens("instagram")["access_token"]
+    token = issue_tokens(fake, "instagram")["access_token"]
     with httpx.Client(base_url=base, timeout=10) as http:
         container = ig_container(http, token)
         ig_upload(container["uri"], token, clips["good"].read_bytes())
@@ -827,7 +854,7 @@ def test_hang_next_publishes_before_answering_and_wait_for_sees_it(
 def test_state_survives_a_restart(tmp_path: Path, clips: dict[str, Path]) -> None:
     state = tmp_path / "sandbox.json"
     first = FakePlatforms(state_file=state, upload_dir=tmp_path / "uploads")
-    tokens = first.issue_tokens("instagram")
+    tokens = issue_tokens(first, "instagram")
     with running_fake(first) as base, httpx.Client(base_url=base) as http:
         container = ig_container(http, tokens["access_token"])
         ig_upload(container["uri"], tokens["access_token"], clips["good"].read_bytes())
@@ -855,7 +882,7 @@ def test_the_router_mounts_in_another_app_behind_its_guard(fake: FakePlatforms) 
         state={"unrelated": 1},
         request_max_body_size=1 << 20,
     )
-    token = fake.issue_tokens("tiktok")["access_token"]
+    token = issue_tokens(fake, "tiktok")["access_token"]
     fake.rules.tiktok_max_chunk = fake.rules.tiktok_max_last_chunk = size = 2 << 20  # twice the app's body limit
     with TestClient(app) as client:
         assert client.get("/private").status_code == 401
@@ -879,3 +906,87 @@ def test_the_router_mounts_in_another_app_behind_its_guard(fake: FakePlatforms) 
             },
         )
         assert page.status_code == 200 and 'action="/sandbox/accounts.google.com/o/oauth2/v2/auth"' in page.text
+
+
+# ---- the built-in sandbox, open to the internet (issue 20 finding 2) -----------------
+
+
+def _sandbox_app(tmp_path: Path, **settings: Any):
+    from vidprod.config import Settings
+    from vidprod.web.app import create_app
+
+    config = Settings(data_dir=tmp_path / "data", admin_token="t" * 24, **settings)
+    assert config.sandbox
+    return TestClient(create_app(config, run_worker=False), raise_server_exceptions=False)
+
+
+def test_open_redirects_are_refused_by_the_consent_pages(http: httpx.Client, tmp_path: Path) -> None:
+    params = {"client_key": "sandbox-tiktok", "scope": "video.publish", "response_type": "code", "approve": "1"}
+    for evil in ("https://evil.example/", "http://127.0.0.1.evil.example/cb", "https://evil.example/?x=http://127.0.0.1/"):
+        answer = http.get("/www.tiktok.com/v2/auth/authorize/", params=params | {"redirect_uri": evil})
+        assert answer.status_code == 400 and "location" not in answer.headers
+        assert "redirect_uri is not registered" in answer.text
+
+    with _sandbox_app(tmp_path) as client:
+        auth = {"Authorization": "Bearer " + "t" * 24}
+        url = urlsplit(client.post("/accounts/tiktok/connect", headers=auth).json()["authorize_url"])
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert query["redirect_uri"].endswith("/accounts/tiktok/callback")
+        ours = client.get(url.path, params=query | {"approve": "1"}, follow_redirects=False)
+        assert ours.status_code == 302 and ours.headers["location"].startswith(query["redirect_uri"] + "?")
+        for evil in ("https://evil.example/", "http://testserver.local/elsewhere"):
+            refused = client.get(url.path, params=query | {"redirect_uri": evil, "approve": "1"}, follow_redirects=False)
+            assert refused.status_code == 400 and "location" not in refused.headers
+
+
+def test_the_built_in_sandbox_uses_client_secrets_made_for_this_install(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path) as client:
+        clients_file = tmp_path / "data" / "sandbox" / "clients.json"
+        assert clients_file.stat().st_mode & 0o777 == 0o600
+        made = json.loads(clients_file.read_text())
+        assert {secret for _, secret in made.values()}.isdisjoint({"sandbox-secret"})
+        fake = client.app.state.sandbox
+        assert fake.clients["tiktok"] == tuple(made["tiktok"])
+        code = fake.issue_code("tiktok", {"redirect_uri": "http://testserver.local/accounts/tiktok/callback"},
+                               ["video.publish"])  # fmt: skip
+        form = {"client_key": "sandbox-tiktok", "grant_type": "authorization_code", "code": code,
+                "redirect_uri": "http://testserver.local/accounts/tiktok/callback"}  # fmt: skip
+        stolen = client.post("/sandbox/open.tiktokapis.com/v2/oauth/token/", data=form | {"client_secret": "sandbox-secret"})
+        assert "access_token" not in stolen.text
+    with _sandbox_app(tmp_path) as client:
+        assert client.app.state.sandbox.clients["tiktok"] == tuple(made["tiktok"]), "kept across restarts"
+
+
+def test_the_built_in_sandbox_is_rate_limited(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path, rate_limit=5) as client:
+        statuses = [client.get("/sandbox/www.tiktok.com/v2/auth/authorize/").status_code for _ in range(7)]
+    assert statuses[:5] == [400] * 5 and statuses[5:] == [429, 429]
+
+
+def test_the_built_in_sandbox_takes_no_more_than_the_app_would(tmp_path: Path) -> None:
+    with _sandbox_app(tmp_path, max_upload_mb=8) as client:
+        fake = client.app.state.sandbox
+        limit = 8 * 1024 * 1024
+        assert fake.rules.tiktok_max_video_size == fake.rules.instagram_max_file_size == limit
+        assert fake.rules.youtube_max_file_size == limit
+        token = issue_tokens(fake, "tiktok")["access_token"]
+        big = tiktok_init(client, token, limit + 1, 5 << 20, 1, prefix="/sandbox")  # type: ignore[arg-type]
+        assert big.status_code == 400 and str(limit) in big.text
+
+
+def test_housekeeping_sweeps_abandoned_sandbox_uploads(fake: FakePlatforms, settings) -> None:
+    from vidprod.domain.housekeeping import SANDBOX_PART_MAX_AGE, Housekeeper
+    from vidprod.store import Database
+
+    stale, live = fake.upload_path("tiktok-old"), fake.upload_path("youtube-now")
+    for path in (stale, live):
+        path.write_bytes(b"x" * 100)
+    old = time.time() - SANDBOX_PART_MAX_AGE - 60
+    os.utime(stale, (old, old))
+    db = Database(settings.database_path)
+    db.migrate()
+    try:
+        assert Housekeeper(db, settings, sandbox=fake).run()["uploads"] == 1
+    finally:
+        db.close()
+    assert not stale.exists() and live.exists()

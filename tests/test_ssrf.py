@@ -44,8 +44,26 @@ def public_resolver(host: str, port: int) -> list[str]:
         ("0.0.0.0", "unspecified"),
         ("[::]", "unspecified"),
         ("224.0.0.1", "multicast"),
-        ("192.0.2.1", "reserved"),
+        ("192.0.2.1", "documentation"),
         ("240.0.0.1", "reserved"),
+        # issue 20 finding 9: IPv4 inside IPv4-compatible and local-use NAT64 forms, and the
+        # IANA special-purpose rows Python's ipaddress still calls global
+        ("[::7f00:1]", "loopback (IPv4 inside IPv6)"),
+        ("[::127.0.0.1]", "loopback (IPv4 inside IPv6)"),
+        ("[::a00:1]", "private (IPv4 inside IPv6)"),
+        ("[::8.8.8.8]", "deprecated IPv4-compatible"),
+        ("[64:ff9b:1::7f00:1]", "local-use NAT64"),
+        ("[2001:0:4136:e378:8000:63bf:80ff:fffe]", "loopback (IPv4 inside IPv6)"),
+        ("192.0.0.8", "IETF protocol assignment"),
+        ("192.0.0.170", "IETF protocol assignment"),
+        ("198.18.0.1", "benchmarking"),
+        ("203.0.113.5", "documentation"),
+        ("255.255.255.255", "reserved"),
+        ("[2001:db8::1]", "documentation"),
+        ("[3fff::1]", "documentation"),
+        ("[100::1]", "discard-only"),
+        ("[5f00::1]", "segment routing"),
+        ("[2001:2::1]", "IETF protocol assignment"),
     ],
 )
 def test_every_non_public_address_class_is_refused(host, kind):
@@ -58,6 +76,29 @@ def test_public_addresses_pass():
     assert check_url("https://hooks.example.com/x?y=1", allow_private=False, resolver=public_resolver)
     assert address_problem(ipaddress.ip_address("2606:4700::1111")) is None
     assert address_problem(ipaddress.ip_address("8.8.8.8")) is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["192.0.0.9", "192.0.0.10", "2001:1::1", "2001:4:112::1", "2001:20::1", "64:ff9b::808:808",
+     "::ffff:8.8.8.8", "2002:808:808::1"],
+)
+def test_special_purpose_rows_the_registry_calls_globally_reachable_pass(address):
+    assert address_problem(ipaddress.ip_address(address)) is None
+
+
+@pytest.mark.parametrize("host", ["[::7f00:1]", "[::127.0.0.1]", "[64:ff9b:1::7f00:1]", "192.0.0.8"])
+def test_the_probes_addresses_are_refused_at_connect_time(host):
+    """A name that resolves to one of these at connect time is refused before any byte."""
+    literal = host.strip("[]")
+    with running_receiver() as receiver:
+        url = f"https://probe.example:{receiver.port}/hook"
+        with guarded_client(resolver=lambda h, p: [literal]) as client:
+            with pytest.raises(httpx.ConnectError, match="only public addresses"):
+                client.post(url, content=b"{}")
+        with guarded_client() as client, pytest.raises(httpx.ConnectError, match="only public"):
+            client.post(f"https://{host}:{receiver.port}/hook", content=b"{}")
+        assert receiver.requests == []
 
 
 def test_a_hostname_that_resolves_to_loopback_is_refused():

@@ -1,4 +1,6 @@
+import os
 import sqlite3
+import stat
 import threading
 
 import pytest
@@ -87,3 +89,22 @@ def test_check_writable_fails_while_another_process_holds_the_lock(db, tmp_path)
         other.execute("ROLLBACK")
         other.close()
     db.check_writable()
+
+
+def test_the_database_and_its_wal_are_private_whatever_the_umask(tmp_path):
+    """Issue 20 finding 11: vidprod.db was world-readable when made under a lax umask."""
+    old_umask = os.umask(0o022)
+    try:
+        database = Database(tmp_path / "app.db")
+        database.migrate()
+        database.write(lambda conn: _job(conn))
+        older = tmp_path / "older.db"
+        older.touch(mode=0o644)
+        Database(older).close()
+    finally:
+        os.umask(old_umask)
+    try:
+        for path in (tmp_path / "app.db", tmp_path / "app.db-wal", tmp_path / "app.db-shm", older):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        database.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sqlite3
 from email.utils import formatdate
 
 import pytest
@@ -154,12 +155,37 @@ def test_410_disables_the_endpoint(service, receiver, clock, kicks):
     emit(service, "job.completed")
     assert drain(service, endpoint["id"]) is None
     assert len(receiver.requests) == 1, "a disabled endpoint hears nothing more"
-    [delivery] = deliveries(service, endpoint["id"])
-    assert delivery["state"] == "failed" and delivery["last_status"] == 410
+    held, gone = deliveries(service, endpoint["id"])
+    assert gone["state"] == "failed" and gone["last_status"] == 410
+    assert held["state"] == "pending" and held["event_type"] == "job.completed"
+    assert service.due_within(0) == 0 and service.endpoints_with_pending() == []
 
     service.update_endpoint(endpoint["id"], enabled=True)
     assert service.get_endpoint(endpoint["id"])["disabled_reason"] is None
     assert kicks == [endpoint["id"]], "re-enabling sends what waited"
+
+
+def test_events_made_while_disabled_are_held_and_sent_in_order_on_re_enabling(service, receiver, clock):
+    """Issue 20 finding 5: events while the endpoint was off after a 410 were lost."""
+    endpoint, secret = service.create_endpoint(receiver.url)
+    receiver.script = [Reply(410)]
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    emit(service, "job.completed")
+    emit(service, "job.deleted")
+    clock.now += 3600
+    assert drain(service, endpoint["id"]) is None
+    assert len(receiver.requests) == 1
+
+    service.update_endpoint(endpoint["id"], enabled=True)
+    assert service.endpoints_with_pending() == [endpoint["id"]]
+    assert drain(service, endpoint["id"]) is None
+    sent = receiver.requests[1:]
+    assert [json.loads(r.body)["type"] for r in sent] == ["job.completed", "job.deleted"]
+    for request in sent:
+        Webhook(secret).verify(request.body, request.headers)
+    states = {d["event_type"]: d["state"] for d in deliveries(service, endpoint["id"])}
+    assert states == {"job.created": "failed", "job.completed": "succeeded", "job.deleted": "succeeded"}
 
 
 def test_last_retry_fails_the_delivery_and_replay_sends_it_again(service, receiver, clock):
@@ -368,6 +394,33 @@ def test_upload_with_its_own_webhook_url(hook_client, auth, receiver, short_clip
             data={"webhook_url": "gopher://x"}, headers=auth,
         )  # fmt: skip
     assert refused.status_code == 422 and "https://" in refused.json()["detail"]
+
+
+def test_webhook_secrets_are_sealed_at_rest(service, receiver, clock):
+    """Issue 20 finding 11: the secrets sat in plain text in vidprod.db."""
+    endpoint, old = service.create_endpoint(receiver.url)
+    _, new = service.rotate_secret(endpoint["id"])
+    with sqlite3.connect(service.settings.database_path) as raw:
+        stored = raw.execute("SELECT secret, previous_secret FROM webhook_endpoints").fetchone()
+        dump = "\n".join(raw.iterdump())
+    assert old not in dump and new not in dump and "whsec_" not in dump
+    assert [service.vault.open_text(s) for s in stored] == [new, old]
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    Webhook(new).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+    Webhook(old).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+
+
+def test_plain_text_secrets_of_earlier_versions_are_sealed_at_start(service, receiver):
+    endpoint, secret = service.create_endpoint(receiver.url)
+    service.db.write(lambda c: c.execute("UPDATE webhook_endpoints SET secret = ?", (secret,)))
+    emit(service, "job.created")
+    drain(service, endpoint["id"])
+    Webhook(secret).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+    assert service.seal_plain_secrets() == 1
+    assert service.seal_plain_secrets() == 0
+    stored = service.db.read(lambda c: c.execute("SELECT secret FROM webhook_endpoints").fetchone()[0])
+    assert not stored.startswith("whsec_") and service.vault.open_text(stored) == secret
 
 
 def test_deleting_a_job_keeps_the_events_still_to_be_delivered(service, receiver):

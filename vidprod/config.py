@@ -300,8 +300,8 @@ class Settings:
     )
     secret_key: str | None = _setting(
         "VIDPROD_SECRET_KEY", str, None,
-        "Fernet key(s), comma-separated, newest first, encrypting account tokens;"
-        " generated and stored in the data dir when unset.",
+        "Fernet key(s), comma-separated, newest first, encrypting account tokens and webhook"
+        " secrets; generated into the data dir (beside the database: the app warns) when unset.",
     )
     tiktok_client_key: str | None = _setting("VIDPROD_TIKTOK_CLIENT_KEY", str, None, "TikTok app client key.")
     tiktok_client_secret: str | None = _setting(
@@ -336,7 +336,7 @@ class Settings:
     )
     publish_chunk_bytes: int = _setting(
         "VIDPROD_PUBLISH_CHUNK_BYTES", _chunk_bytes, 10 * 1024 * 1024,
-        "Chunk size of TikTok and YouTube uploads, in bytes.",
+        "Chunk size of TikTok (held to 5-64 MiB), Instagram and YouTube uploads, in bytes.",
     )
     publish_timeout: int = _setting(
         "VIDPROD_PUBLISH_TIMEOUT", _positive_int, 120,

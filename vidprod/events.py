@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# type -> what it means (the README documents each with an example payload)
+# type -> what it means (docs/events-and-webhooks.md shows each with an example payload;
+# tests/test_docs.py keeps the two in step)
 CATALOGUE: dict[str, str] = {
     "job.created": "An upload was accepted and queued.",
     "job.processing": "Processing started (again, after a restart or retry).",

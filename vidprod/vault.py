@@ -1,7 +1,9 @@
-"""Encryption at rest for account tokens (Fernet: AES-128-CBC + HMAC-SHA256, from
-`cryptography`).
+"""Encryption at rest for account tokens and webhook secrets (Fernet: AES-128-CBC +
+HMAC-SHA256, from `cryptography`).
 
-The key comes from VIDPROD_SECRET_KEY, or is generated once into the data dir. Several
+The key comes from VIDPROD_SECRET_KEY (on Fly a secret), or is generated once into the
+data dir. A key in the data dir sits beside the database it protects, so a copy of the
+folder opens everything: the app warns at start (key_file says where it is). Several
 comma-separated keys may be given, newest first: everything is sealed with the first
 and any of them opens, so a key can be rotated without reconnecting accounts.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -28,7 +31,8 @@ class VaultError(Exception):
 
 
 class Vault:
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], key_file: Path | None = None) -> None:
+        self.key_file = key_file  # set when the key was read from (or made in) the data dir
         try:
             self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
         except ValueError:
@@ -48,10 +52,22 @@ class Vault:
             else:
                 with os.fdopen(fd, "w") as f:
                     f.write(Fernet.generate_key().decode() + "\n")
-        return cls([path.read_text().strip()])
+        return cls([path.read_text().strip()], key_file=path)
 
     def seal(self, value: dict[str, Any]) -> str:
         return self._fernet.encrypt(json.dumps(value).encode()).decode()
+
+    def seal_text(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def open_text(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken:
+            raise VaultError(
+                "a stored secret cannot be decrypted with VIDPROD_SECRET_KEY (was the key"
+                " changed without keeping the old one?)"
+            ) from None
 
     def open(self, sealed: str) -> dict[str, Any]:
         try:

@@ -88,7 +88,7 @@ class AccountService:
         client = self._platform(platform)
         if not client.configured():
             raise ConnectError(
-                f"{client.label} is not configured: set its client id and secret (see the README)"
+                f"{client.label} is not configured: set its client id and secret (see docs/publishing.md)"
             )
         state = secrets.token_urlsafe(24)
         url, verifier = client.authorize_url(state, self.redirect_uri(platform))

@@ -1,4 +1,5 @@
-"""Keeping the data volume from filling: expiring old files, refusing work with no room."""
+"""Keeping the data volume from filling: expiring old files (refusing uploads with no
+room is domain/disk.py)."""
 
 from __future__ import annotations
 
@@ -11,30 +12,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vidprod.config import Settings
+from vidprod.domain.uploads import TusUploads
 from vidprod.store import Database
 from vidprod.store import jobs as q
 
 if TYPE_CHECKING:
-    from vidprod.domain.uploads import TusUploads
+    from vidprod.sandbox import FakePlatforms
 
 log = logging.getLogger(__name__)
 
 ABANDONED_UPLOAD_HOURS = 24  # a staged upload nobody wrote to for this long is dead
-# An upload needs room for itself and about as much again for its parts.
-ROOM_FACTOR = 2
-
-
-def disk_room_problem(path: Path, incoming_bytes: int, floor_bytes: int) -> str | None:
-    """Words for the uploader when storing `incoming_bytes` (and its parts) would leave
-    less than the floor free; None when there is room."""
-    free = shutil.disk_usage(path).free
-    if free - incoming_bytes * ROOM_FACTOR >= floor_bytes:
-        return None
-    return (
-        f"The server is short of disk space ({free // 2**20} MB free, and it keeps "
-        f"{floor_bytes // 2**20} MB spare). Try again after old jobs have been cleaned up, "
-        "or delete finished jobs."
-    )
+# The sandbox's fakes keep no upload session longer than a week (YouTube's); the bytes of
+# one untouched for longer are abandoned.
+SANDBOX_PART_MAX_AGE = 8 * 24 * 3600.0
 
 
 class Housekeeper:
@@ -44,17 +34,21 @@ class Housekeeper:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         uploads: TusUploads | None = None,
+        sandbox: FakePlatforms | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.uploads = uploads  # resumable uploads expire by their own clock and setting
+        self.sandbox = sandbox  # the built-in fakes' .part files
 
     def run(self) -> dict[str, int]:
         removed_jobs = self.remove_expired_job_files()
         removed_uploads = self.remove_abandoned_uploads()
         if self.uploads is not None:
             removed_uploads += self.uploads.remove_expired()
+        if self.sandbox is not None:
+            removed_uploads += self.sandbox.remove_stale_parts(SANDBOX_PART_MAX_AGE)
         if removed_jobs or removed_uploads:
             log.info(
                 "housekeeping: removed files of %d job(s), %d abandoned upload(s)",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from vidprod.config import Settings
-from vidprod.domain.housekeeping import disk_room_problem
+from vidprod.domain.disk import disk_room_problem
 from vidprod.store import Database
 from vidprod.store import uploads as q
 

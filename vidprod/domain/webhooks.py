@@ -28,6 +28,7 @@ from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import webhooks as wq
 from vidprod.store.database import now_iso
+from vidprod.vault import Vault, VaultError
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ class InvalidEndpoint(ValueError):
 
 @dataclass(frozen=True)
 class NewEndpoint:
-    """A checked endpoint not yet stored, with its secret (shown to the user once)."""
+    """A checked endpoint not yet stored, with its secret (shown to the user once) and
+    that secret sealed by the vault (what the database keeps)."""
 
     id: str
     url: str
     secret: str
+    sealed_secret: str
     event_types: list[str] | None
     description: str = ""
 
@@ -80,9 +83,11 @@ class WebhookService:
         clock: Callable[[], float] = time.time,
         client: httpx.Client | None = None,
         rng: random.Random | None = None,
+        vault: Vault | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
+        self.vault = vault or Vault.from_settings(settings)  # webhook secrets are sealed at rest
         self.kick = kick  # asks the worker to look at an endpoint's deliveries
         self.clock = clock
         self.client = client or ssrf.guarded_client(allow_private=settings.webhook_allow_private)
@@ -99,10 +104,12 @@ class WebhookService:
             url = ssrf.check_url(url, allow_private=self.settings.webhook_allow_private)
         except ValueError as exc:
             raise InvalidEndpoint(str(exc)) from None
+        secret = new_secret()
         return NewEndpoint(
             id="ep_" + secrets.token_hex(8),
             url=url,
-            secret=new_secret(),
+            secret=secret,
+            sealed_secret=self.vault.seal_text(secret),
             event_types=_checked_types(event_types),
             description=description.strip()[:200],
         )
@@ -153,7 +160,7 @@ class WebhookService:
             if endpoint is None:
                 return False
             wq.update_endpoint(
-                conn, endpoint_id, secret=secret, previous_secret=endpoint["secret"],
+                conn, endpoint_id, secret=self.vault.seal_text(secret), previous_secret=endpoint["secret"],
                 previous_expires_at=self.clock() + ROTATION_OVERLAP_SECONDS,
             )  # fmt: skip
             return True
@@ -234,13 +241,39 @@ class WebhookService:
         if event is None:  # cannot happen while the foreign key cascades; never loop on it
             self.db.write(lambda conn: wq.update_delivery(conn, head["id"], state="failed", last_error="event gone"))
             return now
-        signing = [endpoint["secret"]]
-        if endpoint["previous_secret"] and (endpoint["previous_expires_at"] or 0) > now:
-            signing.append(endpoint["previous_secret"])
+        try:
+            signing = [self._open(endpoint["secret"])]
+            if endpoint["previous_secret"] and (endpoint["previous_expires_at"] or 0) > now:
+                signing.append(self._open(endpoint["previous_secret"]))
+        except VaultError as exc:  # the key changed: nothing can be signed; rotate the secret
+            self.db.write(lambda conn: wq.update_delivery(conn, head["id"], state="failed", last_error=str(exc)))
+            return now
         answer = post_message(
             self.client, endpoint["url"], message_id(event), payload(event), signing, now=now
         )
         return self._record(endpoint, head, event, answer)
+
+    def _open(self, stored: str) -> str:
+        # Rows written before secrets were sealed hold "whsec_..." until seal_plain_secrets runs.
+        return stored if stored.startswith("whsec_") else self.vault.open_text(stored)
+
+    def seal_plain_secrets(self) -> int:
+        """Seal secrets stored in plain text by earlier versions; how many were sealed."""
+
+        def seal(conn: Any) -> int:
+            count = 0
+            for endpoint in wq.all_endpoint_secrets(conn):
+                changes = {
+                    key: self.vault.seal_text(endpoint[key])
+                    for key in ("secret", "previous_secret")
+                    if endpoint[key] and endpoint[key].startswith("whsec_")
+                }
+                if changes:
+                    wq.update_endpoint(conn, endpoint["id"], **changes)
+                    count += 1
+            return count
+
+        return self.db.write(seal)
 
     def _record(self, endpoint: dict[str, Any], delivery: dict[str, Any], event: dict[str, Any], answer: Answer) -> float:
         now = self.clock()
@@ -291,7 +324,7 @@ def store_endpoint(conn: Any, new: NewEndpoint, *, enabled: bool = True, job_id:
     """Insert a prepared endpoint (inside the caller's transaction)."""
     wq.insert_endpoint(
         conn, endpoint_id=new.id, url=new.url, description=new.description,
-        event_types=new.event_types, enabled=enabled, secret=new.secret, job_id=job_id,
+        event_types=new.event_types, enabled=enabled, secret=new.sealed_secret, job_id=job_id,
     )  # fmt: skip
 
 

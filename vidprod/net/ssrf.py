@@ -25,7 +25,10 @@ import httpx
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
-# Named for the error message; anything else that is not globally routable is refused too.
+# The IANA special-purpose address registries (iana-ipv4-special-registry and
+# iana-ipv6-special-registry, 2025), written out here because Python's ipaddress lags them
+# (3.11 calls 192.0.0.8 and ::7f00:1 global). Rows marked "Globally Reachable: True" are
+# the exceptions below; every other row is refused by name. is_global stays as a backstop.
 _NAMED_RANGES: list[tuple[str, str]] = [
     ("0.0.0.0/8", "unspecified"),
     ("127.0.0.0/8", "loopback"),
@@ -34,15 +37,62 @@ _NAMED_RANGES: list[tuple[str, str]] = [
     ("192.168.0.0/16", "private"),
     ("100.64.0.0/10", "carrier-grade NAT"),
     ("169.254.0.0/16", "link-local"),
+    ("192.0.0.0/24", "IETF protocol assignment"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast (deprecated)"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
     ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
     ("::/128", "unspecified"),
     ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "dummy IPv6 prefix"),
+    ("2001::/23", "IETF protocol assignment"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "segment routing (SRv6)"),
     ("fdaa::/16", "Fly.io private network"),
     ("fc00::/7", "unique local (private)"),
     ("fe80::/10", "link-local"),
     ("ff00::/8", "multicast"),
 ]
 _RANGES = [(ipaddress.ip_network(net), name) for net, name in _NAMED_RANGES]
+# Inside the refused blocks above, the registries mark these globally reachable (anycast
+# services such as PCP, TURN, AS112, AMT, ORCHIDv2, drone DET).
+_GLOBAL_EXCEPTIONS = [
+    ipaddress.ip_network(net)
+    for net in (
+        "192.0.0.9/32",
+        "192.0.0.10/32",
+        "2001:1::1/128",
+        "2001:1::2/128",
+        "2001:1::3/128",
+        "2001:3::/32",
+        "2001:4:112::/48",
+        "2001:20::/28",
+        "2001:30::/28",
+    )
+]
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 hosts an IPv6 address leads to: IPv4-mapped, IPv4-compatible (deprecated
+    but still routed by some stacks), NAT64 well-known prefix, 6to4 and both ends of Teredo."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in _IPV4_COMPATIBLE or address in _NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    return []
 
 
 class BlockedAddress(httpcore.ConnectError):
@@ -51,17 +101,22 @@ class BlockedAddress(httpcore.ConnectError):
 
 def address_problem(address: IPAddress) -> str | None:
     """Why this address is not a public one, or None when it is."""
-    if isinstance(address, ipaddress.IPv6Address):
-        # ::ffff:a.b.c.d, 64:ff9b::a.b.c.d (NAT64) and 2002:a.b.c.d:: (6to4) reach IPv4 hosts.
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in ipaddress.ip_network("64:ff9b::/96"):
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            inner = address_problem(embedded)
-            return f"{inner} (IPv4 inside IPv6)" if inner else None
+    if isinstance(address, ipaddress.IPv6Address) and address > ipaddress.IPv6Address(1):
+        for inner in _embedded_ipv4(address):
+            problem = address_problem(inner)
+            if problem:
+                return f"{problem} (IPv4 inside IPv6)"
+        if address in _IPV4_COMPATIBLE:
+            return "deprecated IPv4-compatible"
+    if any(address.version == net.version and address in net for net in _GLOBAL_EXCEPTIONS):
+        return None
     for network, name in _RANGES:
         if address.version == network.version and address in network:
             return name
+    if isinstance(address, ipaddress.IPv6Address) and _embedded_ipv4(address):
+        return None  # judged by the IPv4 host it leads to, above
+    if isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST_V6:
+        return "reserved"
     if not address.is_global:
         return "reserved"
     return None

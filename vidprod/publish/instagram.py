@@ -3,14 +3,21 @@ container, status polling until FINISHED, then media_publish, after checking the
 account's 24 h publishing limit.
 
 Steps and what is stored before the next one: container_id + upload_uri (create),
-uploaded (rupload), publish_sent (just before media_publish), media_id. A run that finds
-publish_sent without a media_id asks the container: PUBLISHED means it went out (never
-publish again); FINISHED means the call never landed, so publishing is safe.
+upload_started (before the first byte), uploaded (rupload done), publish_sent (just
+before media_publish), media_id. The rupload goes in chunks of VIDPROD_PUBLISH_CHUNK_BYTES,
+each POST naming its offset. A run that finds upload_started asks the upload host where it
+stands (GET on the upload URI answers the offset it holds) and carries on from there; when
+the host says the upload is complete or expired, the container's status decides (bytes in:
+publish; EXPIRED/ERROR: a new container). A run that finds publish_sent without a media_id
+asks the container: PUBLISHED means it went out (never publish again: the media is found
+among the account's recent media for its id and permalink); FINISHED means the call never
+landed, so publishing is safe.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +52,7 @@ RETRY_SUBCODES = {2207001, 2207003, 2207032}
 NOT_READY_SUBCODES = {2207027}
 NOT_READY_CODES = {"2207027", "9007"}
 RECHECK_SECONDS = 300.0  # after an unanswered media_publish, before trusting FINISHED
+PUBLISHED_LOOKUP_SLACK = 120.0  # the media's timestamp vs our publish_sent_at (clock skew)
 CAP_SUBCODE = 2207042
 SPAM_SUBCODE = 2207051
 
@@ -137,8 +145,12 @@ class Instagram(PlatformHttp):
             raise PublishFailure("unknown", "publish_unanswered", "waiting before checking the container again")
         if status == "PUBLISHED":
             # Our earlier media_publish landed though its answer was lost. The media id
-            # is not on the container; the container id identifies the post for us.
-            return Published(remote["container_id"], None)
+            # is not on the container: find the media among the account's recent ones.
+            media_id = self._find_published(session)
+            if media_id is None:  # not listed (yet): the container id names the post for us
+                return Published(remote["container_id"], None)
+            session.remember(media_id=media_id)
+            return self._published(session, media_id)
         session.remember(publish_sent=True, publish_sent_at=session.clock())
         try:
             answer = self._graph(
@@ -182,22 +194,95 @@ class Instagram(PlatformHttp):
         session.remember(container_id=container, upload_uri=uri, created_at=session.clock())
 
     def _upload(self, session: Session, path: Path) -> None:
-        # The whole file in one request; after a cut it is sent again from offset 0
-        # into the same container (no new container, no second post).
-        session.check_stop()
-        headers = {
-            "Authorization": f"OAuth {session.tokens.access_token}",
-            "offset": "0",
-            "file_size": str(session.upload.size),
-            "Content-Type": "application/octet-stream",
-        }
+        """Send the file in chunks into the container, resuming where the host stands."""
+        remote, size = session.upload.remote, session.upload.size
+        if remote.get("upload_started"):
+            offset = self._upload_offset(session)
+        else:
+            session.remember(upload_started=True)
+            offset = 0
+        chunk = self.settings.publish_chunk_bytes
+        with path.open("rb") as f:
+            while offset < size:
+                session.check_stop()
+                f.seek(offset)
+                body = f.read(min(chunk, size - offset))
+                headers = {
+                    "Authorization": f"OAuth {session.tokens.access_token}",
+                    "offset": str(offset),
+                    "file_size": str(size),
+                    "Content-Type": "application/octet-stream",
+                }
+                try:
+                    response = self.http.post(remote["upload_uri"], content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    raise transport_failure(exc, "Instagram upload") from None
+                if response.status_code >= 300:
+                    failure = _failure(response)
+                    if failure.kind != "permanent":
+                        raise failure
+                    # Refused: the bytes may all be in already ("the upload is complete or
+                    # expired") or the host holds another offset. Ask; carry on from its
+                    # answer, or give up when it agrees with ours.
+                    held = self._upload_offset(session)
+                    if held >= size:
+                        return
+                    if held == offset:
+                        raise failure
+                    offset = held
+                    continue
+                offset += len(body)
+
+    def _upload_offset(self, session: Session) -> int:
+        """How many bytes the upload host holds (after a cut or a crash mid-upload)."""
+        remote = session.upload.remote
+        headers = {"Authorization": f"OAuth {session.tokens.access_token}"}
         try:
-            with path.open("rb") as f:
-                response = self.http.post(session.upload.remote["upload_uri"], content=f, headers=headers)
+            response = self.http.get(remote["upload_uri"], headers=headers)
         except httpx.HTTPError as exc:
-            raise transport_failure(exc, "Instagram upload") from None
-        if response.status_code >= 300:
-            raise _failure(response)
+            raise transport_failure(exc, "Instagram upload offset") from None
+        if response.status_code < 300:
+            answer = response.json()
+            return int(answer.get("offset", answer.get("file_offset", 0)))
+        failure = _failure(response)
+        if failure.kind != "permanent":
+            raise failure
+        # "The upload is complete or expired": the container tells which.
+        self._check_container_alive(session)
+        return session.upload.size
+
+    def _check_container_alive(self, session: Session) -> None:
+        """After the host called the upload complete or expired: an EXPIRED or ERROR
+        container is cleared and the post retried in a new one; any other state (being
+        processed, FINISHED, PUBLISHED) means every byte is in."""
+        remote = session.upload.remote
+        answer = self._graph(
+            "GET", f"/{remote['container_id']}", token=session.tokens.access_token,
+            params={"fields": "status_code,status"}, session=session,
+        )  # fmt: skip
+        status = answer.get("status_code")
+        if status in ("ERROR", "EXPIRED"):
+            session.upload.remote.clear()
+            session.save({})
+            raise PublishFailure("retry", f"container_{status.lower()}", str(answer.get("status") or status))
+
+    def _find_published(self, session: Session) -> str | None:
+        """The media a lost media_publish made: the first of the account's recent media
+        with our caption posted since we sent the call (the Graph API links no container
+        to its media)."""
+        remote = session.upload.remote
+        answer = self._graph(
+            "GET", f"/{session.account_remote_id}/media", token=session.tokens.access_token,
+            params={"fields": "id,caption,timestamp", "limit": "25"}, session=session,
+        )  # fmt: skip
+        since = remote.get("publish_sent_at", 0) - PUBLISHED_LOOKUP_SLACK
+        matches = [
+            item for item in answer.get("data") or []
+            if item.get("caption", "") == session.upload.caption and _timestamp(item.get("timestamp")) >= since
+        ]  # fmt: skip
+        if not matches:
+            return None
+        return str(min(matches, key=lambda item: _timestamp(item.get("timestamp")))["id"])
 
     def _await_container(self, session: Session) -> str:
         remote = session.upload.remote
@@ -252,6 +337,14 @@ class Instagram(PlatformHttp):
         return response.json()
 
 
+def _timestamp(text: Any) -> float:
+    """Graph API time ("2026-12-06T15:04:05+0000") as unix seconds; 0 when missing."""
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return 0.0
+
+
 def _note_usage(session: Session, response: httpx.Response) -> None:
     """Meta reports how much of the app's and account's allowance is used; near 90 %
     the account is blocked for a while instead of being throttled by Meta."""
@@ -279,8 +372,13 @@ def _failure(response: httpx.Response) -> PublishFailure:
         body = {}
     error = body.get("error") or {}
     if isinstance(debug := body.get("debug_info"), dict):  # rupload.facebook.com's shape
+        code, message = f"upload_{debug.get('type') or response.status_code}", str(debug.get("message"))
+        if response.status_code in (401, 403) or debug.get("type") in ("AuthError", "OAuthException"):
+            return PublishFailure("refresh", code, message)  # refreshed once, then a reconnect
+        if response.status_code == 429:
+            return PublishFailure("cap", code, message, retry_after=retry_after_seconds(response) or 600.0)
         kind = "retry" if debug.get("retriable") or response.status_code >= 500 else "permanent"
-        return PublishFailure(kind, f"upload_{debug.get('type') or response.status_code}", str(debug.get("message")))
+        return PublishFailure(kind, code, message, retry_after=retry_after_seconds(response))
     code = int(error.get("code") or 0)
     subcode = int(error.get("error_subcode") or 0)
     message = str(error.get("error_user_msg") or error.get("message") or response.text[:300])

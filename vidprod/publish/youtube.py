@@ -25,6 +25,7 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError, ResumableUploadError
 from googleapiclient.http import MediaFileUpload
 
+from vidprod.net.retry_after import parse_retry_after
 from vidprod.publish.base import (
     PlatformHttp,
     Profile,
@@ -259,7 +260,10 @@ def _failure(exc: HttpError, now: float) -> PublishFailure:
     if reason == "uploadLimitExceeded":
         return PublishFailure("cap", code, message, retry_after=24 * 3600.0)
     if reason in ("rateLimitExceeded", "userRateLimitExceeded") or status == 429:
-        return PublishFailure("retry", code, message, retry_after=60.0)
+        # A throttle, not a failed try: the account waits Retry-After (60 s when unsaid)
+        # and the attempt is given back.
+        wait = parse_retry_after(exc.resp.get("retry-after"), now)
+        return PublishFailure("cap", code, message, retry_after=wait if wait is not None else 60.0)
     if reason in ("forbidden", "youtubeSignupRequired", "insufficientPermissions"):
         return PublishFailure("reconnect", code, message)
     if status >= 500:

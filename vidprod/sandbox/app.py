@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Litestar, Request, Response, Router
 from litestar.di import Provide
@@ -29,6 +30,16 @@ def sandbox_router(fake: FakePlatforms, path: str = "/sandbox") -> Router:
         opt={"public": True},
         include_in_schema=False,
     )
+
+
+def issue_tokens(fake: FakePlatforms, platform: str, scopes: list[str] | None = None) -> dict[str, Any]:
+    """Tokens as if the creator had just connected (skips the consent page), in the
+    shape the platform's token endpoint answers; for tests that start past OAuth. Here,
+    not on FakePlatforms, because the platforms know their scopes and the shared state
+    knows no platform."""
+    module = {"tiktok": tiktok, "instagram": instagram, "youtube": youtube}[platform]
+    client_id = fake.clients[platform][0]
+    return module.grant_tokens(fake, client_id, list(scopes or module.DEFAULT_SCOPES))
 
 
 def create_fake_app(fake: FakePlatforms) -> Litestar:

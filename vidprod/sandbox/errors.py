@@ -169,7 +169,7 @@ def fault_response(operation: str, fault: Fault) -> Response:
         rejected = tiktok_error(status, str(fault.code or _tiktok_default(status)), text or "Sandbox fault", retry)
     elif operation == "instagram.token":
         rejected = instagram_oauth_error(text or "Sandbox fault", code=status, retry_after=retry)
-    elif operation == "instagram.upload":
+    elif operation in ("instagram.upload", "instagram.upload_offset"):
         kind = str(fault.code or ("ProcessingFailedError" if status < 500 else "InternalServerError"))
         rejected = rupload_error(status, kind, text or "Request processing failed", status >= 500, retry)
     elif platform == "instagram":

@@ -480,22 +480,21 @@ async def _upload(call: Call, container_id: str) -> Response:
         container = dict(found) if found else None
     if container is None or container["account"] != token["account"] or not container["resumable"]:
         raise rupload_error(400, "ProcessingFailedError", f"No resumable upload container {container_id}.")
-    status_code, _ = _container_status(fake, container)
-    if status_code in ("EXPIRED", "PUBLISHED", "ERROR"):
-        raise rupload_error(400, "ProcessingFailedError", f"The container is {status_code}: create a new one.")
+    _refuse_finished_upload(fake, container)
     offset, file_size = headers.get("offset", ""), headers.get("file_size", "")
     if not offset.isdigit() or not file_size.isdigit() or int(file_size) == 0:
         raise rupload_error(400, "ProcessingFailedError", "The offset and file_size headers are required.")
     offset_n, size = int(offset), int(file_size)
-    if container["state"] != "uploading":  # complete already: a repeat changes nothing
-        return ok({"success": True})
     if size > fake.rules.instagram_max_file_size:
         raise rupload_error(
             400, "ProcessingFailedError", f"file_size is over {fake.rules.instagram_max_file_size} bytes."
         )
-    if offset_n != 0 and (offset_n != container["received"] or size != container["file_size"]):
+    # Strict as the host: bytes it holds are kept, so an upload goes on at exactly the
+    # offset it holds (ask with a GET on the upload URI); no restart from 0 over them.
+    if offset_n != container["received"] or (container["file_size"] not in (None, size)):
         raise rupload_error(
-            400, "ProcessingFailedError", f"offset must be 0 (restart) or {container['received']} (bytes received)."
+            400, "ProcessingFailedError",
+            f"offset must be {container['received']}, the bytes this upload holds (GET the upload URI to ask).",
         )
     if declared is None or offset_n + declared > size:
         raise rupload_error(400, "ProcessingFailedError", "Content-Length is missing or runs past file_size.")
@@ -521,6 +520,38 @@ async def _upload(call: Call, container_id: str) -> Response:
         return ok({"success": True})
     finally:
         fake.release(container_id)
+
+
+def _refuse_finished_upload(fake: FakePlatforms, container: dict[str, Any]) -> None:
+    """What the real host answers once a container has every byte, or is past use."""
+    status_code, _ = _container_status(fake, container)
+    if container["state"] != "uploading" or status_code in ("EXPIRED", "PUBLISHED", "ERROR"):
+        raise rupload_error(400, "ProcessingFailedError", "The upload is complete or expired.")
+
+
+@get("/rupload.facebook.com/ig-api-upload/{version:str}/{container_id:str}", opt=PUBLIC)
+async def upload_offset(
+    request: Request, fake: NamedDependency[FakePlatforms], version: FromPath[str], container_id: FromPath[str]
+) -> Response:
+    return await _serve(
+        request, fake, "instagram.upload_offset", lambda call: _upload_offset(call, container_id), graph=False
+    )
+
+
+async def _upload_offset(call: Call, container_id: str) -> Response:
+    """Where an unfinished upload stands: {"offset": bytes held}."""
+    fake = call.fake
+    call.record({"container": container_id})
+    token, _ = fake.token("instagram", bearer_token(call.request, ("oauth",)), kinds=("short", "long"))
+    if token is None:
+        raise rupload_error(401, "AuthError", "Invalid OAuth access token (send Authorization: OAuth <token>).")
+    with fake.lock:
+        found = fake.data["instagram"]["containers"].get(container_id)
+        container = dict(found) if found else None
+    if container is None or container["account"] != token["account"] or not container["resumable"]:
+        raise rupload_error(400, "ProcessingFailedError", f"No resumable upload container {container_id}.")
+    _refuse_finished_upload(fake, container)
+    return ok({"offset": container["received"]})
 
 
 def _set(fake: FakePlatforms, container_id: str, **fields: Any) -> None:
@@ -652,6 +683,7 @@ ROUTES = [
     create_container,
     list_media,
     upload,
+    upload_offset,
     publish,
     publishing_limit,
 ]

@@ -18,11 +18,12 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -65,6 +66,7 @@ OPERATIONS = frozenset(
         "instagram.me",
         "instagram.create",
         "instagram.upload",
+        "instagram.upload_offset",
         "instagram.status",
         "instagram.publish",
         "instagram.limit",
@@ -123,6 +125,7 @@ class Rules:
     instagram_hourly_calls: int = 200  # 100 % of X-App-Usage call_count; past it: code 4
     # YouTube Data API v3 and Google OAuth
     youtube_chunk_granularity: int = 256 * KiB
+    youtube_max_file_size: int = 256 * GiB
     youtube_daily_inserts: int = 100  # per project (client id), videos.insert's own bucket
     youtube_daily_uploads: int = 50  # per channel
     youtube_access_ttl: float = 3600.0
@@ -189,8 +192,12 @@ class FakePlatforms:
         rules: Rules | None = None,
         upload_dir: Path | None = None,
         state_file: Path | None = None,
+        redirect_uris: Collection[str] | None = None,
     ) -> None:
         self.clients = {**DEFAULT_CLIENTS, **(clients or {})}
+        # The apps' registered redirect URIs; None: any on this machine (127.0.0.1,
+        # localhost), as tests' apps use free ports. Anything else is refused.
+        self.redirect_uris = frozenset(redirect_uris) if redirect_uris is not None else None
         self.clock = clock
         self.rules = rules or Rules()
         self.upload_dir = Path(upload_dir or tempfile.mkdtemp(prefix="vidprod-sandbox-"))
@@ -462,19 +469,6 @@ class FakePlatforms:
         with self.changing() as data:
             data["tokens"].pop(value, None)
 
-    def issue_tokens(self, platform: str, scopes: list[str] | None = None) -> dict[str, Any]:
-        """Tokens as if the creator had just connected (skips the consent page), in the
-        shape the platform's token endpoint answers; for tests that start past OAuth."""
-        from vidprod.sandbox import (  # the platforms know their scopes
-            instagram,
-            tiktok,
-            youtube,
-        )
-
-        module = {"tiktok": tiktok, "instagram": instagram, "youtube": youtube}[platform]
-        client_id = self.clients[platform][0]
-        return module.grant_tokens(self, client_id, list(scopes or module.DEFAULT_SCOPES))
-
     # ---- posts -------------------------------------------------------------------
 
     def add_post(self, platform: str, post_id: str, **fields: Any) -> dict[str, Any]:
@@ -518,7 +512,45 @@ class FakePlatforms:
     def upload_path(self, name: str) -> Path:
         return self.upload_dir / f"{name}.part"
 
+    def redirect_allowed(self, uri: str) -> bool:
+        """Whether `uri` is a redirect URI registered for the sandbox's apps."""
+        if self.redirect_uris is not None:
+            return uri in self.redirect_uris
+        target = urlsplit(uri)
+        return target.scheme in ("http", "https") and target.hostname in ("127.0.0.1", "localhost", "::1")
+
+    def remove_stale_parts(self, older_than: float) -> int:
+        """Delete received bytes of uploads nobody has written to for `older_than`
+        seconds (abandoned sessions; a finished upload's file is gone already)."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.upload_dir.glob("*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
     @staticmethod
     def _check_operation(operation: str) -> None:
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}; known: {', '.join(sorted(OPERATIONS))}")
+
+
+def install_clients(path: Path) -> dict[str, tuple[str, str]]:
+    """The sandbox apps' client ids with secrets made once for this install (kept 0600 in
+    `path`), so nobody can redeem a code or mint tokens with a secret printed in the source."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = {name: [client_id, secrets.token_urlsafe(24)] for name, (client_id, _) in DEFAULT_CLIENTS.items()}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as f:
+                json.dump(made, f)
+    stored = json.loads(path.read_text())
+    return {name: (pair[0], pair[1]) for name, pair in stored.items()}

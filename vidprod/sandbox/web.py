@@ -250,6 +250,9 @@ async def consent(call: Call, rules: ConsentRules) -> Response:
     target = urlsplit(redirect_uri)
     if target.scheme not in ("http", "https") or not target.netloc:
         raise page_error(400, "redirect_uri is missing or not an absolute http(s) URL.")
+    if not fake.redirect_allowed(redirect_uri):
+        # As the platforms do: only a registered redirect URI, never an open redirect.
+        raise page_error(400, "redirect_uri is not registered for this app.")
     if params.get("response_type") != "code":
         raise page_error(400, "response_type must be code.")
     scopes = [s for s in _split(params.get("scope", ""), rules.scope_separators) if s]

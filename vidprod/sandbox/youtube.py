@@ -347,6 +347,8 @@ async def _insert(call: Call) -> Response:
     snippet, status = _check_metadata(fake, body, parts)
     if not declared_size.isdigit() or int(declared_size) == 0:
         raise google_error(400, "badRequest", "X-Upload-Content-Length (the video's size in bytes) is required.")
+    if int(declared_size) > rules.youtube_max_file_size:
+        raise google_error(400, "badRequest", f"The video is larger than {rules.youtube_max_file_size} bytes.")
     if not (declared_type.startswith("video/") or declared_type == "application/octet-stream"):
         raise google_error(400, "badRequest", "X-Upload-Content-Type must be video/* or application/octet-stream.")
     uploads_today = sum(

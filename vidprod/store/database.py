@@ -9,6 +9,7 @@ both sides, and the web layer calls the domain service on a worker thread.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +48,27 @@ def update_row(
     )
 
 
+def make_private_dir(path: Path) -> None:
+    """Create a folder only this user can enter (0700), tightening an existing one we own."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError:  # a mount that keeps its own modes (LiteFS's FUSE): leave it
+        pass
+
+
+def make_private_file(path: Path) -> None:
+    """Create the file 0600 if missing, tighten it if not; SQLite gives its -wal and -shm
+    files the database file's mode, so the whole database stays this user's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:  # read-only replica or a FUSE mount that keeps its own modes
+        pass
+
+
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
@@ -73,6 +95,7 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_file(path)  # it holds sealed tokens and the event log
         self._write_lock = threading.Lock()
         self._writer = connect(path)
         self._local = threading.local()

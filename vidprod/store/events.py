@@ -14,8 +14,10 @@ from vidprod.store.database import now_iso
 def add_event(
     conn: sqlite3.Connection, job_id: str | None, type_: str, data: dict[str, Any] | None = None
 ) -> int:
-    """Log an event and, in the same transaction, queue a delivery for every enabled
-    endpoint that wants it (a job's own endpoint only hears its job), due at once."""
+    """Log an event and, in the same transaction, queue a delivery for every endpoint that
+    wants it (a job's own endpoint only hears its job), due at once. A disabled endpoint's
+    deliveries are held: the worker skips them until it is enabled again, then sends them
+    in order (README: "re-enabling sends what waited")."""
     stamp = now_iso()
     cursor = conn.execute(
         "INSERT INTO events (job_id, type, data, created_at, uid) VALUES (?, ?, ?, ?, ?)",
@@ -26,7 +28,7 @@ def add_event(
         "INSERT INTO webhook_deliveries (event_id, endpoint_id, state, next_attempt_at,"
         " created_at, updated_at)"
         " SELECT :event_id, e.id, 'pending', 0, :stamp, :stamp FROM webhook_endpoints e"
-        " WHERE e.enabled AND (e.job_id IS NULL OR e.job_id IS :job_id)"
+        " WHERE (e.job_id IS NULL OR e.job_id IS :job_id)"
         " AND CASE WHEN e.event_types IS NULL THEN NOT :opt_in"
         " ELSE EXISTS (SELECT 1 FROM json_each(e.event_types) WHERE value = :type) END",
         {"event_id": event_id, "stamp": stamp, "job_id": job_id,

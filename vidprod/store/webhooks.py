@@ -67,6 +67,12 @@ def list_endpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [_endpoint(row) for row in rows]  # type: ignore[misc]
 
 
+def all_endpoint_secrets(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every endpoint's (id, secret, previous_secret), jobs' own included."""
+    rows = conn.execute("SELECT id, secret, previous_secret FROM webhook_endpoints").fetchall()
+    return [dict(row) for row in rows]
+
+
 def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, **changes: Any) -> None:
     if "event_types" in changes and changes["event_types"] is not None:
         changes["event_types"] = json.dumps(changes["event_types"])

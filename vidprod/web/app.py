@@ -26,9 +26,10 @@ from vidprod.domain.jobs import JobService
 from vidprod.domain.publishing import PublicationService
 from vidprod.domain.uploads import TusUploads
 from vidprod.domain.webhooks import WebhookService
-from vidprod.publish.platforms import load_platforms
-from vidprod.sandbox import FakePlatforms, sandbox_router
+from vidprod.publish.platforms import ORDER, load_platforms, sandbox_clients_file
+from vidprod.sandbox import FakePlatforms, Rules, install_clients, sandbox_router
 from vidprod.store import Database, metric_totals
+from vidprod.store.database import make_private_dir
 from vidprod.vault import Vault
 from vidprod.web import api, pages, publishing, tus, webhooks
 from vidprod.web.auth import (
@@ -66,10 +67,17 @@ def create_app(
     """run_worker=False serves the API without consuming the queue (tests of the web
     layer alone; jobs then stay queued). on_idle is called once the idle watch says
     the app may stop (only when VIDPROD_IDLE_EXIT_SECONDS is set)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)  # tokens, keys and the database: this user's only
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     token, _ = load_or_create_admin_token(settings)
     vault = Vault.from_settings(settings)  # a bad VIDPROD_SECRET_KEY stops start-up here
+    if vault.key_file is not None:
+        log.warning(
+            "the key that encrypts account tokens and webhook secrets is kept in %s, beside the"
+            " database: a copy of the data folder opens them. Set VIDPROD_SECRET_KEY (on Fly:"
+            " fly secrets set VIDPROD_SECRET_KEY=$(cat %s)) and delete that file.",
+            vault.key_file, vault.key_file,
+        )  # fmt: skip
     state = State({"admin_token": token, "idle": None, "settings": settings})
 
     @asynccontextmanager
@@ -87,7 +95,9 @@ def create_app(
         jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping)
         worker.bind(jobs)
         deliveries = DeliveryWorker(settings)
-        hooks = WebhookService(db, settings, deliveries.kick)
+        hooks = WebhookService(db, settings, deliveries.kick, vault=vault)
+        if not replica and (sealed := hooks.seal_plain_secrets()):
+            log.info("sealed the plain-text secrets of %d webhook endpoint(s) with the vault", sealed)
         deliveries.bind(hooks)
         clock = wall_clock(settings.test_clock_file)
         publisher = PublishWorker(settings)
@@ -105,6 +115,8 @@ def create_app(
         app.state.publications = publications
         app.state.publisher = publisher
         app.state.jobs = jobs
+        app.state.db = db  # the sign-in sessions (web/auth.py)
+        app.state.sandbox = sandbox_fake  # the built-in fakes, when on
         app.state.uploads = uploads = TusUploads(db, settings, clock)  # resumable (tus) uploads
         app.state.webhooks = hooks
         app.state.worker = worker
@@ -144,7 +156,8 @@ def create_app(
             deliveries.recover()
             publisher.recover()
             publications.publish_pending_upload_choices()
-            schedule_housekeeping(deliveries.huey, Housekeeper(db, settings, uploads=uploads), accounts)()  # and once now
+            housekeeper = Housekeeper(db, settings, uploads=uploads, sandbox=sandbox_fake)
+            schedule_housekeeping(deliveries.huey, housekeeper, accounts)()  # and once now
             worker.start()
             deliveries.start()
             publisher.start()
@@ -177,14 +190,24 @@ def create_app(
 
     document_problems([*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES])
     document_problems(tus.ROUTES, prefix="/tus", no_body=True)
+    sandbox_fake: FakePlatforms | None = None
     handlers: list = [*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES, static_router()]
     if settings.sandbox:
         # The fake platforms, served by this process; their state survives restarts.
         sandbox = settings.data_dir / "sandbox"
-        handlers.append(sandbox_router(FakePlatforms(
+        sandbox_fake = FakePlatforms(
             upload_dir=sandbox / "uploads", state_file=sandbox / "state.json",
             clock=wall_clock(settings.test_clock_file),
-        )))  # fmt: skip
+            clients=install_clients(sandbox_clients_file(settings)),  # no secret from the source
+            redirect_uris=[f"{base}/accounts/{platform}/callback"
+                           for base in {settings.browser_url, settings.internal_url} for platform in ORDER],
+            rules=Rules(  # no fake takes more than the app itself would
+                tiktok_max_video_size=min(Rules.tiktok_max_video_size, settings.max_upload_bytes),
+                instagram_max_file_size=min(Rules.instagram_max_file_size, settings.max_upload_bytes),
+                youtube_max_file_size=min(Rules.youtube_max_file_size, settings.max_upload_bytes),
+            ),
+        )  # fmt: skip
+        handlers.append(sandbox_router(sandbox_fake))
     middleware: list = [
         request_tracking(lambda: state.idle),
         security_headers(trust_forwarded_proto=settings.behind_fly),
@@ -200,7 +223,7 @@ def create_app(
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit),
                 identifier_for_request=client_address(settings.behind_fly),
-                exclude=["/health", "/sandbox"],  # the sandbox is this app calling itself
+                exclude=["/health"],  # the sandbox too is limited: it is open to the internet
             ).middleware
         )
     return Litestar(

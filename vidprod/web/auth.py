@@ -2,6 +2,10 @@
 VIDPROD_ADMIN_TOKEN), sent as a bearer token by API clients, or exchanged once on the
 sign-in page for a session cookie the browser pages use.
 
+The cookie (encrypted, client-side) carries a random session id; the database keeps a hash
+of it with a fixed expiry 30 days after sign-in. Signing out deletes the row, so a copied
+cookie stops working, and using the cookie does not extend its life.
+
 Cookie-authenticated requests that change something must carry the session's CSRF
 token in an X-CSRF-Token header (every page mutation is a fetch) or, for the two plain
 forms, a csrf_token field. Litestar's CSRF middleware is not used: it cannot tell a
@@ -15,6 +19,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +30,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.client_side import CookieBackendConfig
 
 from vidprod.config import Settings
+from vidprod.store import Database
+from vidprod.store import sessions as sq
 
 TOKEN_FILE = "admin_token"
 SESSION_COOKIE = "vidprod_session"
@@ -76,13 +83,38 @@ def session_config(admin_token: str, secure: bool) -> CookieBackendConfig:
     )  # fmt: skip
 
 
-def new_session() -> dict[str, Any]:
-    return {"admin": True, "csrf": secrets.token_urlsafe(24)}
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def new_session(db: Database, now: float | None = None) -> dict[str, Any]:
+    """A signed-in session, recorded so that signing out can revoke it."""
+    now = time.time() if now is None else now
+    session_id = secrets.token_urlsafe(24)
+
+    def record(conn: Any) -> None:
+        sq.remove_expired(conn, now)
+        sq.add(conn, _id_hash(session_id), now + SESSION_DAYS * 86400)
+
+    db.write(record)
+    return {"admin": True, "sid": session_id, "csrf": secrets.token_urlsafe(24)}
+
+
+def end_session(db: Database, connection: ASGIConnection) -> None:
+    session = connection.scope.get("session")
+    if isinstance(session, dict) and isinstance(session.get("sid"), str):
+        db.write(lambda conn: sq.remove(conn, _id_hash(session["sid"])))
 
 
 def signed_in(connection: ASGIConnection) -> bool:
     session = connection.scope.get("session")
-    return isinstance(session, dict) and session.get("admin") is True
+    if not (isinstance(session, dict) and session.get("admin") is True):
+        return False
+    session_id = session.get("sid")
+    db: Database | None = getattr(connection.app.state, "db", None)
+    if not isinstance(session_id, str) or db is None:
+        return False  # cookies from before sessions were recorded sign in again
+    return db.read(lambda conn: sq.is_live(conn, _id_hash(session_id), time.time()))
 
 
 def csrf_token(connection: ASGIConnection) -> str:

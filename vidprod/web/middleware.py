@@ -70,6 +70,11 @@ def request_tracking(get_watch: Callable[[], IdleWatch | None]) -> Callable[[ASG
     return middleware
 
 
+def _secure_cookie(value: bytes) -> bytes:
+    attributes = [part.strip().lower() for part in value.split(b";")[1:]]
+    return value if b"secure" in attributes else value + b"; Secure"
+
+
 def security_headers(trust_forwarded_proto: bool) -> Callable[[ASGIApp], ASGIApp]:
     def middleware(app: ASGIApp) -> ASGIApp:
         async def secured(scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,6 +98,12 @@ def security_headers(trust_forwarded_proto: bool) -> Callable[[ASGIApp], ASGIApp
                         headers["cache-control"] = "no-store"
                     if https:
                         headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
+                        # The session config marks cookies Secure only when VIDPROD_PUBLIC_URL
+                        # says https; a request that came over https gets them Secure anyway.
+                        message["headers"] = [
+                            (name, _secure_cookie(value) if name.lower() == b"set-cookie" else value)
+                            for name, value in message["headers"]
+                        ]
                 await send(message)
 
             await app(scope, receive, send_secured)

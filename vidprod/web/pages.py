@@ -25,6 +25,7 @@ from vidprod.web.auth import (
     SignInRequired,
     check_csrf,
     csrf_token,
+    end_session,
     new_session,
     signed_in,
     token_matches,
@@ -87,14 +88,15 @@ async def sign_in(request: Request, state: State) -> Response:
             " VIDPROD_ADMIN_TOKEN setting, and in the server's log the first time it starts."
         )  # fmt: skip
         return _page(request, "signin.html", status_code=401, error=message, next_path=target)
-    request.set_session(new_session())
+    request.set_session(await anyio.to_thread.run_sync(new_session, state.db))
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 
 @post("/signout", opt={"form_csrf": True}, include_in_schema=False)
-async def sign_out(request: Request) -> Response:
+async def sign_out(request: Request, state: State) -> Response:
     form = await request.form()
     check_csrf(request, str(form.get(CSRF_FIELD, "")))
+    await anyio.to_thread.run_sync(end_session, state.db, request)  # a copied cookie dies too
     request.clear_session()
     return Redirect("/signin", status_code=HTTP_303_SEE_OTHER)
 

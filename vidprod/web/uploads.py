@@ -28,7 +28,7 @@ from multipart import (
     parse_options_header,
 )
 
-from vidprod.domain.housekeeping import disk_room_problem
+from vidprod.domain.disk import disk_room_problem
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ RAMP_SECONDS = 0.6
 EVIDENCE_SECONDS = 0.5
 # The speaker's gaze estimate averages this long (s): per frame it is noisy (±4°), and
 # a lens-looker's average must stay clear of ENGAGE_BELOW.
-GAP_TAU = 4.0
+ESTIMATE_TAU = 4.0
 # The largest rotation given; looks further down fade out over FAR_FADE degrees more
 # (a real look down at something, not reading notes near the lens).
 MAX_DEGREES = 15.0
@@ -112,9 +112,8 @@ class Measure:
     openness: tuple[float, float]  # per eye, lid gap / width
     yaw: float
     pitch: float
-    # the upper lid's distance above the iris centre (iris radii, mean of both eyes):
-    # what gaze_pitch_degrees reads the gaze from
-    upper_gap: float = UPPER_GAP_AT_LENS
+    # the gaze against the lens that the lids read (gaze_pitch_degrees, both eyes' mean)
+    lid_pitch: float = 0.0
 
 
 @dataclass
@@ -145,6 +144,11 @@ SACCADE = 0.03
 # it does while the head turns) fades over ~8 frames instead: a step there would move
 # a still iris by the whole shift.
 LOOK_SLEW = 0.125
+# The eyes turn against the head as it turns while the gaze holds on the lens (~0.003-
+# 0.007 eye widths per degree of yaw, as landmarks read it, on four real talking heads):
+# a sideways look is read from the iris offset less this, so that a speaker who turns
+# their head to the camera and back is not taken to look away.
+COUNTER_ROTATION = 0.005
 POSE_SLEW = 0.08  # per frame: a head turn fades the correction over ~12 frames
 # Seconds a look-away may last before the gaze it holds becomes the bias: the bias only
 # learns from facing frames, so a wrong start (the first frame a glance) or a lasting
@@ -169,7 +173,12 @@ def gaze_pitch_degrees(upper_gap: float) -> float:
     face size; per frame it is noisy (±4°), so it is only read as an average over
     seconds. It reads low for eyes whose lids cover much of the iris whatever they look
     at, and too little for readers whose lids stay up (one of the eight, judged 4.5°
-    below, reads ~1° below)."""
+    below, reads ~1° below).
+
+    Tried and left: adding the lower lid's gap (where the iris sits between the lids,
+    and how wide they open) brought those two within 2-3°, but read a lens-looker ~2°
+    below, where the correction engages: a burst of correction on her is worse than
+    too little on a reader."""
     return DEGREES_PER_GAP * (upper_gap - UPPER_GAP_AT_LENS)
 
 
@@ -182,8 +191,8 @@ class GazeControl:
     bias_tau: float = 1.5
     bias: float | None = None  # vertical iris offset (eye widths): the usual gaze, for look-aways
     side_bias: float | None = None
-    upper_gap: float | None = None  # the upper lid's gap (iris radii), averaged over facing frames
-    evidence: float = 0.0  # seconds of facing, open-eye frames behind `lids`
+    estimate: float | None = None  # lid_pitch (degrees), averaged over open-eye, facing frames
+    evidence: float = 0.0  # seconds of open-eye, facing frames behind `estimate`
     engaged: bool = False  # the person reads below the lens
     active: bool = False  # `engaged` as taken up at the eye's last blink or saccade
     engaged_since: float | None = None  # when the person was last judged to read below
@@ -203,7 +212,7 @@ class GazeControl:
     @property
     def pitch(self) -> float | None:
         """The person's estimated gaze against the lens (degrees), once measured."""
-        return None if self.upper_gap is None else gaze_pitch_degrees(self.upper_gap)
+        return self.estimate
 
     def update(self, m: Measure) -> Decision:
         dt = 1 / 30 if self.last_t is None else max(1e-3, m.t - self.last_t)
@@ -224,15 +233,16 @@ class GazeControl:
         self.eyes_open = ratio > (BLINK_CLOSED if self.eyes_open else BLINK_OPEN)
         if self.bias is None:
             self.bias = m.vertical
+        horizontal = m.horizontal + COUNTER_ROTATION * m.yaw
         if self.side_bias is None:
-            self.side_bias = m.horizontal
-        away = max(abs(m.vertical - self.bias), abs(m.horizontal - self.side_bias))
-        last, self.last_gaze = self.last_gaze, (m.horizontal, m.vertical, away)
+            self.side_bias = horizontal
+        away = max(abs(m.vertical - self.bias), abs(horizontal - self.side_bias))
+        last, self.last_gaze = self.last_gaze, (horizontal, m.vertical, away)
         if not self.eyes_open:
             self.last_gaze = None  # lids move the landmark iris: no saccades read across a blink
         saccade = (
             self.eyes_open and last is not None
-            and math.hypot(m.horizontal - last[0], m.vertical - last[1]) > SACCADE
+            and math.hypot(horizontal - last[0], m.vertical - last[1]) > SACCADE
         )  # fmt: skip
         if saccade:
             # away from the usual gaze closes the gate, back towards it opens it
@@ -244,7 +254,7 @@ class GazeControl:
             if m.t - self.away_since >= RESEED_AFTER:
                 # held this long it is the new normal (a first frame that was a glance,
                 # a changed posture or camera), not a look away: learn it, fade back in
-                self.bias, self.side_bias, self.facing, self.away_since = m.vertical, m.horizontal, True, None
+                self.bias, self.side_bias, self.facing, self.away_since = m.vertical, horizontal, True, None
         else:
             self.away_since = None
         target = float(self.facing)
@@ -260,10 +270,10 @@ class GazeControl:
         step = 1 - math.exp(-dt / self.bias_tau)
         if self.eyes_open and ratio > BLINK_OPEN and away < LOOK_BACK and pose > 0.99:
             self.bias += step * (m.vertical - self.bias)
-            self.side_bias += step * (m.horizontal - self.side_bias)
+            self.side_bias += step * (horizontal - self.side_bias)
         if self.eyes_open and ratio > BLINK_OPEN and pose > 0.99:
-            gap, lag = m.upper_gap, 1 - math.exp(-dt / GAP_TAU)
-            self.upper_gap = gap if self.upper_gap is None else self.upper_gap + lag * (gap - self.upper_gap)
+            lag = 1 - math.exp(-dt / ESTIMATE_TAU)
+            self.estimate = m.lid_pitch if self.estimate is None else self.estimate + lag * (m.lid_pitch - self.estimate)
             self.evidence += dt
         pitch = self.pitch
         if pitch is not None and self.evidence >= EVIDENCE_SECONDS:
@@ -325,12 +335,12 @@ class GazeControl:
         self.shown = reason is None
         return Decision(degrees=degrees, gate=gate, reason=reason, hidden=hidden)
 
-    def prime(self, upper_gap: float, seconds: float) -> None:
+    def prime(self, lid_pitch: float, seconds: float) -> None:
         """Start the track with the speaker's gaze already read (a census of the shot's
-        first frames): `seconds` of evidence behind `upper_gap`."""
-        self.upper_gap, self.evidence = upper_gap, seconds
+        first frames): `seconds` of evidence behind `lid_pitch` (degrees)."""
+        self.estimate, self.evidence = lid_pitch, seconds
         if seconds >= EVIDENCE_SECONDS:
-            self.engaged = gaze_pitch_degrees(upper_gap) < ENGAGE_BELOW
+            self.engaged = lid_pitch < ENGAGE_BELOW
 
     def left_alone(self) -> None:
         """The frame got no correction after all (the corrector skipped it): nothing is
@@ -341,7 +351,7 @@ class GazeControl:
         """A new track (a cut, the face back after a gap): the temporal state starts as
         the first track's did. The speaker's gaze estimate is kept: a cut within one
         talk is the same person reading the same notes (another speaker is learned
-        over GAP_TAU, and a lens-looker's correction stops at their first blink)."""
+        over ESTIMATE_TAU, and a lens-looker's correction stops at their first blink)."""
         self.last_t = None
         self.bias = self.side_bias = self.wanted = self.engaged_since = None
         self.last_gaze = self.away_since = None

@@ -44,8 +44,9 @@ from vidprod.media.gaze.control import (
     GazeControl,
     Measure,
     OneEuro,
+    gaze_pitch_degrees,
 )
-from vidprod.media.gaze.geometry import EyeFrame, eye_frames, eyeball_radius, head_angles
+from vidprod.media.gaze.geometry import EyeFrame, EyeReading, eye_frames, eyeball_radius, head_angles
 from vidprod.media.gaze.landmarks import (
     PICTURE_SLOTS,
     ChildLandmarker,
@@ -246,7 +247,7 @@ class GazeCorrector:
             openness=face.openness or (raw[0].openness, raw[1].openness),
             yaw=yaw,
             pitch=pitch,
-            upper_gap=float(np.mean([e.upper_gap for e in raw])),
+            lid_pitch=_lid_pitch(raw),
         )
         decision = self.control.update(measure)
         if self.control.evidence >= EVIDENCE_SECONDS and decision.reason != "blink":
@@ -321,9 +322,8 @@ class GazeCorrector:
         if not readings:
             return
         openness = np.array([np.mean([e.openness for e in r]) for r in readings])
-        gaps = [float(np.mean([e.upper_gap for e in r])) for r, o in zip(readings, openness)
-                if o >= BLINK_CLOSED * np.median(openness)]  # fmt: skip
-        self.control.prime(float(np.median(gaps)), CENSUS_EVERY * len(gaps) / 30)
+        pitches = [_lid_pitch(r) for r, o in zip(readings, openness) if o >= BLINK_CLOSED * np.median(openness)]
+        self.control.prime(float(np.median(pitches)), CENSUS_EVERY * len(pitches) / 30)
 
     def look_ahead(self, frame: av.VideoFrame) -> None:
         """The render names a frame it will hand over a few frames from now (in order),
@@ -742,6 +742,11 @@ def combine_reports(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str,
     combined["failure"] = earlier.get("failure") or later.get("failure")
     combined["summary"] = describe_report(combined)
     return combined
+
+
+def _lid_pitch(readings: Iterable[EyeReading]) -> float:
+    """The gaze both eyes' lids read (degrees against the lens, their mean)."""
+    return gaze_pitch_degrees(float(np.mean([e.upper_gap for e in readings])))
 
 
 def _jumped(a: np.ndarray, b: np.ndarray, eye_width: float, limit: float = JUMP) -> bool:
