@@ -254,3 +254,92 @@ def make_hdr_clip(path: Path, transfer: str, image: np.ndarray, seconds: float =
 
         _encode_all(out, video, frames())
     return path
+
+
+def make_sparse_clip(path: Path, times: list[float], size: tuple[int, int] = (64, 64), fps: int = 30) -> Path:
+    """A silent H.264 clip whose frames show at `times` (seconds) only: three frames ten
+    hours apart make a tiny file that claims a day of video."""
+    width, height = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+
+        def frames():  # type: ignore[no-untyped-def]
+            for i, t in enumerate(times):
+                picture = np.full((height, width, 3), (i * 70) % 256, np.uint8)
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts = int(round(t * fps))
+                frame.time_base = Fraction(1, fps)
+                yield frame
+
+        _encode_all(out, stream, frames())
+    return path
+
+
+def make_huge_frames(path: Path, size: tuple[int, int] = (16000, 16000), frames: int = 2) -> Path:
+    """A PNG-in-MOV video of black 1-bit pictures: a 16000x16000 picture costs 32 MB to
+    make here, and 768 MB as RGB in a decoder that does not refuse it."""
+    width, height = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "monob"
+
+        def pictures():  # type: ignore[no-untyped-def]
+            for i in range(frames):
+                frame = av.VideoFrame(width, height, "monob")
+                frame.planes[0].update(bytes(frame.planes[0].buffer_size))
+                frame.pts, frame.time_base = i, Fraction(1)
+                yield frame
+
+        _encode_all(out, stream, pictures())
+    return path
+
+
+def write_still(path: Path, format: str, size: tuple[int, int] = (360, 640)) -> Path:
+    """One JPEG or PNG picture (whatever `path` is named)."""
+    from PIL import Image
+
+    width, height = size
+    picture = np.zeros((height, width, 3), np.uint8)
+    picture[..., 0] = np.arange(width, dtype=np.uint8)[None, :]
+    Image.fromarray(picture).save(path, format=format)
+    return path
+
+
+def make_song_with_cover(path: Path, seconds: float = 0.5) -> Path:
+    """An MP3 with cover art: FFmpeg lists the picture as a video stream (attached_pic)."""
+    import io
+
+    from PIL import Image
+
+    cover = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(cover, "PNG")
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("libmp3lame", rate=44100)
+        sound.layout = "mono"
+        art = out.add_stream("png")
+        art.width, art.height, art.pix_fmt = 64, 64, "rgb24"
+        art.disposition = av.stream.Disposition.attached_pic
+        packet = av.Packet(cover.getvalue())
+        packet.stream, packet.pts, packet.dts = art, 0, 0
+        out.mux(packet)
+        dtype = {"fltp": np.float32, "s32p": np.int32, "s16p": np.int16}[sound.codec_context.format.name]
+
+        def chunks():  # type: ignore[no-untyped-def]
+            for i in range(int(seconds * 44100 / 1152) + 1):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), dtype), format=sound.codec_context.format.name, layout="mono")
+                frame.sample_rate, frame.pts = 44100, i * 1152
+                yield frame
+
+        _encode_all(out, sound, chunks())
+    return path
+
+
+def damage_middle(source: Path, dest: Path) -> Path:
+    """The file with its middle fifth overwritten by noise (a bad copy, not a short one)."""
+    data = bytearray(source.read_bytes())
+    noise = np.random.default_rng(1).integers(0, 256, len(data) // 5, dtype=np.uint8).tobytes()
+    start = len(data) * 2 // 5
+    data[start : start + len(noise)] = noise
+    dest.write_bytes(bytes(data))
+    return dest

@@ -91,6 +91,15 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    def wait_for_log(self, predicate, timeout: float = 30) -> str:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if predicate(text):
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"not in the log:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
     def upload(self, path: Path, **fields: str) -> httpx.Response:
         with open(path, "rb") as f:
             return self.client.post("/upload", files={"file": (path.name, f)}, data=fields)

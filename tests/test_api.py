@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.clips import truncate
+from tests.clips import make_huge_frames, make_sparse_clip, truncate, write_still
 
 
 def _upload(client, auth, path, name="talk.mp4", **fields):
@@ -121,6 +121,26 @@ def test_per_job_segment_length(client, auth, long_clip):
     assert len(segments) >= 5 and all(s["duration_seconds"] <= 5 for s in segments)
 
 
+def test_links_never_come_from_the_host_header(settings, auth, short_clip):
+    import dataclasses
+
+    from litestar.testing import TestClient
+
+    from vidprod.web.app import create_app
+
+    forged = {**auth, "Host": "evil.example"}
+    with TestClient(create_app(settings, run_worker=False)) as client:
+        answer = _upload(client, forged, short_clip)
+        assert answer.status_code == 202
+        assert answer.headers["location"] == f"/status/{answer.json()['id']}"
+        assert answer.json()["status_url"] == answer.headers["location"]
+        assert "evil.example" not in client.get("/jobs", headers=forged).text
+    public = dataclasses.replace(settings, public_url="https://vidprod.example.org")
+    with TestClient(create_app(public, run_worker=False)) as client:
+        job = _upload(client, forged, short_clip).json()
+        assert job["status_url"] == f"https://vidprod.example.org/status/{job['id']}"
+
+
 def test_range_requests(client, auth, short_clip):
     job = _wait(client, auth, _upload(client, auth, short_clip).json()["id"])
     url, size = job["segments"][0]["download_url"], job["segments"][0]["size_bytes"]
@@ -168,6 +188,17 @@ def test_truncated_video_is_422_and_leaves_nothing(idle_client, auth, settings, 
     assert _leftovers(settings) == ([], [])
 
 
+def test_inputs_over_the_limits_are_422_with_the_reason_and_leave_nothing(idle_client, auth, settings, tmp_path):
+    day = make_sparse_clip(tmp_path / "day.mp4", [0, 10 * 3600, 20 * 3600])  # 20 KB, "20 hours"
+    assert "longer than this server accepts (60 minutes)" in _is_problem(_upload(idle_client, auth, day), 422)["detail"]
+    huge = make_huge_frames(tmp_path / "huge.mov")
+    assert "16000x16000, larger than this server accepts" in _is_problem(_upload(idle_client, auth, huge), 422)["detail"]
+    photo = write_still(tmp_path / "photo.mp4", "PNG")
+    assert "still picture, not a video" in _is_problem(_upload(idle_client, auth, photo), 422)["detail"]
+    assert _leftovers(settings) == ([], [])
+    assert idle_client.get("/jobs", headers=auth).json()["total"] == 0
+
+
 def test_empty_file_is_422(idle_client, auth, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
@@ -212,11 +243,51 @@ def test_upload_format_errors(idle_client, auth):
     _is_problem(broken, 400)
 
 
+def test_a_line_break_in_the_file_name_gets_a_plain_reason(idle_client, auth, short_clip, settings):
+    video = short_clip.read_bytes()
+
+    def send(name: bytes):
+        body = (b'--zz\r\nContent-Disposition: form-data; name="file"; filename="' + name
+                + b'"\r\nContent-Type: video/mp4\r\n\r\n' + video + b"\r\n--zz--\r\n")
+        return idle_client.post("/upload", headers={**auth, "Content-Type": "multipart/form-data; boundary=zz"},
+                                content=body)
+
+    body = _is_problem(send(b"talk\r\n\r\n.mp4"), 400)  # was "The form field 'file' is too long."
+    assert "came without a file name" in body["detail"] and "line break" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+    accepted = send(b"my\rtalk.mp4")
+    assert accepted.status_code == 202 and accepted.json()["source"]["name"] == "my talk.mp4"
+
+
 def test_bad_segment_length_or_framing_is_422(idle_client, auth, short_clip, settings):
     body = _is_problem(_upload(idle_client, auth, short_clip, segment_seconds="1"), 422)
     assert "segment_seconds" in body["detail"]
     body = _is_problem(_upload(idle_client, auth, short_clip, landscape="stretch"), 422)
     assert "blur, crop, keep" in body["detail"]
+    assert _leftovers(settings) == ([], [])
+
+
+def test_numbers_past_what_the_database_holds_are_400_not_500(idle_client, auth, short_clip):
+    huge = 2**63  # one past SQLite's largest integer: sqlite3 raised OverflowError
+    for url in [f"/jobs?offset={huge}", f"/jobs/x/segments/{huge}/file", f"/jobs/x/segments/{huge}/thumbnail",
+                f"/videos?page={huge}", f"/publications?offset={huge}"]:
+        body = _is_problem(idle_client.get(url, headers=auth), 400)
+        assert "parameter" in body["detail"] and "is wrong" in body["detail"], url
+    assert idle_client.get(f"/jobs?offset={huge - 1}", headers=auth).json()["jobs"] == []
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    for resume in (str(huge), "²".encode("latin-1")):  # "²".isdigit() is true, int("²") fails
+        answer = idle_client.get(f"/jobs/{job_id}/events", headers={**auth, "Last-Event-ID": resume})
+        assert "Last-Event-ID" in _is_problem(answer, 400)["detail"]
+
+
+def test_bad_publish_and_segment_fields_get_plain_reasons(idle_client, auth, short_clip, settings):
+    deep = "[" * 20000 + "]" * 20000  # json.loads raised RecursionError
+    body = _is_problem(_upload(idle_client, auth, short_clip, publish=deep), 400)
+    assert "publish is nested too deeply" in body["detail"]
+    body = _is_problem(_upload(idle_client, auth, short_clip, publish="[]"), 422)
+    assert 'publish must be a JSON object' in body["detail"] and '{"accounts": [' in body["detail"]
+    body = _is_problem(_upload(idle_client, auth, short_clip, segment_seconds="²"), 422)
+    assert "segment_seconds must be a whole number" in body["detail"]
     assert _leftovers(settings) == ([], [])
 
 

@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
+from tests.clips import damage_middle, make_sparse_clip
 from vidprod.domain.jobs import JobConflict, JobNotFound, JobService
-from vidprod.media.probe import probe
+from vidprod.media.probe import InputLimits, probe
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
@@ -81,6 +82,31 @@ def test_interrupted_job_resumes_without_redoing_finished_parts(service, long_cl
     assert [s["idx"] for s in service.segments(job_id)] == [0, 1, 2]
     assert first_part.stat().st_mtime_ns == stamp  # not re-encoded
     assert service.get(job_id)["attempts"] == 2
+
+
+def test_progress_never_goes_back_after_a_resume(service, long_clip, tmp_path, monkeypatch):
+    monkeypatch.setattr("vidprod.domain.jobs.PROGRESS_INTERVAL", 0)  # every frame's progress is written
+    job_id = _create(service, long_clip, tmp_path)["id"]
+    record = service._record_part
+
+    def record_then_shut_down(job, part):
+        record(job, part)
+        service.stopping.set()
+
+    service._record_part = record_then_shut_down
+    service.process(job_id)
+    reached = service.get(job_id)["progress"]
+    assert 30 < reached < 50  # the first of three parts
+    written = []
+    update = q.update_job
+    monkeypatch.setattr(q, "update_job", lambda conn, i, **changes: (
+        written.append(changes["progress"]) if "progress" in changes else None, update(conn, i, **changes)))
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert written and written[-1] == 100
+    assert min(written) >= reached, "the resumed render starts before the part it redoes, the bar must not"
+    assert written == sorted(written)
 
 
 def test_cancel_a_queued_job(service, short_clip, tmp_path):
@@ -186,3 +212,28 @@ def test_a_job_the_process_keeps_dying_under_fails_after_three_starts(service, s
 
     assert service.retry(job_id)["state"] == "queued"
     assert service.get(job_id)["crashes"] == 0, "a retry by the creator starts the count again"
+
+
+def test_a_source_past_the_limits_fails_at_planning_with_the_reason(service, tmp_path):
+    # A file that got past the upload's probe (accepted under other limits): a picture
+    # that stays 69 s would once have made a part longer than the 10 s limit.
+    staged = make_sparse_clip(tmp_path / "gap.mp4", [0, 1, 70])
+    lenient = InputLimits(max_frame_gap=100)
+    job_id = service.create_job(staged, "gap.mp4", probe(staged, lenient))["id"]
+    service.process(job_id)
+    job = service.get(job_id)
+    assert job["state"] == "failed", job
+    assert "The video has no picture for 69.0 s (from 1.0 s to 70.0 s)" in job["error"]
+    assert service.segments(job_id) == [] and _files(service, job_id) == []
+
+
+def test_a_file_damaged_mid_way_fails_with_a_plain_sentence(service, long_clip, tmp_path):
+    job = _create(service, long_clip, tmp_path)
+    source = service.media_path(job["source_path"])
+    damage_middle(source, source)  # the disk went bad after the upload was checked
+    service.process(job["id"])
+    failed = service.get(job["id"])
+    assert failed["state"] == "failed"
+    assert "The file is damaged at about" in failed["error"] and "Export or copy it again" in failed["error"]
+    assert "Errno" not in failed["error"] and "avcodec" not in failed["error"]
+    assert service.segments(job["id"]) == [] and _files(service, job["id"]) == []

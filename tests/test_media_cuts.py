@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clips import make_clip
+from tests.clips import make_clip, make_sparse_clip
 from vidprod.media.cuts import CutRules, Plan, PlannedPart, find_pauses, plan_cuts, plan_file
+from vidprod.media.probe import InputLimits, InvalidMedia
 from vidprod.media.scan import Loudness, SourceScan, Timeline
 from vidprod.media.speech import Word
 
@@ -190,3 +191,19 @@ def test_cuts_land_in_the_pauses_of_speech(talk):
     for cut in cuts:
         assert any(start + 0.05 <= cut <= start + length - 0.05 for start, length in pauses), cuts
     assert plan.rate == 30
+
+
+def test_a_frame_gap_longer_than_a_part_is_refused_not_planned_as_a_long_part():
+    # three frames ten hours apart: the plan once held 10 h parts under a 60 s limit
+    hours = [Fraction(0), Fraction(36000), Fraction(72000)]
+    scan = SourceScan(Timeline(hours, Fraction(72001)), None)
+    with pytest.raises(InvalidMedia, match="no picture from 0.0 s to 36000.0 s, longer than a part may last"):
+        plan_cuts(scan, CutRules())
+
+
+def test_the_frame_gap_limit_holds_at_planning_too(tmp_path):
+    gappy = make_sparse_clip(tmp_path / "gap.mp4", [i / 30 for i in range(30)] + [5 + i / 30 for i in range(30)])
+    with pytest.raises(InvalidMedia, match="no picture for 4.0 s"):
+        plan_file(gappy, CutRules())
+    parts = plan_file(gappy, CutRules(limit=Fraction(5), min_part=Fraction(1)), limits=InputLimits(max_frame_gap=4.5)).parts
+    assert all(p.duration <= 5 for p in parts)

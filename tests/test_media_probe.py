@@ -2,9 +2,10 @@ import av
 import numpy as np
 import pytest
 
-from tests.clips import make_clip, truncate
+from tests.clips import make_clip, make_huge_frames, make_song_with_cover, make_sparse_clip, truncate, write_still
 from tests.conftest import shared_media
-from vidprod.media.probe import InvalidMedia, clockwise_rotation, probe
+from vidprod.media.probe import InputLimits, InvalidMedia, clockwise_rotation, probe
+from vidprod.media.scan import scan_source
 
 
 def test_probe_reads_a_clip(short_clip):
@@ -70,3 +71,52 @@ def test_display_matrix_angles():
     assert [clockwise_rotation(a) for a in (None, 0, -90, 90, 180, -180, 270)] == [
         0, 0, 90, 270, 180, 180, 90,
     ]  # fmt: skip
+
+
+# --- input limits (issue 20) -----------------------------------------------------
+
+
+def test_three_frames_hours_apart_are_refused_before_anything_is_decoded(tmp_path):
+    sparse = make_sparse_clip(tmp_path / "day.mp4", [0, 10 * 3600, 20 * 3600])
+    assert sparse.stat().st_size < 30_000
+    with pytest.raises(InvalidMedia, match=r"lasts 20\.0 hours, longer than this server accepts \(60 minutes\)"):
+        probe(sparse)
+
+
+def test_a_gap_between_frames_over_the_limit_is_refused(tmp_path):
+    times = [i / 30 for i in range(30)] + [4 + i / 30 for i in range(30)]  # 3 s without a picture
+    gappy = make_sparse_clip(tmp_path / "gap.mp4", times)
+    with pytest.raises(InvalidMedia, match=r"no picture for 3\.0 s \(from 1\.0 s to 4\.0 s\).*at most 2 s"):
+        probe(gappy)
+    assert probe(gappy, InputLimits(max_frame_gap=5)).duration == pytest.approx(5, abs=0.05)
+
+
+def test_a_16000_pixel_square_frame_is_refused_by_the_pixel_limit(tmp_path):
+    huge = make_huge_frames(tmp_path / "huge.mov")
+    with pytest.raises(InvalidMedia, match=r"16000x16000, larger than this server accepts \(8\.8 megapixels"):
+        probe(huge)
+    with pytest.raises(InvalidMedia, match="16000x16000"):
+        scan_source(huge)  # and again at planning, for a file that got past the upload
+
+
+@pytest.mark.parametrize(("name", "format", "words"), [
+    ("photo.jpg", "JPEG", "This is a still picture, not a video"),
+    ("photo.png", "PNG", "This is a still picture, not a video"),
+    ("photo.mp4", "PNG", "This is a still picture, not a video"),
+    ("photo.mp4", "JPEG", "This is not a video file we can read"),  # FFmpeg reads it as a broken MP4
+])  # fmt: skip
+def test_still_pictures_are_refused_whatever_their_name(tmp_path, name, format, words):
+    with pytest.raises(InvalidMedia, match=words):
+        probe(write_still(tmp_path / name, format))
+
+
+def test_a_single_frame_video_is_refused(tmp_path):
+    one = make_sparse_clip(tmp_path / "one.mp4", [0])
+    with pytest.raises(InvalidMedia, match="single picture, not a video"):
+        probe(one)
+
+
+def test_audio_with_cover_art_says_it_has_no_video(tmp_path):
+    song = make_song_with_cover(tmp_path / "song.mp3")
+    with pytest.raises(InvalidMedia, match=r"^The file holds sound only: it has no video track \(its picture is cover art"):
+        probe(song)  # was "cut short ... (Operation not permitted)"

@@ -13,12 +13,13 @@ from tests.clips import (
     grace_hopper,
     make_clip,
     make_hdr_clip,
+    make_sparse_clip,
     media_facts,
     read_barcode,
 )
 from tests.conftest import shared_media
 from tests.platform import platform_problems
-from vidprod.media.cuts import CutRules, plan_file
+from vidprod.media.cuts import CutRules, PlannedPart, plan_file
 from vidprod.media.faces import FaceFinder, face_model_bytes, main_face
 from vidprod.media.planes import plane_views
 from vidprod.media.render import LOOK_AHEAD, RenderOptions, RenderStopped, part_filename, render_parts
@@ -350,3 +351,21 @@ def test_a_hook_hears_of_each_shown_frame_before_it_goes_through(tmp_path, fps):
     if fps == 30:
         ahead = [newest - t > (LOOK_AHEAD - 0.5) / fps for t, newest in hook.called[: -LOOK_AHEAD]]
         assert all(ahead), f"{ahead.count(False)} frames went through less than {LOOK_AHEAD} frames ahead"
+
+
+def test_a_stop_is_heard_while_one_picture_fills_a_long_gap(tmp_path):
+    # Two frames a minute apart (under relaxed limits): 1800 output frames all show the
+    # first picture, and the render must still stop within a frame of being asked.
+    sparse = make_sparse_clip(tmp_path / "sparse.mp4", [0, 60, 60 + 1 / 30])
+    parts = [PlannedPart(0, Fraction(0), Fraction(1801, 30), "end")]
+    asked = []
+
+    def stop_on_the_tenth_question():
+        asked.append(1)
+        return len(asked) >= 10
+
+    options = RenderOptions(size=SMALL, thumbnails=False)
+    with pytest.raises(RenderStopped):
+        render_parts(sparse, parts, tmp_path / "out", options, should_stop=stop_on_the_tenth_question)
+    assert len(asked) == 10  # stopped when first told, not at the next source frame
+    assert list((tmp_path / "out").iterdir()) == []

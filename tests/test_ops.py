@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import time
@@ -312,6 +313,27 @@ def test_rate_limit_per_client_address(settings, auth):
         assert statuses[-1] == 429, "off Fly the header is ignored: it could be forged"
 
 
+def test_429_says_when_to_try_again_in_words(settings, auth):
+    with TestClient(create_app(dataclasses.replace(settings, rate_limit=2), run_worker=False)) as client:
+        for _ in range(2):
+            assert client.get("/jobs", headers=auth).status_code == 200
+        refused = client.get("/jobs", headers=auth)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    wait = int(refused.headers["retry-after"])
+    assert 1 <= wait <= 60
+    assert refused.json()["detail"] == f"Too many requests from your address; wait {wait} s, then try again."
+
+
+def test_authenticated_answers_are_never_cached(idle_client, auth):
+    for url in ("/jobs", "/status/nope", "/webhooks", "/accounts", "/videos"):
+        assert idle_client.get(url, headers=auth).headers["cache-control"] == "no-store", url
+    assert idle_client.get("/health").headers["cache-control"] == "no-store"
+    page = idle_client.get("/videos", headers=auth).text
+    css = re.search(r'href="(/static/app\.css\?v=\w+)"', page)[1]
+    assert "max-age=31536000" in idle_client.get(css).headers["cache-control"], "versioned static files still cache"
+
+
 # --- housekeeping and disk -----------------------------------------------------------
 
 
@@ -372,6 +394,24 @@ def test_upload_is_refused_with_507_when_the_disk_floor_would_be_crossed(setting
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert "disk space" in answer.json()["detail"]
         assert client.get("/jobs", headers=auth).json()["total"] == 0
+    assert list((settings.tmp_dir / "uploads").glob("*")) == [], "nothing stored"
+
+
+def test_a_chunked_upload_cannot_fill_the_disk_past_the_floor(settings, auth):
+    free = shutil.disk_usage(settings.data_dir.parent).free
+    tight = dataclasses.replace(settings, min_free_mb=(free >> 20) - 8)  # room for 8 MB, no more
+
+    def body():  # no Content-Length: the size is unknown until the end
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+        for _ in range(40):  # 40 MB: free space was checked only every 64 MB
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--b--\r\n"
+
+    with TestClient(create_app(tight, run_worker=False)) as client:
+        answer = client.post("/upload", headers={**auth, "Content-Type": "multipart/form-data; boundary=b"},
+                             content=body())
+    assert answer.status_code == 507, answer.text
+    assert "disk space" in answer.json()["detail"]
     assert list((settings.tmp_dir / "uploads").glob("*")) == [], "nothing stored"
 
 

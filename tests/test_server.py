@@ -11,7 +11,7 @@ import av
 import pytest
 from standardwebhooks import Webhook
 
-from tests.clips import make_clip, media_facts
+from tests.clips import make_clip, make_sparse_clip, media_facts
 from tests.conftest import shared_media
 from tests.receiver import Receiver
 from tests.server import Server, read_events
@@ -243,3 +243,62 @@ def test_webhook_receiver_down_while_the_app_is_killed_still_gets_every_event(st
     assert times == sorted(times), "in the order they happened"
     log = again.client.get(f"/webhooks/{endpoint_id}/deliveries?limit=100").json()["deliveries"]
     assert {d["state"] for d in log} == {"succeeded"} and len(log) == len(kinds)
+
+
+def _start_upload(server: Server, sent: bytes, total: int):
+    """A raw multipart upload that announces `total` bytes and sends only `sent`."""
+    import socket
+
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.client.headers['authorization'][7:]}\r\n"
+        f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {total}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(head + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n' + sent)
+    return sock
+
+
+def test_an_upload_that_stops_sending_is_timed_out_and_one_cut_off_is_no_500(start_server, tmp_path):
+    server = start_server(VIDPROD_UPLOAD_STALL_SECONDS="1")
+    staging = server.data_dir / "tmp" / "uploads"
+    stalled = _start_upload(server, b"\0" * 300_000, 10_000_000)
+    stalled.settimeout(30)
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        more = stalled.recv(65536)
+        if not more:
+            break
+        answer += more
+    stalled.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"Nothing arrived for 1 s, so the upload was stopped" in answer
+    assert list(staging.glob("*")) == []
+
+    cut = _start_upload(server, b"\0" * 300_000, 10_000_000)
+    cut.close()  # the phone lost its connection
+    assert server.client.get("/health").status_code == 200
+    server.wait_for_log(lambda text: "the client went away mid-upload" in text)
+    assert list(staging.glob("*")) == []
+    log = server.log_path.read_text()
+    assert "unhandled error" not in log and " 500 " not in log, log[-3000:]
+
+
+def test_cancel_and_sigterm_are_heard_while_one_picture_fills_fifty_minutes(start_server, tmp_path):
+    # Limits relaxed so that such a file is accepted: one second of video, then a picture
+    # at 50 min. The renderer fills 90,000 output frames with one picture; before, it
+    # asked whether to stop only between source frames, so neither a cancel nor SIGTERM
+    # was heard until the whole gap was encoded (minutes).
+    relaxed = {"VIDPROD_MAX_FRAME_GAP_SECONDS": "4000", "VIDPROD_SEGMENT_SECONDS": "4000"}
+    sparse = make_sparse_clip(tmp_path / "sparse.mp4", [i / 30 for i in range(30)] + [3000, 3000 + 1 / 30])
+    server = start_server(**relaxed)
+    job_id = server.upload(sparse).json()["id"]
+    server.wait_for(job_id, lambda b: b["stage"] == "rendering")
+    assert server.client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    assert server.wait_done(job_id, timeout=60)["state"] == "cancelled"
+
+    again = server.upload(sparse).json()["id"]
+    server.wait_for(again, lambda b: b["stage"] == "rendering")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(60) == 0
+    assert "timeout graceful shutdown exceeded" not in server.log_path.read_text()
+    assert start_server(**relaxed).status(again)["state"] == "processing", "paused, to resume on the next start"

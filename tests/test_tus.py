@@ -201,6 +201,9 @@ def test_bad_options_are_refused_before_any_byte_is_sent(server, short_clip):
     answer = server.client.post("/tus/", headers={**TUS, "Upload-Length": "100", "Upload-Metadata": meta})
     body = _problem(answer, 422)
     assert "no-such-account" in body["detail"]
+    deep = base64.b64encode(("[" * 5000 + "]" * 5000).encode()).decode()  # json.loads: RecursionError
+    answer = server.client.post("/tus/", headers={**TUS, "Upload-Length": "100", "Upload-Metadata": f"publish {deep}"})
+    assert "publish is nested too deeply" in _problem(answer, 400)["detail"]
     assert _part_files(server) == []
 
 

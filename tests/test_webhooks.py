@@ -217,6 +217,19 @@ def test_last_retry_fails_the_delivery_and_replay_sends_it_again(service, receiv
     assert [json.loads(r.body)["type"] for r in receiver.requests[sent:]] == ["job.completed", "job.deleted"]
 
 
+def test_an_endpoint_read_alone_has_its_pending_and_failed_counts(service, receiver, clock):
+    endpoint, _ = service.create_endpoint(receiver.url)
+    assert (endpoint["pending"], endpoint["failed"]) == (0, 0)
+    receiver.default = Reply(500)
+    emit(service, "segment.ready", index=0)
+    while (wake := drain(service, endpoint["id"])) is not None:
+        clock.now = wake
+    emit(service, "job.completed")
+    alone = service.get_endpoint(endpoint["id"])
+    assert (alone["pending"], alone["failed"]) == (1, 1)  # as the README promises for GET /webhooks/{id}
+    assert [e for e in service.list_endpoints() if e["id"] == endpoint["id"]] == [alone]
+
+
 def test_rotated_secret_old_and_new_both_sign_for_a_day(service, receiver, clock):
     endpoint, old = service.create_endpoint(receiver.url)
     shown, new = service.rotate_secret(endpoint["id"])
@@ -347,6 +360,19 @@ def test_endpoint_api_errors_are_problem_json(hook_client, auth):
     assert hook_client.get("/webhooks/ep_missing", headers=auth).status_code == 404
     assert hook_client.post("/webhooks/ep_missing/rotate-secret", headers=auth).status_code == 404
     assert hook_client.get("/webhooks/event-types", headers=auth).json()["event_types"][0]["type"] == "job.created"
+
+
+def test_deep_json_and_huge_ids_are_400_not_500(hook_client, auth):
+    deep = "[" * 100_000 + "]" * 100_000  # msgspec raised RecursionError
+    json_type = {**auth, "Content-Type": "application/json"}
+    for answer in (hook_client.post("/webhooks", content=deep, headers=json_type),
+                   hook_client.patch("/webhooks/ep_missing", content=deep, headers=json_type)):
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+    huge = 2**63  # sqlite3 raised OverflowError binding it
+    for answer in (hook_client.post(f"/webhooks/ep_x/deliveries/{huge}/resend", headers=auth),
+                   hook_client.get(f"/webhooks/ep_x/deliveries?offset={huge}", headers=auth)):
+        assert answer.status_code == 400 and answer.headers["content-type"].startswith("application/problem+json")
+        assert "is wrong" in answer.json()["detail"]
 
 
 def test_upload_with_its_own_webhook_url(hook_client, auth, receiver, short_clip):

@@ -228,7 +228,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
 
     words = None
     try:
-        info = probe(args.file)
+        info = probe(args.file, settings.input_limits)
         if args.captions:
             from vidprod.media.speech import TranscriptionError, transcribe
 
@@ -240,7 +240,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{args.file}: {len(words)} words transcribed")
         limit = args.segment_seconds or settings.segment_seconds
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(settings.min_part_seconds))
-        plan = plan_file(args.file, rules, words)
+        plan = plan_file(args.file, rules, words, settings.input_limits)
     except (InvalidMedia, FileNotFoundError) as exc:
         print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidprod.media.probe import InputLimits
 
 
 class ConfigError(ValueError):
@@ -117,6 +120,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
@@ -193,6 +206,19 @@ class Settings:
     max_upload_mb: int = _setting(
         "VIDPROD_MAX_UPLOAD_MB", _positive_int, 2048, "Largest accepted upload, in MB."
     )
+    max_duration_minutes: int = _setting(
+        "VIDPROD_MAX_DURATION_MINUTES", _positive_int, 60,
+        "Longest accepted video, in minutes (422 at upload beyond it).",
+    )
+    max_frame_gap_seconds: float = _setting(
+        "VIDPROD_MAX_FRAME_GAP_SECONDS", _positive_number, 2.0,
+        "Longest time between two pictures of an accepted video, in seconds (422 beyond it);"
+        " kept under the shortest part (3 s), so no part can outgrow its limit.",
+    )
+    max_frame_pixels: int = _setting(
+        "VIDPROD_MAX_FRAME_PIXELS", _positive_int, 4096 * 2160,
+        "Largest accepted picture, width x height (default DCI 4K, 4096x2160, either way up).",
+    )
     workers: int = _setting(
         "VIDPROD_WORKERS", _positive_int, 1, "Render worker threads (each uses ~2 cores)."
     )
@@ -217,6 +243,10 @@ class Settings:
         "VIDPROD_UPLOAD_CHUNK_MB", float, 8.0,
         "Size of each resumable-upload request the upload page sends: a dropped connection"
         " costs at most this much again.",
+    )
+    upload_stall_seconds: int = _setting(
+        "VIDPROD_UPLOAD_STALL_SECONDS", _positive_int, 60,
+        "A multipart upload that sends nothing for this long is stopped (408) and its bytes dropped.",
     )
     upload_expire_hours: int = _setting(
         "VIDPROD_UPLOAD_EXPIRE_HOURS", _positive_int, 24,
@@ -396,6 +426,16 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def input_limits(self) -> InputLimits:
+        from vidprod.media.probe import InputLimits  # media imports nothing from here
+
+        return InputLimits(
+            max_seconds=self.max_duration_minutes * 60,
+            max_frame_gap=self.max_frame_gap_seconds,
+            max_pixels=self.max_frame_pixels,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -100,7 +100,7 @@ class JobService:
 
     def check_source(self, staged: Path) -> SourceInfo:
         """Probe an uploaded file; raises InvalidMedia with words for the uploader."""
-        return probe(staged)
+        return probe(staged, self.settings.input_limits)
 
     def create_job(
         self,
@@ -307,7 +307,7 @@ class JobService:
     def _render(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
         source = self.media_path(job["source_path"])
-        watch = _RenderWatch(self, job_id)
+        watch = _RenderWatch(self, job_id, float(job["progress"] or 0))
         words = self._transcript(job, source, watch)
         started = time.monotonic()
         plan = self._plan(job, source, words)
@@ -457,7 +457,7 @@ class JobService:
             return Plan.from_json(job["plan"])
         limit = int(job["options"]["segment_seconds"])
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(self.settings.min_part_seconds))
-        plan = plan_file(source, rules, words)
+        plan = plan_file(source, rules, words, self.settings.input_limits)
         stored = {"limit_seconds": limit, **plan.to_json()}
         self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
         return plan
@@ -531,20 +531,24 @@ class JobService:
 class _RenderWatch:
     """Throttled progress writes and cancel checks for one render."""
 
-    def __init__(self, service: JobService, job_id: str) -> None:
+    def __init__(self, service: JobService, job_id: str, reached: float = 0.0) -> None:
         self.service = service
         self.job_id = job_id
+        # A resumed render starts a little before the first part still to do (the seek
+        # lands on a keyframe): the progress shown never goes back below what it reached.
+        self.reached = reached
         self.last_write = 0.0
         self.last_check = 0.0
         self.cancelled = False
-        self.announced_step = 0  # tenths of the way already sent as job.progress
+        self.announced_step = int(reached // PROGRESS_EVENT_STEP)  # tenths already sent as job.progress
 
     def progress(self, fraction: float) -> None:
         now = time.monotonic()
         if now - self.last_write < PROGRESS_INTERVAL:
             return
         self.last_write = now
-        percent = round(min(99.9, max(0.0, fraction * 100)), 1)
+        percent = round(min(99.9, max(self.reached, fraction * 100)), 1)
+        self.reached = percent
         step = int(percent // PROGRESS_EVENT_STEP)
         announce = step > self.announced_step
         self.announced_step = max(step, self.announced_step)

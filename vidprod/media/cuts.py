@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from vidprod.media.probe import InputLimits, InvalidMedia
 from vidprod.media.scan import Loudness, SourceScan, Timeline, scan_source
 from vidprod.media.scenes import find_scene_change
 from vidprod.media.speech import Word
@@ -156,6 +157,11 @@ def plan_cuts(
             cut, reason, detail = _frame_at_or_before(timeline.frame_times, hi), "limit", ""
         if cut <= cur:  # a frame gap longer than the window: cut at the next frame
             cut = timeline.frame_times[bisect.bisect_right(timeline.frame_times, cur)]
+        if cut - cur > rules.limit:  # only a gap longer than a part: no cut can keep the limit
+            raise InvalidMedia(
+                f"The video has no picture from {float(cur):.1f} s to {float(cut):.1f} s, longer "
+                f"than a part may last ({float(rules.limit):g} s), so it cannot be cut into parts."
+            )
         parts.append(PlannedPart(len(parts), cur, cut, reason, detail))
         cur = cut
     parts.append(PlannedPart(len(parts), cur, end, "end"))
@@ -277,8 +283,9 @@ class Plan:
         return cls([PlannedPart.from_json(p) for p in data["parts"]], Fraction(data.get("rate", "30")))
 
 
-def plan_file(path: Path, rules: CutRules, words: Sequence[Word] | None = None) -> Plan:
+def plan_file(path: Path, rules: CutRules, words: Sequence[Word] | None = None,
+              limits: InputLimits | None = None) -> Plan:  # fmt: skip
     """Scan the source once and plan its cuts, with the scene-change fallback."""
-    scan = scan_source(path)
+    scan = scan_source(path, limits)
     parts = plan_cuts(scan, rules, lambda lo, hi: find_scene_change(path, lo, hi), words)
     return Plan(parts, scan.timeline.output_rate())

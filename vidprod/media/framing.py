@@ -22,6 +22,7 @@ import numpy as np
 
 from vidprod.media.faces import FaceFinder, main_face
 from vidprod.media.planes import frame_from_planes, plane_views
+from vidprod.media.probe import video_stream
 
 Landscape = Literal["blur", "crop", "keep"]
 LANDSCAPE_MODES: tuple[str, ...] = ("blur", "crop", "keep")
@@ -110,7 +111,7 @@ def track_face(path: Path, rotation: int, model: bytes) -> FaceTrack:
     Run it with faces.in_child: MediaPipe's memory then leaves with the child."""
     samples: list[tuple[float, float | None]] = []
     with av.open(str(path)) as container, FaceFinder(model) as finder:
-        video = container.streams.video[0]
+        video = video_stream(container)
         video.codec_context.skip_frame = "NONKEY"
         end = float(container.duration / av.time_base) if container.duration else 0.0
         for frame in container.decode(video):

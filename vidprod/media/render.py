@@ -48,7 +48,7 @@ from vidprod.media.framing import (
     plan_framing,
     track_face,
 )
-from vidprod.media.probe import InvalidMedia, clockwise_rotation
+from vidprod.media.probe import InvalidMedia, clockwise_rotation, damaged, video_stream
 from vidprod.media.scan import DEFAULT_RATE
 from vidprod.media.thumbnails import ThumbnailPicker, choose_thumbnails
 
@@ -229,7 +229,7 @@ class _Render:
 
     def _prepare(self) -> None:
         with av.open(str(self.source)) as container:
-            video = container.streams.video[0]
+            video = video_stream(container)
             first = next(container.decode(video))
             sar = video.sample_aspect_ratio or Fraction(1)
         self.normalize = Normalize(first, video.time_base)
@@ -246,7 +246,7 @@ class _Render:
         self.reframer = Reframer(self.framing, width, height, sar, track)
 
     def _run(self, container: av.container.InputContainer) -> None:
-        video = container.streams.video[0]
+        video = video_stream(container)
         video.thread_type = "AUTO"
         # Each decoding thread holds frames of its own. Up to 1080p, one per core measured
         # faster and lighter than FFmpeg's cores + 1 (138 vs 130 fps, 7 MB less); above
@@ -278,15 +278,18 @@ class _Render:
             prime(self._upright_frames(first_todo.start))
 
         streams = [video] + ([audio] if audio is not None else [])
-        for packet in container.demux(streams):
-            if packet.is_corrupt:
-                raise InvalidMedia(f"The {packet.stream.type} track is damaged.")
-            if packet.stream is video:
-                for frame in packet.decode():
-                    self._source_frame(frame)
-            else:
-                for frame in packet.decode():
-                    self.audio_slicer.add(frame)
+        try:
+            for packet in container.demux(streams):
+                if packet.is_corrupt:
+                    raise InvalidMedia(f"The {packet.stream.type} track is damaged.")
+                if packet.stream is video:
+                    for frame in packet.decode():
+                        self._source_frame(frame)
+                else:
+                    for frame in packet.decode():
+                        self.audio_slicer.add(frame)
+        except av.FFmpegError:
+            raise damaged(float(self.held_t) if self.held_t is not None else None) from None
         while self.announced:
             self._hold(*self.announced.popleft())
         self._fill_until(self.total_slots)
@@ -302,7 +305,7 @@ class _Render:
         """The source's frames from `start` on, upright, from a container of their own
         (a fresh Normalize: its tone mapping must not see frames out of order)."""
         with av.open(str(self.source)) as container:
-            video = container.streams.video[0]
+            video = video_stream(container)
             video.thread_type = "AUTO"
             if start - SEEK_MARGIN > self.origin:
                 container.seek(int((start - SEEK_MARGIN) / video.time_base), stream=video, backward=True)
@@ -355,6 +358,10 @@ class _Render:
     def _fill_until(self, stop_slot: int) -> None:
         stop_slot = min(stop_slot, self.total_slots)
         while self.slot < stop_slot and self.held is not None:
+            # One picture may fill many slots (a long gap between frames): stop between
+            # slots, not only between source frames.
+            if self.should_stop():
+                raise RenderStopped()
             while self.slot >= self.spans[self.span_index].stop:
                 self._end_video_span()
             span = self.spans[self.span_index]

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidprod.media.probe import InvalidMedia
+from vidprod.media.probe import InputLimits, InvalidMedia, damaged, video_stream
 
 LOUDNESS_RATE = 16000
 HOP_SECONDS = 0.01
@@ -75,35 +75,44 @@ class SourceScan:
     loudness: Loudness | None  # None when the source has no audio
 
 
-def scan_source(path: Path) -> SourceScan:
+def scan_source(path: Path, limits: InputLimits | None = None) -> SourceScan:
+    """The frame times and loudness; an input past `limits` (a file that got past the
+    upload's probe, or limits lowered since) fails here, before any rendering."""
+    limits = limits or InputLimits()
     with av.open(str(path)) as container:
-        video = container.streams.video[0]
+        video = video_stream(container)
+        limits.check_size(video.codec_context.width, video.codec_context.height)
         audio = container.streams.audio[0] if container.streams.audio else None
         tb = video.time_base
         times: list[Fraction] = []
         end = Fraction(0)
         meter = _LoudnessMeter() if audio is not None else None
-        for packet in container.demux([video] + ([audio] if audio is not None else [])):
-            if packet.size == 0:
-                if packet.stream is audio:  # flush the decoder
+        try:
+            for packet in container.demux([video] + ([audio] if audio is not None else [])):
+                if packet.size == 0:
+                    if packet.stream is audio:  # flush the decoder
+                        for frame in packet.decode():
+                            meter.add(frame)
+                    continue
+                if packet.is_corrupt:
+                    where = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
+                    raise InvalidMedia(f"The {packet.stream.type} is damaged at {where:.1f} s.")
+                if packet.stream is video:
+                    if packet.pts is None:
+                        continue
+                    times.append(packet.pts * tb)
+                    end = max(end, (packet.pts + (packet.duration or 0)) * tb)
+                else:
                     for frame in packet.decode():
                         meter.add(frame)
-                continue
-            if packet.is_corrupt:
-                where = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
-                raise InvalidMedia(f"The {packet.stream.type} is damaged at {where:.1f} s.")
-            if packet.stream is video:
-                if packet.pts is None:
-                    continue
-                times.append(packet.pts * tb)
-                end = max(end, (packet.pts + (packet.duration or 0)) * tb)
-            else:
-                for frame in packet.decode():
-                    meter.add(frame)
+        except av.FFmpegError:
+            raise damaged(float(end) if times else None) from None
         declared = video.duration * tb if video.duration else None
     if not times:
         raise InvalidMedia("The video track holds no pictures.")
     times.sort()
+    limits.check_duration(float(times[-1] - times[0]))
+    limits.check_frame_times(times)
     if end <= times[-1]:
         # No packet duration: assume the last frame shows as long as the one before.
         step = times[-1] - times[-2] if len(times) > 1 else Fraction(1, 30)

@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidprod.media.probe import video_stream
+
 # A change counts when the mean absolute difference is large in absolute terms and
 # stands well above the usual frame-to-frame change in the window (motion, noise).
 MIN_DIFFERENCE = 20.0
@@ -22,7 +24,7 @@ MIN_CONTRAST = 4.0
 def find_scene_change(path: Path, lo: Fraction, hi: Fraction) -> Fraction | None:
     """Time of the first frame of the strongest scene change in [lo, hi], or None."""
     with av.open(str(path)) as container:
-        video = container.streams.video[0]
+        video = video_stream(container)
         video.thread_type = "AUTO"
         tb = video.time_base
         container.seek(int(lo / tb), stream=video, backward=True)

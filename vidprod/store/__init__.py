@@ -1,5 +1,5 @@
 """All SQL lives in this package: the connection, migrations and queries."""
 
-from vidprod.store.database import Database
+from vidprod.store.database import MAX_INTEGER, Database
 
-__all__ = ["Database"]
+__all__ = ["MAX_INTEGER", "Database"]

@@ -24,6 +24,11 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 
 
+# SQLite's largest integer: a larger id, offset or page cannot match a row, and Python's
+# sqlite3 raises OverflowError binding one, so the web layer refuses them first.
+MAX_INTEGER = 2**63 - 1
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 

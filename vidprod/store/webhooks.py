@@ -44,21 +44,25 @@ def insert_endpoint(
     )  # fmt: skip
 
 
+# An endpoint with how its deliveries stand.
+_WITH_COUNTS = (
+    "SELECT e.*,"
+    " (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id"
+    "  AND d.state = 'pending') AS pending,"
+    " (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id"
+    "  AND d.state = 'failed') AS failed"
+    " FROM webhook_endpoints e"
+)
+
+
 def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> dict[str, Any] | None:
-    return _endpoint(
-        conn.execute("SELECT * FROM webhook_endpoints WHERE id = ?", (endpoint_id,)).fetchone()
-    )
+    return _endpoint(conn.execute(f"{_WITH_COUNTS} WHERE e.id = ?", (endpoint_id,)).fetchone())
 
 
 def list_endpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """The operator's endpoints (not jobs' own), with how their deliveries stand."""
     rows = conn.execute(
-        "SELECT e.*,"
-        " (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id"
-        "  AND d.state = 'pending') AS pending,"
-        " (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id"
-        "  AND d.state = 'failed') AS failed"
-        " FROM webhook_endpoints e WHERE e.job_id IS NULL ORDER BY e.created_at, e.id"
+        f"{_WITH_COUNTS} WHERE e.job_id IS NULL ORDER BY e.created_at, e.id"
     ).fetchall()
     return [_endpoint(row) for row in rows]  # type: ignore[misc]
 

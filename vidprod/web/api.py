@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
+from vidprod.store import MAX_INTEGER
+from vidprod.web.links import link
 from vidprod.web.captions import subtitle_urls, transcript_json
 from vidprod.web.downloads import ranged_file
 from vidprod.web.intake import start_job
@@ -20,6 +23,8 @@ from vidprod.web.problems import problem
 from vidprod.web.uploads import receive_upload
 
 MAX_PAGE = 100
+# A part's number in a path: larger ones cannot exist (and SQLite cannot bind them).
+PartIndex = Annotated[int, Parameter(ge=0, le=MAX_INTEGER)]
 
 
 def _service(state: State) -> JobService:
@@ -42,7 +47,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
         "updated_at": job["updated_at"],
         "finished_at": job["finished_at"],
         "files_removed_at": job["files_removed_at"],
-        "status_url": str(request.url_for("job_status", job_id=job["id"])),
+        "status_url": link(request, "job_status", job_id=job["id"]),
     }
     body["gaze"] = gaze_json(request, job)
     body["transcript"] = transcript_json(job)
@@ -61,11 +66,9 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
                 "width": s["width"],
                 "height": s["height"],
                 "has_audio": s["has_audio"],
-                "download_url": str(
-                    request.url_for("segment_file", job_id=job["id"], index=s["idx"])
-                ),
+                "download_url": link(request, "segment_file", job_id=job["id"], index=s["idx"]),
                 "thumbnail_url": (
-                    str(request.url_for("segment_thumbnail", job_id=job["id"], index=s["idx"]))
+                    link(request, "segment_thumbnail", job_id=job["id"], index=s["idx"])
                     if s["thumbnail_path"]
                     else None
                 ),
@@ -83,7 +86,7 @@ def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
     record = job.get("gaze") or {}
 
     def url(name: str) -> str:
-        return str(request.url_for("gaze_still", job_id=job["id"], still=name))
+        return link(request, "gaze_still", job_id=job["id"], still=name)
 
     return {
         "enabled": bool(options.get("gaze", False)),
@@ -96,11 +99,12 @@ def gaze_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@post("/upload", status_code=202, request_max_body_size=None)
+@post("/upload", status_code=202, request_max_body_size=None, opt={"problems": (404, 408, 409, 413, 415, 422, 507)})
 async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     settings = _service(state).settings
     received = await receive_upload(
-        request, settings.tmp_dir / "uploads", settings.max_upload_bytes, settings.min_free_mb << 20
+        request, settings.tmp_dir / "uploads", settings.max_upload_bytes, settings.min_free_mb << 20,
+        stall_seconds=settings.upload_stall_seconds,
     )
     job, webhook = await start_job(state, received.path, received.filename, received.fields)
     body = job_json(request, job, None)
@@ -109,7 +113,7 @@ async def upload(request: Request, state: State) -> Response[dict[str, Any]]:
     return Response(
         body,
         status_code=202,
-        headers={"Location": str(request.url_for("job_status", job_id=job["id"]))},
+        headers={"Location": link(request, "job_status", job_id=job["id"])},
     )
 
 
@@ -126,7 +130,7 @@ async def list_jobs(
     request: Request,
     state: State,
     limit: int = Parameter(default=20, ge=1, le=MAX_PAGE),
-    offset: int = Parameter(default=0, ge=0),
+    offset: int = Parameter(default=0, ge=0, le=MAX_INTEGER),
 ) -> dict[str, Any]:
     jobs, total = await anyio.to_thread.run_sync(
         lambda: _service(state).list(limit=limit, offset=offset)
@@ -142,25 +146,25 @@ async def list_jobs(
     return body
 
 
-@post("/jobs/{job_id:str}/cancel", status_code=202)
+@post("/jobs/{job_id:str}/cancel", status_code=202, opt={"problems": (409,)})
 async def cancel_job(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await anyio.to_thread.run_sync(_service(state).cancel, job_id)
     return job_json(request, job, None)
 
 
-@post("/jobs/{job_id:str}/retry", status_code=202)
+@post("/jobs/{job_id:str}/retry", status_code=202, opt={"problems": (409,)})
 async def retry_job(request: Request, state: State, job_id: FromPath[str]) -> dict[str, Any]:
     job = await anyio.to_thread.run_sync(_service(state).retry, job_id)
     return job_json(request, job, None)
 
 
-@delete("/jobs/{job_id:str}", status_code=204)
+@delete("/jobs/{job_id:str}", status_code=204, opt={"problems": (409,)})
 async def delete_job(state: State, job_id: FromPath[str]) -> None:
     await anyio.to_thread.run_sync(_service(state).delete, job_id)
 
 
-@get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file")
-async def segment_file(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Stream:
+@get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file", opt={"problems": (410, 416)})
+async def segment_file(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
     path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
     if path is None or not path.is_file():
         raise problem(410, "This part's file is gone from the server.")
@@ -173,7 +177,7 @@ async def segment_file(request: Request, state: State, job_id: FromPath[str], in
 
 
 @get("/jobs/{job_id:str}/segments/{index:int}/thumbnail", name="segment_thumbnail")
-async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str], index: FromPath[int]) -> Stream:
+async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
     path = await anyio.to_thread.run_sync(
         lambda: _service(state).segment_file(job_id, index, thumbnail=True)
     )
@@ -195,12 +199,15 @@ async def job_events(request: Request, state: State, job_id: FromPath[str]) -> S
     jobs = _service(state)
     await anyio.to_thread.run_sync(jobs.get, job_id)  # 404 for an unknown job
     resume = request.headers.get("last-event-id", "0").strip() or "0"
-    if not resume.isdigit():
+    # isdigit() alone lets "²" through, which int() refuses
+    if not (resume.isascii() and resume.isdigit()) or int(resume) > MAX_INTEGER:
         raise problem(400, "Last-Event-ID must be the id of an event this stream sent.")
     return job_event_stream(jobs, state.live, job_id, int(resume), state.publications.open_for_job)
 
 
-@get("/health", opt={"public": True})
+@get("/health", opt={"public": True}, responses={
+    503: ResponseSpec(data_container=dict[str, Any], description="The database cannot be written (the same body)."),
+})
 async def health(state: State) -> Response[dict[str, Any]]:
     jobs = _service(state)
     database: dict[str, Any] = {"state": "ok"}

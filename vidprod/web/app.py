@@ -31,7 +31,7 @@ from vidprod.sandbox import FakePlatforms, Rules, install_clients, sandbox_route
 from vidprod.store import Database, metric_totals
 from vidprod.store.database import make_private_dir
 from vidprod.vault import Vault
-from vidprod.web import api, captions, pages, publishing, webhooks
+from vidprod.web import api, captions, pages, publishing, tus, webhooks
 from vidprod.web.auth import (
     SignInRequired,
     load_or_create_admin_token,
@@ -40,6 +40,7 @@ from vidprod.web.auth import (
 )
 from vidprod.web.live import CommitSignal
 from vidprod.web.middleware import client_address, request_tracking, security_headers
+from vidprod.web.openapi import document_problems
 from vidprod.web.pages import redirect_to_sign_in
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
 from vidprod.web.templating import static_router, template_config
@@ -187,6 +188,8 @@ def create_app(
             hooks.close()
             db.close()
 
+    document_problems([*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES])
+    document_problems(tus.ROUTES, prefix="/tus", no_body=True)
     sandbox_fake: FakePlatforms | None = None
     handlers: list = [*api.ROUTES, *captions.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES,
                       static_router()]  # fmt: skip
@@ -213,7 +216,7 @@ def create_app(
     ]
     if settings.metrics != "off":
         handlers.append(
-            type("Metrics", (PrometheusController,), {"opt": {"public": settings.metrics == "public"}})
+            type("Metrics", (PrometheusController,), {"opt": {"public": settings.metrics == "public"}, "include_in_schema": False})
         )
         middleware.append(PrometheusConfig(app_name="vidprod", prefix="vidprod", group_path=True).middleware)
     if settings.rate_limit:

@@ -17,6 +17,10 @@ from vidprod.media.framing import LANDSCAPE_MODES
 from vidprod.web.problems import problem
 from vidprod.web.publishing import parse_publish_request
 
+PUBLISH_SHAPE = (
+    'publish must be a JSON object like the body of POST /jobs/{id}/publications,'
+    ' such as {"accounts": ["<account id>"]}.'
+)
 GAZE_FLAGS = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
 
 
@@ -35,7 +39,7 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if fields.get("segment_seconds"):
         text = fields["segment_seconds"].strip()
-        if not text.isdigit() or not 3 <= int(text) <= 600:
+        if not (text.isascii() and text.isdigit()) or not 3 <= int(text) <= 600:  # "²".isdigit()
             raise problem(422, "segment_seconds must be a whole number of seconds from 3 to 600.")
         options["segment_seconds"] = int(text)
     if fields.get("landscape"):
@@ -62,8 +66,12 @@ def job_options(fields: dict[str, str]) -> dict[str, Any]:
     if fields.get("publish"):
         try:
             choice = json.loads(fields["publish"])
+        except RecursionError:
+            raise problem(400, "publish is nested too deeply to read; send a flat JSON object.") from None
         except ValueError:
-            raise problem(422, "publish must be a JSON object like the body of POST /jobs/{id}/publications.") from None
+            raise problem(422, PUBLISH_SHAPE) from None
+        if not isinstance(choice, dict):
+            raise problem(422, PUBLISH_SHAPE)
         request = parse_publish_request(choice)  # refuses wrong fields in plain words
         options["publish"] = {k: v for k, v in vars(request).items() if v is not None}
     return options

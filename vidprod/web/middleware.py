@@ -92,6 +92,10 @@ def security_headers(trust_forwarded_proto: bool) -> Callable[[ASGIApp], ASGIApp
                     headers["x-frame-options"] = "DENY"
                     headers["referrer-policy"] = "same-origin"
                     headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+                    # Answers are the creator's own (jobs, tokens, pages): no shared or
+                    # browser cache keeps them. Static files set their own caching.
+                    if "cache-control" not in headers:
+                        headers["cache-control"] = "no-store"
                     if https:
                         headers["strict-transport-security"] = "max-age=31536000; includeSubDomains"
                         # The session config marks cookies Secure only when VIDPROD_PUBLIC_URL

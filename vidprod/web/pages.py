@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.jobs import JobNotFound
 from vidprod.events import CATALOGUE
+from vidprod.store import MAX_INTEGER
 from vidprod.web.api import job_json
 from vidprod.web.auth import (
     CSRF_FIELD,
@@ -66,7 +67,7 @@ def redirect_to_sign_in(request: Request, exc: SignInRequired) -> Response:
 # --- signing in ------------------------------------------------------------------
 
 
-@get("/signin", opt={"public": True})
+@get("/signin", opt={"public": True}, include_in_schema=False)
 async def sign_in_page(
     request: Request, next_path: Annotated[str | None, QueryParameter(name="next")] = None
 ) -> Response:
@@ -75,7 +76,7 @@ async def sign_in_page(
     return _page(request, "signin.html", next_path=_safe_next(next_path))
 
 
-@post("/signin", opt={"public": True})
+@post("/signin", opt={"public": True}, include_in_schema=False)
 async def sign_in(request: Request, state: State) -> Response:
     form = await request.form()
     token = str(form.get("token", "")).strip()
@@ -91,7 +92,7 @@ async def sign_in(request: Request, state: State) -> Response:
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 
-@post("/signout", opt={"form_csrf": True})
+@post("/signout", opt={"form_csrf": True}, include_in_schema=False)
 async def sign_out(request: Request, state: State) -> Response:
     form = await request.form()
     check_csrf(request, str(form.get(CSRF_FIELD, "")))
@@ -112,7 +113,7 @@ def _connected_accounts(state: State) -> list[dict[str, Any]]:
     ]
 
 
-@get("/", opt=PAGE)
+@get("/", opt=PAGE, include_in_schema=False)
 async def upload_page(request: Request, state: State) -> Template:
     settings = state.settings
     accounts = await anyio.to_thread.run_sync(_connected_accounts, state)
@@ -122,9 +123,10 @@ async def upload_page(request: Request, state: State) -> Template:
     )  # fmt: skip
 
 
-@get("/videos", opt=PAGE)
+@get("/videos", opt=PAGE, include_in_schema=False)
 async def videos_page(
-    request: Request, state: State, page: Annotated[int, QueryParameter(ge=1)] = 1
+    request: Request, state: State,
+    page: Annotated[int, QueryParameter(ge=1, le=MAX_INTEGER // JOBS_PER_PAGE)] = 1,
 ) -> Template:
     offset = (page - 1) * JOBS_PER_PAGE
     jobs, total = await anyio.to_thread.run_sync(lambda: state.jobs.list(limit=JOBS_PER_PAGE, offset=offset))
@@ -148,7 +150,7 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@get("/videos/{job_id:str}", opt=PAGE)
+@get("/videos/{job_id:str}", opt=PAGE, include_in_schema=False)
 async def video_page(request: Request, state: State, job_id: FromPath[str]) -> Template:
     try:
         context = await anyio.to_thread.run_sync(_job_context, request, state, job_id)
@@ -157,7 +159,7 @@ async def video_page(request: Request, state: State, job_id: FromPath[str]) -> T
     return _page(request, "video.html", **context)
 
 
-@get("/videos/{job_id:str}/live")
+@get("/videos/{job_id:str}/live", include_in_schema=False)
 async def video_live_part(request: Request, state: State, job_id: FromPath[str]) -> Template:
     """The part of the video page that changes, rendered by the same template, for the
     page's script to swap in when an event arrives (one rendering path, no JS copy)."""
@@ -165,7 +167,7 @@ async def video_live_part(request: Request, state: State, job_id: FromPath[str])
     return _page(request, "video_live.html", **context)
 
 
-@get("/platforms", opt=PAGE)
+@get("/platforms", opt=PAGE, include_in_schema=False)
 async def accounts_page(
     request: Request, state: State, connected: Annotated[str | None, QueryParameter(name="connected")] = None
 ) -> Template:
@@ -174,7 +176,7 @@ async def accounts_page(
     return _page(request, "accounts.html", platforms=platforms, just_connected=just)
 
 
-@get("/settings", opt=PAGE)
+@get("/settings", opt=PAGE, include_in_schema=False)
 async def settings_page(request: Request, state: State) -> Template:
     def read() -> list[dict[str, Any]]:
         hooks = state.webhooks

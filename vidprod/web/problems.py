@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -55,6 +55,24 @@ def json_fields(data: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[
 
 def _http(exc: HTTPException) -> ProblemDetailsException:
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else ""
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
+        # "Validation failed for GET /jobs?offset=..." names no field: say which and why.
+        detail = " ".join(
+            f"The {getattr(item.get('source'), 'value', 'request')} parameter '{item['key']}' is wrong: "
+            f"{str(item.get('message', 'invalid')).rstrip('.')}."
+            if isinstance(item, dict) and item.get("key") else str(item)
+            for item in exc.extra
+        )
+    if exc.status_code == 429:
+        # The rate limiter says when its window resets (RateLimit-Reset); clients and
+        # proxies look for Retry-After.
+        headers = dict(exc.headers or {})
+        reset = str(headers.get("RateLimit-Reset", ""))
+        wait = max(1, int(reset)) if reset.isascii() and reset.isdigit() else 60
+        headers["Retry-After"] = str(wait)
+        return problem(
+            429, f"Too many requests from your address; wait {wait} s, then try again.", headers=headers
+        )
     if exc.status_code == 404 and not detail:
         detail = "There is nothing at this address."
     return problem(exc.status_code, detail or HTTPStatus(exc.status_code).description, headers=exc.headers)
@@ -84,6 +102,9 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 PublicationNotFound: lambda exc: problem(404, "There is no publication with this id."),
                 PublicationConflict: lambda exc: problem(409, str(exc)),
                 InvalidPublication: lambda exc: problem(422, str(exc), problems=exc.problems),
+                # msgspec raises it decoding a JSON body nested past its depth limit
+                # (our own code does not recurse on what a client sends).
+                RecursionError: lambda exc: problem(400, "The JSON is nested too deeply to read; send a flat JSON object."),
             },
         )
     )

@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PublicationService, PublishRequest
+from vidprod.store import MAX_INTEGER
 from vidprod.web.auth import csrf_token, signed_in
 from vidprod.web.problems import json_fields, problem
 
@@ -64,14 +65,14 @@ async def get_account(state: State, account_id: FromPath[str]) -> dict[str, Any]
     return public_view(await anyio.to_thread.run_sync(_accounts(state).get, account_id))
 
 
-@post("/accounts/{platform:str}/connect", status_code=200)
+@post("/accounts/{platform:str}/connect", status_code=200, opt={"problems": (409,)})
 async def connect_account(state: State, platform: FromPath[str]) -> dict[str, Any]:
     """Where to send the browser to grant access (the platform's own consent page)."""
     url = await anyio.to_thread.run_sync(_accounts(state).start_connect, platform)
     return {"authorize_url": url, "sandbox": state.settings.sandbox}
 
 
-@get("/accounts/{platform:str}/callback", opt={"public": True})
+@get("/accounts/{platform:str}/callback", opt={"public": True}, include_in_schema=False)  # a browser page
 async def oauth_callback(
     request: Request,
     state: State,
@@ -98,13 +99,13 @@ async def oauth_callback(
     return _connect_page(request, f"{label} connected{sandbox}", f"{account['name']} is connected.")
 
 
-@delete("/accounts/{account_id:str}", status_code=200)
+@delete("/accounts/{account_id:str}", status_code=200, opt={"problems": (409,)})
 async def disconnect_account(state: State, account_id: FromPath[str]) -> dict[str, Any]:
     cancelled = await anyio.to_thread.run_sync(_accounts(state).disconnect, account_id)
     return {"disconnected": account_id, "cancelled_publications": cancelled}
 
 
-@post("/jobs/{job_id:str}/publications", status_code=201)
+@post("/jobs/{job_id:str}/publications", status_code=201, opt={"problems": (409, 422)})
 async def create_publications(state: State, job_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
     request = parse_publish_request(data)
     created = await anyio.to_thread.run_sync(_publications(state).create, job_id, request)
@@ -118,12 +119,12 @@ async def job_publications(state: State, job_id: FromPath[str]) -> dict[str, Any
     return {"publications": [publication_view(p) for p in rows]}
 
 
-@get("/publications")
+@get("/publications", opt={"problems": (422,)})
 async def list_publications(
     state: State,
     publication_state: Annotated[str | None, QueryParameter(name="state")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    offset: Annotated[int, QueryParameter(ge=0, le=MAX_INTEGER)] = 0,
 ) -> dict[str, Any]:
     if publication_state is not None and publication_state not in PUBLICATION_STATES:
         raise problem(422, f"state must be one of {', '.join(PUBLICATION_STATES)}.")
@@ -138,12 +139,12 @@ async def get_publication(state: State, publication_id: FromPath[str]) -> dict[s
     return publication_view(await anyio.to_thread.run_sync(_publications(state).get, publication_id))
 
 
-@post("/publications/{publication_id:str}/retry", status_code=202)
+@post("/publications/{publication_id:str}/retry", status_code=202, opt={"problems": (409,)})
 async def retry_publication(state: State, publication_id: FromPath[str]) -> dict[str, Any]:
     return publication_view(await anyio.to_thread.run_sync(_publications(state).retry, publication_id))
 
 
-@post("/publications/{publication_id:str}/cancel", status_code=200)
+@post("/publications/{publication_id:str}/cancel", status_code=200, opt={"problems": (409,)})
 async def cancel_publication(state: State, publication_id: FromPath[str]) -> dict[str, Any]:
     return publication_view(await anyio.to_thread.run_sync(_publications(state).cancel, publication_id))
 

@@ -108,7 +108,7 @@ def _require_tus_version(connection: ASGIConnection, handler: BaseRouteHandler) 
 
 def _whole_number(request: Request, name: str) -> int:
     text = request.headers.get(name, "").strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # isdigit() alone lets "²" through
         raise problem(400, f"Send the {name} header as a whole number of bytes.")
     return int(text)
 
@@ -155,7 +155,7 @@ async def tus_options(state: State) -> Response[None]:
     })  # fmt: skip
 
 
-@post("/", status_code=201)
+@post("/", status_code=201, opt={"problems": (404, 412, 413, 422, 507)})
 async def tus_create(request: Request, state: State) -> Response[None]:
     if request.headers.get("upload-defer-length") is not None:
         raise problem(400, "This server needs the file's size up front: send Upload-Length.")
@@ -172,7 +172,7 @@ async def tus_create(request: Request, state: State) -> Response[None]:
     return Response(None, status_code=201, headers={"Location": location, **_progress_headers(upload)})
 
 
-@head("/{upload_id:str}", name="tus_upload")
+@head("/{upload_id:str}", name="tus_upload", opt={"problems": (410, 412, 413, 415, 422, 423, 507)})
 async def tus_offset(request: Request, state: State, upload_id: FromPath[str]) -> Response[None]:
     uploads = _uploads(state)
     upload = await anyio.to_thread.run_sync(uploads.get, upload_id)
@@ -201,7 +201,7 @@ async def tus_offset(request: Request, state: State, upload_id: FromPath[str]) -
     return Response(None, status_code=200, headers=headers)
 
 
-@patch("/{upload_id:str}", status_code=204, request_max_body_size=None)
+@patch("/{upload_id:str}", status_code=204, request_max_body_size=None, opt={"problems": (404, 408, 409, 410, 412, 413, 415, 422, 423, 460, 507)})
 async def tus_append(request: Request, state: State, upload_id: FromPath[str]) -> Response[None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != OFFSET_OCTET_STREAM:
@@ -229,7 +229,7 @@ async def tus_append(request: Request, state: State, upload_id: FromPath[str]) -
                 headers={"Upload-Offset": str(upload.received)},
             )
         declared = request.headers.get("content-length", "").strip()
-        if declared.isdigit() and offset + int(declared) > upload.length:
+        if declared.isascii() and declared.isdigit() and offset + int(declared) > upload.length:
             raise problem(413, f"This request carries more than the {upload.length} bytes declared for the upload.")
         appender = await anyio.to_thread.run_sync(uploads.open_appender, upload)
         try:
@@ -249,7 +249,7 @@ async def tus_append(request: Request, state: State, upload_id: FromPath[str]) -
         _release(writers, upload_id, writer)
 
 
-@delete("/{upload_id:str}", status_code=204)
+@delete("/{upload_id:str}", status_code=204, opt={"problems": (412,)})
 async def tus_terminate(state: State, upload_id: FromPath[str]) -> None:
     if writer := _writers(state).get(upload_id):
         writer.terminated = True  # a PATCH in flight stops at its next chunk
@@ -411,10 +411,13 @@ async def _finish(request: Request, state: State, upload: Upload, *, raise_refus
     return await anyio.to_thread.run_sync(uploads.get, upload.id)
 
 
+ROUTES = [tus_options, tus_create, tus_offset, tus_append, tus_terminate]
+
+
 def tus_router() -> Router:
     return Router(
         path="/tus",
-        route_handlers=[tus_options, tus_create, tus_offset, tus_append, tus_terminate],
+        route_handlers=ROUTES,
         guards=[_require_tus_version],
         middleware=[_add_tus_resumable],
     )

@@ -8,14 +8,19 @@ file can be renamed into place the moment the last byte arrives.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import anyio
 import anyio.to_thread
 from litestar import Request
+from litestar.exceptions import InternalServerException
 from multipart import (
     MultipartError,
     MultipartSegment,
@@ -25,10 +30,19 @@ from multipart import (
 
 from vidprod.domain.disk import disk_room_problem
 
-WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes
+log = logging.getLogger(__name__)
+
+WRITE_CHUNK = 1 << 20  # batch small network chunks into 1 MiB writes; free disk is checked at each
 SYNC_EVERY = 64 << 20  # flush to disk as we go, so the final fsync is short
+CUT_OFF = "The connection closed before the upload ended; nothing of it was kept."
 MAX_FIELD_BYTES = 64 << 10
 FILE_FIELD = "file"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+NO_FILENAME = (
+    "The 'file' field came without a file name, so it is not a file. Send the video as a"
+    " file (filename=\"...\" in the part's header, on one line): a line break in the file's"
+    " name cuts that header short. Rename the file and try again."
+)
 
 
 class UploadRejected(Exception):
@@ -60,21 +74,23 @@ def too_large_message(limit_bytes: int) -> str:
 
 
 async def receive_upload(
-    request: Request, staging_dir: Path, limit_bytes: int, floor_bytes: int
+    request: Request, staging_dir: Path, limit_bytes: int, floor_bytes: int, *, stall_seconds: float = 60
 ) -> ReceivedUpload:
     """Stream the multipart body to a staged file. Refused with 507, before anything is
-    stored or while receiving, when the disk would fall below `floor_bytes` free."""
+    stored, while receiving or once all arrived, when the disk would fall below
+    `floor_bytes` free; with 408 when nothing arrives for `stall_seconds`."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != "multipart/form-data" or not options.get("boundary"):
         raise UploadRejected(
             415, "Send the video as multipart/form-data with the file in a field named 'file'."
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes + (1 << 20):
+    text = request.headers.get("content-length", "")
+    declared = int(text) if text.isascii() and text.isdigit() else None  # None: chunked
+    if declared is not None and declared > limit_bytes + (1 << 20):
         raise UploadRejected(413, too_large_message(limit_bytes))
 
     staging_dir.mkdir(parents=True, exist_ok=True)
-    expected = int(declared) if declared and declared.isdigit() else 0
+    expected = declared or 0
     if short := disk_room_problem(staging_dir, expected, floor_bytes):
         raise UploadRejected(507, short)
     staged = staging_dir / f"upload-{uuid.uuid4().hex}.part"
@@ -82,11 +98,11 @@ async def receive_upload(
     try:
         parser = PushMultipartParser(
             options["boundary"],
-            content_length=int(declared) if declared and declared.isdigit() else -1,
+            content_length=-1 if declared is None else declared,
             max_segment_count=16,
         )
         with parser:
-            async for chunk in request.stream():
+            async for chunk in _chunks(request, stall_seconds):
                 for event in parser.parse(chunk):
                     await receiver.feed(event)
             for event in parser.parse(b""):
@@ -98,6 +114,28 @@ async def receive_upload(
     except BaseException:
         receiver.discard()  # a rejected, broken or abandoned upload leaves nothing behind
         raise
+
+
+async def _chunks(request: Request, stall_seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks; uvicorn has no timeout for a client that stops sending mid-body,
+    and Litestar reports a client that went away as a 500 (InternalServerException)."""
+    stream = request.stream()
+    while True:
+        try:
+            with anyio.fail_after(stall_seconds):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadRejected(
+                408, f"Nothing arrived for {stall_seconds:g} s, so the upload was stopped. Send it again."
+            ) from None
+        except InternalServerException as exc:
+            if "disconnected" not in str(exc.detail):
+                raise
+            log.info("the client went away mid-upload; its bytes were dropped")
+            raise UploadRejected(400, CUT_OFF) from None
+        yield chunk
 
 
 class _Receiver:
@@ -118,11 +156,16 @@ class _Receiver:
     async def feed(self, event: MultipartSegment | bytes | bytearray | None) -> None:
         if isinstance(event, MultipartSegment):
             self.current = event
-            if event.name == FILE_FIELD and event.filename is not None:
+            if event.name == FILE_FIELD and event.filename is None:
+                # A line break in the name ends the part's header early and loses the
+                # filename: say so rather than "field 'file' is too long".
+                raise UploadRejected(400, NO_FILENAME)
+            if event.name == FILE_FIELD:
                 if self.got_file:
                     raise UploadRejected(400, "Send one file per upload.")
                 self.got_file = True
-                self.filename = Path(event.filename.replace("\\", "/")).name or "upload"
+                name = CONTROL_CHARACTERS.sub(" ", event.filename).replace("\\", "/")
+                self.filename = Path(name).name.strip() or "upload"
                 self.file = await anyio.to_thread.run_sync(open, self.staged, "xb")
         elif event is None:
             if self.current is not None and self.current.name == FILE_FIELD and self.file:
@@ -153,9 +196,9 @@ class _Receiver:
         if self.since_sync >= SYNC_EVERY:
             self.since_sync = 0
             await anyio.to_thread.run_sync(self._sync)
-            # A chunked body declares no size: check the room as it grows.
-            if short := disk_room_problem(self.staged.parent, 0, self.floor):
-                raise UploadRejected(507, short)
+        # A chunked body declares no size: check the room as it grows (statvfs, cheap).
+        if short := disk_room_problem(self.staged.parent, 0, self.floor):
+            raise UploadRejected(507, short)
 
     def _sync(self) -> None:
         assert self.file is not None
@@ -165,7 +208,7 @@ class _Receiver:
     async def finish(self) -> ReceivedUpload:
         if self.file is None:
             raise UploadRejected(400, "No file was sent: put the video in a field named 'file'.")
-        await self._flush()
+        await self._flush()  # checks the room once more, with every byte on disk
         await anyio.to_thread.run_sync(self._sync)
         self.file.close()
         self.file = None

@@ -11,6 +11,8 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from vidprod.domain.webhooks import DELIVERY_STATES, WebhookService
 from vidprod.events import CATALOGUE, OPT_IN
+from vidprod.store import MAX_INTEGER
+from vidprod.web.links import link
 from vidprod.web.problems import json_fields, problem
 
 MAX_PAGE = 100
@@ -39,7 +41,7 @@ async def list_endpoints(state: State) -> dict[str, Any]:
     return {"endpoints": await anyio.to_thread.run_sync(_service(state).list_endpoints)}
 
 
-@post("/webhooks", status_code=201)
+@post("/webhooks", status_code=201, opt={"problems": (422,)})
 async def create_endpoint(request: Request, state: State, data: JSONBody[Any]) -> Response[dict[str, Any]]:
     fields = json_fields(data, ENDPOINT_FIELDS)
     if "url" not in fields:
@@ -48,7 +50,7 @@ async def create_endpoint(request: Request, state: State, data: JSONBody[Any]) -
     return Response(
         {**endpoint, "secret": secret},  # shown this once
         status_code=201,
-        headers={"Location": str(request.url_for("webhook_endpoint", endpoint_id=endpoint["id"]))},
+        headers={"Location": link(request, "webhook_endpoint", endpoint_id=endpoint["id"])},
     )
 
 
@@ -57,7 +59,7 @@ async def get_endpoint(state: State, endpoint_id: FromPath[str]) -> dict[str, An
     return await anyio.to_thread.run_sync(_service(state).get_endpoint, endpoint_id)
 
 
-@patch("/webhooks/{endpoint_id:str}")
+@patch("/webhooks/{endpoint_id:str}", opt={"problems": (422,)})
 async def update_endpoint(state: State, endpoint_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
     fields = json_fields(data, ENDPOINT_FIELDS)
     return await anyio.to_thread.run_sync(lambda: _service(state).update_endpoint(endpoint_id, **fields))
@@ -74,13 +76,13 @@ async def rotate_secret(state: State, endpoint_id: FromPath[str]) -> dict[str, A
     return {**endpoint, "secret": secret}
 
 
-@get("/webhooks/{endpoint_id:str}/deliveries")
+@get("/webhooks/{endpoint_id:str}/deliveries", opt={"problems": (422,)})
 async def list_deliveries(
     state: State,
     endpoint_id: FromPath[str],
     delivery_state: Annotated[str | None, QueryParameter(name="state")] = None,
     limit: int = Parameter(default=50, ge=1, le=MAX_PAGE),
-    offset: int = Parameter(default=0, ge=0),
+    offset: int = Parameter(default=0, ge=0, le=MAX_INTEGER),
 ) -> dict[str, Any]:
     if delivery_state is not None and delivery_state not in DELIVERY_STATES:
         raise problem(422, "state must be one of: " + ", ".join(DELIVERY_STATES) + ".")
@@ -91,7 +93,8 @@ async def list_deliveries(
 
 
 @post("/webhooks/{endpoint_id:str}/deliveries/{delivery_id:int}/resend", status_code=202)
-async def resend_delivery(state: State, endpoint_id: FromPath[str], delivery_id: FromPath[int]) -> dict[str, Any]:
+async def resend_delivery(state: State, endpoint_id: FromPath[str],
+                         delivery_id: Annotated[int, Parameter(ge=1, le=MAX_INTEGER)]) -> dict[str, Any]:
     return await anyio.to_thread.run_sync(_service(state).resend, endpoint_id, delivery_id)
 
 
