@@ -472,15 +472,7 @@ async def _upload(call: Call, container_id: str) -> Response:
     headers = request.headers
     declared = content_length(request)
     call.record({"offset": headers.get("offset"), "file_size": headers.get("file_size"), "content_length": declared})
-    token, _ = fake.token("instagram", bearer_token(request, ("oauth",)), kinds=("short", "long"))
-    if token is None:
-        raise rupload_error(401, "AuthError", "Invalid OAuth access token (send Authorization: OAuth <token>).")
-    with fake.lock:
-        found = fake.data["instagram"]["containers"].get(container_id)
-        container = dict(found) if found else None
-    if container is None or container["account"] != token["account"] or not container["resumable"]:
-        raise rupload_error(400, "ProcessingFailedError", f"No resumable upload container {container_id}.")
-    _refuse_finished_upload(fake, container)
+    container = _open_upload(call, container_id)
     offset, file_size = headers.get("offset", ""), headers.get("file_size", "")
     if not offset.isdigit() or not file_size.isdigit() or int(file_size) == 0:
         raise rupload_error(400, "ProcessingFailedError", "The offset and file_size headers are required.")
@@ -538,10 +530,9 @@ async def upload_offset(
     )
 
 
-async def _upload_offset(call: Call, container_id: str) -> Response:
-    """Where an unfinished upload stands: {"offset": bytes held}."""
+def _open_upload(call: Call, container_id: str) -> dict:
+    """The caller's resumable container still taking bytes (a copy), or the host's error."""
     fake = call.fake
-    call.record({"container": container_id})
     token, _ = fake.token("instagram", bearer_token(call.request, ("oauth",)), kinds=("short", "long"))
     if token is None:
         raise rupload_error(401, "AuthError", "Invalid OAuth access token (send Authorization: OAuth <token>).")
@@ -551,6 +542,13 @@ async def _upload_offset(call: Call, container_id: str) -> Response:
     if container is None or container["account"] != token["account"] or not container["resumable"]:
         raise rupload_error(400, "ProcessingFailedError", f"No resumable upload container {container_id}.")
     _refuse_finished_upload(fake, container)
+    return container
+
+
+async def _upload_offset(call: Call, container_id: str) -> Response:
+    """Where an unfinished upload stands: {"offset": bytes held}."""
+    call.record({"container": container_id})
+    container = _open_upload(call, container_id)
     return ok({"offset": container["received"]})
 
 
