@@ -319,6 +319,22 @@ def test_words_show_up_to_three_at_a_time_broken_at_sentences():
     assert [[w.text for w in g] for g in groups] == [["Cook", "the", "rice."], ["Serve", "it"], ["w0", "w1", "w2"], ["w3"]]
 
 
+def test_long_words_go_up_fewer_at_a_time_instead_of_smaller():
+    from vidprod.media.burnin import CaptionBurner, word_groups
+
+    long = [Word("Congressional", 0.0, 0.6, 0.9), Word("District,", 0.6, 1.0, 0.9), Word("where", 1.0, 1.2, 0.9)]
+    assert [[w.text for w in g] for g in word_groups(long)] == [["Congressional"], ["District,", "where"]]
+
+    def text_height(words, t):  # type: ignore[no-untyped-def]
+        frame = _grey_frame()
+        drawn = CaptionBurner(words)(frame, t).to_ndarray()[:1920] != frame.to_ndarray()[:1920]
+        rows = np.flatnonzero(drawn.any(axis=1))
+        return rows[-1] - rows[0]
+
+    short = [Word("Dish,", 0.0, 0.3, 0.9), Word("here", 0.3, 0.6, 0.9)]  # the same tallest and lowest glyphs
+    assert abs(text_height(long, 0.8) - text_height(short, 0.4)) <= 2  # the same type size
+
+
 def test_the_highlight_moves_to_each_word_at_its_start_within_a_frame():
     from vidprod.media.burnin import CaptionBurner
 

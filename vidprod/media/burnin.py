@@ -25,6 +25,10 @@ from PIL import Image, ImageDraw, ImageFont
 from vidprod.media.speech import Word
 
 MAX_WORDS = 3
+# A group is also ended before it outgrows this many characters: at FONT_SIZE about 17
+# average characters fill MAX_WIDTH, and a group that did not fit would be drawn smaller
+# (three long words at once came out at 40 % of the size).
+MAX_CHARS = 16
 GROUP_BREAK_SECONDS = 0.6  # a pause this long starts a new group
 TEXT = (255, 255, 255)
 HIGHLIGHT = (255, 214, 0)
@@ -48,7 +52,8 @@ class _Group:
 
 
 def word_groups(words: Sequence[Word]) -> list[tuple[Word, ...]]:
-    """Words shown together: up to MAX_WORDS, broken at sentence ends and pauses."""
+    """Words shown together: up to MAX_WORDS and MAX_CHARS, broken at sentence ends and
+    pauses."""
     groups: list[list[Word]] = []
     for word in words:
         if (
@@ -56,6 +61,7 @@ def word_groups(words: Sequence[Word]) -> list[tuple[Word, ...]]:
             or len(groups[-1]) >= MAX_WORDS
             or groups[-1][-1].ends_sentence
             or word.start - groups[-1][-1].end > GROUP_BREAK_SECONDS
+            or len(" ".join(w.text for w in [*groups[-1], word])) > MAX_CHARS
         ):
             groups.append([])
         groups[-1].append(word)
