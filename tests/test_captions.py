@@ -83,6 +83,16 @@ def test_known_speech_is_transcribed_with_a_low_word_error_rate(transcription):
     assert transcription.language == "en"
 
 
+def test_the_same_clip_gives_the_same_words_every_time(tmp_path):
+    # a sentence said over and over: its windows compress so well that faster-whisper's
+    # default took them for a failed decode and sampled again at random
+    voice = spoken("The quick brown fox jumps over the lazy dog while the cat sleeps. " * 6, tmp_path)
+    clip = make_clip(tmp_path / "again.mp4", seconds=len(voice) / AUDIO_RATE + 1, size=(360, 640), voice=voice)
+    first = transcribe(clip).words
+    assert len(first) > 50
+    assert transcribe(clip).words == first
+
+
 def test_words_carry_times_on_the_source_clock_and_confidences(transcription, voice):
     words = transcription.words
     loud = np.flatnonzero(np.abs(voice) > 0.02)

@@ -150,6 +150,11 @@ def transcribe_here(source: Path, model_dir: Path, threads: int = 2) -> Transcri
         vad_parameters={"speech_pad_ms": 200},
         # Each 30 s window decoded on its own: a misheard window cannot repeat itself onwards.
         condition_on_previous_text=False,
+        # Greedy only: faster-whisper's default falls back to sampling at rising
+        # temperatures when a window decodes poorly, which is random. The same clip then
+        # gave 3, 12 or 78 words in three runs (and took 4-8x as long); greedy gives the
+        # same words every run.
+        temperature=0.0,
     )
     words = [
         Word(w.word.strip(), float(w.start) + offset, float(w.end) + offset, float(w.probability))
