@@ -188,7 +188,7 @@ def create_app(
             hooks.close()
             db.close()
 
-    document_problems([*api.ROUTES, *webhooks.ROUTES, *publishing.ROUTES])
+    document_problems([*api.ROUTES, *captions.ROUTES, *webhooks.ROUTES, *publishing.ROUTES])
     document_problems(tus.ROUTES, prefix="/tus", no_body=True)
     sandbox_fake: FakePlatforms | None = None
     handlers: list = [*api.ROUTES, *captions.ROUTES, *webhooks.ROUTES, *publishing.ROUTES, tus_router(), *pages.ROUTES,
