@@ -254,6 +254,33 @@ def test_every_page_fits_and_is_labelled(browser: Browser, server: Server, width
     context.close()
 
 
+def test_a_refused_file_says_why_in_its_row_inside_a_phone_screen(browser: Browser, server: Server, tmp_path: Path) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto("/")
+    huge = tmp_path / "huge.mp4"
+    with huge.open("wb") as sparse:  # a hole, not 2 GB of disk: the page only reads its size
+        sparse.truncate(2_400_000_000)
+    page.locator("#file").set_input_files({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"my notes"})
+    page.locator("#file").set_input_files(huge)
+
+    notes = page.locator(".upload-row", has_text="notes.txt")
+    expect(notes.locator(".status")).to_have_text("Not a video")
+    expect(notes.get_by_role("alert")).to_have_text(re.compile(r"^notes\.txt is not a video\. Choose a video file"))
+    big = page.locator(".upload-row", has_text="huge.mp4")
+    expect(big.locator(".status")).to_have_text("Too big")
+    expect(big.get_by_role("alert")).to_have_text(re.compile(r"^huge\.mp4 is 2\.4 GB; this server takes up to 2\.1 GB\. Trim it"))
+    for row in (notes, big):
+        box = row.get_by_role("alert").bounding_box()
+        assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, f"the error is drawn at {box}, off an 844 px screen"
+    assert page.locator("#uploads progress:visible").count() == 0, "nothing was sent"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "upload-refused-phone.png")  # the screen as the creator sees it
+    context.close()
+
+
 def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, server: Server, tmp_path: Path) -> None:
     import numpy as np
 

@@ -43,11 +43,12 @@ document.addEventListener("DOMContentLoaded", () => {
     vidprod.showError(errorBox, null);
     for (const file of files) {
       if (!file.type.startsWith("video/") && !/\.(mp4|mov|m4v|webm|mkv|3gp)$/i.test(file.name)) {
-        vidprod.showError(errorBox, new Error(`${file.name} is not a video.`));
+        refuse(file, "Not a video", `${file.name} is not a video. Choose a video file (MP4, MOV, WebM or MKV).`);
         continue;
       }
       if (file.size > maxBytes) {
-        vidprod.showError(errorBox, new Error(`${file.name} is ${vidprod.bytes(file.size)}; this server takes up to ${vidprod.bytes(maxBytes)}.`));
+        refuse(file, "Too big", `${file.name} is ${vidprod.bytes(file.size)}; this server takes up to ${vidprod.bytes(maxBytes)}. ` +
+          "Trim it or export it at a lower quality, then choose it again.");
         continue;
       }
       let fields;
@@ -55,22 +56,48 @@ document.addEventListener("DOMContentLoaded", () => {
         fields = metadata(file);
       } catch (error) {
         vidprod.showError(errorBox, error);
+        errorBox.scrollIntoView({ block: "nearest" });
         return;
       }
       start(file, fields);
     }
   }
 
-  function start(file, fields) {
+  function newRow(file) {
     const row = rowTemplate.content.firstElementChild.cloneNode(true);
+    row.querySelector(".name").textContent = file.name;
+    row.querySelector("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
+    list.prepend(row);
+    return row;
+  }
+
+  // Why a file stopped goes in its own row, just under the picker, scrolled to: an error
+  // drawn below the options sat ~1900 px down a phone screen, where nobody saw it.
+  function rowError(row, status, text) {
+    row.classList.add("stopped");
+    row.querySelector(".status").textContent = status;
+    for (const selector of [".speed", ".eta"]) row.querySelector(selector).textContent = "";
+    row.querySelector(".pause").hidden = true;
+    const error = row.querySelector(".row-error");
+    error.textContent = text;
+    error.hidden = false;
+    row.scrollIntoView({ block: "nearest" });
+  }
+
+  function refuse(file, status, text) {
+    const row = newRow(file);
+    row.querySelector("progress").hidden = true;
+    row.querySelector(".row-foot").hidden = true;
+    rowError(row, status, text);
+  }
+
+  function start(file, fields) {
+    const row = newRow(file);
     const $ = (selector) => row.querySelector(selector);
-    $(".name").textContent = file.name;
-    $("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
     // Screen readers hear changes of state, not every progress tick.
     const say = (text) => { $(".status").textContent = text; $(".announce").textContent = `${file.name}: ${text}`; };
     say("Starting…");
     $(".bytes").textContent = `0 of ${vidprod.bytes(file.size)}`;
-    list.prepend(row);
     running += 1;
 
     // Speed: bytes over the last few seconds, so a stall shows at once.
@@ -104,17 +131,17 @@ document.addEventListener("DOMContentLoaded", () => {
       },
       onError(error) {
         running -= 1;
-        say("Stopped");
-        $(".pause").hidden = true;
         const response = error.originalResponse;
         let text = "The upload stopped. Choose the file again to continue where it left off.";
+        let status = "Stopped";
         if (response) {
           try {
             const body = JSON.parse(response.getBody() || "{}");
-            if (body.detail) text = body.detail;
+            if (body.detail) [text, status] = [body.detail, "Refused by the server"];
           } catch { /* not problem+json */ }
         }
-        vidprod.showError(errorBox, new Error(`${file.name}: ${text}`));
+        $(".announce").textContent = "";  // the row's alert says it, once
+        rowError(row, status, `${file.name}: ${text}`);
       },
       onSuccess({ lastResponse }) {
         running -= 1;
