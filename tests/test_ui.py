@@ -106,6 +106,7 @@ def test_upload_watch_play_and_post_from_a_phone(browser: Browser, server: Serve
     expect(page.get_by_role("heading", name="New video")).to_be_visible()
     page.get_by_label("Longest part, in seconds").fill("10")
     page.locator("#file").set_input_files(long_clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     job_id = page.url.rsplit("/", 1)[1]
     page.evaluate("window.stillTheSamePage = true")
@@ -163,6 +164,7 @@ def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Ser
     page.goto("/")
     page.get_by_label("Look into the camera (for notes read below the lens)").uncheck()
     page.locator("#file").set_input_files(long_clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     deadline = time.monotonic() + 30
     while not state["hang"] and time.monotonic() < deadline:
         page.wait_for_timeout(100)
@@ -172,6 +174,7 @@ def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Ser
     page.reload()
     before = len(offsets)
     page.locator("#file").set_input_files(long_clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     expect(page.locator(".upload-row .status").first).to_have_text(re.compile("Resuming|%|Uploaded"))
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     resumed = offsets[before]
@@ -281,6 +284,38 @@ def test_a_refused_file_says_why_in_its_row_inside_a_phone_screen(browser: Brows
     context.close()
 
 
+def test_options_set_after_picking_the_file_are_the_jobs(browser: Browser, server: Server, short_clip: Path) -> None:
+    """Nothing is sent on picking: the options set afterwards, on a phone a screen or two
+    below the picker, are what the job gets once *Start* is tapped."""
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    connect(page, "tiktok", "TikTok")
+    tiktok_ids = {a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "tiktok"
+                  for a in p["accounts"]}  # fmt: skip
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.method) if "/tus/" in request.url else None)
+    page.goto("/")
+    page.locator("#file").set_input_files(short_clip)
+    expect(page.locator(".upload-row .status")).to_have_text("Ready")
+    page.get_by_label("Longest part, in seconds").fill("7")
+    page.get_by_label("Word-by-word captions", exact=False).check()
+    account = page.locator("#upload-form").get_by_role("checkbox", name=re.compile("TikTok")).first
+    account.check()
+    tiktok = account.get_attribute("value")
+    assert tiktok in tiktok_ids
+    page.get_by_label("Caption", exact=True).fill("{title} part {part}")
+    assert sent == [], f"the upload began before Start: {sent}"
+    screenshot(page, "upload-picked-phone")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
+    options = server.client.get(f"/status/{page.url.rsplit('/', 1)[1]}").json()["options"]
+    assert options["segment_seconds"] == 7 and options["captions"] is True, options
+    assert options["publish"]["accounts"] == [tiktok] and options["publish"]["caption"] == "{title} part {part}", options
+    context.close()
+
+
 def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, server: Server, tmp_path: Path) -> None:
     import numpy as np
 
@@ -294,6 +329,7 @@ def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, se
     page.goto("/")
     page.get_by_label("Word-by-word captions", exact=False).check()
     page.locator("#file").set_input_files(clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=180_000)
     video = page.get_by_label("Part 1", exact=True)

@@ -1,4 +1,6 @@
-// The upload page: resumable tus uploads (a dropped connection, a locked phone or a
+// The upload page: files are picked, then the options set, then nothing is sent before
+// *Start* (an upload that began on picking ignored every option set after it). Resumable
+// tus uploads (a dropped connection, a locked phone or a
 // reload resumes where it stopped), with bytes, speed and time left per file.
 "use strict";
 
@@ -14,6 +16,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const maxBytes = Number(form.dataset.maxBytes);
   const chunkBytes = Number(form.dataset.chunkBytes) || Infinity;
   let running = 0;
+  let started = 0;
+  const picked = [];  // [file, row] waiting for Start
 
   strength.addEventListener("input", () => { strengthOut.textContent = `${Math.round(strength.value * 100)} %`; });
   input.addEventListener("change", () => { addFiles(input.files); input.value = ""; });
@@ -24,7 +28,27 @@ document.addEventListener("DOMContentLoaded", () => {
     zone.addEventListener(type, () => zone.classList.remove("over"));
   }
   zone.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
-  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    vidprod.showError(errorBox, null);
+    if (!picked.length) {
+      vidprod.showError(errorBox, new Error("Choose a video first."));
+      errorBox.scrollIntoView({ block: "nearest" });
+      return;
+    }
+    // The options are read now, at Start, so whatever was set after picking counts.
+    const batch = [];
+    for (const [file] of picked) {
+      try {
+        batch.push(metadata(file));
+      } catch (error) {
+        vidprod.showError(errorBox, error);
+        errorBox.scrollIntoView({ block: "nearest" });
+        return;
+      }
+    }
+    for (const [index, [file, row]] of picked.splice(0).entries()) start(file, batch[index], row);
+  });
 
   function metadata(file) {
     const fields = {
@@ -51,15 +75,11 @@ document.addEventListener("DOMContentLoaded", () => {
           "Trim it or export it at a lower quality, then choose it again.");
         continue;
       }
-      let fields;
-      try {
-        fields = metadata(file);
-      } catch (error) {
-        vidprod.showError(errorBox, error);
-        errorBox.scrollIntoView({ block: "nearest" });
-        return;
-      }
-      start(file, fields);
+      const row = newRow(file);
+      row.querySelector(".status").textContent = "Ready";
+      row.querySelector(".bytes").textContent = `${vidprod.bytes(file.size)}. Set the options, then tap Start.`;
+      row.querySelector(".pause").hidden = true;
+      picked.push([file, row]);
     }
   }
 
@@ -91,14 +111,15 @@ document.addEventListener("DOMContentLoaded", () => {
     rowError(row, status, text);
   }
 
-  function start(file, fields) {
-    const row = newRow(file);
+  function start(file, fields, row) {
     const $ = (selector) => row.querySelector(selector);
+    $(".pause").hidden = false;
     // Screen readers hear changes of state, not every progress tick.
     const say = (text) => { $(".status").textContent = text; $(".announce").textContent = `${file.name}: ${text}`; };
     say("Starting…");
     $(".bytes").textContent = `0 of ${vidprod.bytes(file.size)}`;
     running += 1;
+    started += 1;
 
     // Speed: bytes over the last few seconds, so a stall shows at once.
     const samples = [];
@@ -155,7 +176,7 @@ document.addEventListener("DOMContentLoaded", () => {
           const link = $(".open");
           link.href = `/videos/${job}`;
           link.hidden = false;
-          if (running === 0 && list.children.length === 1) location.href = link.href;
+          if (running === 0 && started === 1) location.href = link.href;
         }
       },
     });
