@@ -316,6 +316,38 @@ def test_options_set_after_picking_the_file_are_the_jobs(browser: Browser, serve
     context.close()
 
 
+def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time(browser: Browser, server: Server, short_clip: Path) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    connect(page, "tiktok", "TikTok")
+    account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "tiktok"
+                   for a in p["accounts"])  # fmt: skip
+    upload = server.upload(short_clip)
+    assert upload.status_code == 202, upload.text
+    job = server.wait_done(upload.json()["id"])
+    assert job["state"] == "done", job
+    at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(time.time() + 86400))
+    answer = server.client.post(f"/jobs/{job['id']}/publications", json={
+        "accounts": [account], "parts": [1], "schedule": {"mode": "at", "times": [at]}})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    page.goto(f"/videos/{job['id']}")
+    post = page.locator("li.post")
+    expect(post.locator(".badge")).to_have_text("Scheduled")
+    post.get_by_role("button", name="Cancel").click()
+    expect(post.locator(".badge")).to_have_text("Cancelled")
+    post.get_by_role("button", name="Try again").click()
+    expect(post.locator(".badge")).to_have_text("Scheduled")
+    expect(post.locator("time")).to_have_attribute("datetime", at)
+    page.wait_for_timeout(2500)  # two dispatcher rounds: it must not go out now
+    page.reload()
+    expect(post.locator(".badge")).to_have_text("Scheduled")
+    expect(post.locator("time")).to_have_attribute("datetime", at)
+    screenshot(page, "video-retried-scheduled-phone")
+    context.close()
+
+
 def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, server: Server, tmp_path: Path) -> None:
     import numpy as np
 
