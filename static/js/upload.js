@@ -79,6 +79,7 @@ document.addEventListener("DOMContentLoaded", () => {
       row.querySelector(".status").textContent = "Ready";
       row.querySelector(".bytes").textContent = `${vidprod.bytes(file.size)}. Set the options, then tap Start.`;
       row.querySelector(".pause").hidden = true;
+      row.querySelector("progress").hidden = true;  // nothing is sent yet
       picked.push([file, row]);
     }
   }
@@ -114,6 +115,7 @@ document.addEventListener("DOMContentLoaded", () => {
   function start(file, fields, row) {
     const $ = (selector) => row.querySelector(selector);
     $(".pause").hidden = false;
+    $("progress").hidden = false;
     // Screen readers hear changes of state, not every progress tick.
     const say = (text) => { $(".status").textContent = text; $(".announce").textContent = `${file.name}: ${text}`; };
     say("Starting…");
