@@ -345,6 +345,9 @@ def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time(browser: Browser
     expect(post.locator(".badge")).to_have_text("Scheduled")
     expect(post.locator("time")).to_have_attribute("datetime", at)
     screenshot(page, "video-retried-scheduled-phone")
+    post.get_by_role("button", name="Cancel").click()
+    post.get_by_role("button", name="Post now").click()
+    expect(post.locator(".badge")).to_have_text("Published", timeout=60_000)
     context.close()
 
 
