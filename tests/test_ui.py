@@ -284,6 +284,24 @@ def test_a_refused_file_says_why_in_its_row_inside_a_phone_screen(browser: Brows
     context.close()
 
 
+def test_a_file_the_server_refuses_says_why_in_its_row(browser: Browser, server: Server) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto("/")
+    fake = b"these are my notes, not a video\n" * 2000
+    page.locator("#file").set_input_files({"name": "talk.mp4", "mimeType": "video/mp4", "buffer": fake})
+    page.get_by_role("button", name="Start", exact=True).click()
+    row = page.locator(".upload-row", has_text="talk.mp4")
+    expect(row.locator(".status")).to_have_text("Refused by the server")
+    expect(row.get_by_role("alert")).to_contain_text(re.compile(r"^talk\.mp4: .*video", re.IGNORECASE))
+    box = row.get_by_role("alert").bounding_box()
+    assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, f"the error is drawn at {box}, off an 844 px screen"
+    assert row.locator(".speed").text_content() == "" and row.locator(".eta").text_content() == "", "no stale speed"
+    context.close()
+
+
 def test_options_set_after_picking_the_file_are_the_jobs(browser: Browser, server: Server, short_clip: Path) -> None:
     """Nothing is sent on picking: the options set afterwards, on a phone a screen or two
     below the picker, are what the job gets once *Start* is tapped."""
