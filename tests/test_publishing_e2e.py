@@ -439,6 +439,25 @@ def test_a_permanent_refusal_is_dead_lettered_and_can_be_retried(world, short_cl
     assert again.status_code == 409, "a part goes to an account once"
 
 
+def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time_unless_posting_now(world, short_clip):
+    job = world.job(short_clip)
+    at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(world.now() + 86400))
+    [publication] = world.publish(job["id"], ["tiktok"], schedule={"mode": "at", "times": [at]})
+    assert world.api.post(f"/publications/{publication['id']}/cancel").json()["state"] == "cancelled"
+    retried = world.api.post(f"/publications/{publication['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["state"] == "scheduled"
+    assert retried.json()["due_at"] == retried.json()["next_attempt_at"] == publication["due_at"]
+    time.sleep(2.5)  # two dispatcher rounds: it is still not due
+    waiting = world.publication(publication["id"])
+    assert (waiting["state"], waiting["attempts"], waiting["next_attempt_at"]) == ("scheduled", 0, publication["due_at"])
+
+    assert world.api.post(f"/publications/{publication['id']}/cancel").status_code == 200
+    now = world.api.post(f"/publications/{publication['id']}/retry", params={"now": "true"})
+    assert now.status_code == 202 and now.json()["due_at"] < publication["due_at"] - 3600
+    world.wait_state(publication["id"], "published")
+
+
 def test_refusals_name_every_problem(world, short_clip):
     job = world.job(short_clip)
     answer = world.api.post(f"/jobs/{job['id']}/publications", json={

@@ -106,6 +106,7 @@ def test_upload_watch_play_and_post_from_a_phone(browser: Browser, server: Serve
     expect(page.get_by_role("heading", name="New video")).to_be_visible()
     page.get_by_label("Longest part, in seconds").fill("10")
     page.locator("#file").set_input_files(long_clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     job_id = page.url.rsplit("/", 1)[1]
     page.evaluate("window.stillTheSamePage = true")
@@ -163,6 +164,7 @@ def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Ser
     page.goto("/")
     page.get_by_label("Look into the camera (for notes read below the lens)").uncheck()
     page.locator("#file").set_input_files(long_clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     deadline = time.monotonic() + 30
     while not state["hang"] and time.monotonic() < deadline:
         page.wait_for_timeout(100)
@@ -172,6 +174,7 @@ def test_an_upload_cut_off_resumes_from_its_offset(browser: Browser, server: Ser
     page.reload()
     before = len(offsets)
     page.locator("#file").set_input_files(long_clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     expect(page.locator(".upload-row .status").first).to_have_text(re.compile("Resuming|%|Uploaded"))
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     resumed = offsets[before]
@@ -254,6 +257,118 @@ def test_every_page_fits_and_is_labelled(browser: Browser, server: Server, width
     context.close()
 
 
+def test_a_refused_file_says_why_in_its_row_inside_a_phone_screen(browser: Browser, server: Server, tmp_path: Path) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto("/")
+    huge = tmp_path / "huge.mp4"
+    with huge.open("wb") as sparse:  # a hole, not 2 GB of disk: the page only reads its size
+        sparse.truncate(2_400_000_000)
+    page.locator("#file").set_input_files({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"my notes"})
+    page.locator("#file").set_input_files(huge)
+
+    notes = page.locator(".upload-row", has_text="notes.txt")
+    expect(notes.locator(".status")).to_have_text("Not a video")
+    expect(notes.get_by_role("alert")).to_have_text(re.compile(r"^notes\.txt is not a video\. Choose a video file"))
+    big = page.locator(".upload-row", has_text="huge.mp4")
+    expect(big.locator(".status")).to_have_text("Too big")
+    expect(big.get_by_role("alert")).to_have_text(re.compile(r"^huge\.mp4 is 2\.4 GB; this server takes up to 2\.1 GB\. Trim it"))
+    for row in (notes, big):
+        box = row.get_by_role("alert").bounding_box()
+        assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, f"the error is drawn at {box}, off an 844 px screen"
+    assert page.locator("#uploads progress:visible").count() == 0, "nothing was sent"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "upload-refused-phone.png")  # the screen as the creator sees it
+    context.close()
+
+
+def test_a_file_the_server_refuses_says_why_in_its_row(browser: Browser, server: Server) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto("/")
+    fake = b"these are my notes, not a video\n" * 2000
+    page.locator("#file").set_input_files({"name": "talk.mp4", "mimeType": "video/mp4", "buffer": fake})
+    page.get_by_role("button", name="Start", exact=True).click()
+    row = page.locator(".upload-row", has_text="talk.mp4")
+    expect(row.locator(".status")).to_have_text("Refused by the server")
+    expect(row.get_by_role("alert")).to_contain_text(re.compile(r"^talk\.mp4: .*video", re.IGNORECASE))
+    box = row.get_by_role("alert").bounding_box()
+    assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, f"the error is drawn at {box}, off an 844 px screen"
+    assert row.locator(".speed").text_content() == "" and row.locator(".eta").text_content() == "", "no stale speed"
+    context.close()
+
+
+def test_options_set_after_picking_the_file_are_the_jobs(browser: Browser, server: Server, short_clip: Path) -> None:
+    """Nothing is sent on picking: the options set afterwards, on a phone a screen or two
+    below the picker, are what the job gets once *Start* is tapped."""
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    connect(page, "tiktok", "TikTok")
+    tiktok_ids = {a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "tiktok"
+                  for a in p["accounts"]}  # fmt: skip
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.method) if "/tus/" in request.url else None)
+    page.goto("/")
+    page.locator("#file").set_input_files(short_clip)
+    expect(page.locator(".upload-row .status")).to_have_text("Ready")
+    page.get_by_label("Longest part, in seconds").fill("7")
+    page.get_by_label("Word-by-word captions", exact=False).check()
+    account = page.locator("#upload-form").get_by_role("checkbox", name=re.compile("TikTok")).first
+    account.check()
+    tiktok = account.get_attribute("value")
+    assert tiktok in tiktok_ids
+    page.get_by_label("Caption", exact=True).fill("{title} part {part}")
+    assert sent == [], f"the upload began before Start: {sent}"
+    screenshot(page, "upload-picked-phone")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
+    options = server.client.get(f"/status/{page.url.rsplit('/', 1)[1]}").json()["options"]
+    assert options["segment_seconds"] == 7 and options["captions"] is True, options
+    assert options["publish"]["accounts"] == [tiktok] and options["publish"]["caption"] == "{title} part {part}", options
+    context.close()
+
+
+def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time(browser: Browser, server: Server, short_clip: Path) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    connect(page, "tiktok", "TikTok")
+    account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "tiktok"
+                   for a in p["accounts"])  # fmt: skip
+    upload = server.upload(short_clip)
+    assert upload.status_code == 202, upload.text
+    job = server.wait_done(upload.json()["id"])
+    assert job["state"] == "done", job
+    at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(time.time() + 86400))
+    answer = server.client.post(f"/jobs/{job['id']}/publications", json={
+        "accounts": [account], "parts": [1], "schedule": {"mode": "at", "times": [at]}})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    page.goto(f"/videos/{job['id']}")
+    post = page.locator("li.post")
+    expect(post.locator(".badge")).to_have_text("Scheduled")
+    post.get_by_role("button", name="Cancel").click()
+    expect(post.locator(".badge")).to_have_text("Cancelled")
+    post.get_by_role("button", name="Try again").click()
+    expect(post.locator(".badge")).to_have_text("Scheduled")
+    expect(post.locator("time")).to_have_attribute("datetime", at)
+    page.wait_for_timeout(2500)  # two dispatcher rounds: it must not go out now
+    page.reload()
+    expect(post.locator(".badge")).to_have_text("Scheduled")
+    expect(post.locator("time")).to_have_attribute("datetime", at)
+    screenshot(page, "video-retried-scheduled-phone")
+    post.get_by_role("button", name="Cancel").click()
+    post.get_by_role("button", name="Post now").click()
+    expect(post.locator(".badge")).to_have_text("Published", timeout=60_000)
+    context.close()
+
+
 def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, server: Server, tmp_path: Path) -> None:
     import numpy as np
 
@@ -267,6 +382,7 @@ def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, se
     page.goto("/")
     page.get_by_label("Word-by-word captions", exact=False).check()
     page.locator("#file").set_input_files(clip)
+    page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=180_000)
     video = page.get_by_label("Part 1", exact=True)

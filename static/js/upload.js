@@ -1,4 +1,6 @@
-// The upload page: resumable tus uploads (a dropped connection, a locked phone or a
+// The upload page: files are picked, then the options set, then nothing is sent before
+// *Start* (an upload that began on picking ignored every option set after it). Resumable
+// tus uploads (a dropped connection, a locked phone or a
 // reload resumes where it stopped), with bytes, speed and time left per file.
 "use strict";
 
@@ -14,6 +16,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const maxBytes = Number(form.dataset.maxBytes);
   const chunkBytes = Number(form.dataset.chunkBytes) || Infinity;
   let running = 0;
+  let started = 0;
+  const picked = [];  // [file, row] waiting for Start
 
   strength.addEventListener("input", () => { strengthOut.textContent = `${Math.round(strength.value * 100)} %`; });
   input.addEventListener("change", () => { addFiles(input.files); input.value = ""; });
@@ -24,7 +28,27 @@ document.addEventListener("DOMContentLoaded", () => {
     zone.addEventListener(type, () => zone.classList.remove("over"));
   }
   zone.addEventListener("drop", (event) => { event.preventDefault(); addFiles(event.dataTransfer.files); });
-  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    vidprod.showError(errorBox, null);
+    if (!picked.length) {
+      vidprod.showError(errorBox, new Error("Choose a video first."));
+      errorBox.scrollIntoView({ block: "nearest" });
+      return;
+    }
+    // The options are read now, at Start, so whatever was set after picking counts.
+    const batch = [];
+    for (const [file] of picked) {
+      try {
+        batch.push(metadata(file));
+      } catch (error) {
+        vidprod.showError(errorBox, error);
+        errorBox.scrollIntoView({ block: "nearest" });
+        return;
+      }
+    }
+    for (const [index, [file, row]] of picked.splice(0).entries()) start(file, batch[index], row);
+  });
 
   function metadata(file) {
     const fields = {
@@ -43,35 +67,61 @@ document.addEventListener("DOMContentLoaded", () => {
     vidprod.showError(errorBox, null);
     for (const file of files) {
       if (!file.type.startsWith("video/") && !/\.(mp4|mov|m4v|webm|mkv|3gp)$/i.test(file.name)) {
-        vidprod.showError(errorBox, new Error(`${file.name} is not a video.`));
+        refuse(file, "Not a video", `${file.name} is not a video. Choose a video file (MP4, MOV, WebM or MKV).`);
         continue;
       }
       if (file.size > maxBytes) {
-        vidprod.showError(errorBox, new Error(`${file.name} is ${vidprod.bytes(file.size)}; this server takes up to ${vidprod.bytes(maxBytes)}.`));
+        refuse(file, "Too big", `${file.name} is ${vidprod.bytes(file.size)}; this server takes up to ${vidprod.bytes(maxBytes)}. ` +
+          "Trim it or export it at a lower quality, then choose it again.");
         continue;
       }
-      let fields;
-      try {
-        fields = metadata(file);
-      } catch (error) {
-        vidprod.showError(errorBox, error);
-        return;
-      }
-      start(file, fields);
+      const row = newRow(file);
+      row.querySelector(".status").textContent = "Ready";
+      row.querySelector(".bytes").textContent = `${vidprod.bytes(file.size)}. Set the options, then tap Start.`;
+      row.querySelector(".pause").hidden = true;
+      row.querySelector("progress").hidden = true;  // nothing is sent yet
+      picked.push([file, row]);
     }
   }
 
-  function start(file, fields) {
+  function newRow(file) {
     const row = rowTemplate.content.firstElementChild.cloneNode(true);
+    row.querySelector(".name").textContent = file.name;
+    row.querySelector("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
+    list.prepend(row);
+    return row;
+  }
+
+  // Why a file stopped goes in its own row, just under the picker, scrolled to: an error
+  // drawn below the options sat ~1900 px down a phone screen, where nobody saw it.
+  function rowError(row, status, text) {
+    row.classList.add("stopped");
+    row.querySelector(".status").textContent = status;
+    for (const selector of [".speed", ".eta"]) row.querySelector(selector).textContent = "";
+    row.querySelector(".pause").hidden = true;
+    const error = row.querySelector(".row-error");
+    error.textContent = text;
+    error.hidden = false;
+    row.scrollIntoView({ block: "nearest" });
+  }
+
+  function refuse(file, status, text) {
+    const row = newRow(file);
+    row.querySelector("progress").hidden = true;
+    row.querySelector(".row-foot").hidden = true;
+    rowError(row, status, text);
+  }
+
+  function start(file, fields, row) {
     const $ = (selector) => row.querySelector(selector);
-    $(".name").textContent = file.name;
-    $("progress").setAttribute("aria-label", `Upload progress of ${file.name}`);
+    $(".pause").hidden = false;
+    $("progress").hidden = false;
     // Screen readers hear changes of state, not every progress tick.
     const say = (text) => { $(".status").textContent = text; $(".announce").textContent = `${file.name}: ${text}`; };
     say("Starting…");
     $(".bytes").textContent = `0 of ${vidprod.bytes(file.size)}`;
-    list.prepend(row);
     running += 1;
+    started += 1;
 
     // Speed: bytes over the last few seconds, so a stall shows at once.
     const samples = [];
@@ -104,17 +154,17 @@ document.addEventListener("DOMContentLoaded", () => {
       },
       onError(error) {
         running -= 1;
-        say("Stopped");
-        $(".pause").hidden = true;
         const response = error.originalResponse;
         let text = "The upload stopped. Choose the file again to continue where it left off.";
+        let status = "Stopped";
         if (response) {
           try {
             const body = JSON.parse(response.getBody() || "{}");
-            if (body.detail) text = body.detail;
+            if (body.detail) [text, status] = [body.detail, "Refused by the server"];
           } catch { /* not problem+json */ }
         }
-        vidprod.showError(errorBox, new Error(`${file.name}: ${text}`));
+        $(".announce").textContent = "";  // the row's alert says it, once
+        rowError(row, status, `${file.name}: ${text}`);
       },
       onSuccess({ lastResponse }) {
         running -= 1;
@@ -128,7 +178,7 @@ document.addEventListener("DOMContentLoaded", () => {
           const link = $(".open");
           link.href = `/videos/${job}`;
           link.hidden = false;
-          if (running === 0 && list.children.length === 1) location.href = link.href;
+          if (running === 0 && started === 1) location.href = link.href;
         }
       },
     });

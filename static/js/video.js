@@ -108,7 +108,9 @@ document.addEventListener("DOMContentLoaded", () => {
       await vidprod.api("DELETE", `/jobs/${job}`);
       location.href = "/videos";
     },
+    // Try again keeps the post's time; Post now is the creator asking for it at once.
     "retry-post": (button) => vidprod.api("POST", `/publications/${button.closest("[data-publication]").dataset.publication}/retry`).then(listen),
+    "post-now": (button) => vidprod.api("POST", `/publications/${button.closest("[data-publication]").dataset.publication}/retry?now=true`).then(listen),
     "cancel-post": (button) => vidprod.api("POST", `/publications/${button.closest("[data-publication]").dataset.publication}/cancel`),
   };
 

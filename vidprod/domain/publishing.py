@@ -251,11 +251,15 @@ class PublicationService:
     def list(self, *, job_id: str | None = None, state: str | None = None, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: q.list_publications(conn, job_id=job_id, state=state, limit=limit, offset=offset))
 
-    def retry(self, publication_id: str) -> dict[str, Any]:
-        """A dead-lettered or cancelled publication is scheduled again, now. Its stored
-        remote ids are kept: the run looks up what already happened."""
+    def retry(self, publication_id: str, *, now: bool = False) -> dict[str, Any]:
+        """A dead-lettered or cancelled publication is scheduled again. It keeps its time:
+        one not yet due stays due then (a cancelled post for 09:00 tomorrow must not go out
+        tonight); one whose time has passed, or `now`, goes now. Its stored remote ids are
+        kept: the run looks up what already happened."""
+        due = self.clock()
 
         def change(conn: Any) -> dict[str, Any]:
+            nonlocal due
             publication = q.get_publication(conn, publication_id)
             if publication is None:
                 raise PublicationNotFound(publication_id)
@@ -263,14 +267,16 @@ class PublicationService:
                 raise PublicationConflict(f"the publication is {publication['state']}; only dead or cancelled ones are retried")
             if q.open_for(conn, publication["job_id"], publication["segment_idx"], publication["account_id"]):
                 raise PublicationConflict("this part is already scheduled or published to that account again")
-            q.update_publication(conn, publication_id, state="scheduled", attempts=0, reschedules=0,
-                                 next_attempt_at=self.clock(), error_code=None, error_message=None)  # fmt: skip
+            if not now:
+                due = max(publication["due_at"], due)
+            q.update_publication(conn, publication_id, state="scheduled", attempts=0, reschedules=0, due_at=due,
+                                 next_attempt_at=due, error_code=None, error_message=None)  # fmt: skip
             ev.add_event(conn, publication["job_id"], "publication.scheduled",
-                         self._event_data(publication, publish_at=_iso(self.clock()), retry=True))  # fmt: skip
+                         self._event_data(publication, publish_at=_iso(due), retry=True))  # fmt: skip
             return publication
 
         self.db.write(change)
-        self.kick(publication_id, self.clock())
+        self.kick(publication_id, due)
         return self.get(publication_id)
 
     def cancel(self, publication_id: str) -> dict[str, Any]:

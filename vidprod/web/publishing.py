@@ -140,8 +140,11 @@ async def get_publication(state: State, publication_id: FromPath[str]) -> dict[s
 
 
 @post("/publications/{publication_id:str}/retry", status_code=202, opt={"problems": (409,)})
-async def retry_publication(state: State, publication_id: FromPath[str]) -> dict[str, Any]:
-    return publication_view(await anyio.to_thread.run_sync(_publications(state).retry, publication_id))
+async def retry_publication(
+    state: State, publication_id: FromPath[str], now: Annotated[bool, QueryParameter(description=(
+        "Post at once; without it the post keeps its time (or goes now if that has passed)."))] = False,
+) -> dict[str, Any]:
+    return publication_view(await anyio.to_thread.run_sync(lambda: _publications(state).retry(publication_id, now=now)))
 
 
 @post("/publications/{publication_id:str}/cancel", status_code=200, opt={"problems": (409,)})
