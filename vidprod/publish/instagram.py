@@ -255,16 +255,19 @@ class Instagram(PlatformHttp):
         """After the host called the upload complete or expired: an EXPIRED or ERROR
         container is cleared and the post retried in a new one; any other state (being
         processed, FINISHED, PUBLISHED) means every byte is in."""
-        remote = session.upload.remote
-        answer = self._graph(
-            "GET", f"/{remote['container_id']}", token=session.tokens.access_token,
-            params={"fields": "status_code,status"}, session=session,
-        )  # fmt: skip
+        answer = self._container_state(session)
         status = answer.get("status_code")
         if status in ("ERROR", "EXPIRED"):
             session.upload.remote.clear()
             session.save({})
             raise PublishFailure("retry", f"container_{status.lower()}", str(answer.get("status") or status))
+
+    def _container_state(self, session: Session) -> dict:
+        """The container's `status_code` and `status` as the Graph API reports them."""
+        return self._graph(
+            "GET", f"/{session.upload.remote['container_id']}", token=session.tokens.access_token,
+            params={"fields": "status_code,status"}, session=session,
+        )  # fmt: skip
 
     def _find_published(self, session: Session) -> str | None:
         """The media a lost media_publish made: the first of the account's recent media
@@ -285,14 +288,10 @@ class Instagram(PlatformHttp):
         return str(min(matches, key=lambda item: _timestamp(item.get("timestamp")))["id"])
 
     def _await_container(self, session: Session) -> str:
-        remote = session.upload.remote
         waited = 0.0
         step = 0
         while True:
-            answer = self._graph(
-                "GET", f"/{remote['container_id']}", token=session.tokens.access_token,
-                params={"fields": "status_code,status"}, session=session,
-            )  # fmt: skip
+            answer = self._container_state(session)
             status = answer.get("status_code")
             if status in ("FINISHED", "PUBLISHED"):
                 return status
