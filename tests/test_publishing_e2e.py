@@ -548,3 +548,82 @@ def test_posts_chosen_at_upload_that_a_platform_refuses_are_told_not_lost(world,
     assert world.api.get(f"/jobs/{job_id}/publications").json()["publications"] == []
     # the parts are still there to post by hand
     assert world.api.post(f"/jobs/{job_id}/publications", json={**choice, "privacy": "public"}).status_code == 201
+
+
+def test_each_posts_own_words_and_cover_reach_each_platform(world, long_clip):
+    """Issue 21: caption, title, hashtags and cover per part and platform, edited after
+    scheduling, are what each platform receives; the cover as each one takes it."""
+    job = world.job(long_clip)
+    tomorrow = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(world.now() + 86400))
+    posts = world.publish(job["id"], ["tiktok", "instagram", "youtube"], parts=[2], title="Rice",
+                          caption="{title} {part}/{parts}", hashtags=["#cooking", "cooking", " "],
+                          schedule={"mode": "at", "times": [tomorrow]})  # fmt: skip
+    assert {p["hashtags"] == ["cooking"] and p["caption"] == "Rice 2/3" for p in posts} == {True}, posts
+    covers = world.api.get(f"/jobs/{job['id']}/segments/1/covers").json()["covers"]
+    assert len(covers) == 5 and covers == sorted(covers, key=lambda c: c["ms"])
+    assert 0 < covers[0]["ms"] and covers[-1]["ms"] < job["segments"][1]["duration_seconds"] * 1000
+    cover = covers[3]
+    picture = world.api.get(cover["url"])
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+    assert picture.content[:2] == b"\xff\xd8" and picture.content != world.api.get(covers[0]["url"]).content
+    by = {p["platform"]: p["id"] for p in posts}
+    sent = {op: world.fake.seen(op) for op in ("tiktok.init", "instagram.create", "youtube.insert")}
+    changes = {
+        "tiktok": {"caption": "Rice, the easy way", "hashtags": ["fyp", "#rice"], "cover_ms": cover["ms"]},
+        "instagram": {"caption": "Reels words", "hashtags": [], "cover_ms": cover["ms"]},
+        "youtube": {"title": "Rice in 60 s", "caption": "Step two.", "hashtags": ["shorts"], "cover_ms": cover["ms"]},
+    }
+    for platform, body in changes.items():
+        answer = world.api.patch(f"/publications/{by[platform]}", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["options"]["cover_ms"] == cover["ms"] and answer.json()["state"] == "scheduled"
+    length = int(job["segments"][1]["duration_seconds"] * 1000)
+    for bad, words in (({"cover_ms": length}, "cover"), ({"title": " "}, "title"), ({"colour": 1}, "Unknown"),
+                       ({"due_at": "2020-01-01T00:00:00Z"}, "passed"), ({"due_at": "tomorrow"}, "ISO 8601")):  # fmt: skip
+        answer = world.api.patch(f"/publications/{by['youtube']}", json=bad)
+        assert answer.status_code == 422 and words in answer.text, (bad, answer.text)
+    assert {op: world.fake.seen(op) for op in sent} == sent, "changing a post sends nothing"
+
+    for platform in changes:
+        answer = world.api.patch(f"/publications/{by[platform]}", json={"due_at": "now"})
+        assert answer.status_code == 200, answer.text
+    done = {platform: world.wait_state(by[platform], "published") for platform in changes}
+
+    init = world.fake.requests("tiktok.init")[-1]["post_info"]
+    assert init["title"] == "Rice, the easy way #fyp #rice" and init["video_cover_timestamp_ms"] == cover["ms"]
+    [tiktok] = [p for p in world.fake.posts("tiktok") if p["id"] == done["tiktok"]["post_id"]]
+    assert tiktok["settings"]["video_cover_timestamp_ms"] == cover["ms"]
+    created = world.fake.requests("instagram.create")[-1]
+    assert created["caption"] == "Reels words" and created["thumb_offset"] == str(cover["ms"])
+    insert = world.fake.requests("youtube.insert")[-1]["body"]["snippet"]
+    assert (insert["title"], insert["description"], insert["tags"]) == ("Rice in 60 s", "Step two. #shorts", ["shorts"])
+    [youtube] = [p for p in world.fake.posts("youtube") if p["id"] == done["youtube"]["post_id"]]
+    assert youtube["thumbnail"]["sha256"] == hashlib.sha256(picture.content).hexdigest(), "the chosen frame itself"
+    assert youtube["thumbnail"]["height"] > youtube["thumbnail"]["width"], "a vertical frame"
+    assert done["youtube"]["remote"]["thumbnail"] == "set"
+    late = world.api.patch(f"/publications/{by['tiktok']}", json={"caption": "too late"})
+    assert late.status_code == 409 and "published" in late.text
+
+
+def test_a_channel_without_custom_thumbnails_still_gets_its_video(world, short_clip):
+    job = world.job(short_clip)
+    world.fake.rules.youtube_custom_thumbnails = False
+    try:
+        [post] = world.publish(job["id"], ["youtube"], options={"cover_ms": 500})
+        done = world.wait_state(post["id"], "published")
+    finally:
+        world.fake.rules.youtube_custom_thumbnails = True
+    assert done["remote"]["thumbnail"].startswith("forbidden:"), done["remote"]
+    assert world.fake.requests("youtube.thumbnails")[-1]["query"]["videoId"] == done["post_id"]
+    [youtube] = [p for p in world.fake.posts("youtube") if p["id"] == done["post_id"]]
+    assert "thumbnail" not in youtube
+
+
+def test_a_cover_past_the_end_is_refused_before_anything_is_sent(world, short_clip):
+    job = world.job(short_clip)
+    inits = world.fake.seen("tiktok.init")
+    length = int(job["segments"][0]["duration_seconds"] * 1000)
+    answer = world.api.post(f"/jobs/{job['id']}/publications",
+                            json={"accounts": [world.accounts["tiktok"]], "options": {"cover_ms": length + 5}})  # fmt: skip
+    assert answer.status_code == 422 and "cover" in answer.json()["problems"][0], answer.text
+    assert world.fake.seen("tiktok.init") == inits

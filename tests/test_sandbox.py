@@ -300,7 +300,8 @@ def test_consent_page_checks_redirect_uri_and_response_type(http: httpx.Client) 
 
 
 def tiktok_init(
-    http: httpx.Client, token: str, size: int, chunk: int, count: int, privacy: str = "SELF_ONLY", prefix: str = ""
+    http: httpx.Client, token: str, size: int, chunk: int, count: int, privacy: str = "SELF_ONLY", prefix: str = "",
+    cover_ms: int = 0,
 ) -> httpx.Response:
     body = {
         "post_info": {
@@ -309,7 +310,7 @@ def tiktok_init(
             "disable_duet": False,
             "disable_comment": False,
             "disable_stitch": False,
-            "video_cover_timestamp_ms": 0,
+            "video_cover_timestamp_ms": cover_ms,
             "brand_content_toggle": False,
             "brand_organic_toggle": False,
             "is_aigc": False,
@@ -426,6 +427,27 @@ def test_tiktok_random_bytes_fail_the_format_check(fake: FakePlatforms, http: ht
     status = tiktok_status(http, token, init["publish_id"])
     assert status["status"] == "FAILED" and status["fail_reason"] == "file_format_check_failed"
     assert fake.posts("tiktok") == []
+
+
+def test_tiktok_cover_time_must_fall_inside_the_video(fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]) -> None:
+    fake.rules.tiktok_processing_polls = 0
+    token = issue_tokens(fake, "tiktok")["access_token"]
+    video = clips["good"].read_bytes()  # 1 s
+    bad = http.post("/open.tiktokapis.com/v2/post/publish/video/init/", headers=bearer(token), json={
+        "post_info": {"title": "x", "privacy_level": "SELF_ONLY", "brand_content_toggle": False,
+                      "video_cover_timestamp_ms": -1},
+        "source_info": {"source": "FILE_UPLOAD", "video_size": len(video), "chunk_size": len(video), "total_chunk_count": 1},
+    })  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_params"
+    outcomes = {}
+    for cover in (900, 1500):
+        init = tiktok_init(http, token, len(video), len(video), 1, cover_ms=cover).json()["data"]
+        assert put_chunk(init["upload_url"], video, 0, len(video)).status_code == 201
+        outcomes[cover] = tiktok_status(http, token, init["publish_id"])
+    assert outcomes[900]["status"] == "PUBLISH_COMPLETE"
+    assert outcomes[1500]["status"] == "FAILED" and outcomes[1500]["fail_reason"] == "video_cover_timestamp_out_of_range"
+    [post] = fake.posts("tiktok")
+    assert post["settings"]["video_cover_timestamp_ms"] == 900
 
 
 def test_tiktok_privacy_must_be_among_the_creators_options(fake: FakePlatforms, http: httpx.Client) -> None:
@@ -647,6 +669,47 @@ def test_youtube_resumable_upload_with_the_client_library(fake: FakePlatforms, b
     ).hexdigest()
     looked_up = client.videos().list(part="status", id=video["id"]).execute()["items"]
     assert looked_up[0]["status"]["privacyStatus"] == "private"
+
+
+def test_youtube_thumbnails_set_checks_the_picture_the_video_and_the_channel(
+    fake: FakePlatforms, base: str, tmp_path: Path
+) -> None:
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "video.mp4"
+    path.write_bytes(os.urandom(300 * KiB))
+    client = youtube(base, issue_tokens(fake, "youtube")["access_token"])
+    video = finish(upload_request(client, path))
+    picture = tmp_path / "cover.jpg"
+    picture.write_bytes(cv2.imencode(".jpg", np.full((1280, 720, 3), 90, np.uint8))[1].tobytes())
+    notes = tmp_path / "notes.jpg"
+    notes.write_bytes(b"not a picture at all")
+
+    def set_thumbnail(file: Path, video_id: str = video["id"]) -> dict[str, Any]:
+        media = MediaFileUpload(str(file), mimetype="image/jpeg", resumable=False)
+        return client.thumbnails().set(videoId=video_id, media_body=media).execute()
+
+    def refusal(file: Path, video_id: str = video["id"]) -> tuple[int, str]:
+        with pytest.raises(HttpError) as refused:
+            set_thumbnail(file, video_id)
+        return refused.value.resp.status, json.loads(refused.value.content)["error"]["errors"][0]["reason"]
+
+    assert refusal(notes) == (400, "invalidImage")
+    assert refusal(picture, "no-such-video") == (404, "videoNotFound")
+    fake.rules.youtube_custom_thumbnails = False
+    assert refusal(picture) == (403, "forbidden")
+    fake.rules.youtube_custom_thumbnails = True
+    fake.rules.youtube_max_thumbnail = 100
+    assert refusal(picture) == (413, "mediaBodyTooLarge")
+    fake.rules.youtube_max_thumbnail = Rules.youtube_max_thumbnail
+    assert "thumbnail" not in fake.posts("youtube")[0], "no refusal set anything"
+    answer = set_thumbnail(picture)
+    assert answer["items"][0]["default"]["width"] == 720
+    [post] = fake.posts("youtube")
+    assert post["thumbnail"] == {"sha256": hashlib.sha256(picture.read_bytes()).hexdigest(), "width": 720, "height": 1280}
+    sent = fake.requests("youtube.thumbnails")[-1]
+    assert sent["query"]["uploadType"] == "media" and sent["content_type"] == "image/jpeg"
 
 
 def test_youtube_refuses_a_chunk_that_is_not_a_multiple_of_256_kib(fake: FakePlatforms, http: httpx.Client) -> None:

@@ -52,10 +52,11 @@ const vidprod = (() => {
     element.hidden = !error;
   }
 
-  // <time datetime="...Z"> shown in the reader's own time zone.
+  // <time datetime="...Z"> shown in the reader's own time zone (data-zoned: the
+  // server wrote it in that zone already).
   const formatter = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
   function localTimes(root = document) {
-    for (const el of root.querySelectorAll("time[datetime]")) {
+    for (const el of root.querySelectorAll("time[datetime]:not([data-zoned])")) {
       const when = new Date(el.getAttribute("datetime"));
       if (!Number.isNaN(when.getTime())) el.textContent = formatter.format(when);
     }

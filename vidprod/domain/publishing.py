@@ -22,8 +22,9 @@ from typing import Any
 
 from vidprod import metrics
 from vidprod.config import Settings
+from vidprod.media.covers import CoverError, cached_frame, candidate_times
 from vidprod.domain.accounts import AccountNotFound, AccountService
-from vidprod.domain.jobs import JobService
+from vidprod.domain.jobs import JobNotFound, JobService
 from vidprod.publish.base import (
     PRIVACY,
     Published,
@@ -53,6 +54,10 @@ UNKNOWN_CHECK_SECONDS = 60.0  # look again this soon after an unanswered final c
 UNKNOWN_GIVE_UP_SECONDS = 24 * 3600.0  # then a person must look on the platform
 # Remote marks after which the post may exist: cancelling could no longer stop it.
 POINT_OF_NO_RETURN = ("publish_sent", "last_chunk_sent", "uploaded", "media_id", "video_id")
+# What the creator may still change: not while it is being sent, nor once it is out.
+EDITABLE_STATES = ("scheduled", "waiting", "dead", "cancelled")
+OPEN_STATES = ("scheduled", "publishing", "waiting", "dead", "cancelled")  # the queue's upper part
+PAST_GRACE_SECONDS = 300.0  # a new time this far back (a slow form, a skewed clock) means now
 LIVE_WINDOW_SECONDS = 600.0  # posts due this soon keep a job's live stream open
 BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
 OPTION_NAMES = {
@@ -88,6 +93,30 @@ class PublishRequest:
     schedule: dict[str, Any] = field(default_factory=lambda: {"mode": "now"})
     parts: list[int] | None = None  # 1-based; all when None
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PostChanges:
+    """What the creator changes on one post; None leaves it as it is."""
+
+    title: str | None = None
+    caption: str | None = None
+    hashtags: list[str] | None = None
+    cover_ms: int | None = None
+    clear_cover: bool = False  # back to each platform's own choice
+    due_at: float | None = None  # unix seconds
+    now: bool = False  # due at once (post now)
+
+
+def clean_hashtags(tags: list[str]) -> list[str]:
+    """Tags without '#' or blanks, each once (case-insensitively), in the order given."""
+    seen, kept = set(), []
+    for tag in tags:
+        tag = tag.strip().lstrip("#").strip()
+        if tag and tag.lower() not in seen:
+            seen.add(tag.lower())
+            kept.append(tag)
+    return kept
 
 
 class PublicationService:
@@ -140,18 +169,20 @@ class PublicationService:
                 values = {"title": title, "part": number, "parts": count}
                 default = "{title} ({part}/{parts})" if count > 1 else "{title}"
                 part_title = render_template(request.title_template or default, **values)
-                caption = with_hashtags(render_template(request.caption or default, **values), request.hashtags)
+                caption = render_template(request.caption or default, **values)
                 for account in accounts:
                     row = {
                         "id": "pub_" + uuid.uuid4().hex[:16], "job_id": job_id, "segment_idx": segment["idx"],
                         "account_id": account["id"], "platform": account["platform"], "title": part_title,
-                        "caption": caption, "privacy": request.privacy, "options": dict(request.options),
-                        "due_at": due,
+                        "caption": caption, "hashtags": clean_hashtags(request.hashtags), "privacy": request.privacy,
+                        "options": dict(request.options), "due_at": due,
                     }  # fmt: skip
                     rows.append((row, account, segment))
         except ScheduleError as exc:
             raise InvalidPublication([str(exc)]) from None
         for row, account, segment in rows:
+            if problem := _cover_problem(row["options"].get("cover_ms"), segment):
+                problems.append(f"part {row['segment_idx'] + 1}: {problem}")
             upload = self._upload_for(row, segment, self.jobs.media_path(segment["path"]))
             for problem in self.accounts.platforms[account["platform"]].problems(upload, account["profile"]):
                 problems.append(f"part {row['segment_idx'] + 1} to {account['platform']} ({account['name']}): {problem}")
@@ -296,6 +327,98 @@ class PublicationService:
         self.db.write(change)
         return self.get(publication_id)
 
+    def edit(self, publication_id: str, changes: PostChanges) -> dict[str, Any]:
+        """Change a post's title, caption, hashtags, cover or time before it goes out.
+        The platform's own rules are checked on the result, as when it was scheduled."""
+        publication = self.get(publication_id)
+        segment = next((s for s in self.jobs.segments(publication["job_id"]) if s["idx"] == publication["segment_idx"]), None)
+        if segment is None:
+            raise PublicationConflict("the part is gone (the video was deleted or made again)")
+        now = self.clock()
+        problems = []
+        new: dict[str, Any] = {}
+        if changes.title is not None:
+            if not changes.title.strip():
+                problems.append("the title is empty; every platform shows one")
+            new["title"] = changes.title.strip()
+        if changes.caption is not None:
+            new["caption"] = changes.caption.strip()
+        if changes.hashtags is not None:
+            new["hashtags"] = clean_hashtags(changes.hashtags)
+        if changes.cover_ms is not None or changes.clear_cover:
+            options = dict(publication["options"])
+            options.pop("cover_ms", None)
+            if changes.cover_ms is not None:
+                if problem := _cover_problem(changes.cover_ms, segment):
+                    problems.append(problem)
+                options["cover_ms"] = changes.cover_ms
+            new["options"] = options
+        if changes.now:
+            new["due_at"] = now
+        elif changes.due_at is not None:
+            if changes.due_at < now - PAST_GRACE_SECONDS:
+                problems.append(f"{_iso(changes.due_at)} has passed; choose a time from now on (or post now)")
+            new["due_at"] = max(changes.due_at, now)
+        if not new and not problems:
+            problems.append("nothing to change: send title, caption, hashtags, cover_ms or due_at")
+        if not problems:
+            upload = self._upload_for({**publication, **new}, segment, self.jobs.media_path(segment["path"]))
+            account = self.accounts.get(publication["account_id"])
+            problems += self.accounts.platforms[publication["platform"]].problems(upload, account["profile"])
+        if problems:
+            raise InvalidPublication(problems)
+
+        def change(conn: Any) -> None:
+            current = q.get_publication(conn, publication_id)
+            if current is None:
+                raise PublicationNotFound(publication_id)
+            if current["state"] not in EDITABLE_STATES:
+                raise PublicationConflict(
+                    f"the post is {current['state']}; it can be changed only before it is sent"
+                    + ("" if current["state"] == "publishing" else " (change it on the platform)")
+                )
+            if set(new) - {"due_at"} and current["remote"]:
+                raise PublicationConflict(
+                    "its upload has begun on the platform, which has its words and cover already;"
+                    " cancel it and schedule the part again to change them"
+                )
+            fields = dict(new)
+            if "due_at" in fields and current["state"] == "scheduled":
+                fields["next_attempt_at"] = fields["due_at"]
+            q.update_publication(conn, publication_id, **fields)
+            if "due_at" in fields:
+                ev.add_event(conn, current["job_id"], "publication.scheduled",
+                             self._event_data(current, publish_at=_iso(fields["due_at"]), rescheduled=True))  # fmt: skip
+
+        self.db.write(change)
+        if "due_at" in new:
+            self.kick(publication_id, new["due_at"])
+        return self.get(publication_id)
+
+    def queue(self, limit: int = 500, published: int = 100) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every post across the videos still to go out (or failed, or cancelled), soonest
+        first, and the latest `published` ones that are out, newest first."""
+        return self.db.read(lambda conn: (
+            q.queue(conn, OPEN_STATES, limit), q.queue(conn, ("published",), published, newest_first=True),
+        ))  # fmt: skip
+
+    def cover_times(self, job_id: str, index: int) -> list[int]:
+        """The part's candidate cover frames, in milliseconds."""
+        segment = next((s for s in self.jobs.segments(job_id) if s["idx"] == index), None)
+        if segment is None:
+            raise JobNotFound(f"{job_id}/{index}")
+        return candidate_times(segment["duration_seconds"])
+
+    def cover_file(self, job_id: str, index: int, ms: int) -> Path:
+        """The JPEG of the part's frame at `ms` (made once, then kept with the job)."""
+        path = self.jobs.segment_file(job_id, index)
+        segment = next(s for s in self.jobs.segments(job_id) if s["idx"] == index)
+        if path is None or not path.is_file():
+            raise PublicationConflict("the part's video file is gone")
+        if problem := _cover_problem(ms, segment):
+            raise InvalidPublication([problem])
+        return cached_frame(path, ms, self.jobs.job_dir(job_id) / "covers")
+
     def due_ids(self) -> list[str]:
         return self.db.read(lambda conn: q.due_ids(conn, self.clock()))
 
@@ -354,6 +477,11 @@ class PublicationService:
         if publication["state"] == "scheduled" and not self._claim(publication):
             return None  # cancelled (or changed) since it was read
         upload = self._upload_for(publication, segment, path)
+        if (cover_ms := upload.options.get("cover_ms")) is not None:
+            try:
+                upload.cover = cached_frame(path, int(cover_ms), self.jobs.job_dir(publication["job_id"]) / "covers")
+            except (CoverError, OSError) as exc:  # the time still goes; only the picture is missing
+                log.warning("publication %s: no cover picture: %s", publication["id"], exc)
         session = Session(
             upload=upload,
             account_remote_id=account["remote_id"],
@@ -551,8 +679,8 @@ class PublicationService:
     def _upload_for(row: dict[str, Any], segment: dict[str, Any], path: Path) -> Upload:
         return Upload(
             publication_id=row["id"], path=path, size=segment["size_bytes"],
-            duration=segment["duration_seconds"], title=row["title"], caption=row["caption"],
-            privacy=row["privacy"], options=dict(row["options"]), remote=dict(row.get("remote") or {}),
+            duration=segment["duration_seconds"], title=row["title"],
+            caption=with_hashtags(row["caption"], row.get("hashtags") or []), privacy=row["privacy"], options=dict(row["options"]), remote=dict(row.get("remote") or {}),
         )  # fmt: skip
 
     @staticmethod
@@ -561,6 +689,15 @@ class PublicationService:
             "publication_id": publication["id"], "platform": publication["platform"],
             "account": publication["account_id"], "segment": publication["segment_idx"], **extra,
         }  # fmt: skip
+
+
+def _cover_problem(cover_ms: Any, segment: dict[str, Any]) -> str | None:
+    if cover_ms is None:
+        return None
+    length = int(segment["duration_seconds"] * 1000)
+    if not isinstance(cover_ms, int) or isinstance(cover_ms, bool) or not 0 <= cover_ms < length:
+        return f"the cover is a time in the part: whole milliseconds from 0 to {length - 1}"
+    return None
 
 
 def _iso(timestamp: float) -> str:

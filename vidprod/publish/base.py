@@ -99,6 +99,7 @@ class Upload:
     privacy: str
     options: dict[str, Any]
     remote: dict[str, Any]
+    cover: Path | None = None  # the frame at options["cover_ms"] as a JPEG, for platforms that take a picture
 
 
 @dataclass

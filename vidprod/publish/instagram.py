@@ -185,10 +185,14 @@ class Instagram(PlatformHttp):
 
     def _create_container(self, session: Session) -> None:
         upload = session.upload
-        answer = self._graph("POST", f"/{session.account_remote_id}/media", token=session.tokens.access_token, data={
+        fields = {
             "media_type": "REELS", "upload_type": "resumable", "caption": upload.caption,
             "share_to_feed": "true" if upload.options.get("share_to_feed", True) else "false",
-        }, session=session)  # fmt: skip
+        }  # fmt: skip
+        if upload.options.get("cover_ms") is not None:  # else Instagram takes the first frame
+            fields["thumb_offset"] = str(int(upload.options["cover_ms"]))
+        answer = self._graph("POST", f"/{session.account_remote_id}/media", token=session.tokens.access_token,
+                             data=fields, session=session)  # fmt: skip
         container = str(answer["id"])
         uri = answer.get("uri") or self.url("rupload.facebook.com", f"/ig-api-upload/{VERSION}/{container}")
         session.remember(container_id=container, upload_uri=uri, created_at=session.clock())

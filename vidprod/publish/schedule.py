@@ -61,7 +61,7 @@ def due_times(schedule: dict[str, Any], count: int, now: float) -> list[float]:
         times = schedule.get("times")
         if not isinstance(times, list) or len(times) != count:
             raise ScheduleError(f"'times' must list one ISO 8601 time for each of the {count} part(s)")
-        return [_parse_instant(text) for text in times]
+        return [parse_instant(text) for text in times]
     if mode == "spread":
         zone = _zone(schedule.get("timezone", "UTC"))
         try:
@@ -90,7 +90,7 @@ def _zone(name: Any) -> ZoneInfo:
         raise ScheduleError(f"unknown time zone {name!r}; use a name like Europe/Berlin") from None
 
 
-def _parse_instant(text: Any) -> float:
+def parse_instant(text: Any) -> float:
     try:
         when = datetime.fromisoformat(str(text))
     except ValueError:

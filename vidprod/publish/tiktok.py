@@ -170,7 +170,7 @@ class TikTok(PlatformHttp):
                         "disable_comment": bool(upload.options.get("disable_comment", False)),
                         "disable_duet": bool(upload.options.get("disable_duet", False)),
                         "disable_stitch": bool(upload.options.get("disable_stitch", False)),
-                        "video_cover_timestamp_ms": int(upload.options.get("cover_ms", 1000)),
+                        "video_cover_timestamp_ms": cover_ms(upload),
                         "brand_content_toggle": bool(upload.options.get("brand_content", False)),
                         "brand_organic_toggle": bool(upload.options.get("brand_organic", False)),
                         "is_aigc": bool(upload.options.get("is_aigc", False)),
@@ -306,3 +306,9 @@ def _failure(response: httpx.Response) -> PublishFailure:
     if status >= 500 or code == "internal_error":
         return PublishFailure("retry", code, message, retry_after=retry_after_seconds(response), trace_id=trace)
     return PublishFailure("permanent", code, message, trace_id=trace)
+
+
+def cover_ms(upload: Upload) -> int:
+    """The creator's cover frame, else 1 s in (the middle of a part shorter than 2 s)."""
+    chosen = upload.options.get("cover_ms")
+    return int(chosen) if chosen is not None else min(1000, int(upload.duration * 500))

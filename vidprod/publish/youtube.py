@@ -11,6 +11,7 @@ holds, 200/201 means the upload completed and the video exists — never a secon
 from __future__ import annotations
 
 import http.client
+import logging
 import json
 import re
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ PRIVACY = {"public": "public", "private": "private", "unlisted": "unlisted"}
 CHUNK_RETRIES = 3  # inside one run, after a cut connection or a 5xx, before backing off
 PACIFIC = ZoneInfo("America/Los_Angeles")  # quotas reset at midnight Pacific time
 # A cut connection shows up as http.client.IncompleteRead (an HTTPException) under httplib2.
+log = logging.getLogger(__name__)
 TRANSPORT_ERRORS = (OSError, httplib2.HttpLib2Error, TimeoutError, http.client.HTTPException)
 
 
@@ -138,8 +140,14 @@ class YouTube(PlatformHttp):
 
     def publish(self, session: Session) -> Published:
         remote = session.upload.remote
-        if remote.get("video_id"):
-            return _published(remote["video_id"])
+        if not remote.get("video_id"):
+            self._insert(session)
+        self._thumbnail(session)
+        return _published(remote["video_id"])
+
+    def _insert(self, session: Session) -> None:
+        """videos.insert, resumed from the saved session; ends with video_id saved."""
+        remote = session.upload.remote
         service = self._service(
             session.tokens.access_token, on_session=lambda uri: session.remember(session_uri=uri)
         )
@@ -155,7 +163,7 @@ class YouTube(PlatformHttp):
             done = self._resume_point(session, request)
             if done is not None:
                 session.remember(video_id=done["id"])
-                return _published(done["id"])
+                return
         else:
             session.throttle("insert")
         response = None
@@ -182,7 +190,32 @@ class YouTube(PlatformHttp):
                 failures += 1
                 session.sleep(2.0**failures)
         session.remember(video_id=response["id"])
-        return _published(response["id"])
+
+    def _thumbnail(self, session: Session) -> None:
+        """The chosen cover as the video's thumbnail (thumbnails.set), once. Channels
+        that are not allowed custom thumbnails answer 403 forbidden: the video is out
+        all the same, so that (or any other refusal) is noted, never a failed post."""
+        upload = session.upload
+        if upload.cover is None or "thumbnail" in upload.remote:
+            return
+        service = self._service(session.tokens.access_token)
+        request = service.thumbnails().set(
+            videoId=upload.remote["video_id"],
+            media_body=MediaFileUpload(str(upload.cover), mimetype="image/jpeg", resumable=False),
+        )
+        try:
+            request.execute()
+            outcome = "set"
+        except HttpError as exc:
+            failure = _failure(exc, session.clock())
+            if exc.resp.status == 401:
+                raise failure from None  # refreshed and run again: only this step is left
+            outcome = f"{failure.code}: {failure.message}"
+            log.warning("YouTube kept its own thumbnail for %s: %s", upload.remote["video_id"], outcome)
+        except TRANSPORT_ERRORS as exc:
+            outcome = f"network: {exc!r}"
+            log.warning("YouTube thumbnail for %s not sent: %s", upload.remote["video_id"], outcome)
+        session.remember(thumbnail=outcome)
 
     def _video_body(self, upload: Upload) -> dict[str, Any]:
         title = re.sub(r"[<>]", "", upload.title).strip()[:MAX_TITLE] or "Short"

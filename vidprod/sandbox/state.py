@@ -77,6 +77,7 @@ OPERATIONS = frozenset(
         "youtube.insert",
         "youtube.upload",
         "youtube.videos",
+        "youtube.thumbnails",
     }
 )
 UPLOAD_OPERATIONS = frozenset({"tiktok.upload", "instagram.upload", "youtube.upload"})
@@ -130,6 +131,8 @@ class Rules:
     youtube_daily_uploads: int = 50  # per channel
     youtube_access_ttl: float = 3600.0
     youtube_unverified_project: bool = False  # True: every upload is forced to private
+    youtube_custom_thumbnails: bool = True  # False: the channel may not set thumbnails (403 forbidden)
+    youtube_max_thumbnail: int = 2 * MiB
 
 
 @dataclass

@@ -443,6 +443,11 @@ async def _finish(fake: FakePlatforms, publish_id: str, path: Any) -> None:
             publish.update(status="FAILED", fail_reason="file_format_check_failed")
         elif duration is not None and duration > fake.rules.tiktok_max_duration_sec:
             publish.update(status="FAILED", fail_reason="duration_check_failed")
+        elif duration is not None and publish["direct"] and (
+            publish["post_info"].get("video_cover_timestamp_ms", 0) >= duration * 1000
+        ):
+            # TikTok documents no reason for a cover past the end; the sandbox names its own.
+            publish.update(status="FAILED", fail_reason="video_cover_timestamp_out_of_range")
         else:
             info = publish["post_info"]
             post_id = str(7_000_000_000_000_000_000 + secrets.randbelow(10**18))

@@ -9,7 +9,7 @@ from typing import Any
 from vidprod.store.database import now_iso, update_row
 
 PUBLICATION_COLUMNS = {
-    "state", "due_at", "next_attempt_at", "attempts", "reschedules", "remote", "post_id", "post_url",
+    "title", "caption", "hashtags", "options", "state", "due_at", "next_attempt_at", "attempts", "reschedules", "remote", "post_id", "post_url",
     "error_code", "error_message", "trace_id", "published_at",
 }  # fmt: skip
 
@@ -18,8 +18,8 @@ def _decode(row: sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     publication = dict(row)
-    publication["options"] = json.loads(publication["options"])
-    publication["remote"] = json.loads(publication["remote"])
+    for name in ("options", "remote", "hashtags"):
+        publication[name] = json.loads(publication[name])
     return publication
 
 
@@ -28,6 +28,7 @@ def insert_publication(conn: sqlite3.Connection, publication: dict[str, Any]) ->
     row = {
         **publication,
         "options": json.dumps(publication["options"]),
+        "hashtags": json.dumps(publication.get("hashtags", [])),
         "state": "scheduled",
         "next_attempt_at": publication["due_at"],
         "created_at": stamp,
@@ -45,8 +46,9 @@ def get_publication(conn: sqlite3.Connection, publication_id: str) -> dict[str, 
 
 
 def update_publication(conn: sqlite3.Connection, publication_id: str, **changes: Any) -> None:
-    if "remote" in changes:
-        changes["remote"] = json.dumps(changes["remote"])
+    for name in ("remote", "options", "hashtags"):
+        if name in changes:
+            changes[name] = json.dumps(changes[name])
     update_row(conn, "publications", PUBLICATION_COLUMNS, publication_id, changes)
 
 
@@ -65,6 +67,22 @@ def list_publications(
     rows = conn.execute(
         f"SELECT * FROM publications {clause} ORDER BY due_at, segment_idx, platform LIMIT ? OFFSET ?",
         (*args, limit, offset),
+    ).fetchall()
+    return [_decode(row) for row in rows]  # type: ignore[misc]
+
+
+def queue(
+    conn: sqlite3.Connection, states: tuple[str, ...], limit: int, *, newest_first: bool = False
+) -> list[dict[str, Any]]:
+    """Posts in `states` across every video by the time they were due, each with its
+    video's name."""
+    order = "DESC" if newest_first else "ASC"
+    marks = ", ".join("?" for _ in states)
+    rows = conn.execute(
+        "SELECT p.*, j.source_name AS job_name FROM publications p JOIN jobs j ON j.id = p.job_id"
+        f" WHERE p.state IN ({marks}) ORDER BY p.due_at {order}, p.segment_idx, p.platform"
+        " LIMIT ?",
+        (*states, limit),
     ).fetchall()
     return [_decode(row) for row in rows]  # type: ignore[misc]
 

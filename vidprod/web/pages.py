@@ -6,13 +6,16 @@ pages' scripts with the session's CSRF header), so the rules live in one place.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+from itertools import groupby
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
@@ -30,9 +33,12 @@ from vidprod.web.auth import (
     signed_in,
     token_matches,
 )
-from vidprod.web.publishing import publication_view
+from vidprod.web.publishing import cover_view, publication_view
 
 PAGE = {"page": True}
+ZONE_COOKIE = "tz"  # the browser's IANA time zone, set by the queue page's script
+SCHEDULED_STATES = ("scheduled", "publishing", "waiting", "dead", "cancelled")
+EDITABLE = ("scheduled", "waiting", "dead", "cancelled")
 JOBS_PER_PAGE = 30
 DELIVERIES_SHOWN = 15
 
@@ -167,6 +173,86 @@ async def video_live_part(request: Request, state: State, job_id: FromPath[str])
     return _page(request, "video_live.html", **context)
 
 
+def _part_context(request: Request, state: State, job_id: str, number: int) -> dict[str, Any] | None:
+    job = state.jobs.get(job_id)
+    body = job_json(request, job, state.jobs.segments(job_id))
+    part = next((s for s in body.get("segments") or [] if s["index"] == number - 1), None)
+    if part is None:
+        return None
+    covers = [cover_view(request, job_id, part["index"], ms) for ms in state.publications.cover_times(job_id, part["index"])]
+    accounts = {a["id"]: a for p in state.accounts.overview() for a in p["accounts"]}
+    posts = [
+        {**publication_view(p), "account": accounts.get(p["account_id"]), "editable": p["state"] in EDITABLE and not p["remote"]}
+        for p in state.publications.list(job_id=job_id) if p["segment_idx"] == part["index"]
+    ]  # fmt: skip
+    for post in posts:
+        chosen = post["options"].get("cover_ms")
+        post["cover_url"] = (
+            cover_view(request, job_id, part["index"], chosen)["url"] if chosen is not None else part["thumbnail_url"]
+        )
+    return {"job": body, "part": part, "number": number, "posts": posts, "covers": covers}
+
+
+@get("/videos/{job_id:str}/parts/{number:int}", opt=PAGE, include_in_schema=False)
+async def part_page(request: Request, state: State, job_id: FromPath[str],
+                    number: Annotated[int, Parameter(ge=1, le=MAX_INTEGER)]) -> Template:  # fmt: skip
+    """One part: a phone-shaped preview per platform, its caption, title, hashtags and cover."""
+    try:
+        context = await anyio.to_thread.run_sync(_part_context, request, state, job_id, number)
+    except JobNotFound:
+        context = None
+    if context is None:
+        return _page(request, "missing.html", status_code=404, what="part")
+    return _page(request, "part.html", **context)
+
+
+def _zone(request: Request) -> ZoneInfo | None:
+    name = request.cookies.get(ZONE_COOKIE, "")
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _day_label(day: date, today: date) -> str:
+    names = {today: "Today", today + timedelta(days=1): "Tomorrow", today - timedelta(days=1): "Yesterday"}
+    text = f"{day:%A} {day.day} {day:%B}" + ("" if day.year == today.year else f" {day.year}")
+    return f"{names[day]} · {text}" if day in names else text
+
+
+def _by_day(posts: list[dict[str, Any]], key: str, zone: ZoneInfo, today: date, newest_first: bool = False) -> list[dict[str, Any]]:
+    """Posts grouped by the day of `key` (unix seconds) in the creator's zone."""
+    for post in posts:
+        post["local"] = datetime.fromtimestamp(post[key], UTC).astimezone(zone)
+    posts.sort(key=lambda p: p["local"], reverse=newest_first)
+    return [
+        {"label": _day_label(day, today), "day": day.isoformat(), "posts": list(items)}
+        for day, items in groupby(posts, key=lambda p: p["local"].date())
+    ]
+
+
+@get("/queue", opt=PAGE, include_in_schema=False)
+async def queue_page(request: Request, state: State) -> Template:
+    """Every post across the videos, by day in the creator's time zone."""
+    zone = _zone(request)
+    open_rows, published_rows = await anyio.to_thread.run_sync(state.publications.queue)
+    accounts = {a["id"]: a for p in await anyio.to_thread.run_sync(state.accounts.overview) for a in p["accounts"]}
+    shown = ZoneInfo("UTC") if zone is None else zone
+    today = datetime.now(shown).date()
+    coming, published = [], []
+    for row in open_rows + published_rows:
+        post = {**publication_view(row), "account": accounts.get(row["account_id"]), "editable": row["state"] in EDITABLE}
+        if row["state"] == "published":
+            post["out_at"] = datetime.fromisoformat(row["published_at"]).timestamp() if row["published_at"] else row["due_at"]
+            published.append(post)
+        else:
+            coming.append(post)
+    return _page(
+        request, "queue.html", zone_name=str(shown), zone_known=zone is not None,
+        coming=_by_day(coming, "due_at", shown, today), published=_by_day(published, "out_at", shown, today, True),
+    )  # fmt: skip
+
+
 @get("/platforms", opt=PAGE, include_in_schema=False)
 async def accounts_page(
     request: Request, state: State, connected: Annotated[str | None, QueryParameter(name="connected")] = None
@@ -191,5 +277,5 @@ async def settings_page(request: Request, state: State) -> Template:
 
 ROUTES = [
     sign_in_page, sign_in, sign_out, upload_page, videos_page, video_page, video_live_part,
-    accounts_page, settings_page,
+    part_page, queue_page, accounts_page, settings_page,
 ]  # fmt: skip

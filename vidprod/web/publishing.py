@@ -7,15 +7,18 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
-from vidprod.domain.publishing import PublicationService, PublishRequest
+from vidprod.domain.publishing import PostChanges, PublicationService, PublishRequest
+from vidprod.publish.schedule import ScheduleError, parse_instant
 from vidprod.store import MAX_INTEGER
+from vidprod.web.downloads import ranged_file
+from vidprod.web.links import link
 from vidprod.web.auth import csrf_token, signed_in
 from vidprod.web.problems import json_fields, problem
 
@@ -26,6 +29,11 @@ REQUEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "accounts": list, "title": (str, type(None)), "title_template": (str, type(None)),
     "caption": (str, type(None)), "hashtags": list, "privacy": str, "schedule": dict,
     "parts": (list, type(None)), "options": dict,
+}  # fmt: skip
+# A part's number in a path (as web/api.py's PartIndex; that module imports this one).
+PartIndex = Annotated[int, Parameter(ge=0, le=MAX_INTEGER)]
+CHANGE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "title": str, "caption": str, "hashtags": list, "cover_ms": (int, type(None)), "due_at": str,
 }  # fmt: skip
 
 
@@ -52,6 +60,29 @@ def parse_publish_request(data: Any) -> PublishRequest:
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in data.get("parts") or []):
         raise problem(422, "parts is a list of part numbers (1 is the first).")
     return PublishRequest(**data)
+
+
+def parse_post_changes(data: Any) -> PostChanges:
+    """A PATCH body as PostChanges. due_at is ISO 8601 with a zone, or "now"; cover_ms
+    null goes back to each platform's own cover."""
+    data = json_fields(data, CHANGE_FIELDS)
+    if not all(isinstance(x, str) for x in data.get("hashtags", [])):
+        raise problem(422, "hashtags is a list of strings.")
+    if isinstance(data.get("cover_ms"), bool):
+        raise problem(422, "cover_ms is whole milliseconds into the part, or null.")
+    changes = PostChanges(
+        title=data.get("title"), caption=data.get("caption"), hashtags=data.get("hashtags"),
+        cover_ms=data.get("cover_ms"), clear_cover="cover_ms" in data and data["cover_ms"] is None,
+    )  # fmt: skip
+    if "due_at" in data:
+        if data["due_at"] == "now":
+            changes.now = True
+        else:
+            try:
+                changes.due_at = parse_instant(data["due_at"])
+            except ScheduleError as exc:
+                raise problem(422, f"due_at: {exc}") from None
+    return changes
 
 
 @get("/accounts")
@@ -152,6 +183,33 @@ async def cancel_publication(state: State, publication_id: FromPath[str]) -> dic
     return publication_view(await anyio.to_thread.run_sync(_publications(state).cancel, publication_id))
 
 
+@patch("/publications/{publication_id:str}", opt={"problems": (409, 422)})
+async def change_publication(state: State, publication_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
+    """Change a post's title, caption, hashtags, cover or time before it goes out."""
+    changes = parse_post_changes(data)
+    return publication_view(await anyio.to_thread.run_sync(_publications(state).edit, publication_id, changes))
+
+
+@get("/jobs/{job_id:str}/segments/{index:int}/covers", name="segment_covers")
+async def segment_covers(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> dict[str, Any]:
+    """The part's candidate cover frames (times in milliseconds, and their pictures)."""
+    times = await anyio.to_thread.run_sync(_publications(state).cover_times, job_id, index)
+    return {"covers": [cover_view(request, job_id, index, ms) for ms in times]}
+
+
+@get("/jobs/{job_id:str}/segments/{index:int}/covers/{ms:int}", name="segment_cover", opt={"problems": (409, 422)})
+async def segment_cover(
+    state: State, job_id: FromPath[str], index: PartIndex, ms: Annotated[int, Parameter(ge=0, le=MAX_INTEGER)]
+) -> Response:
+    """The part's frame at `ms` milliseconds as a JPEG."""
+    path = await anyio.to_thread.run_sync(_publications(state).cover_file, job_id, index, ms)
+    return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-part{index + 1}-{ms}.jpg")
+
+
+def cover_view(request: Request, job_id: str, index: int, ms: int) -> dict[str, Any]:
+    return {"ms": ms, "url": link(request, "segment_cover", job_id=job_id, index=index, ms=ms)}
+
+
 def _connect_page(request: Request, title: str, text: str, *, status: int = 200) -> Template:
     return Template(
         template_name="connected.html", status_code=status,
@@ -163,5 +221,5 @@ def _connect_page(request: Request, title: str, text: str, *, status: int = 200)
 ROUTES = [
     list_accounts, get_account, connect_account, oauth_callback, disconnect_account,
     create_publications, job_publications, list_publications, get_publication,
-    retry_publication, cancel_publication,
+    retry_publication, cancel_publication, change_publication, segment_covers, segment_cover,
 ]  # fmt: skip
