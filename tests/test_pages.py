@@ -157,6 +157,7 @@ def test_pages_render_with_nothing_in_them(idle_client):
         "/videos": ["Upload your first video"],
         "/platforms": ["TikTok", "Instagram Reels", "YouTube Shorts", "sandbox"],
         "/settings": ["Add endpoint", "job.completed"],
+        "/queue": ["Nothing is scheduled", "Nothing has gone out yet", "Times are in UTC."],
     }
     for path, words in expected.items():
         page = idle_client.get(path)
@@ -172,6 +173,16 @@ def test_an_unknown_video_is_a_plain_page(idle_client):
     sign_in(idle_client)
     page = idle_client.get("/videos/nope")
     assert page.status_code == 404 and "That video is not here" in page.text
+    part = idle_client.get("/videos/nope/parts/1")
+    assert part.status_code == 404 and "That part is not here" in part.text
+
+
+def test_the_queue_says_the_browsers_time_zone_and_ignores_a_made_up_one(idle_client):
+    sign_in(idle_client)
+    idle_client.cookies.set("tz", "Europe/Berlin")
+    assert "Times are in Europe/Berlin, your browser's time zone." in idle_client.get("/queue").text
+    idle_client.cookies.set("tz", "../../etc/passwd")
+    assert "Times are in UTC." in idle_client.get("/queue").text
 
 
 def test_a_video_page_shows_its_parts_plan_and_posts(client, auth, short_clip):
@@ -183,6 +194,10 @@ def test_a_video_page_shows_its_parts_plan_and_posts(client, auth, short_clip):
     assert "Cut plan" in page.text and "Part 1" in page.text
     assert f'/jobs/{job["id"]}/segments/0/file"' in page.text
     assert "Download part 1" in page.text and "Delete this video" in page.text
+    assert f'href="/videos/{job["id"]}/parts/1">Caption, cover and phone preview' in page.text
+    part = client.get(f"/videos/{job['id']}/parts/1")
+    assert part.status_code == 200 and "not scheduled anywhere yet" in part.text
+    assert client.get(f"/videos/{job['id']}/parts/99").status_code == 404
     live = client.get(f"/videos/{job['id']}/live")
     assert live.status_code == 200 and "<html" not in live.text and "Part 1" in live.text
     listing = client.get("/videos")

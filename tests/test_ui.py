@@ -224,7 +224,8 @@ def test_webhooks_are_added_rotated_and_replayed_from_settings(
         expect(page.locator(".endpoint .hint").first).to_contain_text("old secret valid until")
 
 
-PAGES = {"signin": None, "upload": "/", "videos": "/videos", "accounts": "/platforms", "settings": "/settings"}
+PAGES = {"signin": None, "upload": "/", "videos": "/videos", "queue": "/queue", "accounts": "/platforms",
+         "settings": "/settings"}  # fmt: skip
 
 
 @pytest.mark.parametrize("width", ["phone", "desktop"])
@@ -237,12 +238,14 @@ def test_every_page_fits_and_is_labelled(browser: Browser, server: Server, width
     page.get_by_label("Admin token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
     jobs = server.client.get("/jobs").json()["jobs"]
-    pages = {**PAGES, **({"video": f"/videos/{jobs[0]['id']}"} if jobs else {})}
+    done = [job for job in jobs if job["state"] == "done"]
+    pages = {**PAGES, **({"video": f"/videos/{jobs[0]['id']}"} if jobs else {}),
+             **({"part": f"/videos/{done[0]['id']}/parts/1"} if done else {})}  # fmt: skip
     for name, path in pages.items():
         if path is None:
             continue
         page.goto(path)
-        page.wait_for_load_state("networkidle") if name != "video" else page.wait_for_timeout(500)
+        page.wait_for_load_state("networkidle") if name not in ("video", "queue") else page.wait_for_timeout(500)
         assert_fits(page)
         unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, progress')]
             .filter(el => el.type !== 'hidden' && !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
@@ -394,3 +397,159 @@ def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, se
     text = video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
     assert "rice" in text.lower() and "captions" in text.lower(), text
     expect(page.get_by_role("link", name="subtitles (SRT)")).to_be_visible()
+
+
+def scheduled_post(server: Server, short_clip: Path, platforms: tuple[str, ...], at: str) -> tuple[str, dict[str, str]]:
+    """A done job of the short clip with part 1 scheduled at `at` to the connected
+    accounts of `platforms`: (job id, {platform: publication id})."""
+    accounts = {p["platform"]: p["accounts"][0]["id"] for p in server.client.get("/accounts").json()["platforms"]
+                if p["platform"] in platforms and p["accounts"]}  # fmt: skip
+    assert set(accounts) == set(platforms), accounts
+    upload = server.upload(short_clip)
+    assert upload.status_code == 202, upload.text
+    job = server.wait_done(upload.json()["id"])
+    assert job["state"] == "done", job
+    answer = server.client.post(f"/jobs/{job['id']}/publications", json={
+        "accounts": list(accounts.values()), "parts": [1], "caption": "{title}", "hashtags": ["talk"],
+        "schedule": {"mode": "at", "times": [at]}})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    return job["id"], {p["platform"]: p["id"] for p in answer.json()["publications"]}
+
+
+def sandbox_posts(server: Server) -> list[dict]:
+    """What the built-in sandbox platforms hold as posted (their state file)."""
+    import json
+
+    return json.loads((server.data_dir / "sandbox" / "state.json").read_text())["posts"]
+
+
+def test_a_parts_caption_and_cover_set_on_its_page_are_what_the_sandbox_gets(
+    browser: Browser, server: Server, short_clip: Path
+) -> None:
+    import hashlib
+
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    for platform, label in (("tiktok", "TikTok"), ("youtube", "YouTube")):
+        connect(page, platform, label)
+    at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(time.time() + 86400))
+    job_id, posts = scheduled_post(server, short_clip, ("tiktok", "youtube"), at)
+
+    page.goto(f"/videos/{job_id}")
+    page.get_by_role("link", name="Caption, cover and phone preview").click()
+    expect(page).to_have_url(re.compile(f"/videos/{job_id}/parts/1$"))
+    tiktok = page.locator(f'[data-publication="{posts["tiktok"]}"]')
+    youtube = page.locator(f'[data-publication="{posts["youtube"]}"]')
+    expect(tiktok.locator(".phone-caption")).to_have_text("short #talk")
+    tiktok.get_by_label("Caption").fill("Rice, the quick way")
+    tiktok.get_by_label("Hashtags").fill("#rice dinner")
+    covers = tiktok.locator('input[name="cover"]')
+    expect(covers).to_have_count(6)  # the platform's own choice and five frames
+    tiktok.get_by_alt_text(re.compile("^Frame at")).nth(2).click()  # a tap on the picture
+    chosen = int(covers.nth(3).get_attribute("value"))
+    cover_url = covers.nth(3).get_attribute("data-url")
+    expect(covers.nth(3)).to_be_checked()
+    # The phone preview follows as it is typed and tapped.
+    expect(tiktok.locator(".phone-caption")).to_have_text("Rice, the quick way #rice #dinner")
+    expect(tiktok.locator(".phone video")).to_have_attribute("poster", cover_url)
+    for zone in ("top", "bottom", "right"):
+        box = tiktok.locator(f".zone-{zone}").bounding_box()
+        assert box and box["width"] > 10 and box["height"] > 10, f"the {zone} overlay is drawn: {box}"
+    tiktok.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    youtube.get_by_label("Title").fill("Rice in a minute")
+    youtube.get_by_alt_text(re.compile("^Frame at")).nth(2).click()
+    youtube.get_by_role("button", name="Save").click()
+    expect(youtube.get_by_role("alert")).to_be_hidden()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    assert_fits(page)
+    screenshot(page, "part-phone-light")
+    dark = browser.new_context(base_url=server.url, color_scheme="dark", **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    dark.add_cookies(context.cookies())
+    dark_page = dark.new_page()
+    dark_page.goto(f"/videos/{job_id}/parts/1")
+    expect(dark_page.locator(f'[data-publication="{posts["tiktok"]}"] textarea')).to_have_value("Rice, the quick way")
+    screenshot(dark_page, "part-phone-dark")
+    dark.close()
+
+    # A cover past the end is refused in words, in the form.
+    length = server.client.get(f"/status/{job_id}").json()["segments"][0]["duration_seconds"]
+    assert server.client.patch(f"/publications/{posts['tiktok']}", json={"cover_ms": int(length * 1000)}).status_code == 422
+
+    page.goto("/queue")
+    for platform in ("tiktok", "youtube"):  # the list follows the posts live
+        row = page.locator(f'[data-publication="{posts[platform]}"]')
+        row.get_by_role("button", name="Post now").click()
+        expect(row.locator(".badge")).to_have_text("Published", timeout=60_000)
+        expect(row.get_by_role("link", name="View post")).to_be_visible()
+    done = {platform: server.client.get(f"/publications/{posts[platform]}").json() for platform in posts}
+    [tiktok_post] = [p for p in sandbox_posts(server) if p["id"] == done["tiktok"]["post_id"]]
+    assert tiktok_post["title"] == "Rice, the quick way #rice #dinner"
+    assert tiktok_post["settings"]["video_cover_timestamp_ms"] == chosen
+    [youtube_post] = [p for p in sandbox_posts(server) if p["id"] == done["youtube"]["post_id"]]
+    assert youtube_post["title"] == "Rice in a minute" and youtube_post["caption"] == "short #talk"
+    frame = server.client.get(cover_url).content
+    assert youtube_post["thumbnail"]["sha256"] == hashlib.sha256(frame).hexdigest(), "the frame chosen is the thumbnail"
+    context.close()
+
+
+def test_a_reschedule_on_the_queue_page_holds_across_a_restart(browser: Browser, server: Server, short_clip: Path) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+    phone_size = {**PHONE, "viewport": {"width": 390, "height": 844}}
+    context = browser.new_context(base_url=server.url, timezone_id="America/New_York", **phone_size)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    connect(page, "tiktok", "TikTok")
+    at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(time.time() + 86400))
+    _, posts = scheduled_post(server, short_clip, ("tiktok",), at)
+    publication = posts["tiktok"]
+
+    page.goto("/queue")
+    expect(page.locator("#zone")).to_have_text("Times are in America/New_York, your browser's time zone.")
+    row = page.locator(f'[data-publication="{publication}"]')
+    due = datetime.fromisoformat(at).astimezone(zone)
+    expect(row.locator("time")).to_have_text(due.strftime("%H:%M"))
+    day = row.locator("xpath=ancestor::section[contains(@class, 'queue-day')]")
+    expect(day.get_by_role("heading")).to_contain_text(f"{due:%A} {due.day} {due:%B}")
+    wanted = (due + timedelta(days=2)).replace(hour=7, minute=30)
+    row.get_by_text("Reschedule").click()
+    row.get_by_label("New time").fill(wanted.strftime("%Y-%m-%dT%H:%M"))
+    row.get_by_role("button", name="Save new time").click()
+    expect(row.locator("time")).to_have_text("07:30")
+    expect(day).to_have_count(1)
+    moved = page.locator(f'[data-publication="{publication}"]').locator("xpath=ancestor::section[contains(@class, 'queue-day')]")
+    expect(moved.get_by_role("heading")).to_contain_text(f"{wanted:%A} {wanted.day} {wanted:%B}")
+    stored = server.client.get(f"/publications/{publication}").json()
+    assert stored["due_at"] == wanted.timestamp() and stored["next_attempt_at"] == wanted.timestamp(), stored
+    assert_fits(page)
+    screenshot(page, "queue-phone-light")
+
+    server.stop()
+    server.start()
+    page.reload()
+    row = page.locator(f'[data-publication="{publication}"]')
+    expect(row.locator("time")).to_have_text("07:30")
+    expect(row.locator(".badge")).to_have_text("Scheduled")
+    stored = server.client.get(f"/publications/{publication}").json()
+    assert stored["state"] == "scheduled" and stored["due_at"] == wanted.timestamp(), stored
+    dark = browser.new_context(base_url=server.url, color_scheme="dark", timezone_id="America/New_York", **phone_size)
+    dark.add_cookies(context.cookies())
+    dark_page = dark.new_page()
+    dark_page.goto("/queue")
+    expect(dark_page.locator(f'[data-publication="{publication}"] time')).to_have_text("07:30")
+    screenshot(dark_page, "queue-phone-dark")
+    dark.close()
+    row.get_by_role("button", name="Cancel").click()
+    row = page.locator(f'[data-publication="{publication}"]')
+    expect(row.locator(".badge")).to_have_text("Cancelled")
+    row.get_by_role("button", name="Try again").click()
+    row = page.locator(f'[data-publication="{publication}"]')
+    expect(row.locator(".badge")).to_have_text("Scheduled")
+    expect(row.locator("time")).to_have_text("07:30")
+    context.close()

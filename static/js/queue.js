@@ -10,6 +10,24 @@ document.addEventListener("DOMContentLoaded", () => {
     location.reload();
     return;
   }
+  // While a post is being sent or due within minutes, the list is fetched again every
+  // few seconds (not while a new time is being chosen); otherwise it stays as it is.
+  async function refresh() {
+    const current = document.getElementById("queue");
+    if (current.dataset.busy !== "yes") return;
+    if (!document.querySelector("details.reschedule-box[open]") && !document.activeElement?.closest?.("form.reschedule")) {
+      try {
+        const response = await fetch("/queue", { credentials: "same-origin" });
+        if (response.ok) {
+          const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("queue");
+          if (fresh) current.replaceWith(document.adoptNode(fresh));
+        }
+      } catch { /* offline for a moment: the next round tries again */ }
+    }
+    setTimeout(refresh, 3000);
+  }
+  setTimeout(refresh, 3000);
+
   const id = (el) => el.closest("[data-publication]").dataset.publication;
   const actions = {
     // Try again keeps the post's time; Post now is the creator asking for it at once.

@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.jobs import JobNotFound
+from vidprod.domain.publishing import LIVE_WINDOW_SECONDS
 from vidprod.events import CATALOGUE
 from vidprod.store import MAX_INTEGER
 from vidprod.web.api import job_json
@@ -247,8 +248,10 @@ async def queue_page(request: Request, state: State) -> Template:
             published.append(post)
         else:
             coming.append(post)
+    soon = state.publications.clock() + LIVE_WINDOW_SECONDS
+    busy = any(p["state"] == "publishing" or (p["state"] == "scheduled" and p["next_attempt_at"] <= soon) for p in coming)
     return _page(
-        request, "queue.html", zone_name=str(shown), zone_known=zone is not None,
+        request, "queue.html", zone_name=str(shown), zone_known=zone is not None, busy=busy,
         coming=_by_day(coming, "due_at", shown, today), published=_by_day(published, "out_at", shown, today, True),
     )  # fmt: skip
 
