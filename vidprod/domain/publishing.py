@@ -477,7 +477,7 @@ class PublicationService:
         if publication["state"] == "scheduled" and not self._claim(publication):
             return None  # cancelled (or changed) since it was read
         upload = self._upload_for(publication, segment, path)
-        if (cover_ms := upload.options.get("cover_ms")) is not None:
+        if client.cover_picture and (cover_ms := upload.options.get("cover_ms")) is not None:
             try:
                 upload.cover = cached_frame(path, int(cover_ms), self.jobs.job_dir(publication["job_id"]) / "covers")
             except (CoverError, OSError) as exc:  # the time still goes; only the picture is missing

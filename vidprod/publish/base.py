@@ -135,6 +135,7 @@ class Session:
 class Platform(Protocol):
     name: str  # "tiktok", "instagram", "youtube"
     label: str  # "TikTok"
+    cover_picture: bool  # takes the cover as a picture (Upload.cover), not only as a time
 
     def configured(self) -> bool: ...
 
@@ -161,6 +162,7 @@ class PlatformHttp:
 
     name = ""
     label = ""
+    cover_picture = False
     scope = ""
     token_host = ""
     token_path = ""

@@ -92,6 +92,7 @@ def seconds_to_pacific_midnight(now: float) -> float:
 class YouTube(PlatformHttp):
     name = "youtube"
     label = "YouTube"
+    cover_picture = True  # thumbnails.set takes a JPEG
     scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
     token_host = "oauth2.googleapis.com"
     token_path = "/token"
