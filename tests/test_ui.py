@@ -490,6 +490,9 @@ def test_a_parts_caption_and_cover_set_on_its_page_are_what_the_sandbox_gets(
     assert tiktok_post["settings"]["video_cover_timestamp_ms"] == chosen
     [youtube_post] = [p for p in sandbox_posts(server) if p["id"] == done["youtube"]["post_id"]]
     assert youtube_post["title"] == "Rice in a minute" and youtube_post["caption"] == "short #talk"
+    page.goto(f"/videos/{job_id}/parts/1")  # once out, the words are the platform's
+    expect(page.locator(f'[data-publication="{posts["tiktok"]}"]')).to_contain_text("It is out; change it on TikTok.")
+    expect(page.locator("form.post-form")).to_have_count(0)
     frame = server.client.get(cover_url).content
     assert youtube_post["thumbnail"]["sha256"] == hashlib.sha256(frame).hexdigest(), "the frame chosen is the thumbnail"
     context.close()
