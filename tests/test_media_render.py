@@ -369,3 +369,31 @@ def test_a_stop_is_heard_while_one_picture_fills_a_long_gap(tmp_path):
         render_parts(sparse, parts, tmp_path / "out", options, should_stop=stop_on_the_tenth_question)
     assert len(asked) == 10  # stopped when first told, not at the next source frame
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_cover_frames_are_the_parts_own_frames_at_their_times(short_clip, tmp_path):
+    from vidprod.media.covers import CoverError, cached_frame, candidate_times, frame_jpeg
+
+    times = candidate_times(4.0)
+    assert times == [300, 1150, 2000, 2850, 3700]
+    assert candidate_times(0.1) == [25, 37, 50, 62, 75], "a tiny part still has frames inside it"
+    with av.open(str(short_clip)) as container:
+        frames = [(f.time, f.to_ndarray(format="bgr24").astype(int)) for f in container.decode(video=0)]
+
+    def shown_at(ms: int) -> np.ndarray:
+        return next(picture for t, picture in frames if t + 1e-3 >= ms / 1000)
+
+    for ms in (0, 1150, 3700):
+        cover = cv2.imdecode(np.frombuffer(frame_jpeg(short_clip, ms), np.uint8), cv2.IMREAD_COLOR).astype(int)
+        assert np.abs(cover - shown_at(ms)).mean() < 4, f"the frame at {ms} ms (JPEG aside)"
+        assert np.abs(cover - shown_at((ms + 2000) % 4000)).mean() > 4 * np.abs(cover - shown_at(ms)).mean() + 1
+    with pytest.raises(CoverError):
+        frame_jpeg(short_clip, -1)
+
+    part = tmp_path / "part_001.mp4"
+    part.write_bytes(short_clip.read_bytes())
+    first = cached_frame(part, 1150, tmp_path / "covers")
+    assert cached_frame(part, 1150, tmp_path / "covers") == first and first.stat().st_size > 1000
+    part.write_bytes(short_clip.read_bytes() + b"\0" * 8)  # the part made again
+    assert cached_frame(part, 1150, tmp_path / "covers") != first, "never an old part's cover"
+    assert not list((tmp_path / "covers").glob(".*.tmp"))
