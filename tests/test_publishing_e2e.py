@@ -420,7 +420,16 @@ def test_a_lost_grant_makes_posts_wait_until_the_account_is_reconnected(world, s
             " AND json_extract(data, '$.platform') = 'tiktok'"
         ).fetchall()
     assert '"publications_waiting": 1' in data
+    later = world.now() + 3600  # moved while it waits: the reconnect must not send it early
+    moved = world.api.patch(f"/publications/{publication['id']}",
+                            json={"due_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(later))})  # fmt: skip
+    assert moved.status_code == 200 and moved.json()["state"] == "waiting", moved.text
     assert world.connect("tiktok") == world.accounts["tiktok"], "the same account, reconnected"
+    back = world.wait_state(publication["id"], "scheduled")
+    assert back["next_attempt_at"] >= later - 1
+    time.sleep(2)  # two dispatcher rounds
+    assert world.publication(publication["id"])["state"] == "scheduled"
+    world.advance(3601)
     world.wait_state(publication["id"], "published")
 
 

@@ -121,9 +121,7 @@ class AccountService:
                 tokens=self.vault.seal(tokens.to_json()), expires_at=tokens.expires_at,
             )  # fmt: skip
             q.update_account(conn, held_by, profile={**profile.details, **details})
-            waiting = pq.set_state_for_account(
-                conn, held_by, ("waiting",), "scheduled", next_attempt_at=self.clock()
-            )
+            waiting = pq.resume_for_account(conn, held_by, self.clock())
             return held_by, waiting
 
         held_by, waiting = self.db.write(store)

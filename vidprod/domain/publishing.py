@@ -383,7 +383,7 @@ class PublicationService:
                     " cancel it and schedule the part again to change them"
                 )
             fields = dict(new)
-            if "due_at" in fields and current["state"] == "scheduled":
+            if "due_at" in fields and current["state"] in ("scheduled", "waiting"):
                 fields["next_attempt_at"] = fields["due_at"]
             q.update_publication(conn, publication_id, **fields)
             if "due_at" in fields:
@@ -535,8 +535,11 @@ class PublicationService:
         def change(conn: Any) -> float | None:
             account = aq.get_account(conn, publication["account_id"])
             if account is not None and account["state"] == "connected":
-                q.update_publication(conn, publication["id"], state="scheduled", next_attempt_at=now)
-                return now
+                # Back on a reconnect, but never before its own time (it may have been moved).
+                current = q.get_publication(conn, publication["id"])
+                when = max(now, current["due_at"] if current else now)
+                q.update_publication(conn, publication["id"], state="scheduled", next_attempt_at=when)
+                return when
             state = "cancelled" if account is None or account["state"] == "disconnected" else "waiting"
             q.update_publication(conn, publication["id"], state=state)
             return None

@@ -121,6 +121,20 @@ def set_state_for_account(
     return ids
 
 
+def resume_for_account(conn: sqlite3.Connection, account_id: str, now: float) -> list[str]:
+    """The account's waiting publications are scheduled again: due now, or at their own
+    time when that is later (a post moved while it waited keeps its new time)."""
+    rows = conn.execute(
+        "SELECT id FROM publications WHERE account_id = ? AND state = 'waiting'", (account_id,)
+    ).fetchall()
+    conn.execute(
+        "UPDATE publications SET state = 'scheduled', next_attempt_at = MAX(?, due_at), updated_at = ?"
+        " WHERE account_id = ? AND state = 'waiting'",
+        (now, now_iso(), account_id),
+    )
+    return [row["id"] for row in rows]
+
+
 def park_for_reconnect(conn: sqlite3.Connection, account_id: str) -> list[str]:
     """The account's open publications wait for a reconnect. The one being sent gives
     its try back in the same write: a lost grant is not the post's failure."""
