@@ -198,6 +198,33 @@ def test_static_files_are_versioned_and_cached(idle_client):
     assert "tus-js-client-4.3.1/tus.min.js?v=" in page
 
 
+def test_pages_css_and_scripts_are_gzipped(idle_client):
+    """Issue 21: no compression of HTML, CSS or JS."""
+    sign_in(idle_client)
+    page = idle_client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["content-encoding"] == "gzip" and "<h1>New video</h1>" in page.text
+    for name in ("app.css", "js/common.js", "vendor/tus-js-client-4.3.1/tus.min.js"):
+        url = re.search(rf'"(/static/{re.escape(name)}\?v=[0-9a-f]{{10}})"', page.text).group(1)
+        answer = idle_client.get(url, headers={"Accept-Encoding": "gzip"})
+        assert answer.status_code == 200 and answer.headers["content-encoding"] == "gzip", name
+        assert answer.content == (STATIC_DIR / name).read_bytes()  # httpx undid the gzip
+    plain = idle_client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+
+
+def test_every_page_has_a_favicon(idle_client):
+    """Issue 21: no favicon, so a console error (a 404 for /favicon.ico) on every page."""
+    signin = idle_client.get("/signin").text
+    sign_in(idle_client)
+    for html in (signin, idle_client.get("/").text, idle_client.get("/videos").text):
+        url = re.search(r'<link rel="icon" href="(/static/favicon\.svg\?v=[0-9a-f]{10})" type="image/svg\+xml">', html).group(1)
+        icon = idle_client.get(url)
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.text.startswith("<svg")
+    fallback = idle_client.get("/favicon.ico", follow_redirects=False)  # asked for by pages without the link
+    assert fallback.status_code == 302 and fallback.headers["location"].startswith("/static/favicon.svg")
+
+
 def test_the_vendored_tus_client_is_the_released_file():
     import hashlib
 

@@ -101,7 +101,10 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   const actions = {
-    "cancel-job": () => vidprod.api("POST", `/jobs/${job}/cancel`),
+    "cancel-job": async () => {
+      if (!confirm("Stop making this video's parts? What is made so far is thrown away; Start again begins from the beginning.")) return;
+      await vidprod.api("POST", `/jobs/${job}/cancel`);
+    },
     "retry-job": () => vidprod.api("POST", `/jobs/${job}/retry`).then(listen),
     "delete-job": async () => {
       if (!confirm("Delete this video and all its parts? This cannot be undone.")) return;

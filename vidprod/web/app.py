@@ -39,7 +39,7 @@ from vidprod.web.auth import (
     session_config,
 )
 from vidprod.web.live import CommitSignal
-from vidprod.web.middleware import client_address, request_tracking, security_headers
+from vidprod.web.middleware import client_address, compression, request_tracking, security_headers
 from vidprod.web.openapi import document_problems
 from vidprod.web.pages import redirect_to_sign_in
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
@@ -229,6 +229,7 @@ def create_app(
         )
     return Litestar(
         route_handlers=handlers,
+        compression_config=compression(),
         lifespan=[lifespan],
         guards=[require_admin],
         middleware=middleware,

@@ -31,6 +31,7 @@ from vidprod.web.auth import (
     token_matches,
 )
 from vidprod.web.publishing import publication_view
+from vidprod.web.templating import static_url
 
 PAGE = {"page": True}
 JOBS_PER_PAGE = 30
@@ -189,7 +190,13 @@ async def settings_page(request: Request, state: State) -> Template:
     return _page(request, "settings.html", endpoints=endpoints, event_types=CATALOGUE)
 
 
+@get("/favicon.ico", opt={"public": True}, include_in_schema=False)
+async def favicon() -> Redirect:
+    """Pages link their icon; pages without the link (the sandbox's) get it here, not a 404."""
+    return Redirect(static_url("favicon.svg"), status_code=302)
+
+
 ROUTES = [
-    sign_in_page, sign_in, sign_out, upload_page, videos_page, video_page, video_live_part,
+    favicon, sign_in_page, sign_in, sign_out, upload_page, videos_page, video_page, video_live_part,
     accounts_page, settings_page,
 ]  # fmt: skip
