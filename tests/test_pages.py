@@ -189,6 +189,20 @@ def test_a_video_page_shows_its_parts_plan_and_posts(client, auth, short_clip):
     assert "talk.mp4" in listing.text and "Ready" in listing.text
 
 
+def test_a_stopped_video_that_made_no_parts_does_not_count_its_planned_ones(idle_client, auth, short_clip):
+    """Issue 21: a cancelled job that made no parts said "2 parts" (its plan's count)."""
+    from vidprod.store import jobs as q
+
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    plan = {"rate": "30", "parts": [
+        {"index": i, "start_seconds": 2.0 * i, "end_seconds": 2.0 * i + 2, "reason": "pause"} for i in range(2)
+    ]}  # fmt: skip
+    idle_client.app.state.db.write(lambda conn: q.update_job(conn, job_id, state="cancelled", plan=plan))
+    sign_in(idle_client)
+    row = idle_client.get("/videos").text.split('class="job-item"')[1]
+    assert "Cancelled" in row and "part" not in row.split('class="job-meta"')[1]
+
+
 def test_static_files_are_versioned_and_cached(idle_client):
     sign_in(idle_client)
     page = idle_client.get("/").text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -531,6 +532,24 @@ def test_posts_chosen_at_upload_go_out_when_the_parts_are_ready(world, short_cli
     assert sorted(p["platform"] for p in published) == ["tiktok", "youtube"]
     assert {p["caption"] for p in published} == {"short #1"}
     assert world.event_types(job_id).count("publication.scheduled") == 2
+
+
+def test_the_videos_page_shows_a_thumbnail_the_title_typed_at_upload_and_how_the_posts_stand(world, short_clip):
+    """Issue 21: /videos had no thumbnails, no post status and only the file's name."""
+    choice = {"accounts": [world.accounts["tiktok"]], "title": "Three tips for mornings"}
+    job_id = world.server.upload(short_clip, publish=json.dumps(choice)).json()["id"]
+    [post] = world.wait(lambda: world.api.get(f"/jobs/{job_id}/publications").json()["publications"], what="the post")
+    world.wait_state(post["id"], "published")
+    page = world.api.get("/videos")
+    assert page.status_code == 200
+    row = page.text.split('class="job-item"')[1].split("</li>")[0]
+    assert f'href="/videos/{job_id}"' in row
+    assert "Three tips for mornings" in row and "short.mp4" in row  # the title, and the file it came from
+    thumbnail = re.search(r'<img class="job-thumb" src="([^"]+)"', row).group(1)
+    assert thumbnail == f"/jobs/{job_id}/segments/0/thumbnail"
+    image = world.api.get(thumbnail)
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
+    assert "1 part" in row and "1 published" in row
 
 
 def test_posts_chosen_at_upload_that_a_platform_refuses_are_told_not_lost(world, short_clip):

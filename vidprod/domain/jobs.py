@@ -176,6 +176,10 @@ class JobService:
             lambda conn: (q.list_jobs(conn, limit=limit, offset=offset), q.count_jobs(conn))
         )
 
+    def part_summaries(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Per job: the parts made so far and the first one with a thumbnail."""
+        return self.db.read(lambda conn: q.segment_summaries(conn, job_ids))
+
     def events(self, job_id: str, *, after_id: int = 0) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: ev.list_events(conn, job_id, after_id=after_id))
 

@@ -251,6 +251,9 @@ class PublicationService:
     def list(self, *, job_id: str | None = None, state: str | None = None, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: q.list_publications(conn, job_id=job_id, state=state, limit=limit, offset=offset))
 
+    def states_by_job(self, job_ids: list[str]) -> dict[str, dict[str, int]]:
+        return self.db.read(lambda conn: q.states_by_job(conn, job_ids))
+
     def retry(self, publication_id: str, *, now: bool = False) -> dict[str, Any]:
         """A dead-lettered or cancelled publication is scheduled again. It keeps its time:
         one not yet due stays due then (a cancelled post for 09:00 tomorrow must not go out

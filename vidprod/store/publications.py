@@ -161,3 +161,18 @@ def waiting_with_connected_account(conn: sqlite3.Connection) -> list[str]:
         " WHERE p.state = 'waiting' AND a.state = 'connected'"
     )
     return [row["id"] for row in rows]
+
+
+def states_by_job(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per job: how many of its posts are in each state."""
+    if not job_ids:
+        return {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = conn.execute(
+        f"SELECT job_id, state, count(*) FROM publications WHERE job_id IN ({marks}) GROUP BY job_id, state",
+        job_ids,
+    ).fetchall()
+    states: dict[str, dict[str, int]] = {}
+    for job_id, state, count in rows:
+        states.setdefault(job_id, {})[state] = count
+    return states

@@ -20,6 +20,7 @@ from vidprod.domain.jobs import JobNotFound
 from vidprod.events import CATALOGUE
 from vidprod.store import MAX_INTEGER
 from vidprod.web.api import job_json
+from vidprod.web.links import link
 from vidprod.web.auth import (
     CSRF_FIELD,
     SignInRequired,
@@ -130,11 +131,39 @@ async def videos_page(
     page: Annotated[int, QueryParameter(ge=1, le=MAX_INTEGER // JOBS_PER_PAGE)] = 1,
 ) -> Template:
     offset = (page - 1) * JOBS_PER_PAGE
-    jobs, total = await anyio.to_thread.run_sync(lambda: state.jobs.list(limit=JOBS_PER_PAGE, offset=offset))
-    return _page(
-        request, "videos.html", jobs=[job_json(request, job, None) for job in jobs], total=total,
-        page=page, more=offset + JOBS_PER_PAGE < total,
-    )  # fmt: skip
+
+    def read() -> tuple[list[dict[str, Any]], int]:
+        jobs, total = state.jobs.list(limit=JOBS_PER_PAGE, offset=offset)
+        ids = [job["id"] for job in jobs]
+        parts, posts = state.jobs.part_summaries(ids), state.publications.states_by_job(ids)
+        return [_video_item(request, job, parts.get(job["id"]), posts.get(job["id"], {})) for job in jobs], total
+
+    items, total = await anyio.to_thread.run_sync(read)
+    return _page(request, "videos.html", jobs=items, total=total, page=page, more=offset + JOBS_PER_PAGE < total)
+
+
+# The order a video's post states are told in on /videos: what needs the creator first.
+POST_STATE_ORDER = ("dead", "waiting", "publishing", "scheduled", "published", "cancelled")
+
+
+def _video_item(
+    request: Request, job: dict[str, Any], parts: dict[str, Any] | None, posts: dict[str, int]
+) -> dict[str, Any]:
+    """A row of /videos: the title typed at upload (else the file's name), the first
+    part's thumbnail, the parts that exist (a stopped job made none, whatever it planned)
+    and how its posts stand."""
+    item = job_json(request, job, None)
+    choice = (job["options"] or {}).get("publish") or {}
+    item["title"] = (choice.get("title") or "").strip() or job["source_name"]
+    item["parts_made"] = parts["parts"] if parts else 0
+    thumbnail = parts["thumbnail_idx"] if parts else None
+    item["thumbnail_url"] = (
+        link(request, "segment_thumbnail", job_id=job["id"], index=thumbnail)
+        if thumbnail is not None and not job["files_removed_at"]
+        else None
+    )
+    item["posts"] = [(state, posts[state]) for state in POST_STATE_ORDER if posts.get(state)]
+    return item
 
 
 def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
