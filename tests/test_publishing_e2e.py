@@ -438,12 +438,17 @@ def test_a_permanent_refusal_is_dead_lettered_and_can_be_retried(world, short_cl
     world.wait_state(publication["id"], "published")
     again = world.api.post(f"/jobs/{job['id']}/publications", json={"accounts": [world.accounts["youtube"]]})
     assert again.status_code == 409, "a part goes to an account once"
+    # issue 21: it said "cancel that first" where no Cancel exists (a published post has none)
+    assert "is published already; a part is posted to an account only once" in again.json()["detail"]
+    assert "cancel" not in again.json()["detail"].lower()
 
 
 def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time_unless_posting_now(world, short_clip):
     job = world.job(short_clip)
     at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(world.now() + 86400))
     [publication] = world.publish(job["id"], ["tiktok"], schedule={"mode": "at", "times": [at]})
+    twice = world.api.post(f"/jobs/{job['id']}/publications", json={"accounts": [world.accounts["tiktok"]]})
+    assert twice.status_code == 409 and "is scheduled already; cancel that post first" in twice.json()["detail"]
     assert world.api.post(f"/publications/{publication['id']}/cancel").json()["state"] == "cancelled"
     retried = world.api.post(f"/publications/{publication['id']}/retry")
     assert retried.status_code == 202, retried.text

@@ -53,6 +53,8 @@ UNKNOWN_CHECK_SECONDS = 60.0  # look again this soon after an unanswered final c
 UNKNOWN_GIVE_UP_SECONDS = 24 * 3600.0  # then a person must look on the platform
 # Remote marks after which the post may exist: cancelling could no longer stop it.
 POINT_OF_NO_RETURN = ("publish_sent", "last_chunk_sent", "uploaded", "media_id", "video_id")
+# A live publication's state as the refusal of a second one says it.
+STATE_NAMES = {"scheduled": "scheduled", "waiting": "waiting for its account to be reconnected"}
 LIVE_WINDOW_SECONDS = 600.0  # posts due this soon keep a job's live stream open
 BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
 OPTION_NAMES = {
@@ -160,11 +162,8 @@ class PublicationService:
 
         def insert(conn: Any) -> None:
             for row, account, _ in rows:
-                if q.open_for(conn, job_id, row["segment_idx"], account["id"]):
-                    raise PublicationConflict(
-                        f"part {row['segment_idx'] + 1} is already scheduled or published to"
-                        f" {account['platform']} ({account['name']}); cancel that first"
-                    )
+                if state := q.open_for(conn, job_id, row["segment_idx"], account["id"]):
+                    raise PublicationConflict(_already(row["segment_idx"], account, state))
                 q.insert_publication(conn, row)
                 ev.add_event(conn, job_id, "publication.scheduled", self._event_data(row, publish_at=_iso(row["due_at"])))
 
@@ -268,8 +267,9 @@ class PublicationService:
                 raise PublicationNotFound(publication_id)
             if publication["state"] not in ("dead", "cancelled"):
                 raise PublicationConflict(f"the publication is {publication['state']}; only dead or cancelled ones are retried")
-            if q.open_for(conn, publication["job_id"], publication["segment_idx"], publication["account_id"]):
-                raise PublicationConflict("this part is already scheduled or published to that account again")
+            if state := q.open_for(conn, publication["job_id"], publication["segment_idx"], publication["account_id"]):
+                account = self.accounts.get(publication["account_id"])
+                raise PublicationConflict(_already(publication["segment_idx"], account, state))
             if not now:
                 due = max(publication["due_at"], due)
             q.update_publication(conn, publication_id, state="scheduled", attempts=0, reschedules=0, due_at=due,
@@ -568,3 +568,14 @@ class PublicationService:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _already(segment_idx: int, account: dict[str, Any], state: str) -> str:
+    """Why a part cannot go to an account again, saying what the creator can do."""
+    where = f"part {segment_idx + 1} to {account['platform']} ({account['name']})"
+    if state == "published":
+        # A part goes to an account once: a second copy would compete with the first.
+        return f"{where} is published already; a part is posted to an account only once"
+    if state == "publishing":
+        return f"{where} is being uploaded right now"
+    return f"{where} is {STATE_NAMES.get(state, state)} already; cancel that post first (its Cancel button on the video's page)"

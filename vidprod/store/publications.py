@@ -69,13 +69,15 @@ def list_publications(
     return [_decode(row) for row in rows]  # type: ignore[misc]
 
 
-def open_for(conn: sqlite3.Connection, job_id: str, segment_idx: int, account_id: str) -> bool:
-    """Whether this part already has a live publication to this account."""
-    return conn.execute(
-        "SELECT 1 FROM publications WHERE job_id = ? AND segment_idx = ? AND account_id = ?"
+def open_for(conn: sqlite3.Connection, job_id: str, segment_idx: int, account_id: str) -> str | None:
+    """The state of this part's live publication to this account (published, scheduled,
+    publishing or waiting), or None."""
+    row = conn.execute(
+        "SELECT state FROM publications WHERE job_id = ? AND segment_idx = ? AND account_id = ?"
         " AND state NOT IN ('cancelled', 'dead')",
         (job_id, segment_idx, account_id),
-    ).fetchone() is not None
+    ).fetchone()
+    return row[0] if row else None
 
 
 def due_ids(conn: sqlite3.Connection, now: float) -> list[str]:
