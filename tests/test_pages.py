@@ -203,6 +203,23 @@ def test_a_stopped_video_that_made_no_parts_does_not_count_its_planned_ones(idle
     assert "Cancelled" in row and "part" not in row.split('class="job-meta"')[1]
 
 
+def test_a_part_too_short_for_a_platform_says_so_on_its_card(client, auth, clip_dir):
+    """Issue 21: a 0.1 s part was shown "Ready" to post like any other."""
+    from tests.clips import make_clip
+
+    blink = make_clip(clip_dir / "blink.mp4", seconds=0.5)
+    with blink.open("rb") as f:
+        job = client.post("/upload", files={"file": ("blink.mp4", f, "video/mp4")}, headers=auth).json()
+    done = _wait(client, auth, job["id"])
+    assert done["state"] == "done" and done["segments"][0]["duration_seconds"] < 1
+    sign_in(client)
+    card = client.get(f"/videos/{job['id']}").text.split('id="part-1"')[1]
+    assert "Too short for TikTok or Instagram Reels, which take 3 s or more." in card
+    assert "Download it or post it elsewhere instead." in card
+    long_enough = _wait(client, auth, _upload(client, auth, make_clip(clip_dir / "four.mp4", seconds=4)).json()["id"])
+    assert "Too short" not in client.get(f"/videos/{long_enough['id']}").text
+
+
 def test_static_files_are_versioned_and_cached(idle_client):
     sign_in(idle_client)
     page = idle_client.get("/").text

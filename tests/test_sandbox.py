@@ -81,10 +81,11 @@ def http(base: str):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """1 s 64x64 H.264 clips: `good` has moov before mdat (faststart), `bad` after."""
+    """3 s 64x64 H.264 clips (TikTok and Reels take 3 s or more): `good` has moov before
+    mdat (faststart), `bad` after."""
     folder = tmp_path_factory.mktemp("sandbox-clips")
-    good = make_clip(folder / "good.mp4", seconds=1, size=(64, 64), fps=24, audio=False, faststart=True)
-    bad = make_clip(folder / "bad.mp4", seconds=1, size=(64, 64), fps=24, audio=False, faststart=False)
+    good = make_clip(folder / "good.mp4", seconds=3, size=(64, 64), fps=24, audio=False, faststart=True)
+    bad = make_clip(folder / "bad.mp4", seconds=3, size=(64, 64), fps=24, audio=False, faststart=False)
     order = {name: [kind for kind, _, _ in top_level_boxes(path)] for name, path in (("good", good), ("bad", bad))}
     assert order["good"].index("moov") < order["good"].index("mdat")
     assert order["bad"].index("mdat") < order["bad"].index("moov")
@@ -425,6 +426,17 @@ def test_tiktok_random_bytes_fail_the_format_check(fake: FakePlatforms, http: ht
     assert put_chunk(init["upload_url"], os.urandom(10 * KiB), 0, 10 * KiB).status_code == 201
     status = tiktok_status(http, token, init["publish_id"])
     assert status["status"] == "FAILED" and status["fail_reason"] == "file_format_check_failed"
+    assert fake.posts("tiktok") == []
+
+
+def test_tiktok_fails_a_video_under_3_s(fake: FakePlatforms, http: httpx.Client, tmp_path: Path) -> None:
+    token = issue_tokens(fake, "tiktok")["access_token"]
+    video = make_clip(tmp_path / "blink.mp4", seconds=1, size=(64, 64), fps=24, audio=False).read_bytes()
+    init = tiktok_init(http, token, len(video), len(video), 1, privacy="PUBLIC_TO_EVERYONE").json()["data"]
+    assert put_chunk(init["upload_url"], video, 0, len(video)).status_code == 201
+    assert tiktok_status(http, token, init["publish_id"])["status"] == "PROCESSING_UPLOAD"  # one poll of processing
+    state = tiktok_status(http, token, init["publish_id"])
+    assert (state["status"], state["fail_reason"]) == ("FAILED", "duration_check_failed")
     assert fake.posts("tiktok") == []
 
 

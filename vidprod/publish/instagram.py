@@ -60,6 +60,7 @@ SPAM_SUBCODE = 2207051
 class Instagram(PlatformHttp):
     name = "instagram"
     label = "Instagram"
+    shortest = MIN_SECONDS
     scope = "instagram_business_basic,instagram_business_content_publish"
     token_host = "api.instagram.com"
     token_path = "/oauth/access_token"

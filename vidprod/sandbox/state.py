@@ -101,6 +101,7 @@ class Rules:
         "SELF_ONLY",
     )
     tiktok_max_duration_sec: int = 600
+    tiktok_min_duration_sec: float = 3.0
     tiktok_title_max: int = 2200
     tiktok_init_per_minute: int = 6
     tiktok_creator_info_per_minute: int = 20

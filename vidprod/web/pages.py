@@ -32,7 +32,7 @@ from vidprod.web.auth import (
     token_matches,
 )
 from vidprod.web.publishing import publication_view
-from vidprod.web.templating import static_url
+from vidprod.web.templating import PLATFORM_NAMES, static_url
 
 PAGE = {"page": True}
 JOBS_PER_PAGE = 30
@@ -174,9 +174,18 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     for publication in publications:
         by_part.setdefault(publication["part"], []).append(publication)
     refused = [e["data"] for e in state.jobs.events(job_id) if e["type"] == "publication.refused"]
+    # Parts shorter than a platform takes (a 0.1 s clip makes a 0.1 s part): said on the
+    # part, not discovered when the post is refused.
+    too_short = {}
+    for part in body.get("segments", []):
+        refusing = {name: client.shortest for name, client in state.accounts.platforms.items()
+                    if part["duration_seconds"] < client.shortest}  # fmt: skip
+        if refusing:
+            too_short[part["index"]] = {"platforms": [PLATFORM_NAMES[name] for name in refusing],
+                                        "seconds": min(refusing.values())}  # fmt: skip
     return {
         "job": body, "publications": by_part, "accounts": _connected_accounts(state),
-        "refused": refused[-1]["problems"] if refused else None,
+        "refused": refused[-1]["problems"] if refused else None, "too_short": too_short,
     }  # fmt: skip
 
 
