@@ -259,7 +259,9 @@ def test_killed_right_after_the_final_publish_call_posts_exactly_once(world, sho
     [post] = world.fake.posts("instagram")[-1:]
     # issue 20 finding 12: the media id and permalink, looked up, not the container id
     assert done["post_id"] == post["id"] and post["container_id"] != post["id"]
-    assert done["post_url"] and done["post_url"].startswith("https://www.instagram.com/reel/")
+    # issue 21: against the fakes, the link is the fake's page for the post (not instagram.com)
+    assert done["post_url"] and done["post_url"].endswith(f"/www.instagram.com/reel/{post['shortcode']}")
+    assert "https://www.instagram.com" not in done["post_url"]
 
 
 def part_sha256(world: World, job_id: str, part: int) -> str:
@@ -518,6 +520,21 @@ def test_sandbox_mode_publishes_to_the_fakes_inside_the_app(tmp_path, short_clip
                 time.sleep(0.2)
         state = (tmp_path / "data" / "sandbox" / "state.json").read_text()
         assert state.count('"sha256"') >= 3, "the sandbox keeps its posts across restarts"
+        # issue 21: "View post" led to real tiktok.com / instagram.com / youtube.com
+        # addresses where nothing exists; it opens the sandbox's page, playing the file posted
+        part = server.client.get(job["segments"][0]["download_url"]).content
+        hosts = {"tiktok": "www.tiktok.com/video/", "instagram": "www.instagram.com/reel/", "youtube": "www.youtube.com/shorts/"}
+        for publication in server.client.get(f"/jobs/{job['id']}/publications").json()["publications"]:
+            link = publication["post_url"]
+            assert link.startswith(f"{server.url}/sandbox/{hosts[publication['platform']]}"), link
+            page = httpx.get(link)  # a browser: no token
+            assert page.status_code == 200 and "Sandbox" in page.text, page.text
+            video = re.search(r'<video class="posted"[^>]* src="([^"]+)"', page.text).group(1)
+            posted = httpx.get(f"{server.url}{video}")
+            assert posted.status_code == 200 and posted.headers["content-type"] == "video/mp4"
+            assert posted.content == part
+            assert httpx.get(f"{server.url}{video}", headers={"Range": "bytes=0-9"}).content == part[:10]
+        assert httpx.get(f"{server.url}/sandbox/www.tiktok.com/video/123").status_code == 404
     finally:
         server.stop()
 

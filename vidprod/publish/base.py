@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
@@ -181,6 +182,15 @@ class PlatformHttp:
 
     def url(self, host: str, path: str, *, browser: bool = False) -> str:
         return self.settings.platform_url(host, browser=browser) + path
+
+    def post_link(self, address: str | None) -> str | None:
+        """A post's address as the creator's browser opens it: the platform's own, or,
+        against the fakes (sandbox, tests), the fake's page for that post, which plays
+        the file that was posted (a real-looking address there would lead nowhere)."""
+        if not address:
+            return None
+        parts = urlsplit(address)
+        return self.url(parts.netloc, parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else ""), browser=True)
 
     def oauth(self, redirect_uri: str | None = None) -> OAuth2Client:
         """authlib does state, PKCE and token parsing; hosts come from our config."""

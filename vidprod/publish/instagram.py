@@ -313,7 +313,7 @@ class Instagram(PlatformHttp):
             answer = self._graph(
                 "GET", f"/{media_id}", token=session.tokens.access_token, params={"fields": "id,permalink"}
             )
-            url = answer.get("permalink")
+            url = self.post_link(answer.get("permalink"))
         except PublishFailure:
             url = None  # the post is out; its link is a nicety
         return Published(media_id, url)

@@ -242,7 +242,7 @@ class TikTok(PlatformHttp):
             if status == "PUBLISH_COMPLETE":
                 ids = state.get("publicaly_available_post_id") or []
                 post_id = str(ids[0]) if ids else remote["publish_id"]
-                return Published(post_id, f"https://www.tiktok.com/video/{ids[0]}" if ids else None)
+                return Published(post_id, self.post_link(f"https://www.tiktok.com/video/{ids[0]}") if ids else None)
             if status == "SEND_TO_USER_INBOX" or (remote.get("inbox") and status == "PROCESSING_DOWNLOAD"):
                 return Published(remote["publish_id"], None, inbox=True)
             if status == "FAILED":

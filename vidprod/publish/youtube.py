@@ -139,7 +139,7 @@ class YouTube(PlatformHttp):
     def publish(self, session: Session) -> Published:
         remote = session.upload.remote
         if remote.get("video_id"):
-            return _published(remote["video_id"])
+            return self._published(remote["video_id"])
         service = self._service(
             session.tokens.access_token, on_session=lambda uri: session.remember(session_uri=uri)
         )
@@ -155,7 +155,7 @@ class YouTube(PlatformHttp):
             done = self._resume_point(session, request)
             if done is not None:
                 session.remember(video_id=done["id"])
-                return _published(done["id"])
+                return self._published(done["id"])
         else:
             session.throttle("insert")
         response = None
@@ -182,7 +182,7 @@ class YouTube(PlatformHttp):
                 failures += 1
                 session.sleep(2.0**failures)
         session.remember(video_id=response["id"])
-        return _published(response["id"])
+        return self._published(response["id"])
 
     def _video_body(self, upload: Upload) -> dict[str, Any]:
         title = re.sub(r"[<>]", "", upload.title).strip()[:MAX_TITLE] or "Short"
@@ -228,6 +228,9 @@ class YouTube(PlatformHttp):
         http = _BearerHttp(token, self.settings.publish_timeout, on_session)
         return build_from_document(_discovery_document(root), http=http)
 
+    def _published(self, video_id: str) -> Published:
+        return Published(video_id, self.post_link(f"https://www.youtube.com/shorts/{video_id}"))
+
     def _execute(self, request: Any) -> dict[str, Any]:
         try:
             return request.execute()
@@ -237,8 +240,6 @@ class YouTube(PlatformHttp):
             raise PublishFailure("retry", "network", f"YouTube: {exc!r}") from None
 
 
-def _published(video_id: str) -> Published:
-    return Published(video_id, f"https://www.youtube.com/shorts/{video_id}")
 
 
 def _failure(exc: HttpError, now: float) -> PublishFailure:

@@ -461,6 +461,7 @@ async def _finish(fake: FakePlatforms, publish_id: str, path: Any) -> None:
                 publish_id=publish_id,
                 settings={k: v for k, v in info.items() if k not in ("title", "privacy_level")},
             )
+            fake.keep_posted(path, "tiktok", post_id)
     path.unlink(missing_ok=True)
 
 
