@@ -414,7 +414,9 @@ def test_tiktok_direct_post_in_chunks_publishes_once(
     assert done["publicaly_available_post_id"] == [int(posts[0]["id"])]
     assert posts[0]["sha256"] == hashlib.sha256(video).hexdigest() and posts[0]["size"] == size
     assert posts[0]["privacy"] == "PUBLIC_TO_EVERYONE" and posts[0]["title"] == "Sandbox #test"
-    assert list(fake.upload_dir.iterdir()) == []  # only size and hash are kept
+    assert list(fake.upload_dir.glob("*.part")) == []  # no upload left half-kept
+    # the posted file is kept for the post's sandbox page, which plays it
+    assert fake.posted_file(posts[0]).read_bytes() == video
     sent = fake.requests("tiktok.init")[0]["post_info"]
     assert sent["privacy_level"] == "PUBLIC_TO_EVERYONE" and sent["brand_content_toggle"] is False
 
