@@ -110,9 +110,27 @@ def test_upload_watch_play_and_post_from_a_phone(browser: Browser, server: Serve
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     job_id = page.url.rsplit("/", 1)[1]
     page.evaluate("window.stillTheSamePage = true")
+    # What the status line said while the job ran (issue 21: "Finding the natural pauses"
+    # stayed up while the parts were made, and nothing said how long it would take).
+    page.evaluate("""() => {
+        window.seen = [];
+        const note = () => window.seen.push([document.getElementById("job-stage")?.textContent || "",
+            document.getElementById("job-left")?.textContent || "", document.getElementById("job-percent")?.textContent || ""]);
+        new MutationObserver(note).observe(document.getElementById("live"), {subtree: true, childList: true, characterData: true});
+    }""")
+    # Stop asks first (issue 21); saying no leaves the job running.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Stop").click()
+    assert asked and asked[0].startswith("Stop making this video's parts?")
     # Live updates carry the page from processing to done without a reload.
     expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=120_000)
     assert page.evaluate("window.stillTheSamePage === true"), "the page reloaded instead of updating live"
+    seen = page.evaluate("window.seen")
+    making = [s for s in seen if s[0] == "Making the parts" and int(s[2] or 0) < 100]
+    assert making, f"the stage never read 'Making the parts' while the job ran: {seen[:5]} … {seen[-5:]}"
+    assert not [s for s in seen if s[0] == "Finding the natural pauses" and int(s[2] or 0) > 0], "the old stage lagged"
+    assert any(re.fullmatch(r" · about \d+ (s|min) left", s[1]) for s in making), f"no time-left estimate: {making[-5:]}"
     parts = page.locator("li.part")
     expect(parts).to_have_count(3)
     expect(page.get_by_role("heading", name="Cut plan")).to_be_visible()
