@@ -572,6 +572,7 @@ def test_the_videos_page_shows_a_thumbnail_the_title_typed_at_upload_and_how_the
     image = world.api.get(thumbnail)
     assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
     assert "1 part" in row and "1 published" in row
+    assert '<h1 class="video-title">Three tips for mornings</h1>' in world.api.get(f"/videos/{job_id}").text
 
 
 def test_posts_chosen_at_upload_that_a_platform_refuses_are_told_not_lost(world, short_clip):

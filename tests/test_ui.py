@@ -7,6 +7,7 @@ committed): look at them after a change to the pages.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -412,3 +413,114 @@ def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, se
     text = video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
     assert "rice" in text.lower() and "captions" in text.lower(), text
     expect(page.get_by_role("link", name="subtitles (SRT)")).to_be_visible()
+
+
+# Issue 21's walkthrough: 19-36 px targets, words broken mid-word, a console error on
+# every page (no favicon), a bare sandbox consent page, "View post" leading to real sites.
+SMALL_TARGETS = """() => {
+    const standalone = (el) => {  // a link inside a sentence is exempt (WCAG 2.5.8)
+        if (el.closest('.part-links, .post, .pager, .row-actions, nav, .job-link')) return true;
+        const block = el.parentElement.closest('p, li, td, dd, div');
+        return !block || block.textContent.trim() === el.textContent.trim();
+    };
+    const targets = [...document.querySelectorAll('button, a[href], select, summary, label.choice, input:not([type=hidden]):not([type=checkbox]):not([type=radio])')]
+        .filter((el) => el.tagName !== 'A' || standalone(el));
+    return targets.map((el) => [el, el.getBoundingClientRect()])
+        .filter(([el, r]) => r.width > 0 && r.right > 0 && getComputedStyle(el).visibility !== 'hidden')
+        .filter(([el, r]) => Math.round(r.height) < 44 || (el.tagName === 'BUTTON' && Math.round(r.width) < 44))
+        .map(([el, r]) => `${el.tagName.toLowerCase()} "${(el.textContent || el.name || '').trim().slice(0, 30)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+}"""
+
+BROKEN_WORDS = """() => {
+    // every word of the page's text (outside code and URLs) sits on one line
+    const broken = [];
+    const walker = document.createTreeWalker(document.querySelector('main'), NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.parentElement.closest('code, .endpoint-url, script, style, [hidden], .sr-only')) continue;
+        for (const match of node.textContent.matchAll(/\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+            if (lines.size > 1) broken.push(match[0]);
+        }
+    }
+    return broken;
+}"""
+
+
+def check_page(page: Page, name: str, errors: list[str]) -> None:
+    assert page.evaluate(SMALL_TARGETS) == [], f"{name}: targets under 44 px"
+    assert page.evaluate(BROKEN_WORDS) == [], f"{name}: words broken mid-word"
+    assert_fits(page)
+    assert errors == [], f"{name}: console errors {errors}"
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        screenshot(page, f"{name}-390-{scheme}")
+    page.emulate_media(color_scheme="light")
+
+
+def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_errors(
+    browser: Browser, server: Server, long_clip: Path
+) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/signin")
+    page.wait_for_load_state("networkidle")
+    check_page(page, "signin", errors)
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+
+    # the sandbox's consent page: the app's look, real buttons
+    page.goto("/platforms")
+    page.locator('[data-platform="instagram"]').get_by_role("button", name=re.compile("Connect")).click()
+    allow = page.get_by_role("button", name="Allow")
+    expect(allow).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    assert allow.evaluate("b => getComputedStyle(b).borderRadius") != "0px", "the consent page is unstyled"
+    check_page(page, "sandbox-consent", errors)
+    allow.click()
+    expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
+    account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "instagram"
+                   for a in p["accounts"])  # fmt: skip
+
+    upload = server.upload(long_clip, publish=json.dumps({"accounts": [account], "title": "A rather long title for a morning routine video"}))
+    assert upload.status_code == 202, upload.text
+    job_id = upload.json()["id"]
+    assert server.wait_done(job_id)["state"] == "done"
+    deadline = time.monotonic() + 90
+    while {p["state"] for p in server.client.get(f"/jobs/{job_id}/publications").json()["publications"]} != {"published"}:
+        assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+        time.sleep(0.3)
+
+    for name, path in (("upload", "/"), ("videos", "/videos"), ("accounts", "/platforms"), ("settings", "/settings"),
+                       ("video", f"/videos/{job_id}")):  # fmt: skip
+        page.goto(path)
+        page.wait_for_load_state("networkidle") if name != "video" else page.wait_for_timeout(800)
+        check_page(page, name, errors)
+
+    # "View post" opens the sandbox's page for the post, which plays the file posted
+    link = page.get_by_role("link", name="View post").first
+    href = link.get_attribute("href")
+    assert href.startswith(f"{server.url}/sandbox/www.instagram.com/reel/"), href
+    page.goto(href)
+    posted = page.locator("video.posted")
+    posted.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("v => v.currentTime > 0.3 && v.readyState >= 2", arg=posted.element_handle(), timeout=20_000)
+    check_page(page, "sandbox-post", errors)
+
+    # part cards use a 1366 px screen (they sat in 330 px columns)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(f"/videos/{job_id}")
+    page.wait_for_timeout(800)
+    cards = page.locator("li.part").evaluate_all("cards => cards.map(c => c.getBoundingClientRect()).map(r => [r.left, r.top, r.width])")
+    assert len(cards) == 3 and all(width >= 360 for _, _, width in cards), cards
+    assert len({round(top) for _, top, _ in cards}) == 1, f"three parts should sit side by side at 1366 px: {cards}"
+    screenshot(page, "video-1366-light")
+    assert errors == []
+    context.close()
