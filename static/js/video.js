@@ -151,6 +151,24 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   live.addEventListener("submit", async (event) => {
+    if (event.target.id !== "cuts-form") return;
+    event.preventDefault();
+    const form = event.target;
+    const button = form.querySelector('button[type="submit"]');
+    const cuts = [...form.querySelectorAll('select[name="cut"]')].map((s) => s.value).filter(Boolean).map(Number);
+    try {
+      button.disabled = true;
+      await vidprod.api("POST", `/jobs/${job}/cuts`, { cuts });
+      vidprod.toast("Cutting again: only the parts that change are made again.");
+      listen();
+      await refresh();
+    } catch (error) {
+      vidprod.showError(form.querySelector("#cuts-error"), error);
+      button.disabled = false;
+    }
+  });
+
+  live.addEventListener("submit", async (event) => {
     if (event.target.id !== "publish-form") return;
     event.preventDefault();
     const form = event.target;

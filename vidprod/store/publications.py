@@ -178,3 +178,10 @@ def states_by_job(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, dic
     for job_id, state, count in rows:
         states.setdefault(job_id, {})[state] = count
     return states
+
+
+def live_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
+    """Whether a post of the job is scheduled, on its way, waiting or published."""
+    return conn.execute(
+        "SELECT 1 FROM publications WHERE job_id = ? AND state NOT IN ('cancelled', 'dead') LIMIT 1", (job_id,)
+    ).fetchone() is not None
