@@ -524,3 +524,53 @@ def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_e
     screenshot(page, "video-1366-light")
     assert errors == []
     context.close()
+
+
+def test_moving_a_cut_on_a_phone_makes_again_only_the_two_parts_beside_it(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    """Issue 21: the cut plan was read-only. Move a cut to another pause from the page;
+    only the parts either side of it change, every other part keeps its bytes."""
+    import hashlib
+
+    from tests.clips import make_clip
+
+    pauses = ((4.0, 0.5), (7.2, 0.45), (11.5, 0.5), (15.6, 0.6), (20.0, 0.5), (24.1, 0.5), (28.0, 0.5))
+    clip = make_clip(tmp_path / "pauses.mp4", seconds=32, audio="speech", pauses=pauses)
+    job_id = server.upload(clip).json()["id"]
+    job = server.wait_done(job_id)
+    assert job["state"] == "done", job
+
+    def part_hashes() -> list[str]:
+        segments = server.status(job_id)["segments"]
+        return [hashlib.sha256(server.client.get(s["download_url"]).content).hexdigest() for s in segments]
+
+    before = part_hashes()
+    cuts = [p["end_seconds"] for p in job["plan"][:-1]]
+    assert len(before) >= 4 and len(cuts) >= 3
+
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto(f"/videos/{job_id}")
+    page.get_by_text("Move the cuts").click()
+    chooser = page.get_by_label("Cut between parts 2 and 3")
+    choices = [o for o in chooser.locator("option").evaluate_all("os => os.map(o => o.value)") if o and float(o) != cuts[1]]
+    assert choices, "no other pause offered near the cut"
+    chooser.select_option(choices[0])
+    assert page.evaluate(SMALL_TARGETS) == []
+    screenshot(page, "video-move-cut-390")
+    page.get_by_role("button", name="Cut again").click()
+    # the page follows the job through the new render, live
+    expect(page.locator("#plan")).to_contain_text(f"Part 3: {clock(float(choices[0]))}", timeout=60_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=120_000)
+    after = part_hashes()
+    assert len(after) == len(before)
+    assert [i for i, (a, b) in enumerate(zip(before, after)) if a != b] == [1, 2]
+    context.close()
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
