@@ -220,6 +220,22 @@ def test_a_part_too_short_for_a_platform_says_so_on_its_card(client, auth, clip_
     assert "Too short" not in client.get(f"/videos/{long_enough['id']}").text
 
 
+def test_a_part_longer_than_a_platform_takes_says_so_on_its_card(idle_client, auth, short_clip):
+    """Per-platform length targets (issue 21): Shorts up to 3 min, Reels 15 min, TikTok 10 min."""
+    from vidprod.store import jobs as q
+
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    plan = {"rate": "30", "parts": [{"index": 0, "start_seconds": 0.0, "end_seconds": 200.0, "reason": "end"}]}
+    part = {"idx": 0, "start_seconds": 0.0, "end_seconds": 200.0, "duration_seconds": 200.0,
+            "path": f"{job_id}/parts/part-001.mp4", "size_bytes": 1, "width": 360, "height": 640, "has_audio": True}
+    idle_client.app.state.db.write(lambda conn: (q.update_job(conn, job_id, state="done", plan=plan),
+                                                 q.upsert_segment(conn, job_id, part)))  # fmt: skip
+    sign_in(idle_client)
+    card = idle_client.get(f"/videos/{job_id}").text.split('id="part-1"')[1]
+    assert "Too long for YouTube Shorts, which takes 3 min at most." in card
+    assert "Too short" not in card and "TikTok" not in card.split("Too long")[1].split("</p>")[0]
+
+
 def test_static_files_are_versioned_and_cached(idle_client):
     sign_in(idle_client)
     page = idle_client.get("/").text

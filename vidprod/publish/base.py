@@ -166,6 +166,7 @@ class PlatformHttp:
     token_path = ""
     refresh_margin = 300.0  # refresh an access token this long before it expires
     shortest = 0.0  # seconds: the shortest video the platform takes (0: it states none)
+    longest = 0.0  # seconds: the longest it takes from any account (0: no limit of its own)
 
     def __init__(
         self, settings: Settings, client_id: str | None, client_secret: str | None,

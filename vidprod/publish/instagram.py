@@ -61,6 +61,7 @@ class Instagram(PlatformHttp):
     name = "instagram"
     label = "Instagram"
     shortest = MIN_SECONDS
+    longest = MAX_SECONDS
     scope = "instagram_business_basic,instagram_business_content_publish"
     token_host = "api.instagram.com"
     token_path = "/oauth/access_token"

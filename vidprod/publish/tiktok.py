@@ -74,6 +74,7 @@ class TikTok(PlatformHttp):
     name = "tiktok"
     label = "TikTok"
     shortest = MIN_SECONDS
+    longest = 600.0  # 10 min; an account's own max_video_post_duration_sec may be lower
     scope = "user.info.basic,video.publish,video.upload"
     token_host = API
     token_path = "/v2/oauth/token/"

@@ -90,6 +90,7 @@ def seconds_to_pacific_midnight(now: float) -> float:
 class YouTube(PlatformHttp):
     name = "youtube"
     label = "YouTube"
+    longest = MAX_SHORT_SECONDS  # a Short lasts up to 3 min (since October 2024)
     scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
     token_host = "oauth2.googleapis.com"
     token_path = "/token"

@@ -176,16 +176,18 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     refused = [e["data"] for e in state.jobs.events(job_id) if e["type"] == "publication.refused"]
     # Parts shorter than a platform takes (a 0.1 s clip makes a 0.1 s part): said on the
     # part, not discovered when the post is refused.
-    too_short = {}
+    too_short, too_long = {}, {}
     for part in body.get("segments", []):
-        refusing = {name: client.shortest for name, client in state.accounts.platforms.items()
-                    if part["duration_seconds"] < client.shortest}  # fmt: skip
-        if refusing:
-            too_short[part["index"]] = {"platforms": [PLATFORM_NAMES[name] for name in refusing],
-                                        "seconds": min(refusing.values())}  # fmt: skip
+        clients, seconds = state.accounts.platforms.items(), part["duration_seconds"]
+        short = {name: client.shortest for name, client in clients if seconds < client.shortest}
+        long = {name: client.longest for name, client in clients if client.longest and seconds > client.longest}
+        if short:
+            too_short[part["index"]] = {"platforms": [PLATFORM_NAMES[name] for name in short], "seconds": min(short.values())}
+        if long:
+            too_long[part["index"]] = {"platforms": [PLATFORM_NAMES[name] for name in long], "seconds": max(long.values())}
     return {
         "job": body, "publications": by_part, "accounts": _connected_accounts(state),
-        "refused": refused[-1]["problems"] if refused else None, "too_short": too_short,
+        "refused": refused[-1]["problems"] if refused else None, "too_short": too_short, "too_long": too_long,
     }  # fmt: skip
 
 
