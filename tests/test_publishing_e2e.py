@@ -590,3 +590,17 @@ def test_posts_chosen_at_upload_that_a_platform_refuses_are_told_not_lost(world,
     assert world.api.get(f"/jobs/{job_id}/publications").json()["publications"] == []
     # the parts are still there to post by hand
     assert world.api.post(f"/jobs/{job_id}/publications", json={**choice, "privacy": "public"}).status_code == 201
+
+
+def test_a_part_length_a_chosen_platform_cannot_take_is_refused_at_upload(world, short_clip):
+    """Per-platform length targets (issue 21): Shorts take 3 min, so parts of up to 5 min
+    chosen for YouTube are refused before the file is kept; TikTok takes this one."""
+    for platform, seconds, refused in (("youtube", "300", True), ("youtube", "180", False), ("tiktok", "300", False)):
+        choice = {"accounts": [world.accounts[platform]]}
+        answer = world.server.upload(short_clip, publish=json.dumps(choice), segment_seconds=seconds)
+        if refused:
+            assert answer.status_code == 422, answer.text
+            assert any("too long for youtube" in p and "180 s at most; choose 180 s or less" in p
+                       for p in answer.json()["problems"]), answer.text  # fmt: skip
+        else:
+            assert answer.status_code == 202, answer.text

@@ -199,11 +199,20 @@ class PublicationService:
 
     # --- chosen at upload ----------------------------------------------------------
 
-    def check_upload_choice(self, request: PublishRequest) -> None:
+    def check_upload_choice(self, request: PublishRequest, longest_part: float | None = None) -> None:
         """Refuse at upload what could never be scheduled; checks that need the parts
-        (durations, sizes) wait until they exist."""
+        (durations, sizes) wait until they exist. `longest_part`: the part length chosen,
+        held to each chosen platform's longest video (Shorts 3 min, Reels 15 min, TikTok
+        the account's max_video_post_duration_sec)."""
         problems: list[str] = []
-        self._request_problems(request, problems)
+        accounts = self._request_problems(request, problems)
+        for account in accounts if longest_part else ():
+            client = self.accounts.platforms[account["platform"]]
+            profile = account.get("profile") or {}
+            limits = [float(x) for x in (client.longest, profile.get("max_video_post_duration_sec")) if x]
+            if limits and longest_part > min(limits):
+                problems.append(f"parts of up to {longest_part:g} s are too long for {account['platform']}"
+                                f" ({account['name']}), which takes {min(limits):g} s at most; choose {min(limits):g} s or less")
         if problems:
             raise InvalidPublication(problems)
 
