@@ -533,7 +533,6 @@ def test_sandbox_mode_publishes_to_the_fakes_inside_the_app(tmp_path, short_clip
             posted = httpx.get(f"{server.url}{video}")
             assert posted.status_code == 200 and posted.headers["content-type"] == "video/mp4"
             assert posted.content == part
-            assert httpx.get(f"{server.url}{video}", headers={"Range": "bytes=0-9"}).content == part[:10]
         assert httpx.get(f"{server.url}/sandbox/www.tiktok.com/video/123").status_code == 404
     finally:
         server.stop()

@@ -8,28 +8,36 @@ approve=1 or approve=0, so the page needs no state of its own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 
-def _head(title: str) -> str:
-    """The app's own stylesheet and icon: the fake's pages look like the app's (the app
-    serves them; a standalone fake in tests simply has none)."""
-    from vidprod.web.templating import static_url  # the fake needs the app only for its look
+@dataclass(frozen=True)
+class PageLook:
+    """The host app's stylesheet and icon, by URL: the fake's pages look like the app
+    that serves them (the fake imports nothing of the app; a standalone fake has none)."""
 
+    stylesheet: str
+    icon: str
+
+
+def _head(title: str, look: PageLook | None) -> str:
+    links = (f'<link rel="icon" href="{escape(look.icon)}" type="image/svg+xml">\n'
+             f'<link rel="stylesheet" href="{escape(look.stylesheet)}">') if look else ""  # fmt: skip
     return f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>{escape(title)}</title>
-<link rel="icon" href="{static_url('favicon.svg')}" type="image/svg+xml">
-<link rel="stylesheet" href="{static_url('app.css')}"></head>
+{links}</head>
 <body>
 """
 
 
 def consent_page(
-    *, platform: str, client_id: str, account: str, scopes: Sequence[str], action: str, params: Mapping[str, str]
+    *, platform: str, client_id: str, account: str, scopes: Sequence[str], action: str, params: Mapping[str, str],
+    look: PageLook | None = None,
 ) -> str:
     hidden = "".join(
         f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
@@ -37,7 +45,7 @@ def consent_page(
         if name != "approve"
     )
     scope_items = "".join(f"<li><code>{escape(scope)}</code></li>" for scope in scopes)
-    return _head(f"Sandbox {platform}: allow access?") + f"""<p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p>
+    return _head(f"Sandbox {platform}: allow access?", look) + f"""<p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p>
 <main class="narrow">
 <section class="card">
 <h1>Sandbox {escape(platform)}</h1>
@@ -59,10 +67,13 @@ with these permissions:</p>
 """
 
 
-def post_page(*, platform: str, post: Mapping[str, Any] | None, account: str, video_url: str | None, when: str) -> str:
+def post_page(
+    *, platform: str, post: Mapping[str, Any] | None, account: str, video_url: str | None, when: str,
+    look: PageLook | None = None,
+) -> str:
     """A sandbox post as its platform's page would show it: the posted file playing."""
     if post is None:
-        return _head(f"Sandbox {platform}: no such post") + f"""<p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p>
+        return _head(f"Sandbox {platform}: no such post", look) + f"""<p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p>
 <main class="narrow"><h1>No such post</h1><p>The sandbox {escape(platform)} has no post at this address.</p></main>
 </body>
 </html>
@@ -73,7 +84,7 @@ def post_page(*, platform: str, post: Mapping[str, Any] | None, account: str, vi
         if video_url
         else "<p class=\"hint\">The sandbox keeps only its latest posted files; this one is gone.</p>"
     )
-    return _head(f"Sandbox {platform}: a post by {account}") + f"""<p class="sandbox-banner">Sandbox: this page stands in for {escape(platform)}; nothing was posted there.</p>
+    return _head(f"Sandbox {platform}: a post by {account}", look) + f"""<p class="sandbox-banner">Sandbox: this page stands in for {escape(platform)}; nothing was posted there.</p>
 <main class="narrow">
 <article class="card part">
 <h1>{escape(platform)} post</h1>
@@ -89,7 +100,7 @@ def post_page(*, platform: str, post: Mapping[str, Any] | None, account: str, vi
 
 
 def error_page(message: str) -> str:
-    return _head("Sandbox: error") + f"""<main class="narrow"><h1>Sandbox: this request cannot be authorized</h1><p>{escape(message)}</p></main>
+    return _head("Sandbox: error", None) + f"""<main class="narrow"><h1>Sandbox: this request cannot be authorized</h1><p>{escape(message)}</p></main>
 </body>
 </html>
 """

@@ -9,6 +9,7 @@ import time
 from typing import Annotated
 
 from litestar import Request, Response, get
+from litestar.response import File
 from litestar.di import NamedDependency
 from litestar.params import FromPath, Parameter
 
@@ -24,23 +25,23 @@ PostKey = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
 def _page(request: Request, fake: FakePlatforms, platform: str, key: str) -> Response:
     post = fake.find_post(platform, key)
     if post is None:
-        return html_page(404, post_page(platform=TITLES[platform], post=None, account="", video_url=None, when=""))
+        return html_page(404, post_page(platform=TITLES[platform], post=None, account="", video_url=None, when="",
+                                        look=fake.look))  # fmt: skip
     file = fake.posted_file(post)
     return html_page(200, post_page(
         platform=TITLES[platform], post=post, account=ACCOUNTS[platform]["username"],
         video_url=request.url.path.rstrip("/") + "/file" if file else None,
-        when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(post["published_at"])),
+        when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(post["published_at"])), look=fake.look,
     ))  # fmt: skip
 
 
-def _file(request: Request, fake: FakePlatforms, platform: str, key: str) -> Response:
-    from vidprod.web.downloads import ranged_file  # byte ranges, so the page's video can seek
-
+def _file(fake: FakePlatforms, platform: str, key: str) -> Response:
     post = fake.find_post(platform, key)
     file = fake.posted_file(post) if post else None
     if file is None:
         return html_page(404, post_page(platform=TITLES[platform], post=None, account="", video_url=None, when=""))
-    return ranged_file(file, request.headers.get("range"), media_type="video/mp4", download_name=f"{post['id']}.mp4")  # type: ignore[index]
+    # Whole files (a few MB, faststart): the browser plays them as they arrive.
+    return File(file, media_type="video/mp4", content_disposition_type="inline")
 
 
 @get("/www.tiktok.com/video/{key:str}", opt=PUBLIC)
@@ -50,7 +51,7 @@ async def tiktok_post(request: Request, fake: NamedDependency[FakePlatforms], ke
 
 @get("/www.tiktok.com/video/{key:str}/file", opt=PUBLIC)
 async def tiktok_file(request: Request, fake: NamedDependency[FakePlatforms], key: FromPath[PostKey]) -> Response:
-    return _file(request, fake, "tiktok", key)
+    return _file(fake, "tiktok", key)
 
 
 @get("/www.youtube.com/shorts/{key:str}", opt=PUBLIC)
@@ -60,7 +61,7 @@ async def youtube_post(request: Request, fake: NamedDependency[FakePlatforms], k
 
 @get("/www.youtube.com/shorts/{key:str}/file", opt=PUBLIC)
 async def youtube_file(request: Request, fake: NamedDependency[FakePlatforms], key: FromPath[PostKey]) -> Response:
-    return _file(request, fake, "youtube", key)
+    return _file(fake, "youtube", key)
 
 
 @get("/www.instagram.com/reel/{key:str}", opt=PUBLIC)
@@ -70,7 +71,7 @@ async def instagram_post(request: Request, fake: NamedDependency[FakePlatforms],
 
 @get("/www.instagram.com/reel/{key:str}/file", opt=PUBLIC)
 async def instagram_file(request: Request, fake: NamedDependency[FakePlatforms], key: FromPath[PostKey]) -> Response:
-    return _file(request, fake, "instagram", key)
+    return _file(fake, "instagram", key)
 
 
 ROUTES = [tiktok_post, tiktok_file, youtube_post, youtube_file, instagram_post, instagram_file]

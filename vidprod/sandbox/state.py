@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from vidprod.sandbox.pages import PageLook
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -195,7 +197,9 @@ class FakePlatforms:
         upload_dir: Path | None = None,
         state_file: Path | None = None,
         redirect_uris: Collection[str] | None = None,
+        look: PageLook | None = None,
     ) -> None:
+        self.look = look  # the host app's stylesheet and icon for the fake's pages
         self.clients = {**DEFAULT_CLIENTS, **(clients or {})}
         # The apps' registered redirect URIs; None: any on this machine (127.0.0.1,
         # localhost), as tests' apps use free ports. Anything else is refused.
