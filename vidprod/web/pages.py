@@ -174,8 +174,8 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     for publication in publications:
         by_part.setdefault(publication["part"], []).append(publication)
     refused = [e["data"] for e in state.jobs.events(job_id) if e["type"] == "publication.refused"]
-    # Parts shorter than a platform takes (a 0.1 s clip makes a 0.1 s part): said on the
-    # part, not discovered when the post is refused.
+    # Parts shorter or longer than a platform takes (a 0.1 s clip makes a 0.1 s part):
+    # said on the part, not discovered when its post is refused.
     too_short, too_long = {}, {}
     for part in body.get("segments", []):
         clients, seconds = state.accounts.platforms.items(), part["duration_seconds"]
@@ -232,7 +232,8 @@ async def settings_page(request: Request, state: State) -> Template:
 
 @get("/favicon.ico", opt={"public": True}, include_in_schema=False)
 async def favicon() -> Redirect:
-    """Pages link their icon; pages without the link (the sandbox's) get it here, not a 404."""
+    """Pages link their icon; a browser that asks here anyway (an API answer opened in a
+    tab) gets it too, not a 404 in its console."""
     return Redirect(static_url("favicon.svg"), status_code=302)
 
 
