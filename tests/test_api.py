@@ -159,6 +159,22 @@ def test_range_requests(client, auth, short_clip):
     assert multi.status_code == 200 and multi.content == full  # the RFC allows the whole file
 
 
+def test_text_is_gzipped_but_video_and_its_ranges_are_sent_as_they_are(client, auth, short_clip):
+    """Issue 21: no compression at all. JSON and problem+json are gzipped; a video is
+    compressed already, and a byte range must stay a range of the file itself."""
+    gzip = {**auth, "Accept-Encoding": "gzip"}
+    job = _wait(client, auth, _upload(client, auth, short_clip).json()["id"])
+    listing = client.get("/jobs", headers=gzip)
+    assert listing.headers["content-encoding"] == "gzip" and listing.json()["jobs"][0]["id"] == job["id"]
+    assert "accept-encoding" in listing.headers["vary"].lower()
+    url, size = job["segments"][0]["download_url"], job["segments"][0]["size_bytes"]
+    whole = client.get(url, headers=gzip)
+    assert "content-encoding" not in whole.headers and int(whole.headers["content-length"]) == size
+    part = client.get(url, headers={**gzip, "Range": "bytes=10-19"})
+    assert part.status_code == 206 and "content-encoding" not in part.headers
+    assert part.content == whole.content[10:20]
+
+
 def test_jobs_are_listed_newest_first_with_paging(idle_client, auth, short_clip):
     ids = [_upload(idle_client, auth, short_clip).json()["id"] for _ in range(3)]
     page = idle_client.get("/jobs?limit=2", headers=auth).json()

@@ -1,6 +1,7 @@
 """The job service on its own: state rules, idempotent processing, clean failure."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +238,71 @@ def test_a_file_damaged_mid_way_fails_with_a_plain_sentence(service, long_clip, 
     assert "The file is damaged at about" in failed["error"] and "Export or copy it again" in failed["error"]
     assert "Errno" not in failed["error"] and "avcodec" not in failed["error"]
     assert service.segments(job["id"]) == [] and _files(service, job["id"]) == []
+
+
+# --- cuts the creator moves (issue 21) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def many_pauses(tmp_path_factory) -> Path:
+    """32 s of speech-like sound with seven pauses: more pauses than a 10 s plan cuts at."""
+    from tests.clips import make_clip
+
+    pauses = ((4.0, 0.5), (7.2, 0.45), (11.5, 0.5), (15.6, 0.6), (20.0, 0.5), (24.1, 0.5), (28.0, 0.5))
+    return make_clip(tmp_path_factory.mktemp("pauses") / "pauses.mp4", seconds=32, audio="speech", pauses=pauses)
+
+
+def _hashes(service, job_id):
+    import hashlib
+
+    return [hashlib.sha256(service.media_path(s["path"]).read_bytes()).hexdigest() for s in service.segments(job_id)]
+
+
+def test_moving_joining_and_splitting_cuts_makes_again_only_the_parts_that_change(service, many_pauses, tmp_path):
+    from vidprod.media.cuts import CutError
+
+    job_id = _create(service, many_pauses, tmp_path)["id"]
+    service.process(job_id)
+    job = service.get(job_id)
+    cuts = [p["end_seconds"] for p in job["plan"]["parts"][:-1]]
+    pauses = job["plan"]["pause_seconds"]
+    assert len(cuts) >= 3 and len(pauses) >= 6
+    before = _hashes(service, job_id)
+
+    # move the second cut to another pause between its neighbours
+    other = next(t for t in pauses if cuts[0] + 3 <= t <= cuts[2] - 3 and t != cuts[1])
+    moved = service.recut(job_id, [cuts[0], other, *cuts[2:]])
+    assert moved["state"] == "queued" and service.queued[-1] == job_id
+    service.process(job_id)
+    after = _hashes(service, job_id)
+    assert service.get(job_id)["state"] == "done" and len(after) == len(before)
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert changed == [1, 2], "only the two parts either side of the moved cut are made again"
+    assert _events(service, job_id).count("job.recut") == 1
+
+    # join parts 1 and 2: the parts after them keep their bytes under their new numbers
+    service.recut(job_id, [other, *cuts[2:]])
+    service.process(job_id)
+    joined = _hashes(service, job_id)
+    assert len(joined) == len(after) - 1
+    assert joined[0] not in after and joined[1:] == after[2:]
+    assert _files(service, job_id)[-1] == f"part-{len(joined):03d}.mp4"  # no stale last file
+
+    # split the first part at a pause inside it
+    inside = next(t for t in pauses if 3 <= t <= other - 3)
+    service.recut(job_id, [inside, other, *cuts[2:]])
+    service.process(job_id)
+    split = _hashes(service, job_id)
+    assert len(split) == len(joined) + 1 and split[2:] == joined[1:]
+    assert [round(s["end_seconds"], 3) for s in service.segments(job_id)][:2] == [round(inside, 3), round(other, 3)]
+
+    # what cannot be: a cut where no pause is, a part under 3 s, a job that is not done
+    with pytest.raises(CutError, match="is not one of this video's pauses"):
+        service.recut(job_id, [inside + 0.5])
+    near = [t for t in pauses if t > inside][:1]
+    if near and near[0] - inside < 3:
+        with pytest.raises(CutError, match="a part lasts at least 3 s"):
+            service.recut(job_id, [inside, near[0]])
+    service.recut(job_id, [other, *cuts[2:]])
+    with pytest.raises(JobConflict, match="cuts can be moved once its parts are made"):
+        service.recut(job_id, [inside, other])

@@ -204,6 +204,53 @@ def test_a_video_page_shows_its_parts_plan_and_posts(client, auth, short_clip):
     assert "talk.mp4" in listing.text and "Ready" in listing.text
 
 
+def test_a_stopped_video_that_made_no_parts_does_not_count_its_planned_ones(idle_client, auth, short_clip):
+    """Issue 21: a cancelled job that made no parts said "2 parts" (its plan's count)."""
+    from vidprod.store import jobs as q
+
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    plan = {"rate": "30", "parts": [
+        {"index": i, "start_seconds": 2.0 * i, "end_seconds": 2.0 * i + 2, "reason": "pause"} for i in range(2)
+    ]}  # fmt: skip
+    idle_client.app.state.db.write(lambda conn: q.update_job(conn, job_id, state="cancelled", plan=plan))
+    sign_in(idle_client)
+    row = idle_client.get("/videos").text.split('class="job-item"')[1]
+    assert "Cancelled" in row and "part" not in row.split('class="job-meta"')[1]
+
+
+def test_a_part_too_short_for_a_platform_says_so_on_its_card(client, auth, clip_dir):
+    """Issue 21: a 0.1 s part was shown "Ready" to post like any other."""
+    from tests.clips import make_clip
+
+    blink = make_clip(clip_dir / "blink.mp4", seconds=0.5)
+    with blink.open("rb") as f:
+        job = client.post("/upload", files={"file": ("blink.mp4", f, "video/mp4")}, headers=auth).json()
+    done = _wait(client, auth, job["id"])
+    assert done["state"] == "done" and done["segments"][0]["duration_seconds"] < 1
+    sign_in(client)
+    card = client.get(f"/videos/{job['id']}").text.split('id="part-1"')[1]
+    assert "Too short for TikTok or Instagram Reels, which take 3 s or more." in card
+    assert "Download it or post it elsewhere instead." in card
+    long_enough = _wait(client, auth, _upload(client, auth, make_clip(clip_dir / "four.mp4", seconds=4)).json()["id"])
+    assert "Too short" not in client.get(f"/videos/{long_enough['id']}").text
+
+
+def test_a_part_longer_than_a_platform_takes_says_so_on_its_card(idle_client, auth, short_clip):
+    """Per-platform length targets (issue 21): Shorts up to 3 min, Reels 15 min, TikTok 10 min."""
+    from vidprod.store import jobs as q
+
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    plan = {"rate": "30", "parts": [{"index": 0, "start_seconds": 0.0, "end_seconds": 200.0, "reason": "end"}]}
+    part = {"idx": 0, "start_seconds": 0.0, "end_seconds": 200.0, "duration_seconds": 200.0,
+            "path": f"{job_id}/parts/part-001.mp4", "size_bytes": 1, "width": 360, "height": 640, "has_audio": True}
+    idle_client.app.state.db.write(lambda conn: (q.update_job(conn, job_id, state="done", plan=plan),
+                                                 q.upsert_segment(conn, job_id, part)))  # fmt: skip
+    sign_in(idle_client)
+    card = idle_client.get(f"/videos/{job_id}").text.split('id="part-1"')[1]
+    assert "Too long for YouTube Shorts, which takes 3 min at most." in card
+    assert "Too short" not in card and "TikTok" not in card.split("Too long")[1].split("</p>")[0]
+
+
 def test_static_files_are_versioned_and_cached(idle_client):
     sign_in(idle_client)
     page = idle_client.get("/").text
@@ -211,6 +258,33 @@ def test_static_files_are_versioned_and_cached(idle_client):
     answer = idle_client.get(url)
     assert answer.status_code == 200 and "max-age=31536000" in answer.headers["cache-control"]
     assert "tus-js-client-4.3.1/tus.min.js?v=" in page
+
+
+def test_pages_css_and_scripts_are_gzipped(idle_client):
+    """Issue 21: no compression of HTML, CSS or JS."""
+    sign_in(idle_client)
+    page = idle_client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["content-encoding"] == "gzip" and "<h1>New video</h1>" in page.text
+    for name in ("app.css", "js/common.js", "vendor/tus-js-client-4.3.1/tus.min.js"):
+        url = re.search(rf'"(/static/{re.escape(name)}\?v=[0-9a-f]{{10}})"', page.text).group(1)
+        answer = idle_client.get(url, headers={"Accept-Encoding": "gzip"})
+        assert answer.status_code == 200 and answer.headers["content-encoding"] == "gzip", name
+        assert answer.content == (STATIC_DIR / name).read_bytes()  # httpx undid the gzip
+    plain = idle_client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+
+
+def test_every_page_has_a_favicon(idle_client):
+    """Issue 21: no favicon, so a console error (a 404 for /favicon.ico) on every page."""
+    signin = idle_client.get("/signin").text
+    sign_in(idle_client)
+    for html in (signin, idle_client.get("/").text, idle_client.get("/videos").text):
+        url = re.search(r'<link rel="icon" href="(/static/favicon\.svg\?v=[0-9a-f]{10})" type="image/svg\+xml">', html).group(1)
+        icon = idle_client.get(url)
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.text.startswith("<svg")
+    fallback = idle_client.get("/favicon.ico", follow_redirects=False)  # asked for by pages without the link
+    assert fallback.status_code == 302 and fallback.headers["location"].startswith("/static/favicon.svg")
 
 
 def test_the_vendored_tus_client_is_the_released_file():

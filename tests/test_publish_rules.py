@@ -115,6 +115,23 @@ def test_tokens_keep_the_newest_refresh_token():
     assert kept.refresh_token == "r2", "Google sends none on refresh: keep the one we have"
 
 
+def test_parts_shorter_than_a_platform_takes_are_refused_in_words(tmp_path):
+    """Issue 21: a 0.1 s part was "Ready" to post. TikTok and Reels take 3 s or more."""
+    from vidprod.publish.base import Upload
+
+    settings = Settings(data_dir=tmp_path)
+
+    def upload(seconds: float) -> Upload:
+        return Upload("pub_1", tmp_path / "p.mp4", 1000, seconds, "t", "c", "public", {}, {})
+
+    clients = {"tiktok": tiktok.TikTok(settings, "id", "secret"), "instagram": instagram.Instagram(settings, "id", "secret")}
+    assert "a TikTok video lasts at least 3 s; the part is 0.1 s" in clients["tiktok"].problems(upload(0.1), {})
+    assert "a Reel lasts 3 s to 15 min; the part is 0.1 s" in clients["instagram"].problems(upload(0.1), {})
+    for client in clients.values():
+        assert client.shortest == 3.0 and client.problems(upload(3.0), {}) == []
+    assert youtube.YouTube(settings, "id", "secret").shortest == 0.0  # Google states no minimum
+
+
 def test_tiktok_chunk_plan():
     mib = 1024 * 1024
     assert tiktok.chunk_plan(3 * mib, 10 * mib) == (3 * mib, 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -258,7 +259,9 @@ def test_killed_right_after_the_final_publish_call_posts_exactly_once(world, sho
     [post] = world.fake.posts("instagram")[-1:]
     # issue 20 finding 12: the media id and permalink, looked up, not the container id
     assert done["post_id"] == post["id"] and post["container_id"] != post["id"]
-    assert done["post_url"] and done["post_url"].startswith("https://www.instagram.com/reel/")
+    # issue 21: against the fakes, the link is the fake's page for the post (not instagram.com)
+    assert done["post_url"] and done["post_url"].endswith(f"/www.instagram.com/reel/{post['shortcode']}")
+    assert "https://www.instagram.com" not in done["post_url"]
 
 
 def part_sha256(world: World, job_id: str, part: int) -> str:
@@ -446,12 +449,17 @@ def test_a_permanent_refusal_is_dead_lettered_and_can_be_retried(world, short_cl
     world.wait_state(publication["id"], "published")
     again = world.api.post(f"/jobs/{job['id']}/publications", json={"accounts": [world.accounts["youtube"]]})
     assert again.status_code == 409, "a part goes to an account once"
+    # issue 21: it said "cancel that first" where no Cancel exists (a published post has none)
+    assert "is published already; a part is posted to an account only once" in again.json()["detail"]
+    assert "cancel" not in again.json()["detail"].lower()
 
 
 def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time_unless_posting_now(world, short_clip):
     job = world.job(short_clip)
     at = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(world.now() + 86400))
     [publication] = world.publish(job["id"], ["tiktok"], schedule={"mode": "at", "times": [at]})
+    twice = world.api.post(f"/jobs/{job['id']}/publications", json={"accounts": [world.accounts["tiktok"]]})
+    assert twice.status_code == 409 and "is scheduled already; cancel that post first" in twice.json()["detail"]
     assert world.api.post(f"/publications/{publication['id']}/cancel").json()["state"] == "cancelled"
     retried = world.api.post(f"/publications/{publication['id']}/retry")
     assert retried.status_code == 202, retried.text
@@ -521,6 +529,20 @@ def test_sandbox_mode_publishes_to_the_fakes_inside_the_app(tmp_path, short_clip
                 time.sleep(0.2)
         state = (tmp_path / "data" / "sandbox" / "state.json").read_text()
         assert state.count('"sha256"') >= 3, "the sandbox keeps its posts across restarts"
+        # issue 21: "View post" led to real tiktok.com / instagram.com / youtube.com
+        # addresses where nothing exists; it opens the sandbox's page, playing the file posted
+        part = server.client.get(job["segments"][0]["download_url"]).content
+        hosts = {"tiktok": "www.tiktok.com/video/", "instagram": "www.instagram.com/reel/", "youtube": "www.youtube.com/shorts/"}
+        for publication in server.client.get(f"/jobs/{job['id']}/publications").json()["publications"]:
+            link = publication["post_url"]
+            assert link.startswith(f"{server.url}/sandbox/{hosts[publication['platform']]}"), link
+            page = httpx.get(link)  # a browser: no token
+            assert page.status_code == 200 and "Sandbox" in page.text, page.text
+            video = re.search(r'<video class="posted"[^>]* src="([^"]+)"', page.text).group(1)
+            posted = httpx.get(f"{server.url}{video}")
+            assert posted.status_code == 200 and posted.headers["content-type"] == "video/mp4"
+            assert posted.content == part
+        assert httpx.get(f"{server.url}/sandbox/www.tiktok.com/video/123").status_code == 404
     finally:
         server.stop()
 
@@ -540,6 +562,25 @@ def test_posts_chosen_at_upload_go_out_when_the_parts_are_ready(world, short_cli
     assert sorted(p["platform"] for p in published) == ["tiktok", "youtube"]
     assert {p["caption"] for p in published} == {"short #1"}
     assert world.event_types(job_id).count("publication.scheduled") == 2
+
+
+def test_the_videos_page_shows_a_thumbnail_the_title_typed_at_upload_and_how_the_posts_stand(world, short_clip):
+    """Issue 21: /videos had no thumbnails, no post status and only the file's name."""
+    choice = {"accounts": [world.accounts["tiktok"]], "title": "Three tips for mornings"}
+    job_id = world.server.upload(short_clip, publish=json.dumps(choice)).json()["id"]
+    [post] = world.wait(lambda: world.api.get(f"/jobs/{job_id}/publications").json()["publications"], what="the post")
+    world.wait_state(post["id"], "published")
+    page = world.api.get("/videos")
+    assert page.status_code == 200
+    row = page.text.split('class="job-item"')[1].split("</li>")[0]
+    assert f'href="/videos/{job_id}"' in row
+    assert "Three tips for mornings" in row and "short.mp4" in row  # the title, and the file it came from
+    thumbnail = re.search(r'<img class="job-thumb" src="([^"]+)"', row).group(1)
+    assert thumbnail == f"/jobs/{job_id}/segments/0/thumbnail"
+    image = world.api.get(thumbnail)
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/")
+    assert "1 part" in row and "1 published" in row
+    assert '<h1 class="video-title">Three tips for mornings</h1>' in world.api.get(f"/videos/{job_id}").text
 
 
 def test_posts_chosen_at_upload_that_a_platform_refuses_are_told_not_lost(world, short_clip):
@@ -636,3 +677,17 @@ def test_a_cover_past_the_end_is_refused_before_anything_is_sent(world, short_cl
                             json={"accounts": [world.accounts["tiktok"]], "options": {"cover_ms": length + 5}})  # fmt: skip
     assert answer.status_code == 422 and "cover" in answer.json()["problems"][0], answer.text
     assert world.fake.seen("tiktok.init") == inits
+
+
+def test_a_part_length_a_chosen_platform_cannot_take_is_refused_at_upload(world, short_clip):
+    """Per-platform length targets (issue 21): Shorts take 3 min, so parts of up to 5 min
+    chosen for YouTube are refused before the file is kept; TikTok takes this one."""
+    for platform, seconds, refused in (("youtube", "300", True), ("youtube", "180", False), ("tiktok", "300", False)):
+        choice = {"accounts": [world.accounts[platform]]}
+        answer = world.server.upload(short_clip, publish=json.dumps(choice), segment_seconds=seconds)
+        if refused:
+            assert answer.status_code == 422, answer.text
+            assert any("too long for youtube" in p and "180 s at most; choose 180 s or less" in p
+                       for p in answer.json()["problems"]), answer.text  # fmt: skip
+        else:
+            assert answer.status_code == 202, answer.text

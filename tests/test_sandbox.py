@@ -81,10 +81,11 @@ def http(base: str):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """1 s 64x64 H.264 clips: `good` has moov before mdat (faststart), `bad` after."""
+    """3 s 64x64 H.264 clips (TikTok and Reels take 3 s or more): `good` has moov before
+    mdat (faststart), `bad` after."""
     folder = tmp_path_factory.mktemp("sandbox-clips")
-    good = make_clip(folder / "good.mp4", seconds=1, size=(64, 64), fps=24, audio=False, faststart=True)
-    bad = make_clip(folder / "bad.mp4", seconds=1, size=(64, 64), fps=24, audio=False, faststart=False)
+    good = make_clip(folder / "good.mp4", seconds=3, size=(64, 64), fps=24, audio=False, faststart=True)
+    bad = make_clip(folder / "bad.mp4", seconds=3, size=(64, 64), fps=24, audio=False, faststart=False)
     order = {name: [kind for kind, _, _ in top_level_boxes(path)] for name, path in (("good", good), ("bad", bad))}
     assert order["good"].index("moov") < order["good"].index("mdat")
     assert order["bad"].index("mdat") < order["bad"].index("moov")
@@ -414,7 +415,9 @@ def test_tiktok_direct_post_in_chunks_publishes_once(
     assert done["publicaly_available_post_id"] == [int(posts[0]["id"])]
     assert posts[0]["sha256"] == hashlib.sha256(video).hexdigest() and posts[0]["size"] == size
     assert posts[0]["privacy"] == "PUBLIC_TO_EVERYONE" and posts[0]["title"] == "Sandbox #test"
-    assert list(fake.upload_dir.iterdir()) == []  # only size and hash are kept
+    assert list(fake.upload_dir.glob("*.part")) == []  # no upload left half-kept
+    # the posted file is kept for the post's sandbox page, which plays it
+    assert fake.posted_file(posts[0]).read_bytes() == video
     sent = fake.requests("tiktok.init")[0]["post_info"]
     assert sent["privacy_level"] == "PUBLIC_TO_EVERYONE" and sent["brand_content_toggle"] is False
 
@@ -432,7 +435,7 @@ def test_tiktok_random_bytes_fail_the_format_check(fake: FakePlatforms, http: ht
 def test_tiktok_cover_time_must_fall_inside_the_video(fake: FakePlatforms, http: httpx.Client, clips: dict[str, Path]) -> None:
     fake.rules.tiktok_processing_polls = 0
     token = issue_tokens(fake, "tiktok")["access_token"]
-    video = clips["good"].read_bytes()  # 1 s
+    video = clips["good"].read_bytes()  # 3 s
     bad = http.post("/open.tiktokapis.com/v2/post/publish/video/init/", headers=bearer(token), json={
         "post_info": {"title": "x", "privacy_level": "SELF_ONLY", "brand_content_toggle": False,
                       "video_cover_timestamp_ms": -1},
@@ -440,14 +443,25 @@ def test_tiktok_cover_time_must_fall_inside_the_video(fake: FakePlatforms, http:
     })  # fmt: skip
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_params"
     outcomes = {}
-    for cover in (900, 1500):
+    for cover in (2900, 3500):
         init = tiktok_init(http, token, len(video), len(video), 1, cover_ms=cover).json()["data"]
         assert put_chunk(init["upload_url"], video, 0, len(video)).status_code == 201
         outcomes[cover] = tiktok_status(http, token, init["publish_id"])
-    assert outcomes[900]["status"] == "PUBLISH_COMPLETE"
-    assert outcomes[1500]["status"] == "FAILED" and outcomes[1500]["fail_reason"] == "video_cover_timestamp_out_of_range"
+    assert outcomes[2900]["status"] == "PUBLISH_COMPLETE"
+    assert outcomes[3500]["status"] == "FAILED" and outcomes[3500]["fail_reason"] == "video_cover_timestamp_out_of_range"
     [post] = fake.posts("tiktok")
-    assert post["settings"]["video_cover_timestamp_ms"] == 900
+    assert post["settings"]["video_cover_timestamp_ms"] == 2900
+
+
+def test_tiktok_fails_a_video_under_3_s(fake: FakePlatforms, http: httpx.Client, tmp_path: Path) -> None:
+    token = issue_tokens(fake, "tiktok")["access_token"]
+    video = make_clip(tmp_path / "blink.mp4", seconds=1, size=(64, 64), fps=24, audio=False).read_bytes()
+    init = tiktok_init(http, token, len(video), len(video), 1, privacy="PUBLIC_TO_EVERYONE").json()["data"]
+    assert put_chunk(init["upload_url"], video, 0, len(video)).status_code == 201
+    assert tiktok_status(http, token, init["publish_id"])["status"] == "PROCESSING_UPLOAD"  # one poll of processing
+    state = tiktok_status(http, token, init["publish_id"])
+    assert (state["status"], state["fail_reason"]) == ("FAILED", "duration_check_failed")
+    assert fake.posts("tiktok") == []
 
 
 def test_tiktok_privacy_must_be_among_the_creators_options(fake: FakePlatforms, http: httpx.Client) -> None:

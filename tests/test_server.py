@@ -175,9 +175,13 @@ def test_live_events_resume_after_a_disconnect_without_loss_or_repeats(start_ser
     server = start_server(VIDPROD_SEGMENT_SECONDS="10")
     job_id = server.upload(minute_clip).json()["id"]
     url = f"/jobs/{job_id}/events"
-    with server.client.stream("GET", url, timeout=60) as response:
+    with server.client.stream("GET", url, headers={"Accept-Encoding": "gzip"}, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
+        # gzipped (issue 21), and still a stream: gzip flushes after each event, so the
+        # first part's event is read while the other five are still being made
+        assert response.headers["content-encoding"] == "gzip"
         first = read_events(response, lambda m: m.get("event") == "segment.ready")
+        assert server.status(job_id)["state"] == "processing"
     assert first[-1]["event"] == "segment.ready"
     assert any(m.get("event") == "progress" for m in first)
     last_id = [m for m in first if "id" in m][-1]["id"]

@@ -7,6 +7,7 @@ committed): look at them after a change to the pages.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -110,9 +111,27 @@ def test_upload_watch_play_and_post_from_a_phone(browser: Browser, server: Serve
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     job_id = page.url.rsplit("/", 1)[1]
     page.evaluate("window.stillTheSamePage = true")
+    # What the status line said while the job ran (issue 21: "Finding the natural pauses"
+    # stayed up while the parts were made, and nothing said how long it would take).
+    page.evaluate("""() => {
+        window.seen = [];
+        const note = () => window.seen.push([document.getElementById("job-stage")?.textContent || "",
+            document.getElementById("job-left")?.textContent || "", document.getElementById("job-percent")?.textContent || ""]);
+        new MutationObserver(note).observe(document.getElementById("live"), {subtree: true, childList: true, characterData: true});
+    }""")
+    # Stop asks first (issue 21); saying no leaves the job running.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Stop").click()
+    assert asked and asked[0].startswith("Stop making this video's parts?")
     # Live updates carry the page from processing to done without a reload.
     expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=120_000)
     assert page.evaluate("window.stillTheSamePage === true"), "the page reloaded instead of updating live"
+    seen = page.evaluate("window.seen")
+    making = [s for s in seen if s[0] == "Making the parts" and int(s[2] or 0) < 100]
+    assert making, f"the stage never read 'Making the parts' while the job ran: {seen[:5]} … {seen[-5:]}"
+    assert not [s for s in seen if s[0] == "Finding the natural pauses" and int(s[2] or 0) > 0], "the old stage lagged"
+    assert any(re.fullmatch(r" · about \d+ (s|min) left", s[1]) for s in making), f"no time-left estimate: {making[-5:]}"
     parts = page.locator("li.part")
     expect(parts).to_have_count(3)
     expect(page.get_by_role("heading", name="Cut plan")).to_be_visible()
@@ -399,6 +418,167 @@ def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, se
     expect(page.get_by_role("link", name="subtitles (SRT)")).to_be_visible()
 
 
+# Issue 21's walkthrough: 19-36 px targets, words broken mid-word, a console error on
+# every page (no favicon), a bare sandbox consent page, "View post" leading to real sites.
+SMALL_TARGETS = """() => {
+    const standalone = (el) => {  // a link inside a sentence is exempt (WCAG 2.5.8)
+        if (el.closest('.part-links, .post, .pager, .row-actions, nav, .job-link')) return true;
+        const block = el.parentElement.closest('p, li, td, dd, div');
+        return !block || block.textContent.trim() === el.textContent.trim();
+    };
+    const targets = [...document.querySelectorAll('button, a[href], select, summary, label.choice, input:not([type=hidden]):not([type=checkbox]):not([type=radio])')]
+        .filter((el) => el.tagName !== 'A' || standalone(el));
+    return targets.map((el) => [el, el.getBoundingClientRect()])
+        .filter(([el, r]) => r.width > 0 && r.right > 0 && getComputedStyle(el).visibility !== 'hidden')
+        .filter(([el, r]) => Math.round(r.height) < 44 || (el.tagName === 'BUTTON' && Math.round(r.width) < 44))
+        .map(([el, r]) => `${el.tagName.toLowerCase()} "${(el.textContent || el.name || '').trim().slice(0, 30)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+}"""
+
+BROKEN_WORDS = """() => {
+    // every word of the page's text (outside code and URLs) sits on one line
+    const broken = [];
+    const walker = document.createTreeWalker(document.querySelector('main'), NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.parentElement.closest('code, .endpoint-url, script, style, [hidden], .sr-only')) continue;
+        for (const match of node.textContent.matchAll(/\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+            if (lines.size > 1) broken.push(match[0]);
+        }
+    }
+    return broken;
+}"""
+
+
+def check_page(page: Page, name: str, errors: list[str]) -> None:
+    assert page.evaluate(SMALL_TARGETS) == [], f"{name}: targets under 44 px"
+    assert page.evaluate(BROKEN_WORDS) == [], f"{name}: words broken mid-word"
+    assert_fits(page)
+    assert errors == [], f"{name}: console errors {errors}"
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        screenshot(page, f"{name}-390-{scheme}")
+    page.emulate_media(color_scheme="light")
+
+
+def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_errors(
+    browser: Browser, server: Server, long_clip: Path
+) -> None:
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/signin")
+    page.wait_for_load_state("networkidle")
+    check_page(page, "signin", errors)
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+
+    # the sandbox's consent page: the app's look, real buttons
+    page.goto("/platforms")
+    page.locator('[data-platform="instagram"]').get_by_role("button", name=re.compile("Connect")).click()
+    allow = page.get_by_role("button", name="Allow")
+    expect(allow).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    assert allow.evaluate("b => getComputedStyle(b).borderRadius") != "0px", "the consent page is unstyled"
+    check_page(page, "sandbox-consent", errors)
+    allow.click()
+    expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
+    account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "instagram"
+                   for a in p["accounts"])  # fmt: skip
+
+    upload = server.upload(long_clip, publish=json.dumps({"accounts": [account], "title": "A rather long title for a morning routine video"}))
+    assert upload.status_code == 202, upload.text
+    job_id = upload.json()["id"]
+    assert server.wait_done(job_id)["state"] == "done"
+    deadline = time.monotonic() + 90
+    while {p["state"] for p in server.client.get(f"/jobs/{job_id}/publications").json()["publications"]} != {"published"}:
+        assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+        time.sleep(0.3)
+
+    for name, path in (("upload", "/"), ("videos", "/videos"), ("accounts", "/platforms"), ("settings", "/settings"),
+                       ("video", f"/videos/{job_id}"), ("queue", "/queue"), ("part", f"/videos/{job_id}/parts/1")):  # fmt: skip
+        page.goto(path)
+        page.wait_for_load_state("networkidle") if name not in ("video", "queue") else page.wait_for_timeout(800)
+        check_page(page, name, errors)
+
+    # "View post" opens the sandbox's page for the post, which plays the file posted
+    link = page.get_by_role("link", name="View post").first
+    href = link.get_attribute("href")
+    assert href.startswith(f"{server.url}/sandbox/www.instagram.com/reel/"), href
+    page.goto(href)
+    posted = page.locator("video.posted")
+    posted.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("v => v.currentTime > 0.3 && v.readyState >= 2", arg=posted.element_handle(), timeout=20_000)
+    check_page(page, "sandbox-post", errors)
+
+    # part cards use a 1366 px screen (they sat in 330 px columns)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.goto(f"/videos/{job_id}")
+    page.wait_for_timeout(800)
+    cards = page.locator("li.part").evaluate_all("cards => cards.map(c => c.getBoundingClientRect()).map(r => [r.left, r.top, r.width])")
+    assert len(cards) == 3 and all(width >= 360 for _, _, width in cards), cards
+    assert len({round(top) for _, top, _ in cards}) == 1, f"three parts should sit side by side at 1366 px: {cards}"
+    screenshot(page, "video-1366-light")
+    assert errors == []
+    context.close()
+
+
+def test_moving_a_cut_on_a_phone_makes_again_only_the_two_parts_beside_it(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    """Issue 21: the cut plan was read-only. Move a cut to another pause from the page;
+    only the parts either side of it change, every other part keeps its bytes."""
+    import hashlib
+
+    from tests.clips import make_clip
+
+    pauses = ((4.0, 0.5), (7.2, 0.45), (11.5, 0.5), (15.6, 0.6), (20.0, 0.5), (24.1, 0.5), (28.0, 0.5))
+    clip = make_clip(tmp_path / "pauses.mp4", seconds=32, audio="speech", pauses=pauses)
+    job_id = server.upload(clip).json()["id"]
+    job = server.wait_done(job_id)
+    assert job["state"] == "done", job
+
+    def part_hashes() -> list[str]:
+        segments = server.status(job_id)["segments"]
+        return [hashlib.sha256(server.client.get(s["download_url"]).content).hexdigest() for s in segments]
+
+    before = part_hashes()
+    cuts = [p["end_seconds"] for p in job["plan"][:-1]]
+    assert len(before) >= 4 and len(cuts) >= 3
+
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto(f"/videos/{job_id}")
+    page.get_by_text("Move the cuts").click()
+    chooser = page.get_by_label("Cut between parts 2 and 3")
+    choices = [o for o in chooser.locator("option").evaluate_all("os => os.map(o => o.value)") if o and float(o) != cuts[1]]
+    assert choices, "no other pause offered near the cut"
+    chooser.select_option(choices[0])
+    assert page.evaluate(SMALL_TARGETS) == []
+    screenshot(page, "video-move-cut-390")
+    page.get_by_role("button", name="Cut again").click()
+    # the page follows the job through the new render, live
+    expect(page.locator("#plan")).to_contain_text(f"Part 3: {clock(float(choices[0]))}", timeout=60_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=120_000)
+    after = part_hashes()
+    assert len(after) == len(before)
+    assert [i for i, (a, b) in enumerate(zip(before, after)) if a != b] == [1, 2]
+    context.close()
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
 def scheduled_post(server: Server, short_clip: Path, platforms: tuple[str, ...], at: str) -> tuple[str, dict[str, str]]:
     """A done job of the short clip with part 1 scheduled at `at` to the connected
     accounts of `platforms`: (job id, {platform: publication id})."""
@@ -418,8 +598,6 @@ def scheduled_post(server: Server, short_clip: Path, platforms: tuple[str, ...],
 
 def sandbox_posts(server: Server) -> list[dict]:
     """What the built-in sandbox platforms hold as posted (their state file)."""
-    import json
-
     return json.loads((server.data_dir / "sandbox" / "state.json").read_text())["posts"]
 
 

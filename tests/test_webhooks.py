@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 import sqlite3
+import time
 from email.utils import formatdate
 
 import pytest
@@ -342,6 +343,31 @@ def test_endpoint_api_and_a_receiver_failing_three_times(hook_client, auth, rece
     assert resent.status_code == 202
     receiver.wait_for(lambda got: len(got) > sent)
     assert receiver.requests[sent].headers["webhook-id"] == successes[0].headers["webhook-id"]
+
+
+def test_a_failing_delivery_shows_when_it_is_tried_next(settings, auth, receiver, short_clip):
+    """Issue 21: a failing webhook showed no time for its next try."""
+    from tests.test_pages import sign_in
+    from vidprod.web.templating import iso_time
+
+    settings = dataclasses.replace(settings, webhook_allow_private=True, webhook_retry_schedule=(0, 3600))
+    receiver.script = [Reply(500)]
+    with TestClient(create_app(settings, run_worker=True), raise_server_exceptions=False) as client:
+        endpoint = client.post("/webhooks", json={"url": receiver.url}, headers=auth).json()
+        with short_clip.open("rb") as f:  # job.created, the first event, fails once
+            client.post("/upload", files={"file": ("s.mp4", f, "video/mp4")}, headers=auth)
+        receiver.wait_for(lambda got: len(got) >= 1)
+        url = f"/webhooks/{endpoint['id']}/deliveries"
+        for _ in range(100):
+            delivery = client.get(url, headers=auth).json()["deliveries"][-1]  # the oldest
+            if delivery["last_status"] == 500:
+                break
+            time.sleep(0.05)
+        assert delivery["state"] == "pending" and delivery["next_attempt_at"] > time.time() + 3000
+        sign_in(client)
+        page = client.get("/settings").text
+        when = iso_time(delivery["next_attempt_at"])
+        assert f'Next try <time datetime="{when}">{when.replace("T", " ")[:16]} UTC</time>' in page
 
 
 def test_endpoint_api_errors_are_problem_json(hook_client, auth):

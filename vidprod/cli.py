@@ -217,7 +217,88 @@ def _graceful_server_class():  # uvicorn is imported lazily: `process` does not 
     return GracefulServer
 
 
+class _Speed:
+    """A rich progress column: seconds of video handled per second, as a multiple of real time."""
+
+    def __new__(cls):  # type: ignore[no-untyped-def]
+        from rich.progress import ProgressColumn
+        from rich.text import Text
+
+        class Speed(ProgressColumn):
+            def render(self, task):  # type: ignore[no-untyped-def]
+                speed = task.finished_speed or task.speed
+                return Text("" if task.total is None or not speed else f"{speed:.2g}× real time")
+
+        return Speed()
+
+
+class StageProgress:
+    """`vidprod process`'s progress on stderr: in a terminal a rich bar with the stage,
+    percent, speed (as a multiple of real time) and time left; elsewhere (a pipe, a log)
+    one plain line as each stage starts and each time another tenth of it is done.
+    rich keeps the speed and time-left estimates in both cases."""
+
+    def __init__(self, stream=None) -> None:  # type: ignore[no-untyped-def]
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+        self.console = Console(file=stream or sys.stderr)
+        self.live = self.console.is_terminal
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), _Speed(),
+                            TimeRemainingColumn(), console=self.console, disable=not self.live)  # fmt: skip
+        self.task: TaskID | None = None
+        self.tenths = 0
+
+    def __enter__(self) -> StageProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+        self.bar.stop()
+
+    def stage(self, name: str, seconds: float | None = None) -> None:
+        """A new stage; with `seconds` (of video to go through) it has a bar, else a pulse."""
+        self.finish()
+        self.task = self.bar.add_task(name, total=seconds)
+        self.tenths = 0
+        if not self.live:
+            self._say(f"{name}…")
+
+    def reached(self, seconds: float) -> None:
+        if self.task is None:
+            return
+        self.bar.update(self.task, completed=seconds)
+        task = self.bar.tasks[self.task]
+        if self.live or not task.total:
+            return
+        tenths = int(10 * min(seconds / task.total, 1.0))
+        if tenths > self.tenths and tenths < 10:
+            self.tenths = tenths
+            speed, left = task.speed, task.time_remaining
+            self._say(f"{task.description}: {tenths * 10} %"
+                      + (f", {speed:.2g}× real time" if speed else "")
+                      + (f", {left:.0f} s left" if left is not None else ""))
+
+    def finish(self) -> None:
+        if self.task is None:
+            return
+        task = self.bar.tasks[self.task]
+        self.bar.update(self.task, total=task.total or 1, completed=task.total or 1)
+        if not self.live:
+            self._say(f"{task.description}: done in {task.finished_time or task.elapsed or 0:.1f} s")
+        self.task = None
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.console.file, flush=True)
+
+
 def _process(settings: Settings, args: argparse.Namespace) -> int:
+    with StageProgress() as progress:
+        return _process_with(settings, args, progress)
+
+
+def _process_with(settings: Settings, args: argparse.Namespace, progress: StageProgress) -> int:
     from fractions import Fraction
 
     from vidprod.media.cuts import CutRules, plan_file
@@ -232,18 +313,23 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
         if args.captions:
             from vidprod.media.speech import TranscriptionError, transcribe
 
+            progress.stage("Transcribing the speech")
             try:
                 words = transcribe(args.file).words
             except TranscriptionError as exc:
+                progress.finish()
                 print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
                 return 1
             print(f"{args.file}: {len(words)} words transcribed")
         limit = args.segment_seconds or settings.segment_seconds
         rules = CutRules(limit=Fraction(limit), min_part=Fraction(settings.min_part_seconds))
+        progress.stage("Finding the natural pauses")
         plan = plan_file(args.file, rules, words, settings.input_limits)
     except (InvalidMedia, FileNotFoundError) as exc:
+        progress.finish()
         print(f"vidprod: {args.file}: {exc}", file=sys.stderr)
         return 1
+    progress.finish()
     print(f"{args.file}: {info.width}x{info.height}, {info.duration:.2f} s"
           f" -> {len(plan.parts)} part(s) at {float(plan.rate):.3g} fps")
     try:
@@ -260,8 +346,11 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         from vidprod.media.gaze import GazeCorrector, GazeSettings
 
+        # MediaPipe in a child process, as in the server: its landmarks run beside the
+        # encoder, and its native log lines stay out of the terminal.
         gaze = GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=args.notes_below_degrees,
-                                                 landmark_interval=settings.gaze_landmark_interval))
+                                                 landmark_interval=settings.gaze_landmark_interval),
+                             child=True)  # fmt: skip
     options = RenderOptions(
         rate=plan.rate,
         landscape=args.landscape or settings.landscape,
@@ -270,21 +359,16 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
         frame_hook=gaze,
         overlay=None if words is None else CaptionBurner(words),
     )
-    shown = [-1]
-
-    def progress(fraction: float) -> None:
-        percent = int(fraction * 100)
-        if percent != shown[0] and sys.stderr.isatty():
-            shown[0] = percent
-            print(f"\r  {percent:3d} %", end="", file=sys.stderr, flush=True)
-
+    count = len(plan.parts)
+    progress.stage(f"Rendering {count} part{'s' if count != 1 else ''}"
+                   + (" with eye contact" if gaze is not None else ""), info.duration)
     try:
-        rendered = render_parts(args.file, plan.parts, args.output, options, on_progress=progress)
+        rendered = render_parts(args.file, plan.parts, args.output, options,
+                                on_progress=lambda fraction: progress.reached(fraction * info.duration))
     finally:
         if gaze is not None:
             gaze.close()
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    progress.finish()
     if gaze is not None:
         import json
 

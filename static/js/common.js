@@ -54,7 +54,10 @@ const vidprod = (() => {
 
   // <time datetime="...Z"> shown in the reader's own time zone (data-zoned: the
   // server wrote it in that zone already).
-  const formatter = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // With the zone's name ("9:00 AM GMT+1"): a post's time must not be read in another zone.
+  const formatter = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short",
+  });
   function localTimes(root = document) {
     for (const el of root.querySelectorAll("time[datetime]:not([data-zoned])")) {
       const when = new Date(el.getAttribute("datetime"));

@@ -79,6 +79,20 @@ document.addEventListener("DOMContentLoaded", () => {
     return refreshing;
   }
 
+  // Time left while the parts are made, from the pace since this page first saw the
+  // stage (the server sends percent only; a render's pace is steady enough to go by).
+  let pace = null; // {at, progress} of the first sample of the rendering stage
+  function timeLeft(data) {
+    if (data.stage !== "rendering") { pace = null; return ""; }
+    const now = performance.now() / 1000;
+    if (!pace || data.progress < pace.progress) { pace = { at: now, progress: data.progress }; return ""; }
+    const rate = (data.progress - pace.progress) / (now - pace.at); // percent a second
+    if (now - pace.at < 1.5 || rate <= 0) return "";
+    const seconds = (100 - data.progress) / rate;
+    return seconds < 60 ? ` · about ${Math.max(5, Math.ceil(seconds / 5) * 5)} s left`
+      : ` · about ${Math.round(seconds / 60)} min left`;
+  }
+
   function listen() {
     if (source) source.close();
     source = new EventSource(`/jobs/${job}/events`);
@@ -90,7 +104,12 @@ document.addEventListener("DOMContentLoaded", () => {
         bar.value = Math.floor(data.progress);
         percent.textContent = Math.floor(data.progress);
       }
-      if (data.state !== document.getElementById("job-state")?.dataset.state) refresh();
+      const left = document.getElementById("job-left");
+      if (left) left.textContent = timeLeft(data);
+      // A new stage ("Finding the natural pauses" -> "Making the parts") or state: the
+      // status block is drawn again, so its words never lag behind the bar.
+      if (data.state !== document.getElementById("job-state")?.dataset.state
+        || (data.stage || "") !== (document.getElementById("job-stage")?.dataset.stage ?? "")) refresh();
     });
     source.addEventListener("end", () => { source.close(); source = null; refresh(); });
     for (const type of ["job.processing", "job.completed", "job.failed", "job.cancelled", "job.retried",
@@ -101,7 +120,10 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   const actions = {
-    "cancel-job": () => vidprod.api("POST", `/jobs/${job}/cancel`),
+    "cancel-job": async () => {
+      if (!confirm("Stop making this video's parts? What is made so far is thrown away; Start again begins from the beginning.")) return;
+      await vidprod.api("POST", `/jobs/${job}/cancel`);
+    },
     "retry-job": () => vidprod.api("POST", `/jobs/${job}/retry`).then(listen),
     "delete-job": async () => {
       if (!confirm("Delete this video and all its parts? This cannot be undone.")) return;
@@ -124,6 +146,24 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (error) {
       vidprod.toast(error.message);
     } finally {
+      button.disabled = false;
+    }
+  });
+
+  live.addEventListener("submit", async (event) => {
+    if (event.target.id !== "cuts-form") return;
+    event.preventDefault();
+    const form = event.target;
+    const button = form.querySelector('button[type="submit"]');
+    const cuts = [...form.querySelectorAll('select[name="cut"]')].map((s) => s.value).filter(Boolean).map(Number);
+    try {
+      button.disabled = true;
+      await vidprod.api("POST", `/jobs/${job}/cuts`, { cuts });
+      vidprod.toast("Cutting again: only the parts that change are made again.");
+      listen();
+      await refresh();
+    } catch (error) {
+      vidprod.showError(form.querySelector("#cuts-error"), error);
       button.disabled = false;
     }
   });

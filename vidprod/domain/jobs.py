@@ -25,7 +25,7 @@ from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
 from vidprod.media.burnin import CaptionBurner
-from vidprod.media.cuts import CutRules, Plan, plan_file
+from vidprod.media.cuts import CutError, CutRules, Plan, plan_file, recut
 from vidprod.media.faces import FaceModelError, face_model_bytes
 from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
 from vidprod.media.probe import SourceInfo, probe
@@ -35,6 +35,7 @@ from vidprod.media.render import (
     RenderStopped,
     part_filename,
     render_parts,
+    thumbnail_filename,
 )
 from vidprod.media.speech import TranscriptionStopped, Word, transcribe
 from vidprod.media.subtitles import write_subtitles
@@ -176,6 +177,10 @@ class JobService:
             lambda conn: (q.list_jobs(conn, limit=limit, offset=offset), q.count_jobs(conn))
         )
 
+    def part_summaries(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Per job: the parts made so far and the first one with a thumbnail."""
+        return self.db.read(lambda conn: q.segment_summaries(conn, job_ids))
+
     def events(self, job_id: str, *, after_id: int = 0) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: ev.list_events(conn, job_id, after_id=after_id))
 
@@ -265,6 +270,73 @@ class JobService:
         self.db.write(change)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
+    def recut(self, job_id: str, cuts_seconds: list[float]) -> dict[str, Any]:
+        """Cut a finished video where the creator chose: move a cut to another pause,
+        drop one (two parts become one) or add one (a part splits). Only the parts whose
+        start or end changed are rendered again; the others keep their files (renumbered
+        when a part before them was joined or split). Raises CutError with the problems."""
+        job = self.get(job_id)
+        if job["state"] != "done":
+            raise JobConflict(f"The job is {job['state']}; cuts can be moved once its parts are made.")
+        if job["files_removed_at"]:
+            raise JobConflict("The job's files were removed by housekeeping; upload the video again.")
+        plan = Plan.from_json(job["plan"])
+        allowed = sorted(set(plan.pauses) | set(plan.cuts()))
+        cuts = []
+        for seconds in cuts_seconds:
+            # The page and API speak seconds; the plan keeps exact frame times.
+            nearest = min(allowed, key=lambda t: abs(float(t) - seconds), default=None)
+            if nearest is None or abs(float(nearest) - seconds) > 0.001:
+                raise CutError([f"{seconds:.2f} s is not one of this video's pauses"])
+            cuts.append(nearest)
+        fresh = recut(plan, cuts)
+        old = {(p.start, p.end): p.index for p in plan.parts}
+        kept = {p.index: old[(p.start, p.end)] for p in fresh.parts if (p.start, p.end) in old}  # new -> old index
+        if len(kept) == len(fresh.parts) == len(plan.parts):
+            return job  # nothing moved
+        segments = {s["idx"]: s for s in self.segments(job_id)}
+        parts_dir = self.parts_dir(job_id)
+
+        def change(conn: Any) -> None:
+            if pq.live_for_job(conn, job_id):
+                raise JobConflict("Parts of this video are scheduled or posted; cancel those posts before moving its cuts.")
+            q.delete_segments(conn, job_id)
+            for new, was in kept.items():
+                if was in segments:
+                    row = dict(segments[was], idx=new, path=self._part_path(job_id, part_filename(new)))
+                    if row.get("thumbnail_path"):
+                        row["thumbnail_path"] = self._part_path(job_id, thumbnail_filename(new))
+                    q.upsert_segment(conn, job_id, row)
+            stored = {"limit_seconds": job["plan"].get("limit_seconds"), **fresh.to_json()}
+            q.update_job(conn, job_id, state="queued", stage=None, progress=0, plan=stored, finished_at=None)
+            ev.add_event(conn, job_id, "job.recut", {
+                "cuts": [round(float(t), 3) for t in fresh.cuts()],
+                "kept": sorted(kept), "rendered_again": sorted(set(range(len(fresh.parts))) - set(kept)),
+            })  # fmt: skip
+
+        self.db.write(change)
+        # Files follow the rows: through temporary names, so a part moving down never
+        # overwrites one still to move. A crash in between leaves a row whose file is
+        # missing or of another size, which the render makes again (see `_render`).
+        staged = {}
+        for was in range(len(plan.parts)):
+            for name in (part_filename(was), thumbnail_filename(was)):
+                if (parts_dir / name).exists():
+                    (parts_dir / name).replace(parts_dir / f".recut-{name}")
+                    staged[name] = parts_dir / f".recut-{name}"
+        for new, was in kept.items():
+            for old_name, new_name in ((part_filename(was), part_filename(new)),
+                                       (thumbnail_filename(was), thumbnail_filename(new))):  # fmt: skip
+                if old_name in staged:
+                    staged.pop(old_name).replace(parts_dir / new_name)
+        for leftover in staged.values():
+            leftover.unlink(missing_ok=True)
+        self.enqueue(job_id)
+        return self.get(job_id)
+
+    def _part_path(self, job_id: str, name: str) -> str:
+        return str((self.parts_dir(job_id) / name).relative_to(self.settings.media_dir))
+
     def _remove_outputs(self, job_id: str) -> None:
         shutil.rmtree(self.parts_dir(job_id), ignore_errors=True)
 
@@ -314,10 +386,12 @@ class JobService:
         metrics.PROCESSING_SECONDS.labels("planning").observe(time.monotonic() - started)
         if words is not None:
             self._write_subtitles(job_id, plan, words)
+        # Parts already made (before a restart, or kept when cuts were moved): the row's
+        # file, of the row's size (a re-cut cut short could leave another part's file).
         done = {
             s["idx"]
             for s in self.segments(job_id)
-            if self.media_path(s["path"]).is_file()
+            if self.media_path(s["path"]).is_file() and self.media_path(s["path"]).stat().st_size == s["size_bytes"]
         }
         self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
         gaze = self._gaze_corrector(job)

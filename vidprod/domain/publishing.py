@@ -58,6 +58,8 @@ POINT_OF_NO_RETURN = ("publish_sent", "last_chunk_sent", "uploaded", "media_id",
 EDITABLE_STATES = ("scheduled", "waiting", "dead", "cancelled")
 OPEN_STATES = ("scheduled", "publishing", "waiting", "dead", "cancelled")  # the queue's upper part
 PAST_GRACE_SECONDS = 300.0  # a new time this far back (a slow form, a skewed clock) means now
+# A live publication's state as the refusal of a second one says it.
+STATE_NAMES = {"scheduled": "scheduled", "waiting": "waiting for its account to be reconnected"}
 LIVE_WINDOW_SECONDS = 600.0  # posts due this soon keep a job's live stream open
 BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
 OPTION_NAMES = {
@@ -191,11 +193,8 @@ class PublicationService:
 
         def insert(conn: Any) -> None:
             for row, account, _ in rows:
-                if q.open_for(conn, job_id, row["segment_idx"], account["id"]):
-                    raise PublicationConflict(
-                        f"part {row['segment_idx'] + 1} is already scheduled or published to"
-                        f" {account['platform']} ({account['name']}); cancel that first"
-                    )
+                if state := q.open_for(conn, job_id, row["segment_idx"], account["id"]):
+                    raise PublicationConflict(_already(row["segment_idx"], account, state))
                 q.insert_publication(conn, row)
                 ev.add_event(conn, job_id, "publication.scheduled", self._event_data(row, publish_at=_iso(row["due_at"])))
 
@@ -231,11 +230,20 @@ class PublicationService:
 
     # --- chosen at upload ----------------------------------------------------------
 
-    def check_upload_choice(self, request: PublishRequest) -> None:
+    def check_upload_choice(self, request: PublishRequest, longest_part: float | None = None) -> None:
         """Refuse at upload what could never be scheduled; checks that need the parts
-        (durations, sizes) wait until they exist."""
+        (durations, sizes) wait until they exist. `longest_part`: the part length chosen,
+        held to each chosen platform's longest video (Shorts 3 min, Reels 15 min, TikTok
+        the account's max_video_post_duration_sec)."""
         problems: list[str] = []
-        self._request_problems(request, problems)
+        accounts = self._request_problems(request, problems)
+        for account in accounts if longest_part else ():
+            client = self.accounts.platforms[account["platform"]]
+            profile = account.get("profile") or {}
+            limits = [float(x) for x in (client.longest, profile.get("max_video_post_duration_sec")) if x]
+            if limits and longest_part > min(limits):
+                problems.append(f"parts of up to {longest_part:g} s are too long for {account['platform']}"
+                                f" ({account['name']}), which takes {min(limits):g} s at most; choose {min(limits):g} s or less")
         if problems:
             raise InvalidPublication(problems)
 
@@ -282,6 +290,9 @@ class PublicationService:
     def list(self, *, job_id: str | None = None, state: str | None = None, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: q.list_publications(conn, job_id=job_id, state=state, limit=limit, offset=offset))
 
+    def states_by_job(self, job_ids: list[str]) -> dict[str, dict[str, int]]:
+        return self.db.read(lambda conn: q.states_by_job(conn, job_ids))
+
     def retry(self, publication_id: str, *, now: bool = False) -> dict[str, Any]:
         """A dead-lettered or cancelled publication is scheduled again. It keeps its time:
         one not yet due stays due then (a cancelled post for 09:00 tomorrow must not go out
@@ -296,8 +307,9 @@ class PublicationService:
                 raise PublicationNotFound(publication_id)
             if publication["state"] not in ("dead", "cancelled"):
                 raise PublicationConflict(f"the publication is {publication['state']}; only dead or cancelled ones are retried")
-            if q.open_for(conn, publication["job_id"], publication["segment_idx"], publication["account_id"]):
-                raise PublicationConflict("this part is already scheduled or published to that account again")
+            if state := q.open_for(conn, publication["job_id"], publication["segment_idx"], publication["account_id"]):
+                account = self.accounts.get(publication["account_id"])
+                raise PublicationConflict(_already(publication["segment_idx"], account, state))
             if not now:
                 due = max(publication["due_at"], due)
             q.update_publication(conn, publication_id, state="scheduled", attempts=0, reschedules=0, due_at=due,
@@ -705,3 +717,14 @@ def _cover_problem(cover_ms: Any, segment: dict[str, Any]) -> str | None:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _already(segment_idx: int, account: dict[str, Any], state: str) -> str:
+    """Why a part cannot go to an account again, saying what the creator can do."""
+    where = f"part {segment_idx + 1} to {account['platform']} ({account['name']})"
+    if state == "published":
+        # A part goes to an account once: a second copy would compete with the first.
+        return f"{where} is published already; a part is posted to an account only once"
+    if state == "publishing":
+        return f"{where} is being uploaded right now"
+    return f"{where} is {STATE_NAMES.get(state, state)} already; cancel that post first (its Cancel button on the video's page)"

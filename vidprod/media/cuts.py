@@ -274,13 +274,23 @@ def _frame_at_or_before(times: Sequence[Fraction], t: Fraction) -> Fraction:
 class Plan:
     parts: list[PlannedPart]
     rate: Fraction  # output frames per second
+    # Every pause in the speech as the frame a cut there falls on: where a creator may
+    # move a cut to, or add one (plans made before this was kept have none).
+    pauses: tuple[Fraction, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"rate": str(self.rate), "parts": [p.to_json() for p in self.parts]}
+        return {
+            "rate": str(self.rate), "parts": [p.to_json() for p in self.parts],
+            "pauses": [str(t) for t in self.pauses], "pause_seconds": [round(float(t), 6) for t in self.pauses],
+        }  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
-        return cls([PlannedPart.from_json(p) for p in data["parts"]], Fraction(data.get("rate", "30")))
+        return cls([PlannedPart.from_json(p) for p in data["parts"]], Fraction(data.get("rate", "30")),
+                   tuple(Fraction(t) for t in data.get("pauses", ())))  # fmt: skip
+
+    def cuts(self) -> list[Fraction]:
+        return [p.end for p in self.parts[:-1]]
 
 
 def plan_file(path: Path, rules: CutRules, words: Sequence[Word] | None = None,
@@ -288,4 +298,58 @@ def plan_file(path: Path, rules: CutRules, words: Sequence[Word] | None = None,
     """Scan the source once and plan its cuts, with the scene-change fallback."""
     scan = scan_source(path, limits)
     parts = plan_cuts(scan, rules, lambda lo, hi: find_scene_change(path, lo, hi), words)
-    return Plan(parts, scan.timeline.output_rate())
+    return Plan(parts, scan.timeline.output_rate(), pause_times(scan, rules))
+
+
+def pause_times(scan: SourceScan, rules: CutRules) -> tuple[Fraction, ...]:
+    """The frame in the middle of every pause (never the first frame)."""
+    times = scan.timeline.frame_times
+    if len(times) < 2 or scan.loudness is None:
+        return ()
+    found = set()
+    for pause in find_pauses(scan.loudness, rules.min_pause):
+        cut = _frame_near(times, Fraction((pause.start + pause.end) / 2), times[1], times[-1])
+        if cut is not None:
+            found.add(cut)
+    return tuple(sorted(found))
+
+
+# Parts moved by hand stay within what some platform takes: Reels run 3 s to 15 min
+# (Shorts end at 3 min, TikTok at the account's maximum; each post is checked again).
+HAND_MIN_PART = Fraction(3)
+HAND_MAX_PART = Fraction(15 * 60)
+
+
+class CutError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def recut(plan: Plan, cuts: Sequence[Fraction]) -> Plan:
+    """The plan with the creator's cuts: each at one of the plan's pauses or where a
+    cut already is. A part whose start and end stay keeps its index-free identity (the
+    caller keeps its file); the others are new."""
+    start, end = plan.parts[0].start, plan.parts[-1].end
+    ends = {p.end: p for p in plan.parts[:-1]}
+    allowed = set(plan.pauses) | set(ends)
+    chosen = sorted(set(cuts))
+    problems = [f"{float(t):.2f} s is not one of this video's pauses" for t in chosen if t not in allowed]
+    bounds = [start, *chosen, end]
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        if b - a < HAND_MIN_PART:
+            problems.append(f"part {i + 1} would last {float(b - a):.1f} s; a part lasts at least {HAND_MIN_PART} s")
+        elif b - a > HAND_MAX_PART:
+            problems.append(f"part {i + 1} would last {float(b - a) / 60:.1f} min; a part lasts at most 15 min")
+    if problems:
+        raise CutError(problems)
+    parts = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        if b == end:
+            reason, detail = "end", ""
+        elif b in ends:
+            reason, detail = ends[b].reason, ends[b].detail
+        else:
+            reason, detail = "pause", "moved here by hand"
+        parts.append(PlannedPart(i, a, b, reason, detail))
+    return Plan(parts, plan.rate, plan.pauses)

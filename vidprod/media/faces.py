@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,12 +154,57 @@ class FaceFinder:
         self.close()
 
 
+# A native log line worth showing: absl/glog's E (error) and F (fatal) severities.
+_NATIVE_PROBLEM = re.compile(rb"^[EF]\d{4} ")
+
+
+def quiet_native_stderr() -> None:
+    """Keep MediaPipe's native chatter ("W0000 ... Feedback manager requires ...",
+    "INFO: Created TensorFlow Lite XNNPACK delegate") from the user's terminal and logs.
+
+    It is written by absl and TF Lite straight to file descriptor 2, which no Python
+    setting reaches (GLOG_minloglevel covers only glog), so fd 2 becomes a pipe that a
+    thread reads: native errors (E/F lines) are passed on, the rest dropped. Python's
+    own sys.stderr keeps the original descriptor, so tracebacks still reach the user.
+    Only ever done in a child of our own."""
+    import atexit
+    import sys
+    import threading
+
+    original = os.dup(2)
+    sys.stderr.flush()
+    sys.stderr = open(original, "w", buffering=1, closefd=True)  # noqa: SIM115 - lives as long as the process
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        with open(read_end, "rb") as native:
+            for line in native:
+                if _NATIVE_PROBLEM.match(line):
+                    os.write(original, line)
+
+    reader = threading.Thread(target=forward, name="native-stderr", daemon=True)
+    reader.start()
+
+    def drain() -> None:  # at exit: end the pipe and pass on what is still in it
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        os.close(quiet)
+        reader.join(2)
+
+    atexit.register(drain)
+
+
 def _lighten_child() -> None:
     """Stand-ins for two modules MediaPipe imports but face landmarks never use:
     matplotlib.pyplot (its drawing helpers) and sounddevice (its audio tasks). They make
-    up 0.9 s of MediaPipe's 1.45 s import. Only ever done in a child of our own."""
+    up 0.9 s of MediaPipe's 1.45 s import. Only ever done in a child of our own; its
+    native stderr is quietened too (`quiet_native_stderr`)."""
     import sys
     import types
+
+    quiet_native_stderr()
 
     for name in ("matplotlib", "matplotlib.pyplot", "sounddevice"):
         sys.modules.setdefault(name, types.ModuleType(name))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
@@ -167,6 +168,8 @@ class PlatformHttp:
     token_host = ""
     token_path = ""
     refresh_margin = 300.0  # refresh an access token this long before it expires
+    shortest = 0.0  # seconds: the shortest video the platform takes (0: it states none)
+    longest = 0.0  # seconds: the longest it takes from any account (0: no limit of its own)
 
     def __init__(
         self, settings: Settings, client_id: str | None, client_secret: str | None,
@@ -183,6 +186,15 @@ class PlatformHttp:
 
     def url(self, host: str, path: str, *, browser: bool = False) -> str:
         return self.settings.platform_url(host, browser=browser) + path
+
+    def post_link(self, address: str | None) -> str | None:
+        """A post's address as the creator's browser opens it: the platform's own, or,
+        against the fakes (sandbox, tests), the fake's page for that post, which plays
+        the file that was posted (a real-looking address there would lead nowhere)."""
+        if not address:
+            return None
+        parts = urlsplit(address)
+        return self.url(parts.netloc, parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else ""), browser=True)
 
     def oauth(self, redirect_uri: str | None = None) -> OAuth2Client:
         """authlib does state, PKCE and token parsing; hosts come from our config."""

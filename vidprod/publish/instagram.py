@@ -60,6 +60,8 @@ SPAM_SUBCODE = 2207051
 class Instagram(PlatformHttp):
     name = "instagram"
     label = "Instagram"
+    shortest = MIN_SECONDS
+    longest = MAX_SECONDS
     scope = "instagram_business_basic,instagram_business_content_publish"
     token_host = "api.instagram.com"
     token_path = "/oauth/access_token"
@@ -316,7 +318,7 @@ class Instagram(PlatformHttp):
             answer = self._graph(
                 "GET", f"/{media_id}", token=session.tokens.access_token, params={"fields": "id,permalink"}
             )
-            url = answer.get("permalink")
+            url = self.post_link(answer.get("permalink"))
         except PublishFailure:
             url = None  # the post is out; its link is a nicety
         return Published(media_id, url)

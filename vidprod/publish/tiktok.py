@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 API = "open.tiktokapis.com"
 AUTH = "www.tiktok.com"
 MAX_CAPTION = 2200
+MIN_SECONDS = 3.0  # TikTok's media rules: 3 s to 10 min (the account's own maximum may be lower)
 PRIVACY_LEVELS = {
     "public": "PUBLIC_TO_EVERYONE",
     "friends": "MUTUAL_FOLLOW_FRIENDS",
@@ -72,6 +73,8 @@ def chunk_plan(size: int, chunk: int, bounds: tuple[int, int] = (MIN_CHUNK, MAX_
 class TikTok(PlatformHttp):
     name = "tiktok"
     label = "TikTok"
+    shortest = MIN_SECONDS
+    longest = 600.0  # 10 min; an account's own max_video_post_duration_sec may be lower
     scope = "user.info.basic,video.publish,video.upload"
     token_host = API
     token_path = "/v2/oauth/token/"
@@ -117,6 +120,8 @@ class TikTok(PlatformHttp):
         elif allowed and level not in allowed:
             names = [k for k, v in PRIVACY_LEVELS.items() if v in allowed]
             found.append(f"this TikTok account allows only {', '.join(names) or allowed} posts")
+        if upload.duration < MIN_SECONDS:
+            found.append(f"a TikTok video lasts at least {MIN_SECONDS:.0f} s; the part is {upload.duration:.1f} s")
         longest = profile.get("max_video_post_duration_sec")
         if longest and upload.duration > float(longest):
             found.append(f"this TikTok account posts videos up to {longest} s; the part is {upload.duration:.0f} s")
@@ -238,7 +243,7 @@ class TikTok(PlatformHttp):
             if status == "PUBLISH_COMPLETE":
                 ids = state.get("publicaly_available_post_id") or []
                 post_id = str(ids[0]) if ids else remote["publish_id"]
-                return Published(post_id, f"https://www.tiktok.com/video/{ids[0]}" if ids else None)
+                return Published(post_id, self.post_link(f"https://www.tiktok.com/video/{ids[0]}") if ids else None)
             if status == "SEND_TO_USER_INBOX" or (remote.get("inbox") and status == "PROCESSING_DOWNLOAD"):
                 return Published(remote["publish_id"], None, inbox=True)
             if status == "FAILED":

@@ -93,6 +93,7 @@ class YouTube(PlatformHttp):
     name = "youtube"
     label = "YouTube"
     cover_picture = True  # thumbnails.set takes a JPEG
+    longest = MAX_SHORT_SECONDS  # a Short lasts up to 3 min (since October 2024)
     scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
     token_host = "oauth2.googleapis.com"
     token_path = "/token"
@@ -144,7 +145,7 @@ class YouTube(PlatformHttp):
         if not remote.get("video_id"):
             self._insert(session)
         self._thumbnail(session)
-        return _published(remote["video_id"])
+        return self._published(remote["video_id"])
 
     def _insert(self, session: Session) -> None:
         """videos.insert, resumed from the saved session; ends with video_id saved."""
@@ -262,6 +263,9 @@ class YouTube(PlatformHttp):
         http = _BearerHttp(token, self.settings.publish_timeout, on_session)
         return build_from_document(_discovery_document(root), http=http)
 
+    def _published(self, video_id: str) -> Published:
+        return Published(video_id, self.post_link(f"https://www.youtube.com/shorts/{video_id}"))
+
     def _execute(self, request: Any) -> dict[str, Any]:
         try:
             return request.execute()
@@ -271,8 +275,6 @@ class YouTube(PlatformHttp):
             raise PublishFailure("retry", "network", f"YouTube: {exc!r}") from None
 
 
-def _published(video_id: str) -> Published:
-    return Published(video_id, f"https://www.youtube.com/shorts/{video_id}")
 
 
 def _failure(exc: HttpError, now: float) -> PublishFailure:

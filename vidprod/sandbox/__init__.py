@@ -5,6 +5,7 @@ This package is the sandbox's one entry point: the app imports only what is name
 (tests may reach inside), and nothing in it imports the product."""
 
 from vidprod.sandbox.app import create_fake_app, issue_tokens, sandbox_router
+from vidprod.sandbox.pages import PageLook
 from vidprod.sandbox.state import ACCOUNTS, DEFAULT_CLIENTS, OPERATIONS, FakePlatforms, Rules, install_clients
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DEFAULT_CLIENTS",
     "OPERATIONS",
     "FakePlatforms",
+    "PageLook",
     "Rules",
     "create_fake_app",
     "install_clients",

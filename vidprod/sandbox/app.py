@@ -9,7 +9,7 @@ from litestar import Litestar, Request, Response, Router
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
-from vidprod.sandbox import instagram, tiktok, youtube
+from vidprod.sandbox import instagram, posts, tiktok, youtube
 from vidprod.sandbox.state import FakePlatforms
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def sandbox_router(fake: FakePlatforms, path: str = "/sandbox") -> Router:
 
     return Router(
         path=path,
-        route_handlers=[*tiktok.ROUTES, *instagram.ROUTES, *youtube.ROUTES],
+        route_handlers=[*tiktok.ROUTES, *instagram.ROUTES, *youtube.ROUTES, *posts.ROUTES],
         dependencies={"fake": Provide(provide_fake, sync_to_thread=False)},
         opt={"public": True},
         include_in_schema=False,

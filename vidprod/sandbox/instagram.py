@@ -646,8 +646,10 @@ async def _publish(call: Call, version: str, user: str) -> Response:
             size=size,
             sha256=container["sha256"],
             container_id=creation_id,
+            shortcode=data["instagram"]["media"][media_id]["shortcode"],
             settings={"share_to_feed": container["share_to_feed"], "thumb_offset": container["thumb_offset"]},
         )
+        fake.keep_posted(path, "instagram", media_id)
     path.unlink(missing_ok=True)
     return ok({"id": media_id})
 

@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from vidprod.sandbox.pages import PageLook
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 DAY = 86400.0
 
 PLATFORMS = ("tiktok", "instagram", "youtube")
+POSTED_KEPT = 30  # posted files kept for the sandbox's post pages
 
 # The one creator each fake knows.
 ACCOUNTS: dict[str, dict[str, str]] = {
@@ -102,6 +105,7 @@ class Rules:
         "SELF_ONLY",
     )
     tiktok_max_duration_sec: int = 600
+    tiktok_min_duration_sec: float = 3.0
     tiktok_title_max: int = 2200
     tiktok_init_per_minute: int = 6
     tiktok_creator_info_per_minute: int = 20
@@ -196,7 +200,9 @@ class FakePlatforms:
         upload_dir: Path | None = None,
         state_file: Path | None = None,
         redirect_uris: Collection[str] | None = None,
+        look: PageLook | None = None,
     ) -> None:
+        self.look = look  # the host app's stylesheet and icon for the fake's pages
         self.clients = {**DEFAULT_CLIENTS, **(clients or {})}
         # The apps' registered redirect URIs; None: any on this machine (127.0.0.1,
         # localhost), as tests' apps use free ports. Anything else is refused.
@@ -514,6 +520,30 @@ class FakePlatforms:
 
     def upload_path(self, name: str) -> Path:
         return self.upload_dir / f"{name}.part"
+
+    def keep_posted(self, path: Path, platform: str, post_id: str) -> None:
+        """Keep a posted file, so the post's sandbox page can play it: the newest
+        POSTED_KEPT of them (a sandbox is for trying things, not an archive)."""
+        folder = self.upload_dir / "posted"
+        folder.mkdir(exist_ok=True)
+        if not path.exists():
+            return
+        os.replace(path, folder / f"{platform}-{post_id}.mp4")
+        kept = sorted(folder.glob("*.mp4"), key=lambda p: p.stat().st_mtime_ns)
+        for old in kept[:-POSTED_KEPT]:
+            old.unlink(missing_ok=True)
+
+    def find_post(self, platform: str, key: str) -> dict[str, Any] | None:
+        """A published post by its id (or, on Instagram, its shortcode)."""
+        with self.lock:
+            for post in self.data["posts"]:
+                if post["platform"] == platform and key in (post["id"], post.get("shortcode")):
+                    return copy.deepcopy(post)
+        return None
+
+    def posted_file(self, post: dict[str, Any]) -> Path | None:
+        path = self.upload_dir / "posted" / f"{post['platform']}-{post['id']}.mp4"
+        return path if path.is_file() else None
 
     def redirect_allowed(self, uri: str) -> bool:
         """Whether `uri` is a redirect URI registered for the sandbox's apps."""

@@ -441,7 +441,9 @@ async def _finish(fake: FakePlatforms, publish_id: str, path: Any) -> None:
         publish.update(complete=True, polls_left=fake.rules.tiktok_processing_polls, sha256=digest)
         if problem:
             publish.update(status="FAILED", fail_reason="file_format_check_failed")
-        elif duration is not None and duration > fake.rules.tiktok_max_duration_sec:
+        elif duration is not None and not (
+            fake.rules.tiktok_min_duration_sec <= duration <= fake.rules.tiktok_max_duration_sec
+        ):
             publish.update(status="FAILED", fail_reason="duration_check_failed")
         elif duration is not None and publish["direct"] and (
             publish["post_info"].get("video_cover_timestamp_ms", 0) >= duration * 1000
@@ -464,6 +466,7 @@ async def _finish(fake: FakePlatforms, publish_id: str, path: Any) -> None:
                 publish_id=publish_id,
                 settings={k: v for k, v in info.items() if k not in ("title", "privacy_level")},
             )
+            fake.keep_posted(path, "tiktok", post_id)
     path.unlink(missing_ok=True)
 
 

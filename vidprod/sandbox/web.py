@@ -275,6 +275,7 @@ async def consent(call: Call, rules: ConsentRules) -> Response:
             scopes=scopes,
             action=_raw_path(call.request),
             params=params,
+            look=fake.look,
         )
         return html_page(200, page)
     answer: dict[str, str]

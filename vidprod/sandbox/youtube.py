@@ -595,6 +595,7 @@ async def _finish(fake: FakePlatforms, upload_id: str, path: Any) -> str:
             scheduled_at=status.get("publishAt"),
             settings={"selfDeclaredMadeForKids": status["selfDeclaredMadeForKids"], "tags": snippet["tags"]},
         )
+        fake.keep_posted(path, "youtube", video_id)
     path.unlink(missing_ok=True)
     return video_id
 

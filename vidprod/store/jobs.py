@@ -142,3 +142,17 @@ def get_segment(conn: sqlite3.Connection, job_id: str, idx: int) -> dict[str, An
 
 def delete_segments(conn: sqlite3.Connection, job_id: str) -> None:
     conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+
+
+def segment_summaries(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per job: how many parts exist, and the first part with a thumbnail (or None)."""
+    if not job_ids:
+        return {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = conn.execute(
+        "SELECT job_id, count(*) AS parts,"
+        " min(CASE WHEN thumbnail_path IS NOT NULL THEN idx END) AS thumbnail_idx"
+        f" FROM segments WHERE job_id IN ({marks}) GROUP BY job_id",
+        job_ids,
+    ).fetchall()
+    return {row["job_id"]: {"parts": row["parts"], "thumbnail_idx": row["thumbnail_idx"]} for row in rows}

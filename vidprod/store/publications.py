@@ -87,13 +87,15 @@ def queue(
     return [_decode(row) for row in rows]  # type: ignore[misc]
 
 
-def open_for(conn: sqlite3.Connection, job_id: str, segment_idx: int, account_id: str) -> bool:
-    """Whether this part already has a live publication to this account."""
-    return conn.execute(
-        "SELECT 1 FROM publications WHERE job_id = ? AND segment_idx = ? AND account_id = ?"
+def open_for(conn: sqlite3.Connection, job_id: str, segment_idx: int, account_id: str) -> str | None:
+    """The state of this part's live publication to this account (published, scheduled,
+    publishing or waiting), or None."""
+    row = conn.execute(
+        "SELECT state FROM publications WHERE job_id = ? AND segment_idx = ? AND account_id = ?"
         " AND state NOT IN ('cancelled', 'dead')",
         (job_id, segment_idx, account_id),
-    ).fetchone() is not None
+    ).fetchone()
+    return row[0] if row else None
 
 
 def due_ids(conn: sqlite3.Connection, now: float) -> list[str]:
@@ -193,3 +195,25 @@ def waiting_with_connected_account(conn: sqlite3.Connection) -> list[str]:
         " WHERE p.state = 'waiting' AND a.state = 'connected'"
     )
     return [row["id"] for row in rows]
+
+
+def states_by_job(conn: sqlite3.Connection, job_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per job: how many of its posts are in each state."""
+    if not job_ids:
+        return {}
+    marks = ", ".join("?" for _ in job_ids)
+    rows = conn.execute(
+        f"SELECT job_id, state, count(*) FROM publications WHERE job_id IN ({marks}) GROUP BY job_id, state",
+        job_ids,
+    ).fetchall()
+    states: dict[str, dict[str, int]] = {}
+    for job_id, state, count in rows:
+        states.setdefault(job_id, {})[state] = count
+    return states
+
+
+def live_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
+    """Whether a post of the job is scheduled, on its way, waiting or published."""
+    return conn.execute(
+        "SELECT 1 FROM publications WHERE job_id = ? AND state NOT IN ('cancelled', 'dead') LIMIT 1", (job_id,)
+    ).fetchone() is not None

@@ -9,7 +9,7 @@ import anyio.to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import ServerSentEvent, Stream
 
 from vidprod.domain.jobs import JobService
@@ -55,6 +55,7 @@ def job_json(request: Request, job: dict[str, Any], segments: list[dict[str, Any
         body["plan"] = [
             {k: p[k] for k in ("index", "start_seconds", "end_seconds", "reason")} for p in plan
         ]
+        body["plan_pauses"] = job["plan"].get("pause_seconds", [])
     if segments is not None:
         body["segments"] = [
             {
@@ -158,6 +159,17 @@ async def retry_job(request: Request, state: State, job_id: FromPath[str]) -> di
     return job_json(request, job, None)
 
 
+@post("/jobs/{job_id:str}/cuts", status_code=202, opt={"problems": (409, 422)})
+async def recut_job(request: Request, state: State, job_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
+    """Cut a finished video where the creator chose (each cut at one of `plan_pauses`);
+    only the parts that change are made again."""
+    cuts = data.get("cuts") if isinstance(data, dict) else None
+    if not isinstance(cuts, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cuts):
+        raise problem(422, 'Send {"cuts": [seconds, ...]}: where each part after the first starts, in seconds.')
+    job = await anyio.to_thread.run_sync(_service(state).recut, job_id, [float(c) for c in cuts])
+    return job_json(request, job, None)
+
+
 @delete("/jobs/{job_id:str}", status_code=204, opt={"problems": (409,)})
 async def delete_job(state: State, job_id: FromPath[str]) -> None:
     await anyio.to_thread.run_sync(_service(state).delete, job_id)
@@ -229,6 +241,6 @@ async def health(state: State) -> Response[dict[str, Any]]:
 
 
 ROUTES = [
-    upload, job_status, list_jobs, cancel_job, retry_job, delete_job, segment_file,
+    upload, job_status, list_jobs, cancel_job, retry_job, recut_job, delete_job, segment_file,
     segment_thumbnail, gaze_still, job_events, health,
 ]  # fmt: skip

@@ -27,7 +27,7 @@ from vidprod.domain.publishing import PublicationService
 from vidprod.domain.uploads import TusUploads
 from vidprod.domain.webhooks import WebhookService
 from vidprod.publish.platforms import ORDER, load_platforms, sandbox_clients_file
-from vidprod.sandbox import FakePlatforms, Rules, install_clients, sandbox_router
+from vidprod.sandbox import FakePlatforms, PageLook, Rules, install_clients, sandbox_router
 from vidprod.store import Database, metric_totals
 from vidprod.store.database import make_private_dir
 from vidprod.vault import Vault
@@ -39,11 +39,11 @@ from vidprod.web.auth import (
     session_config,
 )
 from vidprod.web.live import CommitSignal
-from vidprod.web.middleware import client_address, request_tracking, security_headers
+from vidprod.web.middleware import client_address, compression, request_tracking, security_headers
 from vidprod.web.openapi import document_problems
 from vidprod.web.pages import redirect_to_sign_in
 from vidprod.web.problems import EXCEPTION_HANDLERS, problem_details_plugin
-from vidprod.web.templating import static_router, template_config
+from vidprod.web.templating import static_router, static_url, template_config
 from vidprod.web.tus import tus_router
 from vidprod.web.uploads import discard_stale_uploads
 from vidprod.worker.deliveries import DeliveryWorker
@@ -200,6 +200,7 @@ def create_app(
             upload_dir=sandbox / "uploads", state_file=sandbox / "state.json",
             clock=wall_clock(settings.test_clock_file),
             clients=install_clients(sandbox_clients_file(settings)),  # no secret from the source
+            look=PageLook(static_url("app.css"), static_url("favicon.svg")),
             redirect_uris=[f"{base}/accounts/{platform}/callback"
                            for base in {settings.browser_url, settings.internal_url} for platform in ORDER],
             rules=Rules(  # no fake takes more than the app itself would
@@ -229,6 +230,7 @@ def create_app(
         )
     return Litestar(
         route_handlers=handlers,
+        compression_config=compression(),
         lifespan=[lifespan],
         guards=[require_admin],
         middleware=middleware,

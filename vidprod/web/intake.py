@@ -92,7 +92,8 @@ async def check_fields(state: State, fields: dict[str, str]) -> tuple[dict[str, 
     options = job_options(fields)
     if "publish" in options:
         choice = PublishRequest(**options["publish"])
-        await anyio.to_thread.run_sync(state.publications.check_upload_choice, choice)
+        longest = options.get("segment_seconds", state.settings.segment_seconds)
+        await anyio.to_thread.run_sync(state.publications.check_upload_choice, choice, longest)
     webhook = await anyio.to_thread.run_sync(job_webhook, state, fields)
     return options, webhook
 

@@ -9,7 +9,10 @@ import uuid
 from collections.abc import Callable
 
 from litestar import Request
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import CompressionEncoding
+from litestar.middleware.compression import CompressionMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from vidprod import logs
@@ -123,3 +126,34 @@ def client_address(behind_fly: bool) -> Callable[[Request], str]:
         return request.client.host if request.client else "unknown"
 
     return address
+
+
+# What is worth compressing: pages, CSS, JS, JSON and problem+json, SVG, subtitles and
+# the live event stream (gzip flushes after every event, so events still arrive at once).
+_TEXT = re.compile(r"^(text/|application/([a-z.+-]*json|javascript|xml)|image/svg\+xml)")
+
+
+class TextCompression(CompressionMiddleware):
+    """Litestar's gzip, for text only: videos and pictures are compressed already (gzip
+    would only cost CPU), a byte range of a video must stay a range of the file itself,
+    and tus upload answers are empty."""
+
+    def create_compression_send_wrapper(
+        self, send: Send, compression_encoding: CompressionEncoding | str, scope: Scope
+    ) -> Send:
+        compressing = super().create_compression_send_wrapper(send, compression_encoding, scope)  # type: ignore[arg-type]
+        chosen: Send = send
+
+        async def choose(message: Message) -> None:
+            nonlocal chosen
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                text = bool(_TEXT.match(headers.get("content-type", "")))
+                chosen = compressing if text and "content-range" not in headers and message["status"] != 206 else send
+            await chosen(message)
+
+        return choose
+
+
+def compression() -> CompressionConfig:
+    return CompressionConfig(backend="gzip", gzip_compress_level=6, middleware_class=TextCompression)

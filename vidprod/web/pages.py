@@ -24,6 +24,7 @@ from vidprod.domain.publishing import LIVE_WINDOW_SECONDS
 from vidprod.events import CATALOGUE
 from vidprod.store import MAX_INTEGER
 from vidprod.web.api import job_json
+from vidprod.web.links import link
 from vidprod.web.auth import (
     CSRF_FIELD,
     SignInRequired,
@@ -35,6 +36,7 @@ from vidprod.web.auth import (
     token_matches,
 )
 from vidprod.web.publishing import cover_view, publication_view
+from vidprod.web.templating import PLATFORM_NAMES, static_url
 
 PAGE = {"page": True}
 ZONE_COOKIE = "tz"  # the browser's IANA time zone, set by the queue page's script
@@ -136,11 +138,39 @@ async def videos_page(
     page: Annotated[int, QueryParameter(ge=1, le=MAX_INTEGER // JOBS_PER_PAGE)] = 1,
 ) -> Template:
     offset = (page - 1) * JOBS_PER_PAGE
-    jobs, total = await anyio.to_thread.run_sync(lambda: state.jobs.list(limit=JOBS_PER_PAGE, offset=offset))
-    return _page(
-        request, "videos.html", jobs=[job_json(request, job, None) for job in jobs], total=total,
-        page=page, more=offset + JOBS_PER_PAGE < total,
-    )  # fmt: skip
+
+    def read() -> tuple[list[dict[str, Any]], int]:
+        jobs, total = state.jobs.list(limit=JOBS_PER_PAGE, offset=offset)
+        ids = [job["id"] for job in jobs]
+        parts, posts = state.jobs.part_summaries(ids), state.publications.states_by_job(ids)
+        return [_video_item(request, job, parts.get(job["id"]), posts.get(job["id"], {})) for job in jobs], total
+
+    items, total = await anyio.to_thread.run_sync(read)
+    return _page(request, "videos.html", jobs=items, total=total, page=page, more=offset + JOBS_PER_PAGE < total)
+
+
+# The order a video's post states are told in on /videos: what needs the creator first.
+POST_STATE_ORDER = ("dead", "waiting", "publishing", "scheduled", "published", "cancelled")
+
+
+def _video_item(
+    request: Request, job: dict[str, Any], parts: dict[str, Any] | None, posts: dict[str, int]
+) -> dict[str, Any]:
+    """A row of /videos: the title typed at upload (else the file's name), the first
+    part's thumbnail, the parts that exist (a stopped job made none, whatever it planned)
+    and how its posts stand."""
+    item = job_json(request, job, None)
+    choice = (job["options"] or {}).get("publish") or {}
+    item["title"] = (choice.get("title") or "").strip() or job["source_name"]
+    item["parts_made"] = parts["parts"] if parts else 0
+    thumbnail = parts["thumbnail_idx"] if parts else None
+    item["thumbnail_url"] = (
+        link(request, "segment_thumbnail", job_id=job["id"], index=thumbnail)
+        if thumbnail is not None and not job["files_removed_at"]
+        else None
+    )
+    item["posts"] = [(state, posts[state]) for state in POST_STATE_ORDER if posts.get(state)]
+    return item
 
 
 def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
@@ -151,9 +181,20 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     for publication in publications:
         by_part.setdefault(publication["part"], []).append(publication)
     refused = [e["data"] for e in state.jobs.events(job_id) if e["type"] == "publication.refused"]
+    # Parts shorter or longer than a platform takes (a 0.1 s clip makes a 0.1 s part):
+    # said on the part, not discovered when its post is refused.
+    too_short, too_long = {}, {}
+    for part in body.get("segments", []):
+        clients, seconds = state.accounts.platforms.items(), part["duration_seconds"]
+        short = {name: client.shortest for name, client in clients if seconds < client.shortest}
+        long = {name: client.longest for name, client in clients if client.longest and seconds > client.longest}
+        if short:
+            too_short[part["index"]] = {"platforms": [PLATFORM_NAMES[name] for name in short], "seconds": min(short.values())}
+        if long:
+            too_long[part["index"]] = {"platforms": [PLATFORM_NAMES[name] for name in long], "seconds": max(long.values())}
     return {
         "job": body, "publications": by_part, "accounts": _connected_accounts(state),
-        "refused": refused[-1]["problems"] if refused else None,
+        "refused": refused[-1]["problems"] if refused else None, "too_short": too_short, "too_long": too_long,
     }  # fmt: skip
 
 
@@ -278,7 +319,14 @@ async def settings_page(request: Request, state: State) -> Template:
     return _page(request, "settings.html", endpoints=endpoints, event_types=CATALOGUE)
 
 
+@get("/favicon.ico", opt={"public": True}, include_in_schema=False)
+async def favicon() -> Redirect:
+    """Pages link their icon; a browser that asks here anyway (an API answer opened in a
+    tab) gets it too, not a 404 in its console."""
+    return Redirect(static_url("favicon.svg"), status_code=302)
+
+
 ROUTES = [
-    sign_in_page, sign_in, sign_out, upload_page, videos_page, video_page, video_live_part,
+    favicon, sign_in_page, sign_in, sign_out, upload_page, videos_page, video_page, video_live_part,
     part_page, queue_page, accounts_page, settings_page,
 ]  # fmt: skip

@@ -16,6 +16,7 @@ from litestar.plugins.problem_details import (
 
 from vidprod.domain.accounts import AccountNotFound, ConnectError
 from vidprod.domain.jobs import JobConflict, JobNotFound
+from vidprod.media.cuts import CutError
 from vidprod.domain.publishing import (
     InvalidPublication,
     PublicationConflict,
@@ -91,6 +92,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 HTTPException: _http,
                 JobNotFound: lambda exc: problem(404, "There is no job with this id."),
                 JobConflict: lambda exc: problem(409, str(exc)),
+                CutError: lambda exc: problem(422, str(exc), problems=exc.problems),
                 InvalidMedia: lambda exc: problem(422, str(exc)),
                 UploadRejected: lambda exc: problem(exc.status, exc.message),
                 UploadError: lambda exc: problem(exc.status, exc.message, headers=exc.headers),

@@ -80,7 +80,8 @@ def duration(seconds: float | None) -> str:
         return ""
     if seconds < 60:
         return f"{seconds:.1f} s".replace(".0 s", " s")
-    return f"{int(seconds // 60)} min {math.floor(seconds % 60)} s"
+    rest = math.floor(seconds % 60)
+    return f"{int(seconds // 60)} min" + (f" {rest} s" if rest else "")
 
 
 def iso_time(value: str | float | None) -> str:
