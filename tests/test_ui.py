@@ -502,7 +502,7 @@ def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_e
         time.sleep(0.3)
 
     for name, path in (("upload", "/"), ("videos", "/videos"), ("accounts", "/platforms"), ("settings", "/settings"),
-                       ("video", f"/videos/{job_id}"), ("queue", "/queue"), ("part", f"/videos/{job_id}/parts/1")):  # fmt: skip
+                       ("queue", "/queue"), ("part", f"/videos/{job_id}/parts/1"), ("video", f"/videos/{job_id}")):  # fmt: skip
         page.goto(path)
         page.wait_for_load_state("networkidle") if name not in ("video", "queue") else page.wait_for_timeout(800)
         check_page(page, name, errors)
