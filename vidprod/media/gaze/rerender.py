@@ -103,6 +103,9 @@ class Stencil:
     # it, and which pixels it moves (None when the lid stays)
     lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     touched: np.ndarray | None = None  # every pixel the edit may write
+    # the eyeball as two layers, the iris disc over the sclera: (disc coverage, the
+    # sclera's certainty, its blurred certainty); None when no sclera shows
+    layers: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
 
 
 def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
@@ -170,6 +173,39 @@ def extend_eyeball(crop: np.ndarray, s: Stencil) -> np.ndarray:
     return (value + s.unsure * crop).astype(np.float32)
 
 
+def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre: np.ndarray,
+                  r: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """The geometry of the eyeball's two layers: the iris disc (coverage, soft over one
+    pixel) and the sclera around it, whose colour is carried under the disc and the lids
+    by a normalised Gaussian blur of the sure sclera (sigma one iris radius). Without
+    it an iris that moves up drags its own colour up from under the lower lid, and a
+    reader's iris, which sits on the lower lid, is stretched instead of moved: gaze
+    estimators and people read the sclera that shows below a raised iris."""
+    gx, gy = grid
+    dist = np.hypot(gx - np.float32(centre[0]), gy - np.float32(centre[1]))
+    disc = np.clip(np.float32(r + 0.5) - dist, 0.0, 1.0)
+    # the limbus is a dark ring blurred over a pixel or two: not sclera
+    certain = sure * np.clip(dist - np.float32(r + 1.5), 0.0, 1.0)
+    if certain.sum() < 4.0:
+        return None
+    sigma = max(1.0, r)
+    reach = cv2.GaussianBlur(certain, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    return disc, certain, reach, sigma
+
+
+def layered_eyeball(crop: np.ndarray, ext: np.ndarray, s: Stencil) -> np.ndarray:
+    """`ext` (the eyeball continued under the lids) with the sclera's colour wherever
+    the iris disc is not: only where the pixel itself is not surely seen."""
+    if s.layers is None:
+        return ext
+    disc, certain, reach, sigma = s.layers
+    total = cv2.GaussianBlur(crop * certain, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    eps = np.float32(1e-3)
+    sclera = (total + eps * ext) / (reach + eps)  # the extension where no sclera reaches
+    layered = disc * ext + (1.0 - disc) * sclera
+    return s.sure * crop + s.keep * layered
+
+
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
     """1 over the iris (and 10 % beyond it) along the corner line, a Gaussian fall-off
     towards the corners, constant across the opening's height."""
@@ -226,6 +262,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
     warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
+    layers = sclera_layers(sure, (gx, gy), centre, edit.r * scale)
     lid = None
     touched = inside
     if lift >= 1e-3:
@@ -239,7 +276,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
             lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             lid = (mx, my, lid_alpha, moves)
             touched = inside | moves
-    return Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
+    return Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched, layers)
 
 
 def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
@@ -247,7 +284,7 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     x0, y0, x1, y1 = s.box
     view = plane[y0:y1, x0:x1]
     crop = view.astype(np.float32)
-    ext = extend_eyeball(crop, s)
+    ext = layered_eyeball(crop, extend_eyeball(crop, s), s)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     out = crop + s.alpha * (warped - ext)
     if s.lid is not None:
