@@ -177,7 +177,7 @@ class LidTracker:
 # luma is a rim or a brow. A lid crease's shadow is lighter (0.55-0.75 of the skin on
 # the faces seen, lit or shaded), a dark rim or brow darker (0.25-0.4).
 # The nearest column decides (a tilted rim comes nearest at one end).
-BAND_MAX = 0.2
+BAND_MAX = 0.3
 LASH_ZONE = 0.06
 LASH_END = 15.0
 RIM_DARK = 0.45

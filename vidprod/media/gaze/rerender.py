@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 SUPERSAMPLE = 8
+# The softest picture whose lid margins are followed (px sigma): the blurred opening
+# reaches three of these past the fitted lids, inside the harness's eye region.
+MAX_BLUR = 1.5
 _BOX = np.ones((3, 3), np.float32)
 # A band compressed by its lid's rise folds where the rise falls off faster than 1 px
 # per px; smoothstep's steepest slope is 1.5 / band, so a rise is at most band / this.
@@ -54,6 +57,7 @@ class EyeEdit:
     upper_count: int = 0  # the first this many opening points are the upper lid, left to right
     lift: float = 0.0  # how far the upper lid margin rises at its middle (px, along -uy)
     band: float = 0.0  # the lid skin above the margin that the rise compresses (px)
+    blur: float = 0.0  # the picture's blur at the eye (Gaussian sigma, px; limbus_blur)
 
     @property
     def upper(self) -> np.ndarray:
@@ -103,6 +107,7 @@ class Stencil:
     # it, and which pixels it moves (None when the lid stays)
     lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     touched: np.ndarray | None = None  # every pixel the edit may write
+    layers: Layers | None = None  # None when no sclera shows
 
 
 def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
@@ -170,6 +175,62 @@ def extend_eyeball(crop: np.ndarray, s: Stencil) -> np.ndarray:
     return (value + s.unsure * crop).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Layers:
+    """The eyeball as two layers, the iris disc over the sclera (geometry only)."""
+
+    disc: np.ndarray  # the iris disc's coverage, soft over one pixel
+    near: np.ndarray  # the disc and a ring around it: dark iris pixels the fit missed
+    certain: np.ndarray  # the surely seen sclera
+    reach: np.ndarray  # `certain` blurred: how much sclera each pixel's estimate rests on
+    sigma: float
+    below: np.ndarray  # 0 above the iris centre, 1 from half a radius below it
+    share: np.ndarray | None = None  # how much of each extended pixel came from `near`
+
+
+def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre: np.ndarray, ux: np.ndarray,
+                  r: float) -> Layers | None:
+    """The geometry of the eyeball's two layers. Without them an iris that moves up
+    drags its own colour up from under the lower lid: a reader's iris, which sits on the
+    lower lid, is stretched instead of moved, and gaze estimators and people read the
+    sclera that shows below a raised iris. The sclera's colour is a normalised Gaussian
+    blur (sigma one iris radius) of the surely seen sclera. None when none is seen."""
+    gx, gy = grid
+    dist = np.hypot(gx - np.float32(centre[0]), gy - np.float32(centre[1]))
+    # soft over a third of the radius: the limbus is a blurred edge, and in an upscaled
+    # or soft picture a one-pixel edge would be the sharpest thing in the eye
+    soft = max(1.0, r / 3.0)
+    disc = np.clip((np.float32(r + 0.5 * soft) - dist) / np.float32(soft), 0.0, 1.0)
+    near = np.clip(np.float32(1.35 * r + 1.5) - dist, 0.0, 1.0)
+    certain = sure * (1.0 - near)  # past the limbus's blurred dark ring
+    if certain.sum() < 4.0:
+        return None
+    sigma = max(1.0, r)
+    reach = cv2.GaussianBlur(certain, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    # only below the iris: a raised iris uncovers sclera under it, while above it the
+    # lid hides the iris's top, which the fitted disc may cut a little short
+    down = (gx - np.float32(centre[0])) * np.float32(-ux[1]) + (gy - np.float32(centre[1])) * np.float32(ux[0])
+    below = np.clip(down / np.float32(0.5 * r), 0.0, 1.0)
+    return Layers(disc, near, certain, reach, sigma, below)
+
+
+def layered_eyeball(ext: np.ndarray, crop: np.ndarray, s: Stencil) -> np.ndarray:
+    """`ext` with the iris's colour replaced by the sclera's wherever the extension
+    carried it outside the disc, on pixels not surely seen (under the lids). The
+    extension is linear in what it extends, so the part of a pixel that came from the
+    iris and its ring is the extension of `crop · near`, and its share the extension of
+    `near`. Elsewhere, the lid margins beside the sclera included, the local extension
+    stays: a sclera estimate there would draw its error along the margin as a line."""
+    lay = s.layers
+    if lay is None:
+        return ext
+    total = cv2.GaussianBlur(crop * lay.certain, (0, 0), lay.sigma, borderType=cv2.BORDER_CONSTANT)
+    sclera = total / np.maximum(lay.reach, np.float32(1e-3))
+    known = np.clip(lay.reach / np.float32(0.05), 0.0, 1.0)  # else keep the extension
+    from_iris = extend_eyeball(crop * lay.near, s)
+    return ext - s.keep * known * lay.below * (1.0 - lay.disc) * (from_iris - lay.share * sclera)
+
+
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
     """1 over the iris (and 10 % beyond it) along the corner line, a Gaussian fall-off
     towards the corners, constant across the opening's height."""
@@ -202,7 +263,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     # edit may write or read, since every pixel of the box costs the extension's steps
     uy = np.array([-edit.ux[1], edit.ux[0]])
     reach = polygon if lift < 1e-3 else np.concatenate([polygon, to_plane(edit.upper) - band * uy])
-    margin = math.ceil(max(magnitude, lift)) + 4
+    margin = math.ceil(max(magnitude, lift)) + 4 + math.ceil(3 * min(edit.blur * scale, MAX_BLUR))
     x0 = max(0, math.floor(reach[:, 0].min()) - margin)
     y0 = max(0, math.floor(reach[:, 1].min()) - margin)
     x1 = min(shape[1], math.ceil(reach[:, 0].max()) + margin + 1)
@@ -211,10 +272,18 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
         return None
     local = polygon - np.array([x0, y0])
     alpha = coverage(local, (y1 - y0, x1 - x0))
+    sharp = alpha
+    blur = min(edit.blur * scale, MAX_BLUR)
+    if blur >= 0.5:
+        # in a soft picture the lid margin is soft too: the eyeball shows through a
+        # blurred opening, and a sclera uncovered below a raised iris must fade into
+        # the lid as the picture does, not stop at a sharp margin as a bright line
+        alpha = cv2.GaussianBlur(alpha, (0, 0), blur, borderType=cv2.BORDER_CONSTANT)
+        alpha[alpha < 1e-3] = 0.0
     inside = alpha > 0
     if not inside.any():
         return None
-    sure = sure_eyeball(alpha)
+    sure = sure_eyeball(sharp)
     if sure.max() < 1.0:
         return None
     keep = 1.0 - sure
@@ -226,6 +295,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
     warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
+    layers = sclera_layers(sure, (gx, gy), centre, edit.ux, edit.r * scale)
     lid = None
     touched = inside
     if lift >= 1e-3:
@@ -239,7 +309,10 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
             lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             lid = (mx, my, lid_alpha, moves)
             touched = inside | moves
-    return Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
+    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
+    if layers is not None:
+        result.layers = replace(layers, share=extend_eyeball(layers.near, result))
+    return result
 
 
 def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
@@ -247,7 +320,7 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     x0, y0, x1, y1 = s.box
     view = plane[y0:y1, x0:x1]
     crop = view.astype(np.float32)
-    ext = extend_eyeball(crop, s)
+    ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     out = crop + s.alpha * (warped - ext)
     if s.lid is not None:
@@ -264,6 +337,7 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
 def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
     """Apply `edit` to a yuv420p frame's planes in place; returns changed luma samples.
     U and V share one chroma stencil."""
+    edit = replace(edit, blur=limbus_blur(y, edit))
     luma = stencil(edit, y.shape, 1.0, 0.0)
     changed = apply_stencil(y, luma) if luma is not None else 0
     if changed:
@@ -272,6 +346,30 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
             apply_stencil(u, chroma)
             apply_stencil(v, chroma)
     return changed
+
+
+def limbus_blur(luma: np.ndarray, edit: EyeEdit) -> float:
+    """How soft the picture is at this eye: the Gaussian sigma (px) of the limbus, the
+    iris's edge against the sclera beside it, read along the corner line through the
+    iris centre on both sides. A blurred step of height C has a steepest slope of
+    C / (sigma·sqrt(2π)); the sharper side counts (the other may run into a corner).
+    0 when neither side shows a clear edge."""
+    r = edit.r
+    t = np.arange(-2.0 * r, 2.0 * r + 0.25, 0.25, dtype=np.float32)
+    xs = (edit.iris[0] + t * edit.ux[0]).astype(np.float32)[None]
+    ys = (edit.iris[1] + t * edit.ux[1]).astype(np.float32)[None]
+    line = cv2.remap(luma.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+    slope = np.abs(np.gradient(line, 0.25))
+    iris = float(np.median(line[np.abs(t) < 0.6 * r]))
+    sigmas = []
+    for side in (-1.0, 1.0):
+        beyond = (side * t > 1.3 * r) & (side * t < 1.8 * r)
+        edge = (side * t > 0.6 * r) & (side * t < 1.4 * r)
+        step = float(np.median(line[beyond])) - iris
+        steepest = float(slope[edge].max())
+        if step > 12.0 and steepest > 0.0:
+            sigmas.append(step / (steepest * math.sqrt(2 * math.pi)))
+    return min(sigmas) if sigmas else 0.0
 
 
 def iris_contrast(luma: np.ndarray, edit: EyeEdit) -> float:
