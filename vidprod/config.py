@@ -486,6 +486,11 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
         values.update(overrides)
+        if values.get("queue_url") and not values.get("storage_url"):
+            raise ConfigError(
+                "VIDPROD_QUEUE_URL needs VIDPROD_STORAGE_URL: workers on other machines"
+                " read the sources and write the parts in shared storage"
+            )
         return cls(**values)
 
     @classmethod

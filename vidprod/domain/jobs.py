@@ -71,6 +71,8 @@ class JobService:
         self.stopping = stopping or threading.Event()
         # Called with the job id once a job is done (publishing what was chosen at upload).
         self.on_completed: Callable[[str], None] = lambda job_id: None
+        # Called with the job id when a cancel is asked for (remote workers hear it in Redis).
+        self.on_cancel: Callable[[str], None] = lambda job_id: None
         self.renderer = Renderer(settings, self.objects, self.stopping)
         self.report = DatabaseReport(self)
 
@@ -209,7 +211,9 @@ class JobService:
                 return "requested"
             raise JobConflict(f"The job is {job['state']}; only a queued or running job can be cancelled.")
 
-        if self.db.write(change) == "cancelled":
+        outcome = self.db.write(change)
+        self.on_cancel(job_id)
+        if outcome == "cancelled":
             self._remove_outputs(job_id)
         return self.get(job_id)
 

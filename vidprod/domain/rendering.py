@@ -86,6 +86,15 @@ class Renderer:
             def record_part(job_id: str, part: RenderedPart) -> None:
                 report.part(job_id, self.store_part(prefix, part))
         watch = _RenderWatch(self, report, job_id, float(job["progress"] or 0), should_stop_too, progress_interval)
+        try:
+            self._render(job, done, report, record_part, watch)
+        finally:
+            self.objects.drop_work(job_id)  # scratch space, when storage is remote
+
+    def _render(self, job: dict[str, Any], done: Collection[int], report: RenderReport,
+                record_part: Callable[[str, RenderedPart], None], watch: _RenderWatch) -> None:  # fmt: skip
+        job_id = job["id"]
+        prefix = parts_prefix(job_id)
         with self.objects.local_copy(job["source_path"]) as source:
             words = self._transcript(job, source, watch, report)
             started = time.monotonic()

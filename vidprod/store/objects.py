@@ -45,6 +45,10 @@ class Objects(Protocol):
     def keys(self, prefix: str) -> list[str]:
         """The keys under `prefix`, sorted."""
 
+    def drop_work(self, prefix: str) -> None:
+        """Whatever `work_dir(prefix)` still holds once a render is over, when that
+        folder is scratch space (never the stored files themselves)."""
+
 
 CHUNK = 256 << 10
 
@@ -105,6 +109,9 @@ class LocalObjects:
             return []
         return sorted(str(p.relative_to(self.root)) for p in folder.rglob("*") if p.is_file())
 
+    def drop_work(self, prefix: str) -> None:
+        pass  # the work folder is the media folder itself
+
 
 class S3Objects:
     """A bucket and key prefix on any S3-compatible service, through boto3; the endpoint,
@@ -132,6 +139,9 @@ class S3Objects:
         folder = self.scratch / _checked(prefix)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def drop_work(self, prefix: str) -> None:
+        shutil.rmtree(self.scratch / _checked(prefix), ignore_errors=True)
 
     def put(self, key: str, path: Path) -> None:
         # upload_file sends large files in parts and retries them; the object appears
