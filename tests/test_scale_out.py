@@ -189,3 +189,29 @@ def test_a_killed_worker_s_job_is_finished_by_the_other(cluster, long_clip):
     assert not victim.scratch.exists() or not any(victim.scratch.rglob("*"))
     # and the restart flushed nobody's work: the finished job is still the same
     assert primary.status(job_id)["segments"] == status["segments"]
+
+
+@pytest.mark.slow
+def test_restarting_the_primary_and_stopping_a_worker_loses_no_work(cluster, long_clip):
+    primary, workers = cluster(workers=2)
+    job_id = primary.upload(long_clip).json()["id"]
+    primary.wait_for(job_id, lambda b: b["state"] == "processing" and b["progress"] > 0, timeout=600)
+    holder = cluster.redis.get(f"vidprod:lease:{job_id}")
+    # the primary restarts mid-render: nothing is flushed, the worker keeps its job
+    primary.stop()
+    primary.start()
+    assert cluster.redis.get(f"vidprod:lease:{job_id}") == holder
+    primary.wait_for(job_id, lambda b: len(b.get("segments") or []) >= 1, timeout=600)
+    # SIGTERM stops the worker at the next frame; it hands the lease back and exits 0
+    busy = next(w for w in workers if holder.split("-")[-2] == str(w.process.pid))
+    busy.process.send_signal(signal.SIGTERM)
+    assert busy.process.wait(timeout=60) == 0
+    status = primary.wait_done(job_id, timeout=600)
+    assert status["state"] == "done" and [s["index"] for s in status["segments"]] == [0, 1, 2]
+    with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        crashes, attempts = conn.execute("SELECT crashes, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert (crashes, attempts) == (0, 2), "a graceful stop is not a crash"
+    events = _events(primary, job_id)
+    assert [d["index"] for k, d in events if k == "segment.ready"] == [0, 1, 2]
+    assert [k for k, _ in events].count("job.completed") == 1
+    assert not busy.scratch.exists() or not any(busy.scratch.rglob("*"))

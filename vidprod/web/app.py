@@ -52,7 +52,6 @@ from vidprod.worker.deliveries import DeliveryWorker
 from vidprod.worker.housekeeping import schedule_housekeeping
 from vidprod.worker.publishing import PublishWorker
 from vidprod.worker.queue import Worker
-from vidprod.worker.remote import RemoteRenders
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,12 @@ def create_app(
             db.migrate()
         objects = open_objects(settings.storage_url, settings.media_dir, settings.scratch_dir)
         shutil.rmtree(settings.scratch_dir, ignore_errors=True)  # this process's own, left by a crash
-        worker = RemoteRenders(settings) if settings.queue_url else Worker(settings)
+        if settings.queue_url:  # renders on `vidprod worker` machines; redis is imported only then
+            from vidprod.worker.remote import RemoteRenders
+
+            worker: Worker | RemoteRenders = RemoteRenders(settings)
+        else:
+            worker = Worker(settings)
         jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping, objects=objects)
         worker.bind(jobs)
         deliveries = DeliveryWorker(settings)

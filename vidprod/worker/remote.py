@@ -9,8 +9,9 @@ Huey has no acknowledgements, so a render is guarded by a lease in Redis, one ke
     "queued"    the primary queued a render task (set before the task is sent)
     <worker>    a worker holds it; it expires unless renewed (the heartbeat)
     "finished"  the worker is done and the outcome is on its way to the primary
-The primary's watch queues again every unfinished job whose key is gone (a worker died,
-or stopped on SIGTERM and let go): the next worker resumes from the last part recorded.
+    "released"  the worker stopped on SIGTERM and let go
+The primary's watch queues again every unfinished job whose key is gone (its worker
+died: counted as a crash) or released: the next worker resumes from the last part recorded.
 Only a "queued" key can be claimed, so a duplicate task is dropped, and nothing is ever
 flushed: restarting any process leaves the others' work where it is.
 """
@@ -46,9 +47,8 @@ FINISHED_KEEP_SECONDS = 24 * 3600  # a "finished" key outlives any report in fli
 _CLAIM = "if redis.call('GET', KEYS[1]) == 'queued' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0"
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0"
 _HAND_OVER = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then"
-    " if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end"
-    " return 1 end return 0"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end"
+    " return 0"
 )
 
 
@@ -84,7 +84,7 @@ class Leases:
 
     def release(self, job_id: str, worker: str) -> None:
         """Let go without an outcome (shutdown): the primary queues the job again."""
-        self._hand_over(keys=[self._key(job_id)], args=[worker, "", 0])
+        self._hand_over(keys=[self._key(job_id)], args=[worker, "released", FINISHED_KEEP_SECONDS])
 
     def close(self, job_id: str) -> None:
         self.redis.delete(self._key(job_id), f"vidprod:cancel:{job_id}")
@@ -158,12 +158,13 @@ class RemoteRenders:
         assert self.service is not None
         requeued = []
         for job_id in self.service.unfinished():
-            if self.leases.holder(job_id) is not None:
+            holder = self.leases.holder(job_id)
+            if holder not in (None, "released"):
                 continue
             job = self.service.find(job_id)
             if job is None:
                 continue
-            if job["state"] == "processing":  # its worker died (or stopped) mid-render
+            if job["state"] == "processing" and holder is None:  # its worker died mid-render
                 crashes = job["crashes"] + 1
                 self.service.db.write(lambda conn, j=job_id, c=crashes: q.update_job(conn, j, crashes=c))
                 if crashes >= MAX_CRASHES:
