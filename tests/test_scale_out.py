@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.clips import make_clip
 from tests.scaleout import WEED, WorkerProcess, start_redis, start_seaweedfs, stop
 from tests.server import Server
 from vidprod.config import ConfigError, Settings
@@ -192,26 +193,33 @@ def test_a_killed_worker_s_job_is_finished_by_the_other(cluster, long_clip):
 
 
 @pytest.mark.slow
-def test_restarting_the_primary_and_stopping_a_worker_loses_no_work(cluster, long_clip):
+def test_restarting_the_primary_and_stopping_a_worker_loses_no_work(cluster, long_clip, tmp_path):
     primary, workers = cluster(workers=2)
-    job_id = primary.upload(long_clip).json()["id"]
-    primary.wait_for(job_id, lambda b: b["state"] == "processing" and b["progress"] > 0, timeout=600)
-    holder = cluster.redis.get(f"vidprod:lease:{job_id}")
-    # the primary restarts mid-render: nothing is flushed, the worker keeps its job
+    # the primary restarts mid-render: nothing is flushed, the worker's render goes on
+    first = primary.upload(long_clip).json()["id"]
+    primary.wait_for(first, lambda b: b["state"] == "processing" and b["progress"] > 0, timeout=600)
     primary.stop()
     primary.start()
-    assert cluster.redis.get(f"vidprod:lease:{job_id}") == holder
+    assert primary.wait_done(first, timeout=600)["state"] == "done"
+    assert _counts(primary, first) == (0, 1), "rendered once, no crash counted"
+    # SIGTERM stops a worker at the next frame; it hands the lease back and exits 0
+    longer = make_clip(tmp_path / "longer.mp4", seconds=60)
+    job_id = primary.upload(longer).json()["id"]
     primary.wait_for(job_id, lambda b: len(b.get("segments") or []) >= 1, timeout=600)
-    # SIGTERM stops the worker at the next frame; it hands the lease back and exits 0
+    holder = cluster.redis.get(f"vidprod:lease:{job_id}")
     busy = next(w for w in workers if holder.split("-")[-2] == str(w.process.pid))
     busy.process.send_signal(signal.SIGTERM)
     assert busy.process.wait(timeout=60) == 0
-    status = primary.wait_done(job_id, timeout=600)
-    assert status["state"] == "done" and [s["index"] for s in status["segments"]] == [0, 1, 2]
-    with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
-        crashes, attempts = conn.execute("SELECT crashes, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    assert (crashes, attempts) == (0, 2), "a graceful stop is not a crash"
+    status = primary.wait_done(job_id, timeout=900)
+    planned = list(range(len(status["plan"])))
+    assert status["state"] == "done" and [s["index"] for s in status["segments"]] == planned
+    assert _counts(primary, job_id) == (0, 2), "a graceful stop is not a crash"
     events = _events(primary, job_id)
-    assert [d["index"] for k, d in events if k == "segment.ready"] == [0, 1, 2]
+    assert [d["index"] for k, d in events if k == "segment.ready"] == planned
     assert [k for k, _ in events].count("job.completed") == 1
     assert not busy.scratch.exists() or not any(busy.scratch.rglob("*"))
+
+
+def _counts(primary: Server, job_id: str) -> tuple[int, int]:
+    with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT crashes, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
