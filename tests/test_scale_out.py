@@ -15,6 +15,7 @@ import time
 import zlib
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -223,3 +224,91 @@ def test_restarting_the_primary_and_stopping_a_worker_loses_no_work(cluster, lon
 def _counts(primary: Server, job_id: str) -> tuple[int, int]:
     with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
         return conn.execute("SELECT crashes, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+class FakeMachinesAPI:
+    """A strict stand-in for Fly's Machines API: list and start, bearer token checked,
+    a start of a Machine that is not stopped refused (412) as Fly does."""
+
+    def __init__(self, app: str, token: str, machines: list[dict]) -> None:
+        import http.server
+        import threading
+
+        self.machines = {m["id"]: m for m in machines}
+        self.calls: list[tuple[str, str]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str) -> None:
+                fake.calls.append((method, self.path))
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    return self._answer(401, {"error": "unauthorized"})
+                parts = self.path.strip("/").split("/")
+                if method == "GET" and parts == ["v1", "apps", app, "machines"]:
+                    return self._answer(200, list(fake.machines.values()))
+                if method == "POST" and parts[:4] == ["v1", "apps", app, "machines"] and len(parts) == 6 \
+                        and parts[5] == "start" and parts[4] in fake.machines:
+                    machine = fake.machines[parts[4]]
+                    if machine["state"] not in ("stopped", "suspended"):
+                        return self._answer(412, {"error": f"machine is {machine['state']}"})
+                    machine["state"] = "starting"
+                    return self._answer(200, {"previous_state": "stopped"})
+                return self._answer(404, {"error": "not found"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._route("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._route("POST")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _machine(machine_id: str, group: str, state: str) -> dict:
+    return {"id": machine_id, "state": state, "config": {"metadata": {"fly_process_group": group}}}
+
+
+def test_the_primary_starts_stopped_worker_machines_for_waiting_renders():
+    from vidprod.net.fly_machines import WorkerMachines
+
+    api = FakeMachinesAPI("vidprod", "fly-token", [
+        _machine("app1", "app", "started"), _machine("w1", "worker", "started"),
+        _machine("w2", "worker", "stopped"), _machine("w3", "worker", "suspended"),
+        _machine("w4", "worker", "stopped"),
+    ])  # fmt: skip
+    try:
+        machines = WorkerMachines(api.url, "vidprod", "fly-token")
+        assert machines.start_for(0) == [] and api.calls == [], "no waiting render, no call"
+        assert machines.start_for(1) == [], "one render waits, one worker runs already"
+        assert machines.start_for(3) == ["w2", "w3"], "two more for three renders"
+        assert [c for c in api.calls if c[0] == "POST"] == [
+            ("POST", "/v1/apps/vidprod/machines/w2/start"), ("POST", "/v1/apps/vidprod/machines/w3/start"),
+        ]  # fmt: skip
+        assert machines.start_for(3) == [], "starting Machines count as running"
+        assert api.machines["w4"]["state"] == "stopped" and api.machines["app1"]["state"] == "started"
+        with pytest.raises(httpx.HTTPStatusError):
+            WorkerMachines(api.url, "vidprod", "wrong-token").start_for(1)
+    finally:
+        api.server.shutdown()
+
+
+def test_starting_worker_machines_needs_fly_s_token_and_app_name():
+    base = {"VIDPROD_QUEUE_URL": "redis://h/0", "VIDPROD_STORAGE_URL": "s3://b",
+            "VIDPROD_FLY_MACHINES_URL": "http://_api.internal:4280"}  # fmt: skip
+    with pytest.raises(ConfigError, match="FLY_API_TOKEN"):
+        Settings.from_env(base)
+    settings = Settings.from_env({**base, "FLY_API_TOKEN": "t", "FLY_APP_NAME": "vidprod"})
+    assert settings.fly_machines_url == "http://_api.internal:4280"

@@ -249,6 +249,11 @@ class Settings:
         "A render worker that has not renewed its lease for this long is taken for dead and"
         " its job is resumed by another (with VIDPROD_QUEUE_URL).",
     )
+    fly_machines_url: str | None = _setting(
+        "VIDPROD_FLY_MACHINES_URL", _url, None,
+        "With VIDPROD_QUEUE_URL on Fly.io: the Machines API (http://_api.internal:4280) through"
+        " which the primary starts stopped `worker` Machines when renders wait (needs FLY_API_TOKEN).",
+    )
     workers: int = _setting(
         "VIDPROD_WORKERS", _positive_int, 1, "Render worker threads (each uses ~2 cores)."
     )
@@ -486,6 +491,11 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
         values.update(overrides)
+        if values.get("fly_machines_url") and not (environ.get("FLY_API_TOKEN") and environ.get("FLY_APP_NAME")):
+            raise ConfigError(
+                "VIDPROD_FLY_MACHINES_URL needs FLY_API_TOKEN (a secret: fly tokens create machine-exec"
+                " or deploy) and FLY_APP_NAME (Fly sets it)"
+            )
         if values.get("queue_url") and not values.get("storage_url"):
             raise ConfigError(
                 "VIDPROD_QUEUE_URL needs VIDPROD_STORAGE_URL: workers on other machines"

@@ -35,6 +35,7 @@ from vidprod.domain.jobs import CRASHED, MAX_CRASHES, JobService
 from vidprod.domain.rendering import Renderer
 from vidprod.media.render import RenderStopped
 from vidprod.media.speech import TranscriptionStopped
+from vidprod.net.fly_machines import WorkerMachines
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
 from vidprod.store.objects import Objects
@@ -137,6 +138,11 @@ class RemoteRenders:
         self.service: JobService | None = None
         self._consumer: EmbeddedConsumer | None = None
         self._watch: threading.Thread | None = None
+        self.machines: WorkerMachines | None = None  # Fly: stopped worker Machines to start
+        if settings.fly_machines_url:
+            self.machines = WorkerMachines(
+                settings.fly_machines_url, os.environ["FLY_APP_NAME"], os.environ["FLY_API_TOKEN"]
+            )
 
     def bind(self, service: JobService) -> None:
         self.service = service
@@ -220,7 +226,9 @@ class RemoteRenders:
         while not self.stopping.wait(interval):
             try:
                 self.requeue_orphans()
-            except Exception:  # Redis away for a moment: the next round tries again
+                if self.machines is not None and (waiting := self.huey.pending_count()):
+                    self.machines.start_for(waiting)
+            except Exception:  # Redis or the Machines API away for a moment: the next round tries again
                 log.exception("lease watch")
 
     def stop(self) -> None:
