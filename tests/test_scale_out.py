@@ -312,3 +312,17 @@ def test_starting_worker_machines_needs_fly_s_token_and_app_name():
         Settings.from_env(base)
     settings = Settings.from_env({**base, "FLY_API_TOKEN": "t", "FLY_APP_NAME": "vidprod"})
     assert settings.fly_machines_url == "http://_api.internal:4280"
+
+
+@pytest.mark.slow
+def test_an_idle_worker_stops_itself(tmp_path, redis_url, s3_env):
+    env, _client = s3_env
+    worker = WorkerProcess(tmp_path / "worker", tmp_path / "worker.log", {
+        **os.environ, **env, "VIDPROD_QUEUE_URL": f"{redis_url}/0",
+        "VIDPROD_STORAGE_URL": f"s3://{BUCKET}/idle", "VIDPROD_IDLE_EXIT_SECONDS": "2",
+    }).start()  # fmt: skip
+    try:
+        assert worker.process.wait(timeout=60) == 0
+        assert "nothing to render for 2 s: stopping" in worker.log_path.read_text()
+    finally:
+        worker.stop()
