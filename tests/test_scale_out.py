@@ -18,8 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from tusclient.client import TusClient
 
 from tests.clips import make_clip
+from tests.conftest import TOKEN
 from tests.scaleout import WEED, WorkerProcess, start_redis, start_seaweedfs, stop
 from tests.server import Server
 from vidprod.config import ConfigError, Settings
@@ -116,12 +118,19 @@ def test_a_worker_without_redis_and_storage_refuses_to_start(tmp_path):
 @pytest.mark.slow
 def test_two_workers_render_four_uploads_into_storage(cluster, short_clip, long_clip):
     primary, workers = cluster(workers=2)
-    uploads = [long_clip, short_clip, long_clip, short_clip]
     job_ids = []
-    for clip in uploads:
+    for clip in (long_clip, short_clip, long_clip):  # multipart
         response = primary.upload(clip)
         assert response.status_code == 202, response.text
         job_ids.append(response.json()["id"])
+    # resumable (tus): staged on the primary, moved to storage once complete
+    uploader = TusClient(f"{primary.url}/tus/", headers={"Authorization": f"Bearer {TOKEN}"}).uploader(
+        str(short_clip), chunk_size=256 * 1024, metadata={"filename": "talk.mp4"})
+    uploader.upload()
+    job_ids.append(uploader.request.response_headers["vidprod-job-id"])
+    source = cluster.client.get_object(Bucket=BUCKET, Key=f"{cluster.prefix}/{job_ids[-1]}/source.mp4")
+    assert source["Body"].read() == short_clip.read_bytes()
+    assert not list(primary.data_dir.rglob("*.part")) and not list((primary.data_dir / "media").rglob("source.*"))
     keys_by_job = {}
     for job_id in job_ids:
         status = primary.wait_done(job_id, timeout=600)
