@@ -26,10 +26,10 @@ from vidprod.media.probe import SourceInfo, probe
 from vidprod.media.render import RenderedPart, RenderStopped, part_filename
 from vidprod.media.speech import TranscriptionStopped
 from vidprod.store import Database
-from vidprod.store.objects import LocalObjects, Objects
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
 from vidprod.store import publications as pq
+from vidprod.store.objects import LocalObjects, Objects
 
 log = logging.getLogger(__name__)
 
