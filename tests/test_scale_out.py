@@ -335,3 +335,34 @@ def test_an_idle_worker_stops_itself(tmp_path, redis_url, s3_env):
         assert "nothing to render for 2 s: stopping" in worker.log_path.read_text()
     finally:
         worker.stop()
+
+
+@pytest.mark.slow
+def test_s3_objects_put_read_ranges_list_and_delete(s3_env, tmp_path, monkeypatch):
+    from vidprod.store.objects import S3Objects
+
+    env, client = s3_env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    objects = S3Objects(f"s3://{BUCKET}/unit", tmp_path / "scratch")
+    folder = objects.work_dir("job1/parts")
+    assert folder == tmp_path / "scratch" / "job1" / "parts"
+    data = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
+    (folder / "part-001.mp4").write_bytes(data)
+    objects.put("job1/parts/part-001.mp4", folder / "part-001.mp4")
+    assert not (folder / "part-001.mp4").exists(), "the scratch copy goes once stored"
+    assert client.head_object(Bucket=BUCKET, Key="unit/job1/parts/part-001.mp4")["ContentLength"] == len(data)
+    assert objects.size("job1/parts/part-001.mp4") == len(data) and objects.size("job1/nothing") is None
+    assert b"".join(objects.read("job1/parts/part-001.mp4", 1000, 300_000)) == data[1000:301_000]
+    with objects.local_copy("job1/parts/part-001.mp4") as copy:
+        assert copy.read_bytes() == data
+    assert not copy.exists()
+    (folder / "part-002.mp4").write_bytes(b"two")
+    objects.put("job1/parts/part-002.mp4", folder / "part-002.mp4")
+    assert objects.keys("job1/") == ["job1/parts/part-001.mp4", "job1/parts/part-002.mp4"]
+    objects.drop_work("job1")
+    assert not (tmp_path / "scratch" / "job1").exists()
+    objects.delete_prefix("job1/")
+    assert objects.keys("job1/") == [] and objects.size("job1/parts/part-002.mp4") is None
+    with pytest.raises(ValueError):
+        objects.size("../elsewhere")
