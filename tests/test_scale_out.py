@@ -366,3 +366,23 @@ def test_s3_objects_put_read_ranges_list_and_delete(s3_env, tmp_path, monkeypatc
     assert objects.keys("job1/") == [] and objects.size("job1/parts/part-002.mp4") is None
     with pytest.raises(ValueError):
         objects.size("../elsewhere")
+
+
+@pytest.mark.slow
+def test_one_process_with_s3_storage_and_its_embedded_queue(tmp_path, s3_env, short_clip):
+    env, client = s3_env
+    primary = Server(tmp_path / "data", tmp_path / "server.log", **env,
+                     VIDPROD_STORAGE_URL=f"s3://{BUCKET}/embedded").start()  # fmt: skip
+    try:
+        job_id = primary.upload(short_clip).json()["id"]
+        status = primary.wait_done(job_id, timeout=600)
+        assert status["state"] == "done", status
+        [part] = status["segments"]
+        body = client.get_object(Bucket=BUCKET, Key=f"embedded/{job_id}/parts/part-001.mp4")["Body"].read()
+        assert primary.client.get(part["download_url"]).content == body
+        assert primary.client.get(part["thumbnail_url"]).headers["content-type"] == "image/jpeg"
+        assert not list((tmp_path / "data" / "media").rglob("*.mp4"))
+        scratch = tmp_path / "data" / "tmp" / "scratch"
+        assert not scratch.exists() or not any(scratch.rglob("*"))
+    finally:
+        primary.stop()
