@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     gaze_eval.add_argument("--notes-below-degrees", type=_notes_below, metavar="DEG",
                            help="how far below the lens the notes sat, 0-30 degrees (default: measured)")
 
+    commands.add_parser(
+        "worker", help="render jobs from the Redis queue (VIDPROD_QUEUE_URL) with media in"
+        " S3-compatible storage (VIDPROD_STORAGE_URL); holds no database")
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
     commands.add_parser("check", help="prove the native libraries load (video codecs, MediaPipe), then exit")
     return parser
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gaze_eval(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "worker":
+        return _worker(settings)
     if args.command == "check":
         return _check(settings)
     return 2
@@ -141,6 +146,36 @@ def _check(settings: Settings) -> int:
     except Exception as exc:  # any failure to load is the answer, said plainly
         print(f"vidprod: native libraries do not load: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    import shutil
+    import signal
+    import threading
+
+    from vidprod.store.objects import open_objects
+    from vidprod.worker.remote import RenderWorker
+
+    if not (settings.queue_url and settings.storage_url):
+        print("vidprod: a worker needs VIDPROD_QUEUE_URL (redis://...) and VIDPROD_STORAGE_URL"
+              " (s3://...): it shares the queue and the media with the primary", file=sys.stderr)
+        return 2
+    # Everything in scratch belonged to renders of a previous run of this worker, which
+    # are resumed elsewhere from their last stored part.
+    shutil.rmtree(settings.scratch_dir, ignore_errors=True)
+    objects = open_objects(settings.storage_url, settings.media_dir, settings.scratch_dir)
+    worker = RenderWorker(settings, objects)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    worker.start()
+    while not done.wait(1.0):
+        if settings.idle_exit_seconds and worker.idle_for() >= settings.idle_exit_seconds:
+            log.info("nothing to render for %d s: stopping", settings.idle_exit_seconds)
+            break
+    worker.stop()  # a render in progress stops at the next frame and lets go of its lease
+    shutil.rmtree(settings.scratch_dir, ignore_errors=True)
     return 0
 
 

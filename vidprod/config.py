@@ -143,6 +143,21 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _queue_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://")) or " " in text:
+        raise ValueError("must be a redis:// or rediss:// URL (unset: the embedded SQLite queue)")
+    return text
+
+
+def _storage_url(text: str) -> str:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(text)
+    if parsed.scheme != "s3" or not parsed.netloc or " " in text:
+        raise ValueError("must be s3://BUCKET or s3://BUCKET/PREFIX (unset: files in the data dir)")
+    return text.rstrip("/")
+
+
 def _chunk_bytes(text: str) -> int:
     value = _positive_int(text)
     if value % (256 * 1024):
@@ -218,6 +233,26 @@ class Settings:
     max_frame_pixels: int = _setting(
         "VIDPROD_MAX_FRAME_PIXELS", _positive_int, 4096 * 2160,
         "Largest accepted picture, width x height (default DCI 4K, 4096x2160, either way up).",
+    )
+    queue_url: str | None = _setting(
+        "VIDPROD_QUEUE_URL", _queue_url, None,
+        "Render queue: unset, the embedded SQLite queue; redis://HOST:PORT/DB, Redis shared"
+        " with `vidprod worker` processes on other machines.",
+    )
+    storage_url: str | None = _setting(
+        "VIDPROD_STORAGE_URL", _storage_url, None,
+        "Media files: unset, under the data dir; s3://BUCKET/PREFIX, S3-compatible storage"
+        " (endpoint and keys from AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).",
+    )
+    lease_seconds: int = _setting(
+        "VIDPROD_LEASE_SECONDS", _positive_int, 30,
+        "A render worker that has not renewed its lease for this long is taken for dead and"
+        " its job is resumed by another (with VIDPROD_QUEUE_URL).",
+    )
+    fly_machines_url: str | None = _setting(
+        "VIDPROD_FLY_MACHINES_URL", _url, None,
+        "With VIDPROD_QUEUE_URL on Fly.io: the Machines API (http://_api.internal:4280) through"
+        " which the primary starts stopped `worker` Machines when renders wait (needs FLY_API_TOKEN).",
     )
     workers: int = _setting(
         "VIDPROD_WORKERS", _positive_int, 1, "Render worker threads (each uses ~2 cores)."
@@ -385,6 +420,11 @@ class Settings:
         return self.data_dir / "tmp"
 
     @property
+    def scratch_dir(self) -> Path:
+        """Renders' working files when media live elsewhere (emptied at every start)."""
+        return self.tmp_dir / "scratch"
+
+    @property
     def upload_chunk_bytes(self) -> int:
         return max(64 * 1024, int(self.upload_chunk_mb * 1024 * 1024))
 
@@ -451,6 +491,16 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
         values.update(overrides)
+        if values.get("fly_machines_url") and not (environ.get("FLY_API_TOKEN") and environ.get("FLY_APP_NAME")):
+            raise ConfigError(
+                "VIDPROD_FLY_MACHINES_URL needs FLY_API_TOKEN (a secret: fly tokens create machine-exec"
+                " or deploy) and FLY_APP_NAME (Fly sets it)"
+            )
+        if values.get("queue_url") and not values.get("storage_url"):
+            raise ConfigError(
+                "VIDPROD_QUEUE_URL needs VIDPROD_STORAGE_URL: workers on other machines"
+                " read the sources and write the parts in shared storage"
+            )
         return cls(**values)
 
     @classmethod

@@ -4,7 +4,6 @@ room is domain/disk.py)."""
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from vidprod.config import Settings
 from vidprod.domain.uploads import TusUploads
 from vidprod.store import Database
 from vidprod.store import jobs as q
+from vidprod.store.objects import LocalObjects, Objects
 
 if TYPE_CHECKING:
     from vidprod.sandbox import FakePlatforms
@@ -35,7 +35,9 @@ class Housekeeper:
         clock: Callable[[], float] = time.time,
         uploads: TusUploads | None = None,
         sandbox: FakePlatforms | None = None,
+        objects: Objects | None = None,
     ) -> None:
+        self.objects = objects or LocalObjects(settings.media_dir)
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -64,7 +66,7 @@ class Housekeeper:
         )
         expired = self.db.read(lambda conn: q.jobs_with_files_ended_before(conn, cutoff))
         for job_id in expired:
-            shutil.rmtree(self.settings.media_dir / job_id, ignore_errors=True)
+            self.objects.delete_prefix(f"{job_id}/")
             self.db.write(lambda conn, job_id=job_id: q.update_job(conn, job_id, files_removed_at=q.now_iso()))
         return expired
 

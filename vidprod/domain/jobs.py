@@ -12,44 +12,30 @@ run twice: finished parts are kept and skipped, a finished job is left alone.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
-from vidprod.media.burnin import CaptionBurner
-from vidprod.media.cuts import CutError, CutRules, Plan, plan_file, recut
-from vidprod.media.faces import FaceModelError, face_model_bytes
-from vidprod.media.gaze import GazeCorrector, GazeSettings, combine_reports
+from vidprod.domain.rendering import RENDER_FIELDS, Renderer, parts_prefix
+from vidprod.media.cuts import CutError, Plan, recut
 from vidprod.media.probe import SourceInfo, probe
-from vidprod.media.render import (
-    RenderedPart,
-    RenderOptions,
-    RenderStopped,
-    part_filename,
-    render_parts,
-    thumbnail_filename,
-)
-from vidprod.media.speech import TranscriptionStopped, Word, transcribe
-from vidprod.media.subtitles import write_subtitles
+from vidprod.media.render import RenderedPart, RenderStopped, part_filename, thumbnail_filename
+from vidprod.media.speech import TranscriptionStopped
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
 from vidprod.store import publications as pq
+from vidprod.store.objects import LocalObjects, Objects
 
 log = logging.getLogger(__name__)
 
 # Progress is written at most this often; cancellation is noticed within the same time.
 PROGRESS_INTERVAL = 0.25
-# A job.progress event (webhooks, opt-in) each time progress passes another 10 %.
-PROGRESS_EVENT_STEP = 10
 # A job under which the process died this many times fails instead of being run again:
 # an input that needs more memory than the machine has would otherwise kill every start.
 MAX_CRASHES = 3
@@ -75,8 +61,10 @@ class JobService:
         settings: Settings,
         enqueue: Callable[[str], None],
         stopping: threading.Event | None = None,
+        objects: Objects | None = None,
     ) -> None:
         self.db = db
+        self.objects = objects or LocalObjects(settings.media_dir)
         self.settings = settings
         self.enqueue = enqueue
         # Set when the process shuts down: a render stops at the next frame and the job
@@ -84,7 +72,10 @@ class JobService:
         self.stopping = stopping or threading.Event()
         # Called with the job id once a job is done (publishing what was chosen at upload).
         self.on_completed: Callable[[str], None] = lambda job_id: None
-        self._face_model: bytes | None = None
+        # Called with the job id when a cancel is asked for (remote workers hear it in Redis).
+        self.on_cancel: Callable[[str], None] = lambda job_id: None
+        self.renderer = Renderer(settings, self.objects, self.stopping)
+        self.report = DatabaseReport(self)
 
     # --- paths -------------------------------------------------------------------
 
@@ -119,10 +110,9 @@ class JobService:
         suffix = Path(source_name).suffix.lower()
         if not suffix[1:].isalnum() or len(suffix) > 6:
             suffix = ".bin"
-        job_dir = self.job_dir(job_id)
-        job_dir.mkdir(parents=True)
-        source = job_dir / f"source{suffix}"
-        staged.replace(source)  # same filesystem: the staging dir lives in the data dir
+        source_key = f"{job_id}/source{suffix}"
+        source_size = staged.stat().st_size
+        self.objects.put(source_key, staged)  # local: a rename (the staging dir is in the data dir)
         options = {
             "segment_seconds": self.settings.segment_seconds,
             "landscape": self.settings.landscape,
@@ -136,8 +126,8 @@ class JobService:
                 conn,
                 job_id=job_id,
                 source_name=source_name,
-                source_path=str(source.relative_to(self.settings.media_dir)),
-                source_size=source.stat().st_size,
+                source_path=source_key,
+                source_size=source_size,
                 source_info=info.to_json(),
                 options=options,
             )
@@ -148,7 +138,7 @@ class JobService:
         try:
             self.db.write(insert)
         except BaseException:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            self.objects.delete_prefix(f"{job_id}/")
             raise
         self.enqueue(job_id)
         return self.get(job_id)
@@ -164,13 +154,12 @@ class JobService:
     def segments(self, job_id: str) -> list[dict[str, Any]]:
         return self.db.read(lambda conn: q.list_segments(conn, job_id))
 
-    def segment_file(self, job_id: str, index: int, *, thumbnail: bool = False) -> Path | None:
-        """The part's MP4 (or its thumbnail JPEG, None when it has none)."""
+    def segment_key(self, job_id: str, index: int, *, thumbnail: bool = False) -> str | None:
+        """The storage key of the part's MP4 (or of its thumbnail JPEG, None when it has none)."""
         segment = self.db.read(lambda conn: q.get_segment(conn, job_id, index))
         if segment is None:
             raise JobNotFound(f"{job_id}/{index}")
-        relative = segment["thumbnail_path"] if thumbnail else segment["path"]
-        return self.media_path(relative) if relative else None
+        return segment["thumbnail_path"] if thumbnail else segment["path"]
 
     def list(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         return self.db.read(
@@ -227,7 +216,9 @@ class JobService:
                 return "requested"
             raise JobConflict(f"The job is {job['state']}; only a queued or running job can be cancelled.")
 
-        if self.db.write(change) == "cancelled":
+        outcome = self.db.write(change)
+        self.on_cancel(job_id)
+        if outcome == "cancelled":
             self._remove_outputs(job_id)
         return self.get(job_id)
 
@@ -268,7 +259,7 @@ class JobService:
             ev.add_event(conn, job_id, "job.deleted", {})
 
         self.db.write(change)
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self.objects.delete_prefix(f"{job_id}/")
 
     def recut(self, job_id: str, cuts_seconds: list[float]) -> dict[str, Any]:
         """Cut a finished video where the creator chose: move a cut to another pause,
@@ -295,7 +286,6 @@ class JobService:
         if len(kept) == len(fresh.parts) == len(plan.parts):
             return job  # nothing moved
         segments = {s["idx"]: s for s in self.segments(job_id)}
-        parts_dir = self.parts_dir(job_id)
 
         def change(conn: Any) -> None:
             if pq.live_for_job(conn, job_id):
@@ -315,30 +305,34 @@ class JobService:
             })  # fmt: skip
 
         self.db.write(change)
-        # Files follow the rows: through temporary names, so a part moving down never
-        # overwrites one still to move. A crash in between leaves a row whose file is
-        # missing or of another size, which the render makes again (see `_render`).
+        # Files follow the rows (in storage, local or S3): through temporary names, so a
+        # part moving down never overwrites one still to move. A crash in between leaves
+        # a row whose file is missing or of another size, which the render makes again
+        # (see `done_parts`).
+        prefix = parts_prefix(job_id)
         staged = {}
         for was in range(len(plan.parts)):
             for name in (part_filename(was), thumbnail_filename(was)):
-                if (parts_dir / name).exists():
-                    (parts_dir / name).replace(parts_dir / f".recut-{name}")
-                    staged[name] = parts_dir / f".recut-{name}"
+                if self.objects.size(f"{prefix}/{name}") is not None:
+                    self.objects.move(f"{prefix}/{name}", f"{prefix}/.recut-{name}")
+                    staged[name] = f"{prefix}/.recut-{name}"
         for new, was in kept.items():
             for old_name, new_name in ((part_filename(was), part_filename(new)),
                                        (thumbnail_filename(was), thumbnail_filename(new))):  # fmt: skip
                 if old_name in staged:
-                    staged.pop(old_name).replace(parts_dir / new_name)
+                    self.objects.move(staged.pop(old_name), f"{prefix}/{new_name}")
         for leftover in staged.values():
-            leftover.unlink(missing_ok=True)
+            self.objects.delete_prefix(leftover)
+        self.objects.delete_prefix(f"{job_id}/covers/")  # pictures of the parts as they were
         self.enqueue(job_id)
         return self.get(job_id)
 
     def _part_path(self, job_id: str, name: str) -> str:
-        return str((self.parts_dir(job_id) / name).relative_to(self.settings.media_dir))
+        return f"{parts_prefix(job_id)}/{name}"
 
     def _remove_outputs(self, job_id: str) -> None:
-        shutil.rmtree(self.parts_dir(job_id), ignore_errors=True)
+        self.objects.delete_prefix(parts_prefix(job_id) + "/")
+        self.objects.delete_prefix(f"{job_id}/covers/")
 
     # --- processing --------------------------------------------------------------
 
@@ -377,199 +371,49 @@ class JobService:
         return job
 
     def _render(self, job: dict[str, Any]) -> None:
-        job_id = job["id"]
-        source = self.media_path(job["source_path"])
-        watch = _RenderWatch(self, job_id, float(job["progress"] or 0))
-        words = self._transcript(job, source, watch)
-        started = time.monotonic()
-        plan = self._plan(job, source, words)
-        metrics.PROCESSING_SECONDS.labels("planning").observe(time.monotonic() - started)
-        if words is not None:
-            self._write_subtitles(job_id, plan, words)
-        # Parts already made (before a restart, or kept when cuts were moved): the row's
-        # file, of the row's size (a re-cut cut short could leave another part's file).
-        done = {
-            s["idx"]
-            for s in self.segments(job_id)
-            if self.media_path(s["path"]).is_file() and self.media_path(s["path"]).stat().st_size == s["size_bytes"]
-        }
-        self.db.write(lambda conn: q.update_job(conn, job_id, stage="rendering"))
-        gaze = self._gaze_corrector(job)
-        earlier_gaze = (job.get("gaze") or {}).get("report") if done else None
-        options = RenderOptions(
-            rate=plan.rate,
-            landscape=job["options"].get("landscape", self.settings.landscape),
-            size=self.settings.output_size,
-            face_model=self._face_model_bytes(),
-            frame_hook=gaze,
-            overlay=CaptionBurner(words) if words is not None else None,
-        )
-        frames = 0
+        self.renderer.render(
+            job, self.done_parts(job["id"]), self.report,
+            record_part=lambda job_id, part: self._record_part(job_id, part),
+            progress_interval=PROGRESS_INTERVAL,
+        )  # fmt: skip
 
-        def finished_part(part: RenderedPart) -> None:
-            nonlocal frames
-            self._record_part(job_id, part)
-            if gaze is not None:  # so a restart mid-render keeps the finished parts' figures
-                self._save_gaze_report(job_id, gaze, earlier_gaze)
-            count = round(part.duration * plan.rate)
-            frames += count
-            self.db.write(lambda conn: metrics.count(conn, metrics.FRAMES_RENDERED, amount=count))
+    def _record_part(self, job_id: str, part: RenderedPart) -> None:
+        self.report.part(job_id, self.renderer.store_part(parts_prefix(job_id), part))
 
-        started = time.monotonic()
-        try:
-            render_parts(
-                source,
-                plan.parts,
-                self.parts_dir(job_id),
-                options,
-                skip=done,
-                on_progress=watch.progress,
-                on_part=finished_part,
-                should_stop=watch.should_stop,
-            )
-        finally:
-            if gaze is not None:
-                gaze.close()
-        if gaze is not None:
-            self._record_gaze(job_id, gaze, earlier_gaze)
-        seconds = time.monotonic() - started
-        metrics.PROCESSING_SECONDS.labels("rendering").observe(seconds)
-        if frames:
-            metrics.RENDER_FPS.observe(frames / seconds)
-        self.db.write(
-            lambda conn: (
-                q.update_job(
-                    conn, job_id, state="done", stage=None, progress=100, finished_at=q.now_iso()
-                ),
-                ev.add_event(conn, job_id, "job.completed", {"segments": len(plan.parts)}),
-            )
-        )
-        self.on_completed(job_id)
+    def done_parts(self, job_id: str) -> list[int]:
+        """Parts a resumed render skips: recorded, and their file still stored with the
+        row's size (kept when cuts were moved; a re-cut cut short could leave another
+        part's file under the name)."""
+        return [s["idx"] for s in self.segments(job_id) if self.objects.size(s["path"]) == s["size_bytes"]]
 
-    def gaze_dir(self, job_id: str) -> Path:
-        """Before/after eye stills; inside the parts folder, so they go with the parts
-        on cancel, retry, failure, housekeeping and deletion."""
-        return self.parts_dir(job_id) / "gaze"
+    def render_task(self, job: dict[str, Any]) -> dict[str, Any]:
+        """What a remote worker needs to render the job: the row's render fields and the
+        parts already done."""
+        return {**{k: job.get(k) for k in RENDER_FIELDS}, "done": self.done_parts(job["id"])}
 
-    def gaze_still(self, job_id: str, name: str) -> Path | None:
-        """A still named in the job's gaze record, or None."""
+    def gaze_still(self, job_id: str, name: str) -> str | None:
+        """The storage key of a still named in the job's gaze record, or None."""
         job = self.get(job_id)
         record = job.get("gaze") or {}
         names = {n for still in record.get("stills", []) for n in (still["before"], still["after"])}
-        return self.gaze_dir(job_id) / name if name in names else None
-
-    def _gaze_corrector(self, job: dict[str, Any]) -> GazeCorrector | None:
-        options = job["options"]
-        strength = float(options.get("gaze_strength", self.settings.gaze_strength))
-        if not options.get("gaze", self.settings.gaze) or strength <= 0:
-            return None
-        model = self._face_model_bytes()
-        if model is None:
-            log.warning("job %s: eye contact needs the face model; rendering without it", job["id"])
-            return None
-        notes_below = options.get("gaze_notes_below_degrees")
-        # MediaPipe in a child process: its memory leaves with the render
-        return GazeCorrector(model, GazeSettings(strength=strength, notes_below_degrees=notes_below,
-                                                   landmark_interval=self.settings.gaze_landmark_interval),
-                             child=True)  # fmt: skip
-
-    def _record_gaze(self, job_id: str, gaze: GazeCorrector, earlier: dict[str, Any] | None) -> None:
-        try:
-            stills = gaze.save_stills(self.gaze_dir(job_id))
-        except OSError:
-            log.exception("job %s: eye-contact stills could not be written", job_id)
-            stills = []
-        self._save_gaze_report(job_id, gaze, earlier, stills)
-
-    def _save_gaze_report(self, job_id: str, gaze: GazeCorrector, earlier: dict[str, Any] | None,
-                          stills: list[dict[str, str]] | None = None) -> None:  # fmt: skip
-        """The report so far, added to `earlier` (what a render stopped by a restart had
-        recorded for the parts it finished, which this render skips)."""
-        report = gaze.report()
-        if earlier is not None:
-            report = combine_reports(earlier, report)
-        record = {"report": report, "stills": stills or []}
-        self.db.write(lambda conn: q.update_job(conn, job_id, gaze=record))
-
-    def _transcript(self, job: dict[str, Any], source: Path, watch: _RenderWatch) -> list[Word] | None:
-        """The job's words when it wants captions: transcribed once and stored, so a
-        retry or a restart mid-render reads them back. None when captions are off."""
-        if not job["options"].get("captions"):
-            return None
-        if job.get("transcript") is not None:
-            return [Word.from_json(w) for w in job["transcript"]["words"]]
-        job_id = job["id"]
-        self.db.write(lambda conn: q.update_job(conn, job_id, stage="transcribing"))
-        started = time.monotonic()
-        result = transcribe(source, should_stop=watch.should_stop)
-        metrics.PROCESSING_SECONDS.labels("transcribing").observe(time.monotonic() - started)
-        record = {"language": result.language, "words": [w.to_json() for w in result.words]}
-        self.db.write(lambda conn: q.update_job(conn, job_id, transcript=record, stage="planning"))
-        log.info("job %s: %d words transcribed in %.1f s", job_id, len(result.words), time.monotonic() - started)
-        return result.words
-
-    def _write_subtitles(self, job_id: str, plan: Plan, words: list[Word]) -> None:
-        """part-NNN.srt and .vtt for every planned part (cheap; written before the parts,
-        so a part's subtitles exist by the time its row does)."""
-        for part in plan.parts:
-            mp4 = self.parts_dir(job_id) / part_filename(part.index)
-            write_subtitles(words, float(part.start), float(part.end), mp4)
+        return f"{parts_prefix(job_id)}/gaze/{name}" if name in names else None
 
     def subtitle_file(self, job_id: str, index: int, kind: str) -> Path | None:
-        """A finished part's subtitles ("srt" or "vtt"); None when the job has none."""
+        """The local file of subtitle_key (None on remote storage)."""
+        key = self.subtitle_key(job_id, index, kind)
+        return None if key is None else self.objects.path(key)
+
+    def subtitle_key(self, job_id: str, index: int, kind: str) -> str | None:
+        """The storage key of a finished part's subtitles ("srt" or "vtt"); None when
+        the job has none."""
         job = self.get(job_id)
         segment = self.db.read(lambda conn: q.get_segment(conn, job_id, index))
         if segment is None:
             raise JobNotFound(f"{job_id}/{index}")
         if not job["options"].get("captions") or kind not in ("srt", "vtt"):
             return None
-        path = self.media_path(segment["path"]).with_suffix(f".{kind}")
-        return path if path.is_file() else None
-
-    def _plan(self, job: dict[str, Any], source: Path, words: list[Word] | None = None) -> Plan:
-        if job["plan"]:
-            return Plan.from_json(job["plan"])
-        limit = int(job["options"]["segment_seconds"])
-        rules = CutRules(limit=Fraction(limit), min_part=Fraction(self.settings.min_part_seconds))
-        plan = plan_file(source, rules, words, self.settings.input_limits)
-        stored = {"limit_seconds": limit, **plan.to_json()}
-        self.db.write(lambda conn: q.update_job(conn, job["id"], plan=stored))
-        return plan
-
-    def _face_model_bytes(self) -> bytes | None:
-        """The verified face model for thumbnails and the face-following crop; None
-        (sharpest frame, centred crop) when it cannot be had."""
-        if self._face_model is None:
-            try:
-                self._face_model = face_model_bytes(self.settings.face_model)
-            except (FaceModelError, OSError) as exc:
-                log.warning("face model unavailable, thumbnails without face checks: %s", exc)
-        return self._face_model
-
-    def _record_part(self, job_id: str, part: RenderedPart) -> None:
-        segment = {
-            "idx": part.index,
-            "start_seconds": float(part.start),
-            "end_seconds": float(part.end),
-            "duration_seconds": float(part.duration),
-            "path": str(part.path.relative_to(self.settings.media_dir)),
-            "size_bytes": part.size_bytes,
-            "width": part.width,
-            "height": part.height,
-            "has_audio": True,  # every part carries AAC; silence where the source had none
-            "thumbnail_path": (
-                str(part.thumbnail.relative_to(self.settings.media_dir)) if part.thumbnail else None
-            ),
-        }
-        self.db.write(
-            lambda conn: (
-                q.upsert_segment(conn, job_id, segment),
-                ev.add_event(
-                    conn, job_id, "segment.ready",
-                    {"index": part.index, "file": part_filename(part.index)},
-                ),
-            )
-        )  # fmt: skip
+        key = str(Path(segment["path"]).with_suffix(f".{kind}"))
+        return key if self.objects.size(key) is not None else None
 
     def _finish_cancel(self, job_id: str) -> None:
         self._remove_outputs(job_id)
@@ -602,44 +446,59 @@ class JobService:
         )  # fmt: skip
 
 
-class _RenderWatch:
-    """Throttled progress writes and cancel checks for one render."""
+class DatabaseReport:
+    """A render's reports written straight into the database: the app's own renders,
+    and the primary applying what remote workers sent (worker/remote.py)."""
 
-    def __init__(self, service: JobService, job_id: str, reached: float = 0.0) -> None:
+    def __init__(self, service: JobService) -> None:
         self.service = service
-        self.job_id = job_id
-        # A resumed render starts a little before the first part still to do (the seek
-        # lands on a keyframe): the progress shown never goes back below what it reached.
-        self.reached = reached
-        self.last_write = 0.0
-        self.last_check = 0.0
-        self.cancelled = False
-        self.announced_step = int(reached // PROGRESS_EVENT_STEP)  # tenths already sent as job.progress
+        self.db = service.db
 
-    def progress(self, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last_write < PROGRESS_INTERVAL:
-            return
-        self.last_write = now
-        percent = round(min(99.9, max(self.reached, fraction * 100)), 1)
-        self.reached = percent
-        step = int(percent // PROGRESS_EVENT_STEP)
-        announce = step > self.announced_step
-        self.announced_step = max(step, self.announced_step)
+    def stage(self, job_id: str, stage: str) -> None:
+        self.db.write(lambda conn: q.update_job(conn, job_id, stage=stage))
+
+    def transcript(self, job_id: str, record: dict[str, Any]) -> None:
+        self.db.write(lambda conn: q.update_job(conn, job_id, transcript=record, stage="planning"))
+
+    def plan(self, job_id: str, stored: dict[str, Any]) -> None:
+        self.db.write(lambda conn: q.update_job(conn, job_id, plan=stored))
+
+    def progress(self, job_id: str, percent: float, announce: int | None) -> None:
+        def write(conn: Any) -> None:
+            q.update_job(conn, job_id, progress=percent)
+            if announce is not None:
+                ev.add_event(conn, job_id, "job.progress", {"percent": announce})
+
+        self.db.write(write)
+
+    def part(self, job_id: str, segment: dict[str, Any]) -> None:
+        """Record a finished part; one already recorded (a resumed render reporting it
+        again) keeps its row and its one segment.ready event."""
 
         def write(conn: Any) -> None:
-            q.update_job(conn, self.job_id, progress=percent)
-            if announce:
-                ev.add_event(conn, self.job_id, "job.progress", {"percent": step * PROGRESS_EVENT_STEP})
+            known = q.get_segment(conn, job_id, segment["idx"]) is not None
+            q.upsert_segment(conn, job_id, segment)
+            if not known:
+                ev.add_event(conn, job_id, "segment.ready",
+                             {"index": segment["idx"], "file": part_filename(segment["idx"])})  # fmt: skip
 
-        self.service.db.write(write)
+        self.db.write(write)
 
-    def should_stop(self) -> bool:
-        if self.service.stopping.is_set() or self.cancelled:
-            return True
-        now = time.monotonic()
-        if now - self.last_check >= PROGRESS_INTERVAL:
-            self.last_check = now
-            job = self.service.db.read(lambda conn: q.get_job(conn, self.job_id))
-            self.cancelled = job is None or job["cancel_requested"]
-        return self.cancelled
+    def frames(self, job_id: str, count: int) -> None:
+        self.db.write(lambda conn: metrics.count(conn, metrics.FRAMES_RENDERED, amount=count))
+
+    def gaze(self, job_id: str, record: dict[str, Any]) -> None:
+        self.db.write(lambda conn: q.update_job(conn, job_id, gaze=record))
+
+    def completed(self, job_id: str, parts: int) -> None:
+        self.db.write(
+            lambda conn: (
+                q.update_job(conn, job_id, state="done", stage=None, progress=100, finished_at=q.now_iso()),
+                ev.add_event(conn, job_id, "job.completed", {"segments": parts}),
+            )
+        )
+        self.service.on_completed(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        job = self.db.read(lambda conn: q.get_job(conn, job_id))
+        return job is None or bool(job["cancel_requested"])

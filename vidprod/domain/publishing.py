@@ -9,6 +9,7 @@ step, and a run that finds ids resumes or looks the outcome up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -17,12 +18,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vidprod import metrics
 from vidprod.config import Settings
-from vidprod.media.covers import CoverError, cached_frame, candidate_times
+from vidprod.media.covers import CoverError, candidate_times, frame_jpeg
 from vidprod.domain.accounts import AccountNotFound, AccountService
 from vidprod.domain.jobs import JobNotFound, JobService
 from vidprod.publish.base import (
@@ -185,7 +186,7 @@ class PublicationService:
         for row, account, segment in rows:
             if problem := _cover_problem(row["options"].get("cover_ms"), segment):
                 problems.append(f"part {row['segment_idx'] + 1}: {problem}")
-            upload = self._upload_for(row, segment, self.jobs.media_path(segment["path"]))
+            upload = self._upload_for(row, segment, Path(segment["path"]))  # checked by its figures only
             for problem in self.accounts.platforms[account["platform"]].problems(upload, account["profile"]):
                 problems.append(f"part {row['segment_idx'] + 1} to {account['platform']} ({account['name']}): {problem}")
         if problems:
@@ -374,7 +375,7 @@ class PublicationService:
         if not new and not problems:
             problems.append("nothing to change: send title, caption, hashtags, cover_ms or due_at")
         if not problems:
-            upload = self._upload_for({**publication, **new}, segment, self.jobs.media_path(segment["path"]))
+            upload = self._upload_for({**publication, **new}, segment, Path(segment["path"]))  # figures only
             account = self.accounts.get(publication["account_id"])
             problems += self.accounts.platforms[publication["platform"]].problems(upload, account["profile"])
         if problems:
@@ -421,15 +422,33 @@ class PublicationService:
             raise JobNotFound(f"{job_id}/{index}")
         return candidate_times(segment["duration_seconds"])
 
-    def cover_file(self, job_id: str, index: int, ms: int) -> Path:
-        """The JPEG of the part's frame at `ms` (made once, then kept with the job)."""
-        path = self.jobs.segment_file(job_id, index)
-        segment = next(s for s in self.jobs.segments(job_id) if s["idx"] == index)
-        if path is None or not path.is_file():
+    def cover_file(self, job_id: str, index: int, ms: int) -> str:
+        """The storage key of the JPEG of the part's frame at `ms` (made once, then kept
+        with the job)."""
+        segment = next((s for s in self.jobs.segments(job_id) if s["idx"] == index), None)
+        if segment is None:
+            raise JobNotFound(f"{job_id}/{index}")
+        if self.jobs.objects.size(segment["path"]) is None:
             raise PublicationConflict("the part's video file is gone")
         if problem := _cover_problem(ms, segment):
             raise InvalidPublication([problem])
-        return cached_frame(path, ms, self.jobs.job_dir(job_id) / "covers")
+        return self._cover_key(segment, ms)
+
+    def _cover_key(self, segment: dict[str, Any], ms: int, part: Path | None = None) -> str:
+        """A cover made once and stored beside the job's files (local or S3), so every
+        process serves and sends the same picture. Named after the part's file and size
+        so a part made again never shows an old cover (moving cuts also drops them);
+        `part` is the part as a local file when the caller has one already."""
+        objects = self.jobs.objects
+        stem = PurePosixPath(segment["path"]).stem
+        key = f"{segment['job_id']}/covers/{stem}-{segment['size_bytes']}-{ms}.jpg"
+        if objects.size(key) is None:
+            with contextlib.nullcontext(part) if part is not None else objects.local_copy(segment["path"]) as local:
+                data = frame_jpeg(local, ms)
+            staged = objects.work_dir(f"{segment['job_id']}/covers") / f".{uuid.uuid4().hex}.jpg"
+            staged.write_bytes(data)
+            objects.put(key, staged)  # a rename or a whole upload: never a half-written picture
+        return key
 
     def due_ids(self) -> list[str]:
         return self.db.read(lambda conn: q.due_ids(conn, self.clock()))
@@ -476,8 +495,7 @@ class PublicationService:
         platform = account["platform"]
         client = self.accounts.platforms[platform]
         segment = next((s for s in self.jobs.segments(publication["job_id"]) if s["idx"] == publication["segment_idx"]), None)
-        path = self.jobs.media_path(segment["path"]) if segment else None
-        if segment is None or path is None or not path.is_file():
+        if segment is None or self.jobs.objects.size(segment["path"]) is None:
             return self._dead(publication, PublishFailure(
                 "permanent", "file_missing", "the part's video file is gone (the job was deleted or cleaned up)"
             ))  # fmt: skip
@@ -488,40 +506,45 @@ class PublicationService:
                 return self._reschedule(publication, frees_at, "daily post cap")
         if publication["state"] == "scheduled" and not self._claim(publication):
             return None  # cancelled (or changed) since it was read
-        upload = self._upload_for(publication, segment, path)
-        if client.cover_picture and (cover_ms := upload.options.get("cover_ms")) is not None:
-            try:
-                upload.cover = cached_frame(path, int(cover_ms), self.jobs.job_dir(publication["job_id"]) / "covers")
-            except (CoverError, OSError) as exc:  # the time still goes; only the picture is missing
-                log.warning("publication %s: no cover picture: %s", publication["id"], exc)
-        session = Session(
-            upload=upload,
-            account_remote_id=account["remote_id"],
-            tokens=None,  # type: ignore[arg-type]  (set below)
-            save=lambda remote: self.db.write(
-                lambda conn: q.update_publication(conn, publication["id"], remote=remote)
-            ),
-            should_stop=self.stopping.is_set,
-            throttle=lambda call: self._throttle(account, call),
-            clock=self.clock,
-            sleep=self._sleep,
-        )
-        started = time.monotonic()
-        try:
-            session.tokens = self.accounts.fresh_tokens(account)
-            result = self._publish(client, session, account)
-        except PublishStopped:
-            log.info("publication %s stopped for shutdown; it resumes on the next start", publication["id"])
+        # the part as a local file while it is sent: itself on local storage, a scratch
+        # copy from S3-compatible storage
+        with self.jobs.objects.local_copy(segment["path"]) as path:
+            upload = self._upload_for(publication, segment, path)
+            cover = contextlib.nullcontext(None)
+            if client.cover_picture and (cover_ms := upload.options.get("cover_ms")) is not None:
+                try:
+                    cover = self.jobs.objects.local_copy(self._cover_key(segment, int(cover_ms), path))
+                except (CoverError, OSError) as exc:  # the time still goes; only the picture is missing
+                    log.warning("publication %s: no cover picture: %s", publication["id"], exc)
+            with cover as upload.cover:
+                session = Session(
+                    upload=upload,
+                    account_remote_id=account["remote_id"],
+                    tokens=None,  # type: ignore[arg-type]  (set below)
+                    save=lambda remote: self.db.write(
+                        lambda conn: q.update_publication(conn, publication["id"], remote=remote)
+                    ),
+                    should_stop=self.stopping.is_set,
+                    throttle=lambda call: self._throttle(account, call),
+                    clock=self.clock,
+                    sleep=self._sleep,
+                )
+                started = time.monotonic()
+                try:
+                    session.tokens = self.accounts.fresh_tokens(account)
+                    result = self._publish(client, session, account)
+                except PublishStopped:
+                    log.info("publication %s stopped for shutdown; it resumes on the next start", publication["id"])
+                    return None
+                except PublishFailure as failure:
+                    self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, platform, failure.kind))
+                    return self._failed(publication, account, failure)
+                finally:
+                    if session.block_until:
+                        self.accounts.block(account["id"], session.block_until, "platform usage near its limit")
+                    metrics.PROCESSING_SECONDS.labels("publishing").observe(time.monotonic() - started)
+                self._succeeded(publication, account, result)
             return None
-        except PublishFailure as failure:
-            self.db.write(lambda conn: metrics.count(conn, metrics.PUBLICATIONS, platform, failure.kind))
-            return self._failed(publication, account, failure)
-        finally:
-            if session.block_until:
-                self.accounts.block(account["id"], session.block_until, "platform usage near its limit")
-            metrics.PROCESSING_SECONDS.labels("publishing").observe(time.monotonic() - started)
-        self._succeeded(publication, account, result)
-        return None
 
     def _claim(self, publication: dict[str, Any]) -> bool:
         """scheduled → publishing, only if it is still scheduled (a cancel may have won)."""

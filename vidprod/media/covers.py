@@ -55,17 +55,3 @@ def frame_jpeg(path: Path, ms: int) -> bytes:
     if not ok:
         raise CoverError("the frame could not be encoded")
     return jpeg.tobytes()
-
-
-def cached_frame(path: Path, ms: int, cache_dir: Path) -> Path:
-    """frame_jpeg written once under `cache_dir`, named after the part file's size and
-    time of change so a part made again never shows an old cover."""
-    stat = path.stat()
-    target = cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-{ms}.jpg"
-    if not target.is_file():
-        data = frame_jpeg(path, ms)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.tmp")
-        partial.write_bytes(data)
-        partial.replace(target)  # never a half-written picture
-    return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -16,7 +17,7 @@ from vidprod.domain.jobs import JobService
 from vidprod.store import MAX_INTEGER
 from vidprod.web.links import link
 from vidprod.web.captions import subtitle_urls, transcript_json
-from vidprod.web.downloads import ranged_file
+from vidprod.web.downloads import stored_file
 from vidprod.web.intake import start_job
 from vidprod.web.live import job_event_stream
 from vidprod.web.problems import problem
@@ -177,33 +178,35 @@ async def delete_job(state: State, job_id: FromPath[str]) -> None:
 
 @get("/jobs/{job_id:str}/segments/{index:int}/file", name="segment_file", opt={"problems": (410, 416)})
 async def segment_file(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
-    path = await anyio.to_thread.run_sync(_service(state).segment_file, job_id, index)
-    if path is None or not path.is_file():
-        raise problem(410, "This part's file is gone from the server.")
-    return ranged_file(
-        path,
-        request.headers.get("range"),
-        media_type="video/mp4",
-        download_name=f"{job_id}-{path.name}",
-    )
+    jobs = _service(state)
+    key = await anyio.to_thread.run_sync(jobs.segment_key, job_id, index)
+    return await stored_file(
+        jobs.objects, key, request.headers.get("range"), media_type="video/mp4",
+        download_name=f"{job_id}-{PurePosixPath(key or '').name}",
+        missing=(410, "This part's file is gone from the server."),
+    )  # fmt: skip
 
 
 @get("/jobs/{job_id:str}/segments/{index:int}/thumbnail", name="segment_thumbnail")
 async def segment_thumbnail(request: Request, state: State, job_id: FromPath[str], index: PartIndex) -> Stream:
-    path = await anyio.to_thread.run_sync(
-        lambda: _service(state).segment_file(job_id, index, thumbnail=True)
-    )
-    if path is None or not path.is_file():
-        raise problem(404, "This part has no thumbnail.")
-    return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-{path.name}")
+    jobs = _service(state)
+    key = await anyio.to_thread.run_sync(lambda: jobs.segment_key(job_id, index, thumbnail=True))
+    return await stored_file(
+        jobs.objects, key, None, media_type="image/jpeg",
+        download_name=f"{job_id}-{PurePosixPath(key or '').name}",
+        missing=(404, "This part has no thumbnail."),
+    )  # fmt: skip
 
 
 @get("/jobs/{job_id:str}/gaze/{still:str}", name="gaze_still")
 async def gaze_still(state: State, job_id: FromPath[str], still: FromPath[str]) -> Stream:
-    path = await anyio.to_thread.run_sync(_service(state).gaze_still, job_id, still)
-    if path is None or not path.is_file():
-        raise problem(404, "This job has no such eye-contact still.")
-    return ranged_file(path, None, media_type="image/png", download_name=f"{job_id}-{path.name}")
+    jobs = _service(state)
+    key = await anyio.to_thread.run_sync(jobs.gaze_still, job_id, still)
+    return await stored_file(
+        jobs.objects, key, None, media_type="image/png",
+        download_name=f"{job_id}-{PurePosixPath(key or '').name}",
+        missing=(404, "This job has no such eye-contact still."),
+    )  # fmt: skip
 
 
 @get("/jobs/{job_id:str}/events", name="job_events")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from vidprod.publish.platforms import ORDER, load_platforms, sandbox_clients_fil
 from vidprod.sandbox import FakePlatforms, PageLook, Rules, install_clients, sandbox_router
 from vidprod.store import Database, metric_totals
 from vidprod.store.database import make_private_dir
+from vidprod.store.objects import open_objects
 from vidprod.vault import Vault
 from vidprod.web import api, captions, pages, publishing, tus, webhooks
 from vidprod.web.auth import (
@@ -91,8 +93,15 @@ def create_app(
         db = Database(settings.database_path)
         if not replica:
             db.migrate()
-        worker = Worker(settings)
-        jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping)
+        objects = open_objects(settings.storage_url, settings.media_dir, settings.scratch_dir)
+        shutil.rmtree(settings.scratch_dir, ignore_errors=True)  # this process's own, left by a crash
+        if settings.queue_url:  # renders on `vidprod worker` machines; redis is imported only then
+            from vidprod.worker.remote import RemoteRenders
+
+            worker: Worker | RemoteRenders = RemoteRenders(settings)
+        else:
+            worker = Worker(settings)
+        jobs = JobService(db, settings, worker.enqueue, stopping=worker.stopping, objects=objects)
         worker.bind(jobs)
         deliveries = DeliveryWorker(settings)
         hooks = WebhookService(db, settings, deliveries.kick, vault=vault)
@@ -156,7 +165,7 @@ def create_app(
             deliveries.recover()
             publisher.recover()
             publications.publish_pending_upload_choices()
-            housekeeper = Housekeeper(db, settings, uploads=uploads, sandbox=sandbox_fake)
+            housekeeper = Housekeeper(db, settings, uploads=uploads, sandbox=sandbox_fake, objects=objects)
             schedule_housekeeping(deliveries.huey, housekeeper, accounts)()  # and once now
             worker.start()
             deliveries.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 import anyio.to_thread
@@ -10,8 +11,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from vidprod.web.downloads import ranged_file
-from vidprod.web.problems import problem
+from vidprod.web.downloads import stored_file
 
 MEDIA_TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
 
@@ -42,10 +42,12 @@ async def segment_srt(state: State, job_id: FromPath[str], index: FromPath[int])
 
 
 async def _subtitles(state: State, job_id: str, index: int, kind: str) -> Stream:
-    path = await anyio.to_thread.run_sync(state.jobs.subtitle_file, job_id, index, kind)
-    if path is None:
-        raise problem(404, "This part has no subtitles: upload with captions=on to get them.")
-    return ranged_file(path, None, media_type=MEDIA_TYPES[kind], download_name=f"{job_id}-{path.name}")
+    key = await anyio.to_thread.run_sync(state.jobs.subtitle_key, job_id, index, kind)
+    return await stored_file(
+        state.jobs.objects, key, None, media_type=MEDIA_TYPES[kind],
+        download_name=f"{job_id}-{PurePosixPath(key or '').name}",
+        missing=(404, "This part has no subtitles: upload with captions=on to get them."),
+    )  # fmt: skip
 
 
 ROUTES = [segment_vtt, segment_srt]

@@ -8,12 +8,13 @@ whole file, which the RFC allows.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 from litestar.response import Stream
 
+from vidprod.store.objects import Objects
 from vidprod.web.problems import problem
 
 CHUNK = 256 << 10
@@ -39,8 +40,33 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return first, min(last, size - 1)
 
 
+async def stored_file(
+    objects: Objects, key: str | None, range_header: str | None, *, media_type: str, download_name: str,
+    missing: tuple[int, str],
+) -> Stream:
+    """A stored object as a (ranged) response: read from its local file, or in ranged
+    reads from remote storage through the app (the storage need not be public).
+    `missing` is the problem's status and words when there is no such object."""
+    if key is not None:
+        path = objects.path(key)
+        if path is not None:
+            if path.is_file():
+                return ranged_file(path, range_header, media_type=media_type, download_name=download_name)
+        else:
+            size = await anyio.to_thread.run_sync(objects.size, key)
+            if size is not None:
+                return _ranged(size, range_header, media_type, download_name,
+                               lambda first, length: _read_object(objects, key, first, length))  # fmt: skip
+    raise problem(*missing)
+
+
 def ranged_file(path: Path, range_header: str | None, *, media_type: str, download_name: str) -> Stream:
-    size = path.stat().st_size
+    return _ranged(path.stat().st_size, range_header, media_type, download_name,
+                   lambda first, length: _read(path, first, length))  # fmt: skip
+
+
+def _ranged(size: int, range_header: str | None, media_type: str, download_name: str,
+            read: Callable[[int, int], AsyncIterator[bytes]]) -> Stream:  # fmt: skip
     wanted = parse_range(range_header, size)
     headers = {
         "Accept-Ranges": "bytes",
@@ -56,7 +82,7 @@ def ranged_file(path: Path, range_header: str | None, *, media_type: str, downlo
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     headers["Content-Length"] = str(last - first + 1)
     return Stream(
-        _read(path, first, last - first + 1),
+        read(first, last - first + 1),
         status_code=status,
         media_type=media_type,
         headers=headers,
@@ -72,3 +98,9 @@ async def _read(path: Path, offset: int, length: int) -> AsyncIterator[bytes]:
                 return
             length -= len(chunk)
             yield chunk
+
+
+async def _read_object(objects: Objects, key: str, offset: int, length: int) -> AsyncIterator[bytes]:
+    chunks = iter(await anyio.to_thread.run_sync(objects.read, key, offset, length))
+    while (chunk := await anyio.to_thread.run_sync(next, chunks, None)) is not None:
+        yield chunk

@@ -10,14 +10,14 @@ import anyio.to_thread
 from litestar import Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Stream, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from vidprod.domain.accounts import AccountService, ConnectError, public_view
 from vidprod.domain.publishing import PostChanges, PublicationService, PublishRequest
 from vidprod.publish.schedule import ScheduleError, parse_instant
 from vidprod.store import MAX_INTEGER
-from vidprod.web.downloads import ranged_file
+from vidprod.web.downloads import stored_file
 from vidprod.web.links import link
 from vidprod.web.auth import csrf_token, signed_in
 from vidprod.web.problems import json_fields, problem
@@ -200,10 +200,14 @@ async def segment_covers(request: Request, state: State, job_id: FromPath[str], 
 @get("/jobs/{job_id:str}/segments/{index:int}/covers/{ms:int}", name="segment_cover", opt={"problems": (409, 422)})
 async def segment_cover(
     state: State, job_id: FromPath[str], index: PartIndex, ms: Annotated[int, Parameter(ge=0, le=MAX_INTEGER)]
-) -> Response:
+) -> Stream:
     """The part's frame at `ms` milliseconds as a JPEG."""
-    path = await anyio.to_thread.run_sync(_publications(state).cover_file, job_id, index, ms)
-    return ranged_file(path, None, media_type="image/jpeg", download_name=f"{job_id}-part{index + 1}-{ms}.jpg")
+    publications = _publications(state)
+    key = await anyio.to_thread.run_sync(publications.cover_file, job_id, index, ms)
+    return await stored_file(
+        publications.jobs.objects, key, None, media_type="image/jpeg",
+        download_name=f"{job_id}-part{index + 1}-{ms}.jpg", missing=(409, "the part's video file is gone"),
+    )  # fmt: skip
 
 
 def cover_view(request: Request, job_id: str, index: int, ms: int) -> dict[str, Any]:

