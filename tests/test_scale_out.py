@@ -360,6 +360,9 @@ def test_s3_objects_put_read_ranges_list_and_delete(s3_env, tmp_path, monkeypatc
     (folder / "part-002.mp4").write_bytes(b"two")
     objects.put("job1/parts/part-002.mp4", folder / "part-002.mp4")
     assert objects.keys("job1/") == ["job1/parts/part-001.mp4", "job1/parts/part-002.mp4"]
+    objects.move("job1/parts/part-002.mp4", "job1/parts/part-003.mp4")  # moving cuts renumbers parts
+    assert objects.keys("job1/") == ["job1/parts/part-001.mp4", "job1/parts/part-003.mp4"]
+    assert b"".join(objects.read("job1/parts/part-003.mp4", 0, 3)) == b"two"
     objects.drop_work("job1")
     assert not (tmp_path / "scratch" / "job1").exists()
     objects.delete_prefix("job1/")
@@ -381,6 +384,12 @@ def test_one_process_with_s3_storage_and_its_embedded_queue(tmp_path, s3_env, sh
         body = client.get_object(Bucket=BUCKET, Key=f"embedded/{job_id}/parts/part-001.mp4")["Body"].read()
         assert primary.client.get(part["download_url"]).content == body
         assert primary.client.get(part["thumbnail_url"]).headers["content-type"] == "image/jpeg"
+        # a cover picture is read from the part in the bucket and kept there
+        covers = primary.client.get(f"/jobs/{job_id}/segments/0/covers").json()["covers"]
+        picture = primary.client.get(covers[2]["url"])
+        assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"
+        [key] = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=f"embedded/{job_id}/covers/")["Contents"]]
+        assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == picture.content
         assert not list((tmp_path / "data" / "media").rglob("*.mp4"))
         scratch = tmp_path / "data" / "tmp" / "scratch"
         assert not scratch.exists() or not any(scratch.rglob("*"))

@@ -445,9 +445,7 @@ class PublicationService:
         if objects.size(key) is None:
             with contextlib.nullcontext(part) if part is not None else objects.local_copy(segment["path"]) as local:
                 data = frame_jpeg(local, ms)
-            staged = objects.work_dir(f"{segment['job_id']}/covers") / f".{uuid.uuid4().hex}.jpg"
-            staged.write_bytes(data)
-            objects.put(key, staged)  # a rename or a whole upload: never a half-written picture
+            objects.put_bytes(key, data)
         return key
 
     def due_ids(self) -> list[str]:

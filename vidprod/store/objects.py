@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,9 @@ class Objects(Protocol):
 
     def put(self, key: str, path: Path) -> None:
         """Store the finished file at `path` under `key` (the file is moved, not copied)."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store a small object (a cover picture) whole or not at all."""
 
     def local_copy(self, key: str) -> contextlib.AbstractContextManager[Path]:
         """The object as a local file for the duration of the block."""
@@ -80,6 +84,13 @@ class LocalObjects:
         if path.resolve() != target.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             path.replace(target)  # same filesystem: staging and scratch live in the data dir
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self.root / _checked(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        partial.write_bytes(data)
+        partial.replace(target)  # never a half-written file under the key
 
     @contextlib.contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
@@ -156,6 +167,9 @@ class S3Objects:
         # whole or not at all.
         self.client.upload_file(str(path), self.bucket, self._key(key))
         path.unlink(missing_ok=True)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     @contextlib.contextmanager
     def local_copy(self, key: str) -> Iterator[Path]:
