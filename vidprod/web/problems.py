@@ -24,6 +24,7 @@ from vidprod.domain.publishing import (
 from vidprod.domain.uploads import UploadError
 from vidprod.domain.webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
+from vidprod.media.retime import EditError
 from vidprod.web.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 JobNotFound: lambda exc: problem(404, "There is no job with this id."),
                 JobConflict: lambda exc: problem(409, str(exc)),
                 InvalidMedia: lambda exc: problem(422, str(exc)),
+                EditError: lambda exc: problem(422, str(exc)),
                 UploadRejected: lambda exc: problem(exc.status, exc.message),
                 UploadError: lambda exc: problem(exc.status, exc.message, headers=exc.headers),
                 EndpointNotFound: lambda exc: problem(404, str(exc)),
