@@ -99,6 +99,7 @@ class Upload:
     privacy: str
     options: dict[str, Any]
     remote: dict[str, Any]
+    subtitles: Path | None = None  # the part's SRT file, when the job has captions
 
 
 @dataclass

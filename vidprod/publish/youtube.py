@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 from datetime import datetime, timedelta
 from importlib import resources
@@ -36,6 +37,8 @@ from vidprod.publish.base import (
     Upload,
     transport_failure,
 )
+
+log = logging.getLogger(__name__)
 
 API = "youtube.googleapis.com"
 MAX_TITLE = 100
@@ -90,7 +93,12 @@ def seconds_to_pacific_midnight(now: float) -> float:
 class YouTube(PlatformHttp):
     name = "youtube"
     label = "YouTube"
-    scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
+    # force-ssl: captions.insert (the part's subtitles as a caption track) needs it;
+    # accounts connected without it post their videos without captions.
+    scope = (
+        "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
+        " https://www.googleapis.com/auth/youtube.force-ssl"
+    )
     token_host = "oauth2.googleapis.com"
     token_path = "/token"
     # invalid_grant: revoked, or a "Testing" app's 7-day refresh token ran out.
@@ -132,6 +140,8 @@ class YouTube(PlatformHttp):
             found.append(f"a YouTube Short lasts at most 3 min; the part is {upload.duration:.0f} s")
         if len(upload.caption.encode()) > MAX_DESCRIPTION_BYTES:
             found.append("a YouTube description has at most 5000 bytes")
+        if upload.options.get("captions") and upload.subtitles is None:
+            found.append("YouTube captions need the part's subtitles: upload the video with captions on")
         return found
 
     # --- posting -----------------------------------------------------------------
@@ -139,6 +149,7 @@ class YouTube(PlatformHttp):
     def publish(self, session: Session) -> Published:
         remote = session.upload.remote
         if remote.get("video_id"):
+            self._add_captions(session, remote["video_id"])
             return _published(remote["video_id"])
         service = self._service(
             session.tokens.access_token, on_session=lambda uri: session.remember(session_uri=uri)
@@ -155,6 +166,7 @@ class YouTube(PlatformHttp):
             done = self._resume_point(session, request)
             if done is not None:
                 session.remember(video_id=done["id"])
+                self._add_captions(session, done["id"])
                 return _published(done["id"])
         else:
             session.throttle("insert")
@@ -182,7 +194,36 @@ class YouTube(PlatformHttp):
                 failures += 1
                 session.sleep(2.0**failures)
         session.remember(video_id=response["id"])
+        self._add_captions(session, response["id"])
         return _published(response["id"])
+
+    def _add_captions(self, session: Session, video_id: str) -> None:
+        """With the `captions` option: the part's SRT as the video's English caption
+        track (captions.insert), once (its id is remembered). The video exists by now,
+        so only a failure worth retrying (network, 5xx, token, quota) holds the post
+        back (the next run adds just the track); one that will not change (an account
+        connected without the captions scope, a refused file) leaves the video posted
+        without captions, saying why in the publication's `remote.captions_error`."""
+        upload = session.upload
+        if not upload.options.get("captions") or upload.remote.get("caption_id") or upload.remote.get("captions_error"):
+            return
+        if upload.subtitles is None or not upload.subtitles.is_file():
+            session.remember(captions_error="the part has no subtitles file")
+            return
+        request = self._service(session.tokens.access_token).captions().insert(
+            part="snippet",
+            body={"snippet": {"videoId": video_id, "language": "en", "name": "English", "isDraft": False}},
+            media_body=MediaFileUpload(str(upload.subtitles), mimetype="application/octet-stream", resumable=False),
+        )
+        try:
+            answer = self._execute(request)
+        except PublishFailure as failure:
+            if failure.kind in ("retry", "refresh", "cap"):
+                raise
+            log.warning("YouTube video %s is posted without captions: %s", video_id, failure)
+            session.remember(captions_error=f"{failure.code}: {failure.message}")
+            return
+        session.remember(caption_id=answer["id"])
 
     def _video_body(self, upload: Upload) -> dict[str, Any]:
         title = re.sub(r"[<>]", "", upload.title).strip()[:MAX_TITLE] or "Short"

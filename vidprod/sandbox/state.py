@@ -77,6 +77,7 @@ OPERATIONS = frozenset(
         "youtube.insert",
         "youtube.upload",
         "youtube.videos",
+        "youtube.captions",
     }
 )
 UPLOAD_OPERATIONS = frozenset({"tiktok.upload", "instagram.upload", "youtube.upload"})
@@ -170,7 +171,7 @@ def _fresh_data() -> dict[str, Any]:
         "posts": [],
         "tiktok": {"publishes": {}},
         "instagram": {"containers": {}, "media": {}},
-        "youtube": {"sessions": {}, "videos": {}, "inserts": {}},
+        "youtube": {"sessions": {}, "videos": {}, "inserts": {}, "captions": {}},
     }
 
 
