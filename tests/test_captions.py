@@ -345,6 +345,18 @@ def test_long_words_go_up_fewer_at_a_time_instead_of_smaller():
     assert abs(text_height(long, 0.8) - text_height(short, 0.4)) <= 2  # the same type size
 
 
+def test_the_caption_font_is_a_bold_bundled_with_its_licence():
+    from importlib import resources
+
+    from vidprod.media.burnin import FONT_FILE, _font
+
+    folder = resources.files("vidprod.media")
+    assert "Bitstream Vera" in folder.joinpath("fonts/LICENSE").read_text()
+    family, style = _font(40).getname()
+    assert (family, style) == ("DejaVu Sans", "Condensed Bold")
+    assert folder.joinpath(FONT_FILE).is_file()
+
+
 def test_the_highlight_moves_to_each_word_at_its_start_within_a_frame():
     from vidprod.media.burnin import CaptionBurner
 
