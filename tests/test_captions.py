@@ -554,3 +554,30 @@ def test_a_word_corrected_over_the_api_is_in_the_parts_at_the_old_time(start_ser
     if later is not None:  # a later sentence inside the first part
         t = (later["start"] + later["end"]) / 2 - part["start_seconds"]
         assert abs(_yellow_width(_frame_at(after, t)) - _yellow_width(_frame_at(server.data_dir / "before.mp4", t))) <= 2
+
+
+# --- real clips (../shared/testmedia; no reference texts there, so no error rate) --------
+
+
+def test_two_real_recordings_of_one_sentence_are_heard_alike():
+    """retalking_face_3 and vexpress_AOC_gt are the same speaker's sentence from two
+    recordings (checked by hand: "Everyone here today endeavoring towards a better, more
+    just future"); the one cut a word later ends in "for our"."""
+    from tests.conftest import shared_media
+
+    first = transcribe(shared_media("talking_heads/vexpress_AOC_gt.mp4"))
+    second = transcribe(shared_media("talking_heads/retalking_face_3.mp4"))
+    heard = [NORMALISE(" ".join(w.text for w in t.words))[0] for t in (first, second)]
+    assert len(heard[0]) >= 8
+    assert heard[1][: len(heard[0])] == heard[0], heard
+    for result in (first, second):
+        assert all(0 <= w.start <= w.end <= result.audio_seconds + 0.05 for w in result.words)
+        assert sum(w.confidence for w in result.words) / len(result.words) > 0.7
+
+
+def test_a_real_clip_of_faint_noise_gives_no_words():
+    from tests.conftest import shared_media
+
+    # a real phone clip (a pan across a room) whose sound is faint noise, -51 dBFS RMS
+    # and -31 dBFS at its loudest: no words may be made up in it
+    assert transcribe(shared_media("phone_rotation_vfr/media_fire2.mp4")).words == []
