@@ -507,7 +507,9 @@ def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_e
         page.wait_for_load_state("networkidle") if name not in ("video", "queue") else page.wait_for_timeout(800)
         check_page(page, name, errors)
 
-    # "View post" opens the sandbox's page for the post, which plays the file posted
+    # "View post" (on the video's page) opens the sandbox's page for the post, which plays
+    # the file posted
+    page.goto(f"/videos/{job_id}")
     link = page.get_by_role("link", name="View post").first
     href = link.get_attribute("href")
     assert href.startswith(f"{server.url}/sandbox/www.instagram.com/reel/"), href
