@@ -710,8 +710,11 @@ def test_youtube_gets_the_parts_subtitles_as_its_caption_track(world, tmp_path):
     answer = world.server.upload(clip, captions="on")
     job = world.server.wait_done(answer.json()["id"], timeout=300)
     assert job["state"] == "done", job["error"]
-    [publication] = world.publish(job["id"], ["youtube"], options={"captions": True})
+    # with a chosen cover too: the upload, then thumbnails.set, then captions.insert
+    [publication] = world.publish(job["id"], ["youtube"], options={"captions": True, "cover_ms": 1000})
     done = world.wait_state(publication["id"], "published", timeout=120)
+    assert done["remote"]["thumbnail"] == "set" and done["remote"]["caption_id"], done["remote"]
+    assert len(world.fake.requests("youtube.thumbnails")) == 1
     with world.fake.lock:
         tracks = [c for c in world.fake.data["youtube"]["captions"].values() if c["videoId"] == done["post_id"]]
     assert len(tracks) == 1 and tracks[0]["language"] == "en" and tracks[0]["name"] == "English"
