@@ -63,7 +63,11 @@ def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory, short_clip:
         expect(page).to_have_url(re.compile(r"/$"))
         page.goto("/platforms")
         page.locator('[data-platform="instagram"]').get_by_role("button", name=re.compile("Connect")).click()
-        page.get_by_role("button", name="Allow").click()
+        allow = page.get_by_role("button", name="Allow")
+        expect(allow).to_be_visible()
+        assert page.url.startswith(server.url), page.url
+        consent = page.url.removeprefix(server.url)  # the sandbox's consent page, audited too
+        allow.click()
         expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
         account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"]
                        if p["platform"] == "instagram" for a in p["accounts"])  # fmt: skip
@@ -82,7 +86,7 @@ def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory, short_clip:
         context.close()
         pages = {"signin": "/signin", "upload": "/", "videos": "/videos", "queue": "/queue", "accounts": "/platforms",
                  "settings": "/settings", "video": f"/videos/{job_id}", "part": f"/videos/{job_id}/parts/1",
-                 "sandbox-post": posted.removeprefix(server.url)}  # fmt: skip
+                 "sandbox-consent": consent, "sandbox-post": posted.removeprefix(server.url)}  # fmt: skip
         yield server, pages, cookie
     finally:
         server.stop()
