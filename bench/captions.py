@@ -62,7 +62,7 @@ def main() -> None:
                                hypothesis_transform=NORMALISE)  # fmt: skip
         print(f"real-time fraction: {best_work / args.seconds:.3f} transcribing (goal <= 0.2),"
               f" {best_wall / args.seconds:.3f} with the child's start")
-        print(f"child peak RSS: {peak:.0f} MB (goal <= 250 MB)")
+        print(f"extra peak RSS (the larger of the two children): {peak:.0f} MB (goal <= 250 MB)")
         print(f"word error rate: {error_rate:.3f}")
         render_ratio(clip, results[0][1].words, folder, args.runs)
 

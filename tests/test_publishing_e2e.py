@@ -691,3 +691,36 @@ def test_a_part_length_a_chosen_platform_cannot_take_is_refused_at_upload(world,
                        for p in answer.json()["problems"]), answer.text  # fmt: skip
         else:
             assert answer.status_code == 202, answer.text
+
+
+def test_youtube_gets_the_parts_subtitles_as_its_caption_track(world, tmp_path):
+    import numpy as np
+    import srt
+
+    from tests.clips import AUDIO_RATE, make_clip, spoken
+
+    voice = spoken("Captions help people follow what the speaker says. Today we cook rice.", tmp_path)
+    clip = make_clip(tmp_path / "spoken.mp4", seconds=len(voice) / AUDIO_RATE + 0.5, size=(360, 640),
+                     voice=np.asarray(voice))  # fmt: skip
+    plain = world.job(clip)  # no captions: nothing to send as a track
+    refused = world.api.post(f"/jobs/{plain['id']}/publications",
+                             json={"accounts": [world.accounts["youtube"]], "options": {"captions": True}})  # fmt: skip
+    assert refused.status_code == 422 and "upload the video with captions on" in refused.text
+
+    answer = world.server.upload(clip, captions="on")
+    job = world.server.wait_done(answer.json()["id"], timeout=300)
+    assert job["state"] == "done", job["error"]
+    # with a chosen cover too: the upload, then thumbnails.set, then captions.insert
+    [publication] = world.publish(job["id"], ["youtube"], options={"captions": True, "cover_ms": 1000})
+    done = world.wait_state(publication["id"], "published", timeout=120)
+    assert done["remote"]["thumbnail"] == "set" and done["remote"]["caption_id"], done["remote"]
+    assert len(world.fake.requests("youtube.thumbnails")) == 1
+    with world.fake.lock:
+        tracks = [c for c in world.fake.data["youtube"]["captions"].values() if c["videoId"] == done["post_id"]]
+    assert len(tracks) == 1 and tracks[0]["language"] == "en" and tracks[0]["name"] == "English"
+    sent = list(srt.parse(world.api.get(job["segments"][0]["srt_url"]).text))
+    assert [(c["start"], c["end"], c["text"]) for c in tracks[0]["cues"]] == [
+        (c.start.total_seconds(), c.end.total_seconds(), c.content) for c in sent
+    ] != []
+    [request] = world.fake.requests("youtube.captions")
+    assert request["query"]["uploadType"] == "multipart" and request["query"]["part"] == "snippet"

@@ -771,6 +771,39 @@ def test_youtube_resumes_from_what_the_server_kept_after_a_cut(fake: FakePlatfor
     assert posts[0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_youtube_caption_track_insert_is_checked_like_googles(fake: FakePlatforms, base: str, tmp_path: Path) -> None:
+    from googleapiclient.errors import HttpError
+
+    video_path = tmp_path / "video.mp4"
+    video_path.write_bytes(os.urandom(300 * KiB))
+    track = tmp_path / "part.srt"
+    track.write_text("1\n00:00:00,500 --> 00:00:01,200\nCook the rice.\n\n")
+    scopes = ["https://www.googleapis.com/auth/youtube.upload", "https://www.googleapis.com/auth/youtube.force-ssl"]
+    client = youtube(base, issue_tokens(fake, "youtube", scopes)["access_token"])
+    video = finish(upload_request(client, video_path))
+
+    def insert(client, path: Path, video_id: str = video["id"]):  # type: ignore[no-untyped-def]
+        body = {"snippet": {"videoId": video_id, "language": "en", "name": "English", "isDraft": False}}
+        media = MediaFileUpload(str(path), mimetype="application/octet-stream", resumable=False)
+        return client.captions().insert(part="snippet", body=body, media_body=media).execute()
+
+    def reason(call) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+        with pytest.raises(HttpError) as refused:
+            call()
+        return refused.value.resp.status, json.loads(refused.value.content)["error"]["errors"][0]["reason"]
+
+    upload_only = youtube(base, issue_tokens(fake, "youtube")["access_token"])  # youtube.upload, readonly
+    assert reason(lambda: insert(upload_only, track)) == (403, "insufficientPermissions")
+    junk = tmp_path / "junk.srt"
+    junk.write_bytes(os.urandom(2000))
+    assert reason(lambda: insert(client, junk)) == (400, "contentRequired")
+    assert reason(lambda: insert(client, track, "noSuchVideo")) == (404, "videoNotFound")
+    caption = insert(client, track)
+    assert caption["kind"] == "youtube#caption" and caption["snippet"]["videoId"] == video["id"]
+    assert fake.data["youtube"]["captions"][caption["id"]]["cues"] == [{"start": 0.5, "end": 1.2, "text": "Cook the rice."}]
+    assert reason(lambda: insert(client, track)) == (409, "captionExists")
+
+
 def test_youtube_insert_quota_and_channel_upload_cap(
     fake: FakePlatforms, clock: Clock, base: str, tmp_path: Path
 ) -> None:

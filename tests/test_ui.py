@@ -507,7 +507,9 @@ def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_e
         page.wait_for_load_state("networkidle") if name not in ("video", "queue") else page.wait_for_timeout(800)
         check_page(page, name, errors)
 
-    # "View post" opens the sandbox's page for the post, which plays the file posted
+    # "View post" (on the video's page) opens the sandbox's page for the post, which plays
+    # the file posted
+    page.goto(f"/videos/{job_id}")
     link = page.get_by_role("link", name="View post").first
     href = link.get_attribute("href")
     assert href.startswith(f"{server.url}/sandbox/www.instagram.com/reel/"), href
@@ -733,4 +735,45 @@ def test_a_reschedule_on_the_queue_page_holds_across_a_restart(browser: Browser,
     row = page.locator(f'[data-publication="{publication}"]')
     expect(row.locator(".badge")).to_have_text("Scheduled")
     expect(row.locator("time")).to_have_text("07:30")
+    context.close()
+
+
+def test_a_word_fixed_in_the_transcript_plays_in_the_parts_captions(browser: Browser, server: Server, tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.clips import AUDIO_RATE, make_clip, spoken
+
+    voice = spoken("Captions help people follow what the speaker says. Today we cook rice.", tmp_path)
+    clip = make_clip(tmp_path / "spoken.mp4", seconds=len(voice) / AUDIO_RATE + 0.5, size=(360, 640),
+                     voice=np.asarray(voice))  # fmt: skip
+    job_id = server.upload(clip, captions="on").json()["id"]
+    assert server.wait_done(job_id, timeout=300)["state"] == "done"
+    context = browser.new_context(base_url=server.url, **{**PHONE, "viewport": {"width": 390, "height": 844}})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    sign_in(page)
+    page.goto(f"/videos/{job_id}")
+    box = page.get_by_label("Fix any misheard words", exact=False)
+    heard = box.input_value()
+    assert "rice" in heard.lower(), heard
+    box.scroll_into_view_if_needed()
+    assert_fits(page)
+    screenshot(page, "video-transcript-390")
+    box.fill(re.sub(r"\brice\b", "risotto", heard, flags=re.IGNORECASE))
+    page.get_by_role("button", name="Save and make the parts again").click()
+    expect(page.locator("#job-state")).not_to_have_attribute("data-state", "done", timeout=10_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=300_000)
+    video = page.get_by_label("Part 1", exact=True)
+    page.wait_for_function(
+        "v => v.textTracks.length && v.textTracks[0].cues && v.textTracks[0].cues.length > 0",
+        arg=video.element_handle(), timeout=20_000,
+    )  # fmt: skip
+    text = video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
+    assert "risotto" in text and "rice" not in text.lower(), text
+    # a correction the server refuses says why beside the form
+    page.route(f"**/jobs/{job_id}/transcript", lambda route: route.fulfill(
+        status=409, content_type="application/problem+json",
+        body='{"status": 409, "title": "Conflict", "detail": "A part of this video is scheduled or being posted."}'))
+    page.get_by_role("button", name="Save and make the parts again").click()
+    expect(page.locator("#transcript-error")).to_contain_text("scheduled or being posted")
     context.close()

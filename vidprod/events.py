@@ -20,6 +20,7 @@ CATALOGUE: dict[str, str] = {
     "job.cancelled": "The job was cancelled; its parts were removed.",
     "job.retried": "A failed or cancelled job was queued again.",
     "job.recut": "The creator moved, removed or added cuts; the parts that changed are made again.",
+    "job.transcript_edited": "The transcript was corrected; the parts are being made again with it.",
     "job.deleted": "The job and its files were deleted.",
     "segment.ready": "One part is rendered and can be downloaded.",
     "publication.scheduled": "A part was scheduled for an account.",

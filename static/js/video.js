@@ -19,6 +19,7 @@ document.addEventListener("DOMContentLoaded", () => {
     ...[...root.querySelectorAll("[data-swap]")].map((el) => el.id),
     ...[...root.querySelectorAll("video")].map((el) => el.getAttribute("src")),
     root.querySelector("#publish-form") ? "form" : "",
+    root.querySelector("#transcript-form") ? "transcript" : "",
   ].join("|");
 
   function patch(fresh) {
@@ -52,6 +53,9 @@ document.addEventListener("DOMContentLoaded", () => {
     const oldForm = live.querySelector("#publish-form");
     const newForm = fresh.querySelector("#publish-form");
     if (oldForm && newForm) newForm.replaceWith(oldForm);
+    const oldText = live.querySelector("#transcript-form");
+    const newText = fresh.querySelector("#transcript-form");
+    if (oldText && newText) newText.replaceWith(oldText); // a half-made correction stays
     for (const block of fresh.querySelectorAll("[data-swap]")) rendered.set(block.id, block.outerHTML);
     live.replaceChildren(...fresh.childNodes);
     vidprod.localTimes(live);
@@ -112,7 +116,7 @@ document.addEventListener("DOMContentLoaded", () => {
         || (data.stage || "") !== (document.getElementById("job-stage")?.dataset.stage ?? "")) refresh();
     });
     source.addEventListener("end", () => { source.close(); source = null; refresh(); });
-    for (const type of ["job.processing", "job.completed", "job.failed", "job.cancelled", "job.retried",
+    for (const type of ["job.processing", "job.completed", "job.failed", "job.cancelled", "job.retried", "job.recut", "job.transcript_edited",
       "segment.ready", "publication.scheduled", "publication.uploading", "publication.published",
       "publication.failed", "publication.dead_lettered", "publication.cancelled", "publication.refused"]) {
       source.addEventListener(type, refresh);
@@ -164,6 +168,24 @@ document.addEventListener("DOMContentLoaded", () => {
       await refresh();
     } catch (error) {
       vidprod.showError(form.querySelector("#cuts-error"), error);
+      button.disabled = false;
+    }
+  });
+
+  live.addEventListener("submit", async (event) => {
+    if (event.target.id !== "transcript-form") return;
+    event.preventDefault();
+    const form = event.target;
+    const button = form.querySelector('button[type="submit"]');
+    button.disabled = true;
+    try {
+      await vidprod.api("PATCH", `/jobs/${job}/transcript`, { text: form.elements.text.value });
+      vidprod.showError(form.querySelector("#transcript-error"), null);
+      vidprod.toast("Saved. The parts are being made again.");
+      listen();
+      await refresh();
+    } catch (error) {
+      vidprod.showError(form.querySelector("#transcript-error"), error);
       button.disabled = false;
     }
   });

@@ -25,7 +25,8 @@ from vidprod.domain.rendering import RENDER_FIELDS, Renderer, parts_prefix
 from vidprod.media.cuts import CutError, Plan, recut
 from vidprod.media.probe import SourceInfo, probe
 from vidprod.media.render import RenderedPart, RenderStopped, part_filename, thumbnail_filename
-from vidprod.media.speech import TranscriptionStopped
+from vidprod.media.retime import retime
+from vidprod.media.speech import TranscriptionStopped, Word
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
@@ -243,6 +244,46 @@ class JobService:
 
         self._remove_outputs(job_id)
         self.db.write(change)
+        self.enqueue(job_id)
+        return self.get(job_id)
+
+    def edit_transcript(self, job_id: str, text: str) -> dict[str, Any]:
+        """Put the creator's corrected text on the transcript's times (media/retime.py)
+        and make the parts again with it: same cuts, new burned-in captions and subtitle
+        files. Only a finished job with no post on its way, so no post goes out with a
+        part half made."""
+
+        def change(conn: Any) -> None:
+            job = q.get_job(conn, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if not job["options"].get("captions") or job["transcript"] is None:
+                raise JobConflict("This video has no transcript: upload it with captions on to get one.")
+            if job["state"] != "done":
+                raise JobConflict(f"The job is {job['state']}; its transcript can be edited once its parts are made.")
+            if job["files_removed_at"]:
+                raise JobConflict(
+                    "This job's video was removed by housekeeping after "
+                    f"{self.settings.keep_hours} hours; upload it again to make new parts."
+                )
+            if pq.unsent_for_job(conn, job_id):
+                raise JobConflict(
+                    "A part of this video is scheduled or being posted; cancel those posts (or let"
+                    " them go out) first, then edit the transcript."
+                )
+            words = retime([Word.from_json(w) for w in job["transcript"]["words"]], text)
+            record = {**job["transcript"], "words": [w.to_json() for w in words], "edited_at": q.now_iso()}
+            # The rows go in the same transaction: the render redoes every part even if
+            # the process dies before the old files are removed.
+            q.delete_segments(conn, job_id)
+            q.update_job(
+                conn, job_id, transcript=record, state="queued", stage=None, progress=0, error=None,
+                cancel_requested=0, finished_at=None, gaze=None, crashes=0,
+            )  # fmt: skip
+            ev.add_event(conn, job_id, "job.transcript_edited", {"words": len(words)})
+
+        self.db.write(change)
+        self._remove_outputs(job_id)
         self.enqueue(job_id)
         return self.get(job_id)
 

@@ -65,7 +65,7 @@ LIVE_WINDOW_SECONDS = 600.0  # posts due this soon keep a job's live stream open
 BUSY_ACCOUNT_SECONDS = 5.0  # one publication per account at a time; the next waits this
 OPTION_NAMES = {
     "made_for_kids", "disable_comment", "disable_duet", "disable_stitch", "brand_content",
-    "brand_organic", "is_aigc", "cover_ms", "share_to_feed", "publish_at", "tiktok_inbox",
+    "brand_organic", "is_aigc", "cover_ms", "share_to_feed", "publish_at", "tiktok_inbox", "captions",
 }  # fmt: skip
 
 
@@ -717,6 +717,7 @@ class PublicationService:
             publication_id=row["id"], path=path, size=segment["size_bytes"],
             duration=segment["duration_seconds"], title=row["title"],
             caption=with_hashtags(row["caption"], row.get("hashtags") or []), privacy=row["privacy"], options=dict(row["options"]), remote=dict(row.get("remote") or {}),
+            subtitles=srt if (srt := path.with_suffix(".srt")).is_file() else None,
         )  # fmt: skip
 
     @staticmethod

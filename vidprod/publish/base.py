@@ -101,6 +101,7 @@ class Upload:
     options: dict[str, Any]
     remote: dict[str, Any]
     cover: Path | None = None  # the frame at options["cover_ms"] as a JPEG, for platforms that take a picture
+    subtitles: Path | None = None  # the part's SRT file, when the job has captions
 
 
 @dataclass

@@ -11,8 +11,8 @@ holds, 200/201 means the upload completed and the video exists — never a secon
 from __future__ import annotations
 
 import http.client
-import logging
 import json
+import logging
 import re
 from datetime import datetime, timedelta
 from importlib import resources
@@ -38,6 +38,8 @@ from vidprod.publish.base import (
     transport_failure,
 )
 
+log = logging.getLogger(__name__)
+
 API = "youtube.googleapis.com"
 MAX_TITLE = 100
 MAX_DESCRIPTION_BYTES = 5000
@@ -46,7 +48,6 @@ PRIVACY = {"public": "public", "private": "private", "unlisted": "unlisted"}
 CHUNK_RETRIES = 3  # inside one run, after a cut connection or a 5xx, before backing off
 PACIFIC = ZoneInfo("America/Los_Angeles")  # quotas reset at midnight Pacific time
 # A cut connection shows up as http.client.IncompleteRead (an HTTPException) under httplib2.
-log = logging.getLogger(__name__)
 TRANSPORT_ERRORS = (OSError, httplib2.HttpLib2Error, TimeoutError, http.client.HTTPException)
 
 
@@ -94,7 +95,12 @@ class YouTube(PlatformHttp):
     label = "YouTube"
     cover_picture = True  # thumbnails.set takes a JPEG
     longest = MAX_SHORT_SECONDS  # a Short lasts up to 3 min (since October 2024)
-    scope = "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
+    # force-ssl: captions.insert (the part's subtitles as a caption track) needs it;
+    # accounts connected without it post their videos without captions.
+    scope = (
+        "https://www.googleapis.com/auth/youtube.upload https://www.googleapis.com/auth/youtube.readonly"
+        " https://www.googleapis.com/auth/youtube.force-ssl"
+    )
     token_host = "oauth2.googleapis.com"
     token_path = "/token"
     # invalid_grant: revoked, or a "Testing" app's 7-day refresh token ran out.
@@ -136,15 +142,20 @@ class YouTube(PlatformHttp):
             found.append(f"a YouTube Short lasts at most 3 min; the part is {upload.duration:.0f} s")
         if len(upload.caption.encode()) > MAX_DESCRIPTION_BYTES:
             found.append("a YouTube description has at most 5000 bytes")
+        if upload.options.get("captions") and upload.subtitles is None:
+            found.append("YouTube captions need the part's subtitles: upload the video with captions on")
         return found
 
     # --- posting -----------------------------------------------------------------
 
     def publish(self, session: Session) -> Published:
         remote = session.upload.remote
+        # Each step is marked in `remote` once done, so a run after a failure (or a
+        # restart) does only what is left: the upload, the thumbnail, the captions.
         if not remote.get("video_id"):
             self._insert(session)
         self._thumbnail(session)
+        self._add_captions(session, remote["video_id"])
         return self._published(remote["video_id"])
 
     def _insert(self, session: Session) -> None:
@@ -218,6 +229,34 @@ class YouTube(PlatformHttp):
             outcome = f"network: {exc!r}"
             log.warning("YouTube thumbnail for %s not sent: %s", upload.remote["video_id"], outcome)
         session.remember(thumbnail=outcome)
+
+    def _add_captions(self, session: Session, video_id: str) -> None:
+        """With the `captions` option: the part's SRT as the video's English caption
+        track (captions.insert), once (its id is remembered). The video exists by now,
+        so only a failure worth retrying (network, 5xx, token, quota) holds the post
+        back (the next run adds just the track); one that will not change (an account
+        connected without the captions scope, a refused file) leaves the video posted
+        without captions, saying why in the publication's `remote.captions_error`."""
+        upload = session.upload
+        if not upload.options.get("captions") or upload.remote.get("caption_id") or upload.remote.get("captions_error"):
+            return
+        if upload.subtitles is None or not upload.subtitles.is_file():
+            session.remember(captions_error="the part has no subtitles file")
+            return
+        request = self._service(session.tokens.access_token).captions().insert(
+            part="snippet",
+            body={"snippet": {"videoId": video_id, "language": "en", "name": "English", "isDraft": False}},
+            media_body=MediaFileUpload(str(upload.subtitles), mimetype="application/octet-stream", resumable=False),
+        )
+        try:
+            answer = self._execute(request)
+        except PublishFailure as failure:
+            if failure.kind in ("retry", "refresh", "cap"):
+                raise
+            log.warning("YouTube video %s is posted without captions: %s", video_id, failure)
+            session.remember(captions_error=f"{failure.code}: {failure.message}")
+            return
+        session.remember(caption_id=answer["id"])
 
     def _video_body(self, upload: Upload) -> dict[str, Any]:
         title = re.sub(r"[<>]", "", upload.title).strip()[:MAX_TITLE] or "Short"

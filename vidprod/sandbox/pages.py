@@ -45,7 +45,7 @@ def consent_page(
         if name != "approve"
     )
     scope_items = "".join(f"<li><code>{escape(scope)}</code></li>" for scope in scopes)
-    return _head(f"Sandbox {platform}: allow access?", look) + f"""<p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p>
+    return _head(f"Sandbox {platform}: allow access?", look) + f"""<header><p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p></header>
 <main class="narrow">
 <section class="card">
 <h1>Sandbox {escape(platform)}</h1>
@@ -73,7 +73,7 @@ def post_page(
 ) -> str:
     """A sandbox post as its platform's page would show it: the posted file playing."""
     if post is None:
-        return _head(f"Sandbox {platform}: no such post", look) + f"""<p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p>
+        return _head(f"Sandbox {platform}: no such post", look) + f"""<header><p class="sandbox-banner">Sandbox: not the real {escape(platform)}.</p></header>
 <main class="narrow"><h1>No such post</h1><p>The sandbox {escape(platform)} has no post at this address.</p></main>
 </body>
 </html>
@@ -84,7 +84,7 @@ def post_page(
         if video_url
         else "<p class=\"hint\">The sandbox keeps only its latest posted files; this one is gone.</p>"
     )
-    return _head(f"Sandbox {platform}: a post by {account}", look) + f"""<p class="sandbox-banner">Sandbox: this page stands in for {escape(platform)}; nothing was posted there.</p>
+    return _head(f"Sandbox {platform}: a post by {account}", look) + f"""<header><p class="sandbox-banner">Sandbox: this page stands in for {escape(platform)}; nothing was posted there.</p></header>
 <main class="narrow">
 <article class="card part">
 <h1>{escape(platform)} post</h1>

@@ -81,6 +81,7 @@ OPERATIONS = frozenset(
         "youtube.upload",
         "youtube.videos",
         "youtube.thumbnails",
+        "youtube.captions",
     }
 )
 UPLOAD_OPERATIONS = frozenset({"tiktok.upload", "instagram.upload", "youtube.upload"})
@@ -177,7 +178,7 @@ def _fresh_data() -> dict[str, Any]:
         "posts": [],
         "tiktok": {"publishes": {}},
         "instagram": {"containers": {}, "media": {}},
-        "youtube": {"sessions": {}, "videos": {}, "inserts": {}},
+        "youtube": {"sessions": {}, "videos": {}, "inserts": {}, "captions": {}},
     }
 
 

@@ -1,5 +1,6 @@
 """Fake Google OAuth and YouTube Data API v3: channels.list, videos.list and the
-resumable videos.insert upload exactly as google-api-python-client drives it.
+resumable videos.insert upload exactly as google-api-python-client drives it, and
+captions.insert (a caption track for an uploaded video, sent as multipart/related).
 
 The client library, built from its bundled discovery document with rootUrl set to
 BASE/youtube.googleapis.com/, starts the upload with POST
@@ -11,7 +12,11 @@ Quotas count per Pacific day, as Google's do.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
+import io
+import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +24,9 @@ from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
+import srt
+import webvtt
+import webvtt.errors
 from litestar import Request, Response, get, post, put
 from litestar.di import NamedDependency
 
@@ -48,9 +56,12 @@ API = "youtube.googleapis.com"
 UPLOAD_PATH = "/youtube.googleapis.com/upload/youtube/v3/videos"
 THUMBNAIL_PATH = "/youtube.googleapis.com/upload/youtube/v3/thumbnails/set"
 THUMBNAIL_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
+CAPTIONS_PATH = "/youtube.googleapis.com/upload/youtube/v3/captions"
+MAX_CAPTION_BYTES = 100 * 1024 * 1024  # the discovery document's maxSize
 PACIFIC = ZoneInfo("America/Los_Angeles")
 AUTH = "https://www.googleapis.com/auth/"
 READ_SCOPES = {AUTH + "youtube", AUTH + "youtube.readonly", AUTH + "youtube.force-ssl", AUTH + "youtubepartner"}
+CAPTION_SCOPES = {AUTH + "youtube.force-ssl", AUTH + "youtubepartner"}
 UPLOAD_SCOPES = {AUTH + "youtube", AUTH + "youtube.upload", AUTH + "youtube.force-ssl", AUTH + "youtubepartner"}
 SCOPES = frozenset(
     READ_SCOPES | UPLOAD_SCOPES | {"openid", "email", "profile", AUTH + "userinfo.email", AUTH + "userinfo.profile"}
@@ -661,4 +672,96 @@ async def _thumbnail(call: Call) -> Response:
     return ok({"kind": "youtube#thumbnailSetResponse", "etag": secrets.token_urlsafe(20), "items": [{"default": shown}]})
 
 
-ROUTES = [authorize, token, channels, videos, insert_without_media, insert, upload, thumbnail]
+# ---- captions.insert ----------------------------------------------------------------------
+
+
+@post(CAPTIONS_PATH, opt=PUBLIC, request_max_body_size=MAX_CAPTION_BYTES + SMALL_BODY)
+async def insert_caption(request: Request, fake: NamedDependency[FakePlatforms]) -> Response:
+    return await serve(request, fake, "youtube.captions", _insert_caption)
+
+
+async def _insert_caption(call: Call) -> Response:
+    """As Google checks it: the scope (youtube.upload alone is not enough), part=snippet,
+    a multipart/related body of the snippet (videoId, language, name) and the track, a
+    video of the caller's channel, a track it can read (SRT or WebVTT here), and no
+    second track of the same language and name."""
+    fake, request = call.fake, call.request
+    token = _access(call, CAPTION_SCOPES)
+    _parts(call, frozenset({"id", "snippet"}))
+    upload_type = request.query_params.get("uploadType")
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    if upload_type != "multipart" or not content_type.startswith("multipart/related"):
+        raise google_error(400, "invalidMetadata", "The request must send the caption's snippet and its file "
+                           "together (uploadType=multipart).", domain="youtube.caption")  # fmt: skip
+    # The standard library's MIME parser reads multipart/related as Google sends it.
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    if len(parts) != 2 or parts[0].get_content_type() != "application/json":
+        raise google_error(400, "invalidMetadata", "The body must be the snippet (JSON) and then the track.",
+                           domain="youtube.caption")  # fmt: skip
+    try:
+        body = json.loads(parts[0].get_payload(decode=True) or b"")
+        snippet = body["snippet"]
+        video_id, language, name = snippet["videoId"], snippet["language"], snippet.get("name", "")
+    except (ValueError, KeyError, TypeError):
+        raise google_error(400, "invalidMetadata", "snippet.videoId and snippet.language are required.",
+                           domain="youtube.caption") from None  # fmt: skip
+    track = parts[1].get_payload(decode=True) or b""
+    call.record({"query": dict(request.query_params), "body": body, "track_bytes": len(track)})
+    with fake.lock:
+        video = fake.data["youtube"]["videos"].get(video_id)
+        taken = [c for c in fake.data["youtube"].setdefault("captions", {}).values()
+                 if c["videoId"] == video_id and c["language"] == language and c["name"] == name]  # fmt: skip
+    if video is None:
+        raise google_error(404, "videoNotFound", "The video that you are trying to add a caption track to cannot "
+                           "be found.", domain="youtube.caption")  # fmt: skip
+    if video["channel"] != token["account"]:
+        raise google_error(403, "forbidden", "The permissions associated with the request are not sufficient to "
+                           "upload the caption track.", domain="youtube.caption")  # fmt: skip
+    cues = _cues(track)
+    if not cues:
+        raise google_error(400, "contentRequired", "The request does not contain the caption track contents.",
+                           domain="youtube.caption")  # fmt: skip
+    if taken:
+        raise google_error(409, "captionExists", "The specified caption track already exists.",
+                           domain="youtube.caption")  # fmt: skip
+    caption_id = secrets.token_urlsafe(24)
+    now = datetime.fromtimestamp(fake.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with fake.changing() as data:
+        data["youtube"].setdefault("captions", {})[caption_id] = {
+            "videoId": video_id, "language": language, "name": name, "cues": cues, "lastUpdated": now,
+        }  # fmt: skip
+    resource = {
+        "kind": "youtube#caption",
+        "etag": secrets.token_urlsafe(20),
+        "id": caption_id,
+        "snippet": {
+            "videoId": video_id, "lastUpdated": now, "trackKind": "standard", "language": language,
+            "name": name, "audioTrackType": "unknown", "isCC": False, "isLarge": False,
+            "isEasyReader": False, "isDraft": bool(snippet.get("isDraft", False)), "isAutoSynced": False,
+            "status": "serving",
+        },
+    }  # fmt: skip
+    return ok(resource)
+
+
+def _cues(track: bytes) -> list[dict[str, Any]]:
+    """The track's cues (start, end, text) when it is SRT or WebVTT; [] otherwise."""
+    try:
+        text = track.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return []
+    try:
+        if text.lstrip().startswith("WEBVTT"):
+            return [{"start": c.start_in_seconds, "end": c.end_in_seconds, "text": c.text}
+                    for c in webvtt.from_buffer(io.StringIO(text)).captions]  # fmt: skip
+        return [{"start": c.start.total_seconds(), "end": c.end.total_seconds(), "text": c.content}
+                for c in srt.parse(text)]  # fmt: skip
+    except (srt.SRTParseError, webvtt.errors.MalformedFileError, ValueError):
+        return []
+
+
+ROUTES = [authorize, token, channels, videos, insert_without_media, insert, upload, thumbnail, insert_caption]

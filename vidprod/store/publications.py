@@ -182,6 +182,15 @@ def open_for_job(conn: sqlite3.Connection, job_id: str, due_before: float) -> bo
     ).fetchone() is not None
 
 
+def unsent_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
+    """Whether a post of this job is still to go out (scheduled, waiting for its account,
+    or being uploaded)."""
+    return conn.execute(
+        "SELECT 1 FROM publications WHERE job_id = ? AND state IN ('scheduled', 'waiting', 'publishing')",
+        (job_id,),
+    ).fetchone() is not None
+
+
 def publishing_for_job(conn: sqlite3.Connection, job_id: str) -> bool:
     return conn.execute(
         "SELECT 1 FROM publications WHERE job_id = ? AND state = 'publishing'", (job_id,)

@@ -1,4 +1,4 @@
-"""Captions over HTTP: the job's transcript and each part's subtitle files."""
+"""Captions over HTTP: the job's transcript (and its correction) and each part's subtitle files."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import anyio.to_thread
-from litestar import Request, get
+from litestar import Request, get, patch
 from litestar.datastructures import State
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from vidprod.web.downloads import stored_file
+from vidprod.web.links import link
+from vidprod.web.problems import json_fields, problem
 
 MEDIA_TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
 
@@ -50,4 +52,20 @@ async def _subtitles(state: State, job_id: str, index: int, kind: str) -> Stream
     )  # fmt: skip
 
 
-ROUTES = [segment_vtt, segment_srt]
+@patch("/jobs/{job_id:str}/transcript", status_code=202, opt={"problems": (409, 422)})
+async def edit_transcript(request: Request, state: State, job_id: FromPath[str], data: JSONBody[Any]) -> dict[str, Any]:
+    """`{"text": "the corrected words"}`: the words take the recognised words' times and
+    the job is queued to make its parts again with them."""
+    fields = json_fields(data, {"text": str})
+    if "text" not in fields:
+        raise problem(422, 'Send the corrected transcript as {"text": "..."}.')
+    job = await anyio.to_thread.run_sync(state.jobs.edit_transcript, job_id, fields["text"])
+    return {
+        "id": job["id"],
+        "state": job["state"],
+        "transcript": transcript_json(job),
+        "status_url": link(request, "job_status", job_id=job["id"]),
+    }
+
+
+ROUTES = [segment_vtt, segment_srt, edit_transcript]

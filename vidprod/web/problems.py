@@ -25,6 +25,7 @@ from vidprod.domain.publishing import (
 from vidprod.domain.uploads import UploadError
 from vidprod.domain.webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from vidprod.media.probe import InvalidMedia
+from vidprod.media.retime import EditError
 from vidprod.web.uploads import UploadRejected
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 JobConflict: lambda exc: problem(409, str(exc)),
                 CutError: lambda exc: problem(422, str(exc), problems=exc.problems),
                 InvalidMedia: lambda exc: problem(422, str(exc)),
+                EditError: lambda exc: problem(422, str(exc)),
                 UploadRejected: lambda exc: problem(exc.status, exc.message),
                 UploadError: lambda exc: problem(exc.status, exc.message, headers=exc.headers),
                 EndpointNotFound: lambda exc: problem(404, str(exc)),

@@ -179,13 +179,13 @@ def extend_eyeball(crop: np.ndarray, s: Stencil) -> np.ndarray:
 class Layers:
     """The eyeball as two layers, the iris disc over the sclera (geometry only)."""
 
-    disc: np.ndarray  # the iris disc's coverage, soft over one pixel
+    disc: np.ndarray  # the iris disc's coverage, soft over a third of its radius
     near: np.ndarray  # the disc and a ring around it: dark iris pixels the fit missed
     certain: np.ndarray  # the surely seen sclera
     reach: np.ndarray  # `certain` blurred: how much sclera each pixel's estimate rests on
     sigma: float
     below: np.ndarray  # 0 above the iris centre, 1 from half a radius below it
-    share: np.ndarray | None = None  # how much of each extended pixel came from `near`
+    weight: np.ndarray | None = None  # how far each pixel turns to the sclera's colour
 
 
 def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre: np.ndarray, ux: np.ndarray,
@@ -215,20 +215,18 @@ def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre:
 
 
 def layered_eyeball(ext: np.ndarray, crop: np.ndarray, s: Stencil) -> np.ndarray:
-    """`ext` with the iris's colour replaced by the sclera's wherever the extension
-    carried it outside the disc, on pixels not surely seen (under the lids). The
-    extension is linear in what it extends, so the part of a pixel that came from the
-    iris and its ring is the extension of `crop · near`, and its share the extension of
-    `near`. Elsewhere, the lid margins beside the sclera included, the local extension
-    stays: a sclera estimate there would draw its error along the margin as a line."""
+    """`ext` turned towards the sclera's colour by the share of it that the extension
+    carried from the iris and its ring (`Layers.share`: the extension of `near`, as the
+    extension is linear in what it extends), outside the disc, below the iris centre
+    and only where nothing is surely seen (under the lids). Elsewhere, the lid margins
+    beside the sclera included, the local extension stays: a sclera estimate there
+    would draw its error along the margin as a line."""
     lay = s.layers
     if lay is None:
         return ext
     total = cv2.GaussianBlur(crop * lay.certain, (0, 0), lay.sigma, borderType=cv2.BORDER_CONSTANT)
     sclera = total / np.maximum(lay.reach, np.float32(1e-3))
-    known = np.clip(lay.reach / np.float32(0.05), 0.0, 1.0)  # else keep the extension
-    from_iris = extend_eyeball(crop * lay.near, s)
-    return ext - s.keep * known * lay.below * (1.0 - lay.disc) * (from_iris - lay.share * sclera)
+    return ext + lay.weight * (sclera - ext)
 
 
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
@@ -311,7 +309,10 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
             touched = inside | moves
     result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
     if layers is not None:
-        result.layers = replace(layers, share=extend_eyeball(layers.near, result))
+        share = extend_eyeball(layers.near, result)  # how much of each pixel came from `near`
+        known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
+        weight = keep * known * layers.below * (1.0 - layers.disc) * share
+        result.layers = replace(layers, weight=weight.astype(np.float32))
     return result
 
 
