@@ -186,7 +186,7 @@ class PublicationService:
         for row, account, segment in rows:
             if problem := _cover_problem(row["options"].get("cover_ms"), segment):
                 problems.append(f"part {row['segment_idx'] + 1}: {problem}")
-            upload = self._upload_for(row, segment, Path(segment["path"]))  # checked by its figures only
+            upload = self._upload_for(row, segment, Path(segment["path"]), self._subtitles_named(segment))  # figures only
             for problem in self.accounts.platforms[account["platform"]].problems(upload, account["profile"]):
                 problems.append(f"part {row['segment_idx'] + 1} to {account['platform']} ({account['name']}): {problem}")
         if problems:
@@ -375,7 +375,8 @@ class PublicationService:
         if not new and not problems:
             problems.append("nothing to change: send title, caption, hashtags, cover_ms or due_at")
         if not problems:
-            upload = self._upload_for({**publication, **new}, segment, Path(segment["path"]))  # figures only
+            upload = self._upload_for({**publication, **new}, segment, Path(segment["path"]),
+                                      self._subtitles_named(segment))  # figures only
             account = self.accounts.get(publication["account_id"])
             problems += self.accounts.platforms[publication["platform"]].problems(upload, account["profile"])
         if problems:
@@ -508,13 +509,15 @@ class PublicationService:
         # copy from S3-compatible storage
         with self.jobs.objects.local_copy(segment["path"]) as path:
             upload = self._upload_for(publication, segment, path)
+            srt_key = self._subtitles_key(segment)
+            subtitles = self.jobs.objects.local_copy(srt_key) if srt_key else contextlib.nullcontext(None)
             cover = contextlib.nullcontext(None)
             if client.cover_picture and (cover_ms := upload.options.get("cover_ms")) is not None:
                 try:
                     cover = self.jobs.objects.local_copy(self._cover_key(segment, int(cover_ms), path))
                 except (CoverError, OSError) as exc:  # the time still goes; only the picture is missing
                     log.warning("publication %s: no cover picture: %s", publication["id"], exc)
-            with cover as upload.cover:
+            with cover as upload.cover, subtitles as upload.subtitles:
                 session = Session(
                     upload=upload,
                     account_remote_id=account["remote_id"],
@@ -711,13 +714,23 @@ class PublicationService:
         # Polling and rate waits end early on shutdown; the run stops at its next check.
         self.stopping.wait(seconds)
 
+    def _subtitles_key(self, segment: dict[str, Any]) -> str | None:
+        """The storage key of the part's SRT (stored beside it when the job has captions)."""
+        key = str(PurePosixPath(segment["path"]).with_suffix(".srt"))
+        return key if self.jobs.objects.size(key) is not None else None
+
+    def _subtitles_named(self, segment: dict[str, Any]) -> Path | None:
+        """The SRT's key as a path, for checks that only ask whether a part has one."""
+        key = self._subtitles_key(segment)
+        return None if key is None else Path(key)
+
     @staticmethod
-    def _upload_for(row: dict[str, Any], segment: dict[str, Any], path: Path) -> Upload:
+    def _upload_for(row: dict[str, Any], segment: dict[str, Any], path: Path, subtitles: Path | None = None) -> Upload:
         return Upload(
             publication_id=row["id"], path=path, size=segment["size_bytes"],
             duration=segment["duration_seconds"], title=row["title"],
             caption=with_hashtags(row["caption"], row.get("hashtags") or []), privacy=row["privacy"], options=dict(row["options"]), remote=dict(row.get("remote") or {}),
-            subtitles=srt if (srt := path.with_suffix(".srt")).is_file() else None,
+            subtitles=subtitles,
         )  # fmt: skip
 
     @staticmethod
