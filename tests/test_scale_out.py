@@ -395,3 +395,44 @@ def test_one_process_with_s3_storage_and_its_embedded_queue(tmp_path, s3_env, sh
         assert not scratch.exists() or not any(scratch.rglob("*"))
     finally:
         primary.stop()
+
+
+@pytest.mark.slow
+def test_a_corrected_transcript_is_rendered_again_by_a_worker_into_storage(cluster, tmp_path):
+    from tests.clips import AUDIO_RATE, spoken
+
+    voice = spoken("Captions help people follow what the speaker says. Today we cook rice.", tmp_path)
+    clip = make_clip(tmp_path / "spoken.mp4", seconds=len(voice) / AUDIO_RATE + 0.5, size=(360, 640), voice=voice)
+    primary, [worker] = cluster(workers=1)
+    job_id = primary.upload(clip, captions="on").json()["id"]
+    job = primary.wait_done(job_id, timeout=600)
+    assert job["state"] == "done", job["error"]
+    words = job["transcript"]["words"]
+    [part] = job["segments"]
+    srt_key = f"{cluster.prefix}/{job_id}/parts/part-001.srt"
+    before = cluster.client.get_object(Bucket=BUCKET, Key=srt_key)["Body"].read().decode()
+    # a cover picture made from the part as it was, kept in the bucket
+    covers = primary.client.get(f"/jobs/{job_id}/segments/0/covers").json()["covers"]
+    assert primary.client.get(covers[1]["url"]).status_code == 200
+    assert [key for key in _keys(cluster.client, cluster.prefix) if key.startswith(f"{job_id}/covers/")]
+
+    k = next(i for i, w in enumerate(words) if w["word"].isalpha() and len(w["word"]) >= 5)
+    text = " ".join("Watermelonsandwich" if i == k else w["word"] for i, w in enumerate(words))
+    answer = primary.client.patch(f"/jobs/{job_id}/transcript", json={"text": text})
+    assert answer.status_code == 202, answer.text
+    # the old part, its subtitles and the cover went with the rows, before the render was queued
+    assert not [key for key in _keys(cluster.client, cluster.prefix) if key.startswith(f"{job_id}/covers/")]
+    job = primary.wait_done(job_id, timeout=600)
+    assert job["state"] == "done", job["error"]
+    assert [w["word"] for w in job["transcript"]["words"]] == text.split()
+
+    after = cluster.client.get_object(Bucket=BUCKET, Key=srt_key)["Body"].read().decode()
+    assert "Watermelonsandwich" in after and "Watermelonsandwich" not in before
+    assert primary.client.get(job["segments"][0]["srt_url"]).text == after
+    assert job["segments"][0]["end_seconds"] == part["end_seconds"]  # the same cut
+    kinds = [kind for kind, _ in _events(primary, job_id)]
+    edited = kinds.index("job.transcript_edited")
+    assert kinds.count("job.completed") == 2 and kinds.index("job.completed") < edited
+    assert kinds[edited:].count("segment.ready") == 1
+    assert worker.log_path.read_text().count(f"{job_id}: rendering") >= 2, worker.log_path.read_text()[-2000:]
+    assert not list((primary.data_dir / "media").rglob("*.srt"))
