@@ -42,7 +42,7 @@ from vidprod.media.gaze.control import (
     Measure,
     gaze_pitch_degrees,
 )
-from vidprod.media.gaze.corrector import lid_scores_crop, with_look_ahead
+from vidprod.media.gaze.corrector import describe_report, lid_scores_crop, with_look_ahead
 from vidprod.media.gaze.evaluate import EDGE_GAIN_BAR, IRIS_RATIO_BAR, clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import VideoLandmarker
@@ -922,6 +922,29 @@ def test_reports_of_a_resumed_render_add_up():
     assert combined["mean_correction_degrees"] == pytest.approx(2.8)
     assert combined["skipped"] == {"blink": 40, "look_away": 10}
     assert combined["failure"] == "face landmarks failed: EOFError"
+
+
+@pytest.mark.parametrize(("skipped", "failure", "says"), [
+    ({"looking_at_lens": 70, "blink": 3}, None, "Already looking into the lens: nothing to correct."),
+    ({"small_eyes": 60, "no_face": 13}, None, "No face large enough: the eyes must be at least 28 pixels wide."),
+    ({}, None, "No face was found."),
+    ({"head_pose": 40, "look_away": 33}, None, "The head is turned too far from the camera."),
+    ({"blink": 5}, "face landmarks failed: EOFError", "Eye contact stopped: the face could not be tracked."),
+])  # fmt: skip
+def test_eye_contact_that_corrected_nothing_says_why_in_words(skipped, failure, says):
+    """Issue 21: a render that moved no eye showed "0 of 73 frames corrected" and no
+    reason; the summary names the commonest reason instead of a count."""
+    report = {"frames_seen": 73, "frames_corrected": 0, "skipped": skipped, "failure": failure}
+    assert describe_report(report) == says
+    assert combine_reports(report, {**report, "failure": None})["summary"] == says  # a resumed render too
+
+
+def test_eye_contact_that_corrected_frames_counts_them_and_why_it_left_the_rest():
+    report = {"frames_seen": 73, "frames_corrected": 60, "mean_correction_degrees": 7.6,
+              "skipped": {"blink": 9, "looking_at_lens": 0, "head_pose": 4}, "failure": None}  # fmt: skip
+    assert describe_report(report) == (
+        "Eyes raised by about 8° on 60 of 73 frames; left alone during 9 blink frames, 4 frames with the head turned."
+    )
 
 
 @pytest.mark.parametrize(("name", "turns"), [("video_90.mov", -1), ("video_270.mov", 1)])

@@ -7,6 +7,7 @@ Skips where ../shared or onnxruntime is absent. The renders and readings are mad
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from pathlib import Path
 
@@ -74,8 +75,22 @@ def test_every_reader_reads_as_looking_into_the_lens(readings):
     assert sum(r["change"]["mpiigaze"] for r in below.values()) / len(below) >= 4
 
 
+JUDGE_FILES = ("mpiigaze_resnet_preact", "eth-xgaze_resnet18", "face_landmark_legacy")
+
+
 def test_the_judge_is_never_imported_by_the_product():
+    """The judge (CC BY-NC-SA networks) is for evaluation only: no product module names
+    it or its model files, or imports onnxruntime itself (faster-whisper's voice filter
+    runs on onnxruntime inside that library, which is not the judge)."""
     root = Path(__file__).resolve().parents[1] / "vidprod"
     for path in root.rglob("*.py"):
         text = path.read_text()
-        assert "gazejudge" not in text and "onnxruntime" not in text, path
+        assert "gazejudge" not in text and not any(name in text for name in JUDGE_FILES), path
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] == "onnxruntime" for n in names), path

@@ -305,3 +305,51 @@ def test_publish_choices_at_upload_are_checked_before_the_file_is_kept(idle_clie
     assert answer.status_code == 422
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert not list((settings.data_dir / "media").glob("*/source.*")), "nothing kept"
+
+
+def test_posts_chosen_at_upload_show_on_the_video_page_before_the_parts_exist(idle_client, auth, short_clip):
+    """Issue 21: the posts chosen at upload were invisible until parts existed."""
+    import json
+
+    from vidprod.store import accounts as aq
+    from vidprod.store import events as ev
+    from vidprod.store import jobs as q
+
+    db = idle_client.app.state.db
+    account = db.write(lambda c: aq.upsert_account(c, account_id="acc_tt", platform="tiktok", remote_id="tt1",
+                                                   name="sandbox_creator", sandbox=True, tokens="x", expires_at=None))  # fmt: skip
+    choice = {"accounts": [account], "title": "Morning routine", "hashtags": ["#tips", "howto"],
+              "schedule": {"mode": "spread", "start": "2030-01-05T09:00", "timezone": "Europe/Berlin", "every_hours": 24}}  # fmt: skip
+    job_id = _upload(idle_client, auth, short_clip, publish=json.dumps(choice)).json()["id"]
+    sign_in(idle_client)
+    for state in ("queued", "processing"):
+        db.write(lambda conn: q.update_job(conn, job_id, state=state))
+        page = idle_client.get(f"/videos/{job_id}").text
+        planned = page.split('id="planned"')[1].split("</section>")[0]
+        assert "TikTok · sandbox_creator" in planned
+        assert 'the first at <time datetime="2030-01-05T08:00:00Z">2030-01-05 08:00 UTC</time>, then every 24 hours' in planned
+        assert "Morning routine" in planned and "#tips #howto" in planned
+        assert 'id="planned"' in idle_client.get(f"/videos/{job_id}/live").text
+    db.write(lambda conn: ev.add_event(conn, job_id, "publication.refused", {"problems": ["nope"]}))
+    assert 'id="planned"' not in idle_client.get(f"/videos/{job_id}").text  # handled: the posts or why not show instead
+
+
+def test_a_video_without_posts_chosen_at_upload_plans_none(idle_client, auth, short_clip):
+    job_id = _upload(idle_client, auth, short_clip).json()["id"]
+    sign_in(idle_client)
+    assert "Planned posts" not in idle_client.get(f"/videos/{job_id}").text
+
+
+def test_eye_contact_that_did_nothing_says_why_on_the_video_page(idle_client, auth, short_clip):
+    """Issue 21: "0 of 73 frames corrected" with no reason."""
+    from vidprod.media.gaze.corrector import describe_report
+    from vidprod.store import jobs as q
+
+    job_id = _upload(idle_client, auth, short_clip, gaze="on").json()["id"]
+    report = {"frames_seen": 73, "frames_corrected": 0, "skipped": {"looking_at_lens": 73}, "failure": None}
+    report["summary"] = describe_report(report)
+    idle_client.app.state.db.write(lambda conn: q.update_job(conn, job_id, gaze={"report": report}))
+    sign_in(idle_client)
+    section = idle_client.get(f"/videos/{job_id}").text.split('id="gaze"')[1].split("</section>")[0]
+    assert "Already looking into the lens: nothing to correct." in section
+    assert "0 of 73" not in section

@@ -711,10 +711,13 @@ def test_youtube_gets_the_parts_subtitles_as_its_caption_track(world, tmp_path):
     job = world.server.wait_done(answer.json()["id"], timeout=300)
     assert job["state"] == "done", job["error"]
     # with a chosen cover too: the upload, then thumbnails.set, then captions.insert
+    # (the fake is the module's: count only this post's requests)
+    thumbnails_before = len(world.fake.requests("youtube.thumbnails"))
+    captions_before = len(world.fake.requests("youtube.captions"))
     [publication] = world.publish(job["id"], ["youtube"], options={"captions": True, "cover_ms": 1000})
     done = world.wait_state(publication["id"], "published", timeout=120)
     assert done["remote"]["thumbnail"] == "set" and done["remote"]["caption_id"], done["remote"]
-    assert len(world.fake.requests("youtube.thumbnails")) == 1
+    assert len(world.fake.requests("youtube.thumbnails")) == thumbnails_before + 1
     with world.fake.lock:
         tracks = [c for c in world.fake.data["youtube"]["captions"].values() if c["videoId"] == done["post_id"]]
     assert len(tracks) == 1 and tracks[0]["language"] == "en" and tracks[0]["name"] == "English"
@@ -722,5 +725,5 @@ def test_youtube_gets_the_parts_subtitles_as_its_caption_track(world, tmp_path):
     assert [(c["start"], c["end"], c["text"]) for c in tracks[0]["cues"]] == [
         (c.start.total_seconds(), c.end.total_seconds(), c.content) for c in sent
     ] != []
-    [request] = world.fake.requests("youtube.captions")
+    [request] = world.fake.requests("youtube.captions")[captions_before:]
     assert request["query"]["uploadType"] == "multipart" and request["query"]["part"] == "snippet"

@@ -1,7 +1,8 @@
 // The upload page: files are picked, then the options set, then nothing is sent before
 // *Start* (an upload that began on picking ignored every option set after it). Resumable
 // tus uploads (a dropped connection, a locked phone or a
-// reload resumes where it stopped), with bytes, speed and time left per file.
+// reload resumes where it stopped), with the bytes the server holds, speed and time left
+// per file.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -123,9 +124,28 @@ document.addEventListener("DOMContentLoaded", () => {
     running += 1;
     started += 1;
 
-    // Speed: bytes over the last few seconds, so a stall shows at once.
-    const samples = [];
+    // Bytes, percent, speed and time left count what the server holds: its Upload-Offset
+    // before each request and after each one (onChunkComplete). The bytes the browser has
+    // sent (onProgress) run a whole request ahead of that and are lost if the connection
+    // drops, so they are not shown (issue 21).
+    const samples = [];  // [time, bytes the server holds], the last ~20 s, for the speed
+    let held = 0;
     let paused = false;
+    $("progress").max = file.size || 1;
+    const hold = (bytes, total) => {
+      const now = performance.now();
+      held = Math.max(held, bytes);
+      samples.push([now, held]);
+      while (samples.length > 2 && now - samples[0][0] > 20000) samples.shift();
+      const [t0, b0] = samples[0];
+      const speed = now > t0 ? ((held - b0) * 1000) / (now - t0) : 0;
+      $("progress").max = total || 1;
+      $("progress").value = held;
+      $(".status").textContent = `${total ? Math.floor((held / total) * 100) : 0} %`;
+      $(".bytes").textContent = `${vidprod.bytes(held)} of ${vidprod.bytes(total)}`;
+      $(".speed").textContent = speed > 0 ? `${vidprod.bytes(Math.round(speed))}/s` : "";
+      $(".eta").textContent = speed > 0 ? `${timeLeft((total - held) / speed)} left` : "";
+    };
     const upload = new tus.Upload(file, {
       endpoint: "/tus/",
       chunkSize: chunkBytes,
@@ -134,18 +154,14 @@ document.addEventListener("DOMContentLoaded", () => {
       headers: { "X-CSRF-Token": vidprod.csrf() },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
-      onProgress(sent, total) {
-        const now = performance.now();
-        samples.push([now, sent]);
-        while (samples.length > 2 && now - samples[0][0] > 5000) samples.shift();
-        const [t0, b0] = samples[0];
-        const speed = now > t0 ? ((sent - b0) * 1000) / (now - t0) : 0;
-        const percent = total ? Math.floor((sent / total) * 100) : 0;
-        $("progress").value = percent;
-        $(".status").textContent = `${percent} %`;
-        $(".bytes").textContent = `${vidprod.bytes(sent)} of ${vidprod.bytes(total)}`;
-        $(".speed").textContent = speed > 0 ? `${vidprod.bytes(Math.round(speed))}/s` : "";
-        $(".eta").textContent = speed > 0 ? `${timeLeft((total - sent) / speed)} left` : "";
+      onBeforeRequest(request) {
+        // A request of bytes starts from the offset the server last said it holds
+        // (after a resume, its HEAD answer): the start of this request's speed sample.
+        const offset = Number.parseInt(request.getHeader("Upload-Offset"), 10);
+        if (request.getMethod() === "PATCH" && !paused && Number.isFinite(offset)) hold(offset, file.size);
+      },
+      onChunkComplete(chunkSize, accepted, total) {
+        if (!paused) hold(accepted, total);
       },
       onShouldRetry(error, attempt, options) {
         const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
@@ -169,7 +185,8 @@ document.addEventListener("DOMContentLoaded", () => {
       onSuccess({ lastResponse }) {
         running -= 1;
         const job = lastResponse.getHeader("Vidprod-Job-Id");
-        $("progress").value = 100;
+        $("progress").value = $("progress").max;
+        $(".bytes").textContent = `${vidprod.bytes(file.size)} of ${vidprod.bytes(file.size)}`;  // a resume that found it all there
         say("Uploaded");
         $(".speed").textContent = "";
         $(".eta").textContent = "";
@@ -192,7 +209,7 @@ document.addEventListener("DOMContentLoaded", () => {
         $(".speed").textContent = "";
         $(".eta").textContent = "";
       } else {
-        samples.length = 0;
+        samples.length = 0;  // the time paused is no part of the speed
         upload.start();
       }
     });

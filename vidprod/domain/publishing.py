@@ -266,6 +266,33 @@ class PublicationService:
             problems = [f"scheduling them failed on the server ({type(exc).__name__}); schedule them by hand"]
             self.db.write(lambda conn: ev.add_event(conn, job_id, "publication.refused", {"problems": problems}))
 
+    def planned_upload_choice(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The posts chosen at upload while they do not exist yet (the parts are still
+        being made): which accounts and when, for the video page. None when nothing was
+        chosen or the choice was scheduled or refused already (then the posts, or why
+        not, show instead)."""
+        choice = job["options"].get("publish")
+        if not choice or self.db.read(lambda conn: q.upload_choice_handled(conn, job["id"])):
+            return None
+        accounts = []
+        for account_id in dict.fromkeys(choice.get("accounts") or []):
+            try:
+                account = self.accounts.get(account_id)
+            except AccountNotFound:
+                account = {"id": account_id, "platform": None, "name": account_id, "state": "disconnected"}
+            accounts.append({key: account.get(key) for key in ("id", "platform", "name", "state")})
+        schedule = dict(choice.get("schedule") or {"mode": "now"})
+        try:
+            first = min(due_times(schedule, len(schedule.get("times") or [None]), self.clock()))
+        except (ScheduleError, ValueError):
+            first = None
+        return {
+            "accounts": accounts, "mode": schedule.get("mode", "now"), "first_at": first,
+            "every_hours": schedule.get("every_hours"), "parts": choice.get("parts"),
+            "title": choice.get("title"), "caption": choice.get("caption"),
+            "hashtags": ["#" + tag for tag in clean_hashtags(choice.get("hashtags") or [])], "privacy": choice.get("privacy", "public"),
+        }  # fmt: skip
+
     def publish_pending_upload_choices(self) -> list[str]:
         """After a restart: jobs that finished without their chosen posts scheduled."""
         ids = self.db.read(q.jobs_awaiting_upload_choice)

@@ -195,6 +195,7 @@ def _job_context(request: Request, state: State, job_id: str) -> dict[str, Any]:
     return {
         "job": body, "publications": by_part, "accounts": _connected_accounts(state),
         "refused": refused[-1]["problems"] if refused else None, "too_short": too_short, "too_long": too_long,
+        "planned": state.publications.planned_upload_choice(job),
     }  # fmt: skip
 
 
