@@ -1,0 +1,224 @@
+"""Candidate per-person gaze-pitch signals against an independent judge (issue 19).
+
+The product's estimate (control.gaze_pitch_degrees: where the upper lid sits above the
+iris centre, in iris radii) under-reads some readers. This measures, per clip of
+../shared/testmedia/talking_heads, what else the FaceLandmarker the product already runs
+can give (blendshapes eyeLookDown/Up, head pitch from the transformation matrix, the
+lower lid, where the iris sits between the lids) next to the judge's median pitch on
+the ORIGINAL clip, and fits each candidate's calibration leave-one-out (fit on 7 clips,
+predict the 8th), since 8 clips is a tiny set and the product meets unseen ones.
+
+    uv run python bench/gaze_signals.py [--judge-cache DIR] [--frames-cache DIR]
+
+The judge (../shared/gazejudge/judge.py, evaluation only, never a dependency of
+vidprod) runs in its own process with onnxruntime from the dev group; its answer per
+clip is cached as JSON in --judge-cache. Per-frame landmark readings are cached as
+.npz in --frames-cache (delete to re-measure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidprod.media.faces import face_model_bytes
+from vidprod.media.gaze.control import BLINK_CLOSED, POSE_LIMIT, gaze_pitch_degrees
+from vidprod.media.gaze.geometry import EYES, eye_readings, head_angles
+from vidprod.media.gaze.landmarks import landmark_picture
+
+ROOT = Path(__file__).resolve().parents[1]
+JUDGE = ROOT.parent / "shared" / "gazejudge" / "judge.py"
+CLIPS = ROOT.parent / "shared" / "testmedia" / "talking_heads"
+SHAPES = ("eyeLookDownLeft", "eyeLookDownRight", "eyeLookUpLeft", "eyeLookUpRight",
+          "eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight")  # fmt: skip
+# Degrees per iris radius of iris-centre travel, from the eyeball model: turning by θ
+# moves the iris centre by R·sin θ with R = 2·12/11.7 iris radii, so ~0.036 radii a degree
+# near the lens. Only a lid that stays still reads this slope (the lower lid moves little).
+EYEBALL_SLOPE = 180 / np.pi / (2 * 12.0 / 11.7)
+# per-frame columns
+COLUMNS = ("upper_gap", "lower_gap", "iris_between", "vertical", "openness", "yaw", "head_pitch",
+           "look_down", "look_up", "blink", "squint", "wide", "eye_w", "iris_r")  # fmt: skip
+
+
+def _landmarker(model: bytes):  # type: ignore[no-untyped-def]
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    # as the product's VideoLandmarker (VIDEO mode, 3 faces), plus blendshapes
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_buffer=model), running_mode=vision.RunningMode.VIDEO,
+        num_faces=3, output_facial_transformation_matrixes=True, output_face_blendshapes=True,
+    )  # fmt: skip
+    return vision.FaceLandmarker.create_from_options(options)
+
+
+def _eye_row(points: np.ndarray) -> dict[str, float]:
+    """Lid and iris readings of both eyes (means), in iris radii where they are gaps."""
+    readings = eye_readings(points)
+    lower_gap, between, radii = [], [], []
+    for eye in EYES:
+        a, b = points[eye["corners"][0]], points[eye["corners"][1]]
+        ux = (b - a) / np.hypot(*(b - a))
+        uy = np.array([-ux[1], ux[0]]) * (1 if ux[0] > 0 else -1)
+        iris = points[eye["iris"]]
+        r = float(np.mean(np.hypot(*(points[list(eye["ring"])] - iris).T)))
+        top = float(np.min(points[list(eye["upper"][2:7])] @ uy))
+        bottom = float(np.max(points[list(eye["lower"][2:7])] @ uy))
+        lower_gap.append((bottom - iris @ uy) / r)
+        between.append((iris @ uy - top) / max(bottom - top, 1e-6))
+        radii.append(r)
+    return {
+        "upper_gap": float(np.mean([e.upper_gap for e in readings])),
+        "lower_gap": float(np.mean(lower_gap)),
+        "iris_between": float(np.mean(between)),
+        "vertical": float(np.mean([e.gaze[1] for e in readings])),
+        "openness": float(np.mean([e.openness for e in readings])),
+        "eye_w": float(np.mean([e.w for e in readings])),
+        "iris_r": float(np.mean(radii)),
+    }
+
+
+def measure_clip(clip: Path, model: bytes) -> np.ndarray:
+    """One row of COLUMNS per frame with a face (the largest one)."""
+    import mediapipe as mp
+
+    landmarker = _landmarker(model)
+    rows = []
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        for i, frame in enumerate(container.decode(stream)):
+            t = float(frame.time) if frame.time is not None else i / 30
+            rgb, factor = landmark_picture(frame)
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+            result = landmarker.detect_for_video(image, int(round(t * 1000)) + i)  # strictly increasing
+            if not result.face_landmarks:
+                continue
+            h, w = rgb.shape[:2]
+            faces = [np.array([(p.x * w, p.y * h) for p in lm]) * factor for lm in result.face_landmarks]
+            k = int(np.argmax([np.ptp(f[:, 0]) for f in faces]))
+            shapes = {c.category_name: c.score for c in result.face_blendshapes[k]}
+            yaw, pitch = head_angles(np.asarray(result.facial_transformation_matrixes[k]))
+            row = _eye_row(faces[k])
+            row.update(
+                yaw=yaw, head_pitch=pitch,
+                look_down=(shapes["eyeLookDownLeft"] + shapes["eyeLookDownRight"]) / 2,
+                look_up=(shapes["eyeLookUpLeft"] + shapes["eyeLookUpRight"]) / 2,
+                blink=(shapes["eyeBlinkLeft"] + shapes["eyeBlinkRight"]) / 2,
+                squint=(shapes["eyeSquintLeft"] + shapes["eyeSquintRight"]) / 2,
+                wide=(shapes["eyeWideLeft"] + shapes["eyeWideRight"]) / 2,
+            )  # fmt: skip
+            rows.append([row[c] for c in COLUMNS])
+    landmarker.close()
+    return np.array(rows)
+
+
+def judged(clip: Path, cache: Path) -> dict:
+    out = cache / f"judge_{clip.stem}.json"
+    if not out.is_file() or not out.read_text().strip():
+        done = subprocess.run([sys.executable, str(JUDGE), str(clip), "--model", "both", "--n", "60"],
+                              check=True, capture_output=True, text=True)  # fmt: skip
+        out.write_text(done.stdout)
+    return json.loads(out.read_text().strip().splitlines()[-1])
+
+
+def open_facing(rows: np.ndarray) -> np.ndarray:
+    """The frames the product's estimate learns from: eyes open (openness against the
+    clip's median, as the census), head within POSE_LIMIT."""
+    col = {c: i for i, c in enumerate(COLUMNS)}
+    openness = rows[:, col["openness"]]
+    keep = openness >= BLINK_CLOSED * np.median(openness)
+    keep &= (np.abs(rows[:, col["yaw"]]) < POSE_LIMIT) & (np.abs(rows[:, col["head_pitch"]]) < POSE_LIMIT)
+    return rows[keep]
+
+
+def loo(x: np.ndarray, y: np.ndarray, slope: float | None = None) -> np.ndarray:
+    """Held-out predictions of y from x (columns), least squares with an intercept, each
+    clip predicted by a fit on the others. With `slope` fixed (one column), only the
+    intercept is fitted."""
+    x = x.reshape(len(y), -1)
+    pred = np.empty_like(y)
+    for i in range(len(y)):
+        m = np.arange(len(y)) != i
+        if slope is not None:
+            pred[i] = slope * x[i, 0] + np.mean(y[m] - slope * x[m, 0])
+        else:
+            a = np.column_stack([x[m], np.ones(m.sum())])
+            coef, *_ = np.linalg.lstsq(a, y[m], rcond=None)
+            pred[i] = np.append(x[i], 1.0) @ coef
+    return pred
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=CLIPS)
+    parser.add_argument("--judge-cache", type=Path, default=Path("/tmp/gaze_signals"))
+    parser.add_argument("--frames-cache", type=Path, default=Path("/tmp/gaze_signals"))
+    args = parser.parse_args()
+    if not JUDGE.is_file() or not args.folder.is_dir():
+        sys.exit(f"needs {JUDGE} and {args.folder}")
+    args.judge_cache.mkdir(parents=True, exist_ok=True)
+    args.frames_cache.mkdir(parents=True, exist_ok=True)
+    model = face_model_bytes()
+    clips = sorted(args.folder.glob("*.mp4"))
+    col = {c: i for i, c in enumerate(COLUMNS)}
+    table = []
+    for clip in clips:
+        cached = args.frames_cache / f"frames_{clip.stem}.npz"
+        if cached.is_file():
+            rows = np.load(cached)["rows"]
+        else:
+            rows = measure_clip(clip, model)
+            np.savez(cached, rows=rows)
+        j = judged(clip, args.judge_cache)
+        kept = open_facing(rows)
+        mean = {c: float(np.mean(kept[:, col[c]])) for c in COLUMNS}
+        sd = {c: float(np.std(kept[:, col[c]])) for c in COLUMNS}
+        mean["product"] = float(np.mean([gaze_pitch_degrees(g) for g in kept[:, col["upper_gap"]]]))
+        table.append((clip.stem, j["mpiigaze"]["pitch"], j["ethxgaze"]["pitch"], len(rows), len(kept), mean, sd))
+
+    print("per clip (means over open-eye, facing frames; judge = median pitch on the original clip, 60 instants)")
+    print(f"{'clip':26s} {'MPII':>6s} {'ETH':>6s} {'n':>4s} {'prod°':>6s} {'upgap':>6s} {'logap':>6s} {'betw':>5s}"
+          f" {'vert':>6s} {'open':>5s} {'hpitch':>6s} {'lkDn':>5s} {'(sd)':>5s} {'lkUp':>5s} {'blink':>5s} {'sqnt':>5s}")  # fmt: skip
+    for stem, mpii, eth, n, k, m, s in table:
+        print(f"{stem[:26]:26s} {mpii:+6.2f} {eth:+6.2f} {k:4d} {m['product']:+6.2f} {m['upper_gap']:6.3f}"
+              f" {m['lower_gap']:6.3f} {m['iris_between']:5.3f} {m['vertical']:+6.3f} {m['openness']:5.3f}"
+              f" {m['head_pitch']:+6.1f} {m['look_down']:5.3f} {s['look_down']:5.3f} {m['look_up']:5.3f}"
+              f" {m['blink']:5.3f} {m['squint']:5.3f}")  # fmt: skip
+
+    y = np.array([t[1] for t in table])  # MPIIGaze: the model whose zero is the lens
+    names = [t[0] for t in table]
+    feats = {c: np.array([t[5][c] for t in table]) for c in [*COLUMNS, "product"]}
+    lens = [i for i, t in enumerate(table) if t[1] > -1.5]
+    candidates = {
+        "product (fixed, not refitted)": feats["product"],
+        "product refit: upper_gap, LOO": loo(feats["upper_gap"], y),
+        "upper_gap, slope 20 fixed, LOO offset": loo(feats["upper_gap"], y, slope=20.0),
+        "blendshape lookDown-lookUp, LOO": loo(feats["look_down"] - feats["look_up"], y),
+        "upper_gap + lookDown, LOO": loo(np.column_stack([feats["upper_gap"], feats["look_down"]]), y),
+        "upper_gap + lower_gap, LOO": loo(np.column_stack([feats["upper_gap"], feats["lower_gap"]]), y),
+        "iris between lids, LOO": loo(feats["iris_between"], y),
+        "lower_gap, LOO": loo(feats["lower_gap"], y),
+        f"lower_gap, eyeball slope {EYEBALL_SLOPE:.0f} fixed, LOO offset": loo(feats["lower_gap"], y, slope=EYEBALL_SLOPE),
+        "mean of product and lower_gap(fixed slope)": (feats["product"] + loo(feats["lower_gap"], y, slope=EYEBALL_SLOPE)) / 2,
+        "upper_gap + head pitch, LOO": loo(np.column_stack([feats["upper_gap"], feats["head_pitch"]]), y),
+        "iris offset (eye widths), LOO": loo(feats["vertical"], y),
+        "upper_gap + openness, LOO": loo(np.column_stack([feats["upper_gap"], feats["openness"]]), y),
+    }
+    print("\nheld-out prediction of the judge's MPIIGaze pitch (degrees); error = prediction - judge")
+    print(f"{'candidate':40s} " + " ".join(f"{n[:9]:>9s}" for n in names) + "   MAE  readersMAE  lens>-1.5")
+    print(f"{'judge MPIIGaze':40s} " + " ".join(f"{v:+9.2f}" for v in y))
+    for label, pred in candidates.items():
+        err = pred - y
+        readers = [i for i in range(len(y)) if i not in lens]
+        ok = all(pred[i] > -1.5 for i in lens)
+        print(f"{label:40s} " + " ".join(f"{v:+9.2f}" for v in pred)
+              + f" {np.mean(np.abs(err)):5.2f} {np.mean(np.abs(err[readers])):10.2f}  {'yes' if ok else 'NO'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
