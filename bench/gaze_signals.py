@@ -43,7 +43,7 @@ SHAPES = ("eyeLookDownLeft", "eyeLookDownRight", "eyeLookUpLeft", "eyeLookUpRigh
 EYEBALL_SLOPE = 180 / np.pi / (2 * 12.0 / 11.7)
 # per-frame columns
 COLUMNS = ("upper_gap", "lower_gap", "iris_between", "vertical", "openness", "yaw", "head_pitch",
-           "look_down", "look_up", "blink", "squint", "wide", "eye_w", "iris_r")  # fmt: skip
+           "look_down", "look_up", "blink", "squint", "wide", "eye_w", "iris_r", "limbus")  # fmt: skip
 
 
 def _landmarker(model: bytes):  # type: ignore[no-untyped-def]
@@ -83,6 +83,58 @@ def _eye_row(points: np.ndarray) -> dict[str, float]:
     }
 
 
+def limbus_centre(luma: np.ndarray, points: np.ndarray, eye: dict) -> float | None:
+    """The iris centre read from the image instead of MediaPipe's iris point: a circle
+    fitted to the limbus's left and right edges (strongest horizontal luminance step
+    either side of the iris, on rows between the lids), as (centre - corner midpoint)
+    along uy in fitted iris radii (negative: above the corner line). None when fewer
+    than 4 rows show both edges or the circle is implausible (dark irises, shadow)."""
+    import cv2
+
+    a, b = points[eye["corners"][0]], points[eye["corners"][1]]
+    if a[0] > b[0]:
+        a, b = b, a
+    ux = (b - a) / np.hypot(*(b - a))
+    uy = np.array([-ux[1], ux[0]])
+    iris = points[eye["iris"]]
+    r = float(np.mean(np.hypot(*(points[list(eye["ring"])] - iris).T)))
+    step = 0.25
+    xs, ys = np.arange(-1.8 * r, 1.8 * r, step), np.arange(-1.3 * r, 1.3 * r, step)
+    gx_, gy_ = np.meshgrid(xs, ys)
+    grid = (iris + gx_[..., None] * ux + gy_[..., None] * uy).astype(np.float32)
+    patch = cv2.remap(luma, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR)
+    patch = cv2.GaussianBlur(patch, (0, 0), max(0.5, 0.06 * r / step))
+    gx = np.gradient(patch, axis=1)
+
+    def lid(indices: tuple[int, ...]) -> np.ndarray:
+        q = points[list(indices)] - iris
+        return np.interp(xs, q @ ux, q @ uy)
+
+    upper, lower = lid(eye["upper"]), lid(eye["lower"])
+    middle = np.abs(xs) < 0.3 * r
+    left = np.where((xs > -1.6 * r) & (xs < -0.3 * r))[0]
+    right = np.where((xs < 1.6 * r) & (xs > 0.3 * r))[0]
+    rows = []
+    for j, y in enumerate(ys):
+        if y < upper[middle].max() + 1 or y > lower[middle].min() - 1:
+            continue
+        kl, kr = left[np.argmin(gx[j, left])], right[np.argmax(gx[j, right])]
+        if -gx[j, kl] < 0.7 or gx[j, kr] < 0.7:
+            continue
+        if not (upper[kl] < y < lower[kl] and upper[kr] < y < lower[kr]):
+            continue  # an edge under a lid is the lid's, not the limbus's
+        rows.append((y, xs[kl], xs[kr]))
+    if len(rows) < 4:
+        return None
+    y, xl, xr = np.array(rows).T
+    # half chord² + (y - cy)² = R²  ->  half² + y² = 2·cy·y + k, linear in cy, k
+    (cy, k), *_ = np.linalg.lstsq(np.column_stack([2 * y, np.ones_like(y)]), ((xr - xl) / 2) ** 2 + y**2, rcond=None)
+    radius2 = k + cy**2
+    if radius2 <= 0 or not (0.6 * r < np.sqrt(radius2) < 1.5 * r) or abs(cy) > 0.8 * np.sqrt(radius2):
+        return None
+    return float((iris + cy * uy - (a + b) / 2) @ uy / np.sqrt(radius2))
+
+
 def measure_clip(clip: Path, model: bytes) -> np.ndarray:
     """One row of COLUMNS per frame with a face (the largest one)."""
     import mediapipe as mp
@@ -94,6 +146,7 @@ def measure_clip(clip: Path, model: bytes) -> np.ndarray:
         for i, frame in enumerate(container.decode(stream)):
             t = float(frame.time) if frame.time is not None else i / 30
             rgb, factor = landmark_picture(frame)
+            luma = frame.to_ndarray(format="gray").astype(np.float32)
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
             result = landmarker.detect_for_video(image, int(round(t * 1000)) + i)  # strictly increasing
             if not result.face_landmarks:
@@ -104,6 +157,8 @@ def measure_clip(clip: Path, model: bytes) -> np.ndarray:
             shapes = {c.category_name: c.score for c in result.face_blendshapes[k]}
             yaw, pitch = head_angles(np.asarray(result.facial_transformation_matrixes[k]))
             row = _eye_row(faces[k])
+            limbus = [limbus_centre(luma, faces[k], eye) for eye in EYES]
+            row["limbus"] = np.nan if None in limbus else float(np.mean(limbus))  # type: ignore[arg-type]
             row.update(
                 yaw=yaw, head_pitch=pitch,
                 look_down=(shapes["eyeLookDownLeft"] + shapes["eyeLookDownRight"]) / 2,
@@ -176,19 +231,20 @@ def main() -> None:
             np.savez(cached, rows=rows)
         j = judged(clip, args.judge_cache)
         kept = open_facing(rows)
-        mean = {c: float(np.mean(kept[:, col[c]])) for c in COLUMNS}
-        sd = {c: float(np.std(kept[:, col[c]])) for c in COLUMNS}
+        mean = {c: float(np.nanmean(kept[:, col[c]])) for c in COLUMNS}
+        sd = {c: float(np.nanstd(kept[:, col[c]])) for c in COLUMNS}
+        mean["limbus_n"] = int(np.sum(np.isfinite(kept[:, col["limbus"]])))
         mean["product"] = float(np.mean([gaze_pitch_degrees(g) for g in kept[:, col["upper_gap"]]]))
         table.append((clip.stem, j["mpiigaze"]["pitch"], j["ethxgaze"]["pitch"], len(rows), len(kept), mean, sd))
 
     print("per clip (means over open-eye, facing frames; judge = median pitch on the original clip, 60 instants)")
     print(f"{'clip':26s} {'MPII':>6s} {'ETH':>6s} {'n':>4s} {'prod°':>6s} {'upgap':>6s} {'logap':>6s} {'betw':>5s}"
-          f" {'vert':>6s} {'open':>5s} {'hpitch':>6s} {'lkDn':>5s} {'(sd)':>5s} {'lkUp':>5s} {'blink':>5s} {'sqnt':>5s}")  # fmt: skip
+          f" {'vert':>6s} {'open':>5s} {'hpitch':>6s} {'lkDn':>5s} {'(sd)':>5s} {'lkUp':>5s} {'blink':>5s} {'sqnt':>5s} {'limbus':>6s} {'(n)':>4s}")  # fmt: skip
     for stem, mpii, eth, n, k, m, s in table:
         print(f"{stem[:26]:26s} {mpii:+6.2f} {eth:+6.2f} {k:4d} {m['product']:+6.2f} {m['upper_gap']:6.3f}"
               f" {m['lower_gap']:6.3f} {m['iris_between']:5.3f} {m['vertical']:+6.3f} {m['openness']:5.3f}"
               f" {m['head_pitch']:+6.1f} {m['look_down']:5.3f} {s['look_down']:5.3f} {m['look_up']:5.3f}"
-              f" {m['blink']:5.3f} {m['squint']:5.3f}")  # fmt: skip
+              f" {m['blink']:5.3f} {m['squint']:5.3f} {m['limbus']:+6.3f} {m['limbus_n']:4d}")  # fmt: skip
 
     y = np.array([t[1] for t in table])  # MPIIGaze: the model whose zero is the lens
     names = [t[0] for t in table]
@@ -207,6 +263,7 @@ def main() -> None:
         "mean of product and lower_gap(fixed slope)": (feats["product"] + loo(feats["lower_gap"], y, slope=EYEBALL_SLOPE)) / 2,
         "upper_gap + head pitch, LOO": loo(np.column_stack([feats["upper_gap"], feats["head_pitch"]]), y),
         "iris offset (eye widths), LOO": loo(feats["vertical"], y),
+        "limbus-fit iris centre (image), LOO": loo(feats["limbus"], y),
         "upper_gap + openness, LOO": loo(np.column_stack([feats["upper_gap"], feats["openness"]]), y),
     }
     print("\nheld-out prediction of the judge's MPIIGaze pitch (degrees); error = prediction - judge")
