@@ -29,7 +29,8 @@ import numpy as np
 
 from vidprod.media.faces import face_model_bytes
 from vidprod.media.gaze.control import BLINK_CLOSED, POSE_LIMIT, gaze_pitch_degrees
-from vidprod.media.gaze.geometry import EYES, eye_readings, head_angles
+from vidprod.media.gaze.geometry import EYES, eye_frames, eye_readings, head_angles
+from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
 from vidprod.media.gaze.landmarks import landmark_picture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,8 @@ SHAPES = ("eyeLookDownLeft", "eyeLookDownRight", "eyeLookUpLeft", "eyeLookUpRigh
 EYEBALL_SLOPE = 180 / np.pi / (2 * 12.0 / 11.7)
 # per-frame columns
 COLUMNS = ("upper_gap", "lower_gap", "iris_between", "vertical", "openness", "yaw", "head_pitch",
-           "look_down", "look_up", "blink", "squint", "wide", "eye_w", "iris_r", "limbus")  # fmt: skip
+           "look_down", "look_up", "blink", "squint", "wide", "eye_w", "iris_r", "limbus",
+           "fit_upper_gap", "fit_lower_gap")  # fmt: skip
 
 
 def _landmarker(model: bytes):  # type: ignore[no-untyped-def]
@@ -135,6 +137,22 @@ def limbus_centre(luma: np.ndarray, points: np.ndarray, eye: dict) -> float | No
     return float((iris + cy * uy - (a + b) / 2) @ uy / np.sqrt(radius2))
 
 
+def _fitted_gaps(luma: np.ndarray, points: np.ndarray) -> dict[str, float]:
+    """The upper and lower lid gaps (iris radii from MediaPipe's iris centre, over the
+    iris) with the lids fitted to the image as the edit fits them (lids.fit_lid, one
+    frame): MediaPipe's contour sits 2-5 px outside the real margins."""
+    gaps: dict[str, list[float]] = {"fit_upper_gap": [], "fit_lower_gap": []}
+    for eye in eye_frames(points):
+        taper = corner_taper(eye.xs, eye.w)
+        x, y = eye.iris_local
+        over = np.abs(eye.xs - x) < 0.5 * eye.r
+        upper = apply_fit(eye.upper, fit_lid(luma, eye, True), taper)
+        lower = apply_fit(eye.lower, fit_lid(luma, eye, False), taper)
+        gaps["fit_upper_gap"].append((y - upper[over].min()) / eye.r)
+        gaps["fit_lower_gap"].append((lower[over].max() - y) / eye.r)
+    return {k: float(np.mean(v)) for k, v in gaps.items()}
+
+
 def measure_clip(clip: Path, model: bytes) -> np.ndarray:
     """One row of COLUMNS per frame with a face (the largest one)."""
     import mediapipe as mp
@@ -158,6 +176,7 @@ def measure_clip(clip: Path, model: bytes) -> np.ndarray:
             yaw, pitch = head_angles(np.asarray(result.facial_transformation_matrixes[k]))
             row = _eye_row(faces[k])
             limbus = [limbus_centre(luma, faces[k], eye) for eye in EYES]
+            row.update(_fitted_gaps(luma, faces[k]))
             row["limbus"] = np.nan if None in limbus else float(np.mean(limbus))  # type: ignore[arg-type]
             row.update(
                 yaw=yaw, head_pitch=pitch,
@@ -239,12 +258,23 @@ def main() -> None:
 
     print("per clip (means over open-eye, facing frames; judge = median pitch on the original clip, 60 instants)")
     print(f"{'clip':26s} {'MPII':>6s} {'ETH':>6s} {'n':>4s} {'prod°':>6s} {'upgap':>6s} {'logap':>6s} {'betw':>5s}"
-          f" {'vert':>6s} {'open':>5s} {'hpitch':>6s} {'lkDn':>5s} {'(sd)':>5s} {'lkUp':>5s} {'blink':>5s} {'sqnt':>5s} {'limbus':>6s} {'(n)':>4s}")  # fmt: skip
+          f" {'vert':>6s} {'open':>5s} {'hpitch':>6s} {'lkDn':>5s} {'(sd)':>5s} {'lkUp':>5s} {'blink':>5s} {'sqnt':>5s} {'limbus':>6s} {'(n)':>4s}"
+          f" {'fitUp':>6s} {'fitLo':>6s}")  # fmt: skip
     for stem, mpii, eth, n, k, m, s in table:
         print(f"{stem[:26]:26s} {mpii:+6.2f} {eth:+6.2f} {k:4d} {m['product']:+6.2f} {m['upper_gap']:6.3f}"
               f" {m['lower_gap']:6.3f} {m['iris_between']:5.3f} {m['vertical']:+6.3f} {m['openness']:5.3f}"
               f" {m['head_pitch']:+6.1f} {m['look_down']:5.3f} {s['look_down']:5.3f} {m['look_up']:5.3f}"
-              f" {m['blink']:5.3f} {m['squint']:5.3f} {m['limbus']:+6.3f} {m['limbus_n']:4d}")  # fmt: skip
+              f" {m['blink']:5.3f} {m['squint']:5.3f} {m['limbus']:+6.3f} {m['limbus_n']:4d}"
+              f" {m['fit_upper_gap']:6.3f} {m['fit_lower_gap']:6.3f}")  # fmt: skip
+
+    print("\nblendshapes: do they move, and with what? (within each clip, open-eye facing frames)")
+    for clip in clips:
+        kept = open_facing(np.load(args.frames_cache / f"frames_{clip.stem}.npz")["rows"])
+        r = {c: float(np.corrcoef(kept[:, col["look_down"]], kept[:, col[c]])[0, 1])
+             for c in ("vertical", "upper_gap", "lower_gap", "openness")}  # fmt: skip
+        print(f"{clip.stem[:26]:26s} lookDown sd {np.std(kept[:, col['look_down']]):.3f}; corr with landmark iris"
+              f" offset {r['vertical']:+.2f}, upper gap {r['upper_gap']:+.2f}, lower gap {r['lower_gap']:+.2f},"
+              f" openness {r['openness']:+.2f}")  # fmt: skip
 
     y = np.array([t[1] for t in table])  # MPIIGaze: the model whose zero is the lens
     names = [t[0] for t in table]
@@ -264,6 +294,13 @@ def main() -> None:
         "upper_gap + head pitch, LOO": loo(np.column_stack([feats["upper_gap"], feats["head_pitch"]]), y),
         "iris offset (eye widths), LOO": loo(feats["vertical"], y),
         "limbus-fit iris centre (image), LOO": loo(feats["limbus"], y),
+        "fitted upper lid gap, LOO": loo(feats["fit_upper_gap"], y),
+        "fitted upper lid gap, slope 20 fixed, LOO": loo(feats["fit_upper_gap"], y, slope=20.0),
+        "fitted lower lid gap, LOO": loo(feats["fit_lower_gap"], y),
+        f"fitted lower lid gap, slope {EYEBALL_SLOPE:.0f} fixed, LOO": loo(feats["fit_lower_gap"], y, slope=EYEBALL_SLOPE),
+        "fitted upper + lower gaps, LOO": loo(np.column_stack([feats["fit_upper_gap"], feats["fit_lower_gap"]]), y),
+        "mean of upper (20) and fitted lower (28), LOO": (
+            loo(feats["upper_gap"], y, slope=20.0) + loo(feats["fit_lower_gap"], y, slope=EYEBALL_SLOPE)) / 2,
         "upper_gap + openness, LOO": loo(np.column_stack([feats["upper_gap"], feats["openness"]]), y),
     }
     print("\nheld-out prediction of the judge's MPIIGaze pitch (degrees); error = prediction - judge")
