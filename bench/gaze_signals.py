@@ -10,6 +10,10 @@ predict the 8th), since 8 clips is a tiny set and the product meets unseen ones.
 
     uv run python bench/gaze_signals.py [--judge-cache DIR] [--frames-cache DIR]
 
+What a perfect estimate would give (docs/eye-contact.md): render a reader with
+`vidprod process CLIP -o OUT --gaze --notes-below-degrees <the judge's angle>` and with
+`--no-gaze`, then `judge.py compare CLIP OUT/part-001.mp4 --reference NOGAZE/part-001.mp4`.
+
 The judge (../shared/gazejudge/judge.py, evaluation only, never a dependency of
 vidprod) runs in its own process with onnxruntime from the dev group; its answer per
 clip is cached as JSON in --judge-cache. Per-frame landmark readings are cached as

@@ -178,7 +178,12 @@ def gaze_pitch_degrees(upper_gap: float) -> float:
     Tried and left: adding the lower lid's gap (where the iris sits between the lids,
     and how wide they open) brought those two within 2-3°, but read a lens-looker ~2°
     below, where the correction engages: a burst of correction on her is worse than
-    too little on a reader."""
+    too little on a reader. Also measured against the judge, leave-one-out on the eight
+    (bench/gaze_signals.py, docs/eye-contact.md), none better held out: FaceLandmarker's
+    eyeLookDown/Up blendshapes (they follow the landmark iris point and read the
+    lens-lookers lowest), head pitch, an iris centre fitted to the limbus in the image,
+    and the lower lid fitted to the image (right on the two under-read readers, 5° off
+    on two others)."""
     return DEGREES_PER_GAP * (upper_gap - UPPER_GAP_AT_LENS)
 
 
