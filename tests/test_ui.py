@@ -338,6 +338,8 @@ def test_a_refused_file_says_why_in_its_row_inside_a_phone_screen(browser: Brows
         box = row.get_by_role("alert").bounding_box()
         assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, f"the error is drawn at {box}, off an 844 px screen"
     assert page.locator("#uploads progress:visible").count() == 0, "nothing was sent"
+    for row in (notes, big):
+        expect(row.locator("a.open")).to_be_hidden()  # there is no video to open
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "upload-refused-phone.png")  # the screen as the creator sees it
     context.close()
@@ -358,6 +360,7 @@ def test_a_file_the_server_refuses_says_why_in_its_row(browser: Browser, server:
     box = row.get_by_role("alert").bounding_box()
     assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, f"the error is drawn at {box}, off an 844 px screen"
     assert row.locator(".speed").text_content() == "" and row.locator(".eta").text_content() == "", "no stale speed"
+    expect(row.locator("a.open")).to_be_hidden()
     context.close()
 
 
