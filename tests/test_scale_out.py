@@ -7,11 +7,13 @@ import json
 import os
 import re
 import shutil
+import shlex
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 import zlib
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import redis
 from tusclient.client import TusClient
 
 from tests.clips import make_clip
-from tests.conftest import TOKEN
+from tests.conftest import APP_UID, ROOT, TOKEN
 from tests.scaleout import WEED, WorkerProcess, start_redis, start_seaweedfs, stop
 from tests.server import Server
 from vidprod.config import ConfigError, Settings
@@ -76,6 +78,7 @@ def cluster(tmp_path: Path, redis_url: str, s3_env, request: pytest.FixtureReque
             started.append(worker)
         return primary, procs
 
+    start.env = common  # type: ignore[attr-defined]
     start.client = client  # type: ignore[attr-defined]
     start.prefix = prefix  # type: ignore[attr-defined]
     start.redis = redis.Redis.from_url(f"{redis_url}/{db}", decode_responses=True)  # type: ignore[attr-defined]
@@ -436,3 +439,51 @@ def test_a_corrected_transcript_is_rendered_again_by_a_worker_into_storage(clust
     assert kinds[edited:].count("segment.ready") == 1
     assert worker.log_path.read_text().count(f"{job_id}: rendering") >= 2, worker.log_path.read_text()[-2000:]
     assert not list((primary.data_dir / "media").rglob("*.srt"))
+
+
+@pytest.mark.slow
+def test_fly_s_worker_group_renders_as_the_app_user_with_no_volume(cluster, image_layout, long_clip):
+    """fly.toml's `worker` command as flyd runs it: as root, on the image's PATH, with
+    fly.toml's [env] and the app's secrets. It drops to the app user, keeps its scratch
+    on the Machine's own disk (/tmp, here a folder standing for it), renders a job into
+    the bucket, and leaves no database and no scratch behind."""
+    fly = tomllib.loads((ROOT / "fly.toml").read_text())
+    machine_tmp = image_layout["volume"].parent / "machine-tmp"
+    machine_tmp.mkdir()
+    machine_tmp.chmod(0o1777)  # as /tmp is
+    command = [arg.replace("=/tmp", f"={machine_tmp}") for arg in shlex.split(fly["processes"]["worker"])]
+    env = {
+        "PATH": f"{image_layout['bin']}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        **fly["env"],
+        **cluster.env,  # the secrets: queue, storage and its keys
+        "HOME": "/root",
+    }
+    primary, _ = cluster(workers=0)
+    log = machine_tmp.parent / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    try:
+        job_id = primary.upload(long_clip).json()["id"]
+
+        def finished(body: dict) -> bool:
+            assert worker.poll() is None, f"the worker exited:\n{log.read_text()[-3000:]}"
+            return body["state"] in ("done", "failed")
+
+        try:
+            status = primary.wait_for(job_id, finished, 600, 0.2)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nthe worker's log:\n{log.read_text()[-3000:]}") from None
+        assert status["state"] == "done", (status, log.read_text()[-3000:])
+        parts = [k for k in _keys(cluster.client, cluster.prefix) if k.startswith(f"{job_id}/parts/") and k.endswith(".mp4")]
+        assert len(parts) == len(status["segments"]) == 3
+        assert re.search(rf"^Uid:\s+{APP_UID}\s", Path(f"/proc/{worker.pid}/status").read_text(), re.M)
+        assert f"{job_id}: rendering" in log.read_text()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+    assert code == 0, log.read_text()[-3000:]
+    left = list(machine_tmp.rglob("*"))
+    assert not [p for p in left if p.is_file()], left
+    assert all(p.stat().st_uid == APP_UID for p in left), "made by the app user"
+    for line in log.read_text().splitlines():
+        assert json.loads(line)["message"], "JSON log lines, as fly.toml's VIDPROD_LOG_FORMAT asks"
