@@ -574,3 +574,45 @@ def test_the_lease_watch_does_not_queue_a_job_whose_cuts_are_still_being_moved(t
     assert task.args[0]["id"] == job_id and task.args[0]["done"] == [2], "one render, of the two parts beside the cut"
     assert remote.leases.holder(job_id) == "queued"
     db.close()
+
+
+def test_housekeeping_removes_an_expired_job_s_objects_from_the_bucket(tmp_path, s3_env, short_clip, monkeypatch):
+    """VIDPROD_KEEP_HOURS after a job ended, its source and parts go from the bucket (as
+    they go from the media folder on local storage); a job that ended lately keeps them."""
+    from datetime import UTC, datetime
+
+    from vidprod.domain.housekeeping import Housekeeper
+    from vidprod.domain.jobs import JobService
+    from vidprod.media.probe import probe
+    from vidprod.store import Database
+    from vidprod.store import jobs as q
+    from vidprod.store.objects import S3Objects
+
+    env, client = s3_env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(data_dir=tmp_path / "data", storage_url=f"s3://{BUCKET}/expiry", keep_hours=48)
+    db = Database(settings.database_path)
+    db.migrate()
+    objects = S3Objects(settings.storage_url, settings.scratch_dir)
+    jobs = JobService(db, settings, lambda job_id: None, objects=objects)
+    ended = {"old": time.time() - 49 * 3600, "lately": time.time() - 3600}
+    ids = {}
+    for name, when in ended.items():
+        staged = tmp_path / f"{name}.mp4"
+        shutil.copy(short_clip, staged)
+        job_id = ids[name] = jobs.create_job(staged, "talk.mp4", probe(staged))["id"]
+        objects.put_bytes(f"{job_id}/parts/part-001.mp4", b"part")
+        objects.put_bytes(f"{job_id}/covers/0-1.jpg", b"cover")
+        finished = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+        db.write(lambda conn, j=job_id, f=finished: q.update_job(conn, j, state="done", finished_at=f))
+    assert len(_keys(client, "expiry")) == 6
+
+    assert Housekeeper(db, settings, objects=objects).run()["jobs"] == 1
+    assert _keys(client, "expiry") == sorted(
+        f"{ids['lately']}/{key}" for key in ("source.mp4", "parts/part-001.mp4", "covers/0-1.jpg")
+    )
+    old = db.read(lambda conn: q.get_job(conn, ids["old"]))
+    assert old is not None and old["files_removed_at"], "the row stays, marked"
+    assert Housekeeper(db, settings, objects=objects).run()["jobs"] == 0, "once"
+    db.close()
