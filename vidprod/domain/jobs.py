@@ -380,17 +380,18 @@ class JobService:
             # Files follow the rows (in storage, local or S3): through temporary names, so a
             # part moving down never overwrites one still to move. A crash in between leaves
             # a row whose file is missing or of another size, which the render makes again
-            # (see `done_parts`).
+            # (see `done_parts`). Subtitles go along too: the render writes them again for
+            # every part, but until then a renumbered part serves its own, and a number
+            # gone after a join keeps none.
             prefix = parts_prefix(job_id)
             staged = {}
             for was in range(len(plan.parts)):
-                for name in (part_filename(was), thumbnail_filename(was)):
+                for name in _part_files(was):
                     if self.objects.size(f"{prefix}/{name}") is not None:
                         self.objects.move(f"{prefix}/{name}", f"{prefix}/.recut-{name}")
                         staged[name] = f"{prefix}/.recut-{name}"
             for new, was in kept.items():
-                for old_name, new_name in ((part_filename(was), part_filename(new)),
-                                           (thumbnail_filename(was), thumbnail_filename(new))):  # fmt: skip
+                for old_name, new_name in zip(_part_files(was), _part_files(new)):
                     if old_name in staged:
                         self.objects.move(staged.pop(old_name), f"{prefix}/{new_name}")
             for leftover in staged.values():
@@ -516,6 +517,12 @@ class JobService:
                 ev.add_event(conn, job_id, "job.failed", {"error": reason}),
             )
         )  # fmt: skip
+
+
+def _part_files(index: int) -> tuple[str, ...]:
+    """The files of one part in storage: the video, its thumbnail, its subtitles."""
+    video = part_filename(index)
+    return video, thumbnail_filename(index), str(Path(video).with_suffix(".srt")), str(Path(video).with_suffix(".vtt"))
 
 
 class DatabaseReport:
