@@ -44,5 +44,7 @@ WORKDIR /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
   CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4); sys.exit(0)"
-# LiteFS mounts /litefs, waits for the lease, runs `exec` from litefs.yml.
-ENTRYPOINT ["litefs", "mount"]
+# LiteFS mounts /litefs, waits for the lease, runs `exec` from litefs.yml. A CMD, not an
+# ENTRYPOINT: each fly.toml process group's command replaces it (Fly hands a group's
+# command to the ENTRYPOINT as arguments), so a render worker runs without LiteFS.
+CMD ["litefs", "mount"]

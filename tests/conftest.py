@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,8 @@ from vidprod.config import Settings
 from vidprod.web.app import create_app
 
 TOKEN = "test-token-0123456789abcdef"
-SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "testmedia"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MEDIA = ROOT.parent / "shared" / "testmedia"
 
 
 def shared_media(relative: str) -> Path:
@@ -88,3 +94,46 @@ def start_server(tmp_path: Path):
     yield start
     for server in servers:
         server.stop()
+
+
+APP_UID = 10001  # the Dockerfile's `vidprod` user; it need not exist on this host
+
+
+def python_for(uid: int) -> str | None:
+    """An interpreter of this venv's Python version that `uid` may run (this venv's own
+    may live under root's 0700 home)."""
+    for candidate in (sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
+        probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "env", candidate, "-c", "pass"]
+        if Path(candidate).exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.fixture
+def image_layout(tmp_path):
+    """The image's commands on PATH (`vidprod` as this checkout, `vidprod-prepare-volume`
+    as the Dockerfile installs it) and a volume mounted the way Fly mounts it: owned by
+    root, 0755, under a folder anyone may enter."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv (util-linux) to run the entry sequence")
+    python = python_for(APP_UID)
+    if python is None:
+        pytest.skip(f"no Python {sys.version_info[0]}.{sys.version_info[1]} that uid {APP_UID} may run")
+    top = Path(tempfile.mkdtemp(prefix="vidprod-image-"))
+    top.chmod(0o755)
+    bin_dir, volume, fuse = top / "bin", top / "data", top / "litefs"
+    for folder in (bin_dir, volume, fuse):
+        folder.mkdir(mode=0o755)
+    fuse.chmod(0o777)  # LiteFS's FUSE mount with allow-other: anyone may create files
+    site = sysconfig.get_paths()["purelib"]
+    launcher = bin_dir / "vidprod"
+    launcher.write_text(
+        f"#!{python}\nimport site, sys\nsite.addsitedir({site!r})\n"
+        # as pip's console scripts: a spawned child (the landmark process) imports this
+        # file again as __mp_main__, and must not start a second app
+        "from vidprod.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+    )
+    launcher.chmod(0o755)
+    (bin_dir / "vidprod-prepare-volume").symlink_to(ROOT / "deploy/prepare-volume.sh")
+    yield {"bin": bin_dir, "volume": volume, "fuse": fuse}
+    shutil.rmtree(top, ignore_errors=True)

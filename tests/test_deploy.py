@@ -11,8 +11,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
-import tempfile
 import time
 import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
@@ -24,6 +22,7 @@ import yaml
 from litestar.testing import TestClient
 from packaging.requirements import Requirement
 
+from tests.conftest import APP_UID
 from tests.server import free_port
 from vidprod.config import Settings
 from vidprod.store import Database
@@ -71,9 +70,29 @@ def test_fly_toml_scales_to_zero_without_the_proxy_stopping_work(fly):
     assert service["min_machines_running"] == 0
     assert fly["kill_signal"] == "SIGTERM" and 10 <= fly["kill_timeout"] <= 300
     assert any(check["path"] == "/health" for check in service["checks"])
-    [vm] = fly["vm"]
+    [vm] = [vm for vm in fly["vm"] if vm["processes"] == ["app"]]
     assert vm["size"] == "performance-1x" and vm["memory"] == "2gb", "sized in docs/deploy.md from measurements"
     assert int(fly["env"]["VIDPROD_IDLE_EXIT_SECONDS"]) == 300
+
+
+def test_fly_s_worker_group_has_no_litefs_volume_service_or_restarts(fly):
+    """A worker Machine renders from the Redis queue into S3 storage: it must not mount
+    LiteFS (in the primary region it would stand for primary), get the volume, or take
+    web traffic; flyd never restarts it, the primary starts it when renders wait."""
+    processes = fly["processes"]
+    assert set(processes) == {"app", "worker"}
+    assert processes["app"] == "litefs mount", "the primary: LiteFS runs litefs.yml's exec steps"
+    worker = shlex.split(processes["worker"])
+    assert worker[:4] == ["setpriv", f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups"]
+    assert worker[-2:] == ["vidprod", "worker"] and "litefs" not in worker
+    overrides = dict(arg.split("=", 1) for arg in worker if "=" in arg and not arg.startswith("--"))
+    assert not overrides["VIDPROD_DATA_DIR"].startswith(fly["mounts"]["destination"]), "no volume on a worker"
+    assert overrides["HOME"] == overrides["TMPDIR"] == "/tmp"
+    for section in (fly["mounts"], fly["http_service"], fly["metrics"]):
+        assert section["processes"] == ["app"]
+    [worker_vm] = [vm for vm in fly["vm"] if vm["processes"] == ["worker"]]
+    assert worker_vm["cpus"] >= 2, "the encoder and the landmark process each want a core"
+    assert fly["restart"] == [{"policy": "never", "processes": ["worker"]}]
 
 
 def test_fly_env_is_a_valid_configuration_the_app_honours(fly):
@@ -91,7 +110,7 @@ def test_fly_env_is_a_valid_configuration_the_app_honours(fly):
 
 def test_fly_scrapes_metrics_on_the_internal_port_only(fly):
     settings = Settings.from_env(fly["env"])
-    assert fly["metrics"] == {"port": settings.metrics_port, "path": "/metrics"}
+    assert fly["metrics"] == {"port": settings.metrics_port, "path": "/metrics", "processes": ["app"]}
     assert settings.metrics_port not in (settings.port, fly["http_service"]["internal_port"]), (
         "the token-free port is not the one Fly's proxy routes to"
     )
@@ -141,7 +160,8 @@ def test_dockerfile_is_multistage_slim_and_runs_litefs(dockerfile, fly):
     assert "deploy/install.sh" in dockerfile and "--no-dev" in (ROOT / "deploy/install.sh").read_text()
     assert "useradd" in dockerfile and "HEALTHCHECK" in dockerfile
     assert re.search(r"^ENV .*TMPDIR=/data/tmp", dockerfile, re.M | re.S)
-    assert 'ENTRYPOINT ["litefs", "mount"]' in dockerfile
+    assert 'CMD ["litefs", "mount"]' in dockerfile
+    assert not re.search(r"^ENTRYPOINT", dockerfile, re.M), "Fly hands a process group's command to the ENTRYPOINT"
     assert f"EXPOSE {Settings.from_env(fly['env']).port}" in dockerfile
 
 
@@ -167,47 +187,6 @@ def test_the_dockerfile_install_steps_work_from_its_build_context(tmp_path, dock
         [str(tmp_path / ".venv/bin/python"), "-c", "import vidprod, pytest"], capture_output=True, text=True
     )
     assert "No module named 'pytest'" in installed.stderr, "no dev dependencies in the image"
-
-
-APP_UID = 10001  # the Dockerfile's `vidprod` user; it need not exist on this host
-
-
-def python_for(uid: int) -> str | None:
-    """An interpreter of this venv's Python version that `uid` may run (this venv's own
-    may live under root's 0700 home)."""
-    for candidate in (sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"):
-        probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "env", candidate, "-c", "pass"]
-        if Path(candidate).exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-            return candidate
-    return None
-
-
-@pytest.fixture
-def image_layout(tmp_path):
-    """The image's commands on PATH (`vidprod` as this checkout, `vidprod-prepare-volume`
-    as the Dockerfile installs it) and a volume mounted the way Fly mounts it: owned by
-    root, 0755, under a folder anyone may enter."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv (util-linux) to run the entry sequence")
-    python = python_for(APP_UID)
-    if python is None:
-        pytest.skip(f"no Python {sys.version_info[0]}.{sys.version_info[1]} that uid {APP_UID} may run")
-    top = Path(tempfile.mkdtemp(prefix="vidprod-image-"))
-    top.chmod(0o755)
-    bin_dir, volume, fuse = top / "bin", top / "data", top / "litefs"
-    for folder in (bin_dir, volume, fuse):
-        folder.mkdir(mode=0o755)
-    fuse.chmod(0o777)  # LiteFS's FUSE mount with allow-other: anyone may create files
-    site = sysconfig.get_paths()["purelib"]
-    launcher = bin_dir / "vidprod"
-    launcher.write_text(
-        f"#!{python}\nimport site, sys\nsite.addsitedir({site!r})\n"
-        "from vidprod.cli import main\nsys.exit(main())\n"
-    )
-    launcher.chmod(0o755)
-    (bin_dir / "vidprod-prepare-volume").symlink_to(ROOT / "deploy/prepare-volume.sh")
-    yield {"bin": bin_dir, "volume": volume, "fuse": fuse}
-    shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.mark.slow

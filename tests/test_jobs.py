@@ -306,3 +306,36 @@ def test_moving_joining_and_splitting_cuts_makes_again_only_the_parts_that_chang
     service.recut(job_id, [other, *cuts[2:]])
     with pytest.raises(JobConflict, match="cuts can be moved once its parts are made"):
         service.recut(job_id, [inside, other])
+
+
+def test_joining_parts_of_a_captioned_video_moves_their_subtitles_and_leaves_none_stale(service, many_pauses, tmp_path):
+    """Subtitle files follow their part when cuts move, like the part and its thumbnail:
+    a kept part renumbered serves its own words at once, and the last number, gone
+    after a join, leaves no .srt or .vtt behind."""
+    staged = tmp_path / "staged.mp4"
+    shutil.copy(many_pauses, staged)
+    job_id = service.create_job(staged, "talk.mp4", probe(staged), options={"captions": True})["id"]
+    # the words as a transcription would store them: one a second, none in the pauses
+    words = [{"word": f"word{i}", "start": i + 0.05, "end": i + 0.3, "confidence": 0.9} for i in range(32)]
+    service.db.write(lambda conn: q.update_job(conn, job_id, transcript={"language": "en", "words": words}))
+    service.process(job_id)
+    job = service.get(job_id)
+    assert job["state"] == "done", job["error"]
+    count = len(job["plan"]["parts"])
+    assert count >= 4
+    subtitles = {name: (service.parts_dir(job_id) / name).read_text() for name in _files(service, job_id)
+                 if name.endswith((".srt", ".vtt"))}  # fmt: skip
+    assert len(subtitles) == 2 * count
+
+    cuts = [p["end_seconds"] for p in job["plan"]["parts"][:-1]]
+    service.recut(job_id, cuts[1:])  # parts 1 and 2 become one; the others move down a number
+    for new in range(1, count - 1):
+        for kind in ("srt", "vtt"):
+            moved = (service.parts_dir(job_id) / f"part-{new + 1:03d}.{kind}").read_text()
+            assert moved == subtitles[f"part-{new + 2:03d}.{kind}"], "a renumbered part keeps its own words"
+    service.process(job_id)
+    assert service.get(job_id)["state"] == "done"
+    assert _files(service, job_id) == sorted(
+        f"part-{i:03d}.{kind}" for i in range(1, count) for kind in ("mp4", "jpg", "srt", "vtt")
+    ), "nothing of the part number that is gone"
+    assert (service.parts_dir(job_id) / "part-001.srt").read_text() != subtitles["part-001.srt"]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 import zlib
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import redis
 from tusclient.client import TusClient
 
 from tests.clips import make_clip
-from tests.conftest import TOKEN
+from tests.conftest import APP_UID, ROOT, TOKEN
 from tests.scaleout import WEED, WorkerProcess, start_redis, start_seaweedfs, stop
 from tests.server import Server
 from vidprod.config import ConfigError, Settings
@@ -76,6 +78,7 @@ def cluster(tmp_path: Path, redis_url: str, s3_env, request: pytest.FixtureReque
             started.append(worker)
         return primary, procs
 
+    start.env = common  # type: ignore[attr-defined]
     start.client = client  # type: ignore[attr-defined]
     start.prefix = prefix  # type: ignore[attr-defined]
     start.redis = redis.Redis.from_url(f"{redis_url}/{db}", decode_responses=True)  # type: ignore[attr-defined]
@@ -436,3 +439,230 @@ def test_a_corrected_transcript_is_rendered_again_by_a_worker_into_storage(clust
     assert kinds[edited:].count("segment.ready") == 1
     assert worker.log_path.read_text().count(f"{job_id}: rendering") >= 2, worker.log_path.read_text()[-2000:]
     assert not list((primary.data_dir / "media").rglob("*.srt"))
+
+
+@pytest.mark.slow
+def test_fly_s_worker_group_renders_as_the_app_user_with_no_volume(cluster, image_layout, long_clip):
+    """fly.toml's `worker` command as flyd runs it: as root, on the image's PATH, with
+    fly.toml's [env] and the app's secrets. It drops to the app user, keeps its scratch
+    on the Machine's own disk (/tmp, here a folder standing for it), renders a job into
+    the bucket, and leaves no database and no scratch behind."""
+    fly = tomllib.loads((ROOT / "fly.toml").read_text())
+    machine_tmp = image_layout["volume"].parent / "machine-tmp"
+    machine_tmp.mkdir()
+    machine_tmp.chmod(0o1777)  # as /tmp is
+    command = [arg.replace("=/tmp", f"={machine_tmp}") for arg in shlex.split(fly["processes"]["worker"])]
+    env = {
+        "PATH": f"{image_layout['bin']}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        **fly["env"],
+        **cluster.env,  # the secrets: queue, storage and its keys
+        "HOME": "/root",
+    }
+    primary, _ = cluster(workers=0)
+    log = machine_tmp.parent / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    try:
+        job_id = primary.upload(long_clip).json()["id"]
+
+        def finished(body: dict) -> bool:
+            assert worker.poll() is None, f"the worker exited:\n{log.read_text()[-3000:]}"
+            return body["state"] in ("done", "failed")
+
+        try:
+            status = primary.wait_for(job_id, finished, 600, 0.2)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nthe worker's log:\n{log.read_text()[-3000:]}") from None
+        assert status["state"] == "done", (status, log.read_text()[-3000:])
+        parts = [k for k in _keys(cluster.client, cluster.prefix) if k.startswith(f"{job_id}/parts/") and k.endswith(".mp4")]
+        assert len(parts) == len(status["segments"]) == 3
+        assert re.search(rf"^Uid:\s+{APP_UID}\s", Path(f"/proc/{worker.pid}/status").read_text(), re.M)
+        assert f"{job_id}: rendering" in log.read_text()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+    assert code == 0, log.read_text()[-3000:]
+    left = list(machine_tmp.rglob("*"))
+    assert not [p for p in left if p.is_file()], left
+    assert all(p.stat().st_uid == APP_UID for p in left), "made by the app user"
+    for line in log.read_text().splitlines():
+        assert json.loads(line)["message"], "JSON log lines, as fly.toml's VIDPROD_LOG_FORMAT asks"
+
+
+def test_moving_a_cut_makes_again_on_a_worker_only_the_two_parts_beside_it_in_storage(cluster, tmp_path):
+    """Issue 21's recut with S3 storage and a remote worker: the two parts beside the
+    moved cut are rendered again by the worker into the bucket, the others keep their
+    objects byte for byte, and nothing of the old parts is left behind."""
+    import hashlib
+
+    pauses = ((4.0, 0.5), (7.2, 0.45), (11.5, 0.5), (15.6, 0.6), (20.0, 0.5), (24.1, 0.5), (28.0, 0.5))
+    clip = make_clip(tmp_path / "pauses.mp4", seconds=32, audio="speech", pauses=pauses)
+    primary, [worker] = cluster(workers=1)
+    job_id = primary.upload(clip).json()["id"]
+    job = primary.wait_done(job_id, timeout=600)
+    assert job["state"] == "done", job["error"]
+    count = len(job["segments"])
+    assert count >= 4 and [s["index"] for s in job["segments"]] == list(range(count))
+
+    def stored() -> dict[str, tuple[str, str]]:
+        """Every object of the job: key -> (ETag, sha256 of its bytes)."""
+        found = {}
+        for key in _keys(cluster.client, cluster.prefix):
+            if key.startswith(f"{job_id}/"):
+                answer = cluster.client.get_object(Bucket=BUCKET, Key=f"{cluster.prefix}/{key}")
+                found[key] = (answer["ETag"], hashlib.sha256(answer["Body"].read()).hexdigest())
+        return found
+
+    # a cover picture of part 2 as it is now, kept in the bucket
+    covers = primary.client.get(f"/jobs/{job_id}/segments/1/covers").json()["covers"]
+    assert primary.client.get(covers[1]["url"]).status_code == 200
+    before = stored()
+    parts = [f"{job_id}/parts/part-{i + 1:03d}.mp4" for i in range(count)]
+    thumbnails = [f"{job_id}/parts/part-{i + 1:03d}.jpg" for i in range(count)]
+    assert set(parts) | set(thumbnails) | {f"{job_id}/source.mp4"} <= set(before)
+    assert [k for k in before if k.startswith(f"{job_id}/covers/")]
+    log_before = worker.log_path.read_text()
+
+    # move the cut between parts 2 and 3 to another pause
+    cuts = [p["end_seconds"] for p in job["plan"][:-1]]
+    other = next(t for t in job["plan_pauses"] if cuts[0] + 3 <= t <= cuts[2] - 3 and abs(t - cuts[1]) > 0.01)
+    answer = primary.client.post(f"/jobs/{job_id}/cuts", json={"cuts": [cuts[0], round(other, 3), *cuts[2:]]})
+    assert answer.status_code == 202, answer.text
+    job = primary.wait_done(job_id, timeout=600)
+    assert job["state"] == "done", job["error"]
+
+    # the rows: the same number of parts, the moved cut where it was asked for
+    assert [s["index"] for s in job["segments"]] == list(range(count))
+    assert round(job["segments"][1]["end_seconds"], 2) == round(other, 2) == round(job["segments"][2]["start_seconds"], 2)
+    after = stored()
+    # nothing stale: the same keys as before, less the covers of the parts as they were
+    assert sorted(after) == sorted(k for k in before if not k.startswith(f"{job_id}/covers/")), sorted(after)
+    assert after[f"{job_id}/source.mp4"] == before[f"{job_id}/source.mp4"]
+    changed = [i for i, key in enumerate(parts) if after[key][1] != before[key][1]]
+    assert changed == [1, 2], "only the two parts beside the moved cut are made again"
+    assert [after[thumbnails[i]] for i in range(count) if i not in (1, 2)] == [
+        before[thumbnails[i]] for i in range(count) if i not in (1, 2)
+    ], "the other parts' thumbnails stay as they were"
+    assert all(after[parts[i]][0] != before[parts[i]][0] for i in (1, 2)), "new objects, new ETags"
+    for s in job["segments"]:
+        body = primary.client.get(s["download_url"])
+        assert body.status_code == 200 and body.headers["content-type"] == "video/mp4"
+        assert hashlib.sha256(body.content).hexdigest() == after[parts[s["index"]]][1]
+        assert len(body.content) == s["size_bytes"]
+
+    # events in order: the recut, one new render, exactly the two new parts, done
+    events = _events(primary, job_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("job.recut") == 1 and kinds.count("job.completed") == 2
+    recut = kinds.index("job.recut")
+    assert kinds.index("job.completed") < recut and kinds[-1] == "job.completed"
+    assert events[recut][1]["kept"] == [i for i in range(count) if i not in (1, 2)]
+    assert events[recut][1]["rendered_again"] == [1, 2]
+    assert [d["index"] for k, d in events[:recut] if k == "segment.ready"] == list(range(count))
+    assert [d["index"] for k, d in events[recut:] if k == "segment.ready"] == [1, 2]
+    assert kinds[recut:].count("job.processing") == 1
+
+    # the worker rendered it, skipping the parts that were kept; no media stays behind
+    assert f"job {job_id}: rendering ({count - 2} part(s) already done)" in worker.log_path.read_text()[len(log_before):]
+    assert not list((primary.data_dir / "media").rglob("*.mp4")) and not list((primary.data_dir / "media").rglob("*.jpg"))
+    primary_scratch = primary.data_dir / "tmp" / "scratch"
+    assert not primary_scratch.exists() or not any(primary_scratch.rglob("*"))
+    assert not worker.scratch.exists() or not any(worker.scratch.rglob("*"))
+
+
+@pytest.mark.slow
+def test_the_lease_watch_does_not_queue_a_job_whose_cuts_are_still_being_moved(tmp_path, redis_url, s3_env, monkeypatch):
+    """Moving a cut marks the job queued, then moves its objects in the bucket, then
+    queues its render. The primary's lease watch, running meanwhile, saw a queued job
+    no worker held and queued it itself: a worker then started on parts still moving,
+    with the kept ones counted as missing, and the second queueing took its lease."""
+    import threading
+
+    from vidprod.domain.jobs import JobService
+    from vidprod.media.probe import probe
+    from vidprod.store import Database
+    from vidprod.store.objects import S3Objects
+    from vidprod.worker.remote import RemoteRenders
+
+    env, _client = s3_env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    redis.Redis.from_url(f"{redis_url}/0").flushdb()
+    settings = Settings(
+        data_dir=tmp_path / "data", segment_seconds=10, output_height=640, lease_seconds=3,
+        queue_url=f"{redis_url}/0", storage_url=f"s3://{BUCKET}/watch",
+    )  # fmt: skip
+    db = Database(settings.database_path)
+    db.migrate()
+    objects = S3Objects(settings.storage_url, settings.scratch_dir)
+    remote = RemoteRenders(settings)
+    service = JobService(db, settings, lambda job_id: None, objects=objects)
+    remote.bind(service)
+    # rendered here, in this process, to have a finished job to move a cut of
+    pauses = ((4.0, 0.5), (7.2, 0.45), (11.5, 0.5), (15.6, 0.6), (20.0, 0.5))
+    clip = make_clip(tmp_path / "pauses.mp4", seconds=24, audio="speech", pauses=pauses)
+    job_id = service.create_job(clip, "pauses.mp4", probe(clip))["id"]
+    service.process(job_id)
+    job = service.get(job_id)
+    assert job["state"] == "done" and len(service.segments(job_id)) == 3
+    cuts = [p["end_seconds"] for p in job["plan"]["parts"][:-1]]
+    other = next(t for t in job["plan"]["pause_seconds"] if 3 <= t <= cuts[1] - 3 and abs(t - cuts[0]) > 0.01)
+    service.enqueue = remote.enqueue  # from now on renders go to Redis, as on a primary
+
+    done = threading.Event()
+    recut = threading.Thread(target=lambda: (service.recut(job_id, [other, cuts[1]]), done.set()))
+    recut.start()
+    queued_by_watch, rounds = [], 0
+    while not done.is_set() and recut.is_alive():
+        queued_by_watch += remote.requeue_orphans()
+        rounds += 1
+    recut.join()
+    assert done.is_set(), "the recut failed"
+    assert rounds >= 2, "the watch looked while the recut ran"
+    assert queued_by_watch == [], "the watch queued the job while its objects were moving"
+    [task] = remote.huey.pending()
+    assert task.args[0]["id"] == job_id and task.args[0]["done"] == [2], "one render, of the two parts beside the cut"
+    assert remote.leases.holder(job_id) == "queued"
+    db.close()
+
+
+def test_housekeeping_removes_an_expired_job_s_objects_from_the_bucket(tmp_path, s3_env, short_clip, monkeypatch):
+    """VIDPROD_KEEP_HOURS after a job ended, its source and parts go from the bucket (as
+    they go from the media folder on local storage); a job that ended lately keeps them."""
+    from datetime import UTC, datetime
+
+    from vidprod.domain.housekeeping import Housekeeper
+    from vidprod.domain.jobs import JobService
+    from vidprod.media.probe import probe
+    from vidprod.store import Database
+    from vidprod.store import jobs as q
+    from vidprod.store.objects import S3Objects
+
+    env, client = s3_env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(data_dir=tmp_path / "data", storage_url=f"s3://{BUCKET}/expiry", keep_hours=48)
+    db = Database(settings.database_path)
+    db.migrate()
+    objects = S3Objects(settings.storage_url, settings.scratch_dir)
+    jobs = JobService(db, settings, lambda job_id: None, objects=objects)
+    ended = {"old": time.time() - 49 * 3600, "lately": time.time() - 3600}
+    ids = {}
+    for name, when in ended.items():
+        staged = tmp_path / f"{name}.mp4"
+        shutil.copy(short_clip, staged)
+        job_id = ids[name] = jobs.create_job(staged, "talk.mp4", probe(staged))["id"]
+        objects.put_bytes(f"{job_id}/parts/part-001.mp4", b"part")
+        objects.put_bytes(f"{job_id}/covers/0-1.jpg", b"cover")
+        finished = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+        db.write(lambda conn, j=job_id, f=finished: q.update_job(conn, j, state="done", finished_at=f))
+    assert len(_keys(client, "expiry")) == 6
+
+    assert Housekeeper(db, settings, objects=objects).run()["jobs"] == 1
+    assert _keys(client, "expiry") == sorted(
+        f"{ids['lately']}/{key}" for key in ("source.mp4", "parts/part-001.mp4", "covers/0-1.jpg")
+    )
+    old = db.read(lambda conn: q.get_job(conn, ids["old"]))
+    assert old is not None and old["files_removed_at"], "the row stays, marked"
+    assert Housekeeper(db, settings, objects=objects).run()["jobs"] == 0, "once"
+    db.close()

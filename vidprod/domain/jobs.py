@@ -11,10 +11,12 @@ run twice: finished parts are kept and skipped, a finished job is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,31 @@ class JobService:
         self.on_cancel: Callable[[str], None] = lambda job_id: None
         self.renderer = Renderer(settings, self.objects, self.stopping)
         self.report = DatabaseReport(self)
+        self._requeueing: Counter[str] = Counter()
+        self._requeueing_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _queueing(self, job_id: str) -> Iterator[None]:
+        """From the row saying `queued` until this process has queued the render itself.
+        Its files move in between (a recut renames parts in storage), so the primary's
+        lease watch (worker/remote.py), which queues again any unfinished job no worker
+        holds, must leave the job alone meanwhile: a worker would start on parts still
+        moving. In-process on purpose: if the process dies in between, the watch of the
+        next start queues the job, as it should."""
+        with self._requeueing_lock:
+            self._requeueing[job_id] += 1
+        try:
+            yield
+        finally:
+            with self._requeueing_lock:
+                self._requeueing[job_id] -= 1
+                if self._requeueing[job_id] <= 0:
+                    del self._requeueing[job_id]
+
+    def being_queued(self, job_id: str) -> bool:
+        """True while this process is putting the job back in the queue (`_queueing`)."""
+        with self._requeueing_lock:
+            return job_id in self._requeueing
 
     # --- paths -------------------------------------------------------------------
 
@@ -136,12 +163,13 @@ class JobService:
                 store_endpoint(conn, webhook, job_id=job_id)
             ev.add_event(conn, job_id, "job.created", {"source_name": source_name})
 
-        try:
-            self.db.write(insert)
-        except BaseException:
-            self.objects.delete_prefix(f"{job_id}/")
-            raise
-        self.enqueue(job_id)
+        with self._queueing(job_id):
+            try:
+                self.db.write(insert)
+            except BaseException:
+                self.objects.delete_prefix(f"{job_id}/")
+                raise
+            self.enqueue(job_id)
         return self.get(job_id)
 
     # --- reading -----------------------------------------------------------------
@@ -242,9 +270,10 @@ class JobService:
             )  # fmt: skip
             ev.add_event(conn, job_id, "job.retried", {"attempts_so_far": job["attempts"]})
 
-        self._remove_outputs(job_id)
-        self.db.write(change)
-        self.enqueue(job_id)
+        with self._queueing(job_id):
+            self._remove_outputs(job_id)
+            self.db.write(change)
+            self.enqueue(job_id)
         return self.get(job_id)
 
     def edit_transcript(self, job_id: str, text: str) -> dict[str, Any]:
@@ -282,9 +311,10 @@ class JobService:
             )  # fmt: skip
             ev.add_event(conn, job_id, "job.transcript_edited", {"words": len(words)})
 
-        self.db.write(change)
-        self._remove_outputs(job_id)
-        self.enqueue(job_id)
+        with self._queueing(job_id):
+            self.db.write(change)
+            self._remove_outputs(job_id)
+            self.enqueue(job_id)
         return self.get(job_id)
 
     def delete(self, job_id: str) -> None:
@@ -345,27 +375,29 @@ class JobService:
                 "kept": sorted(kept), "rendered_again": sorted(set(range(len(fresh.parts))) - set(kept)),
             })  # fmt: skip
 
-        self.db.write(change)
-        # Files follow the rows (in storage, local or S3): through temporary names, so a
-        # part moving down never overwrites one still to move. A crash in between leaves
-        # a row whose file is missing or of another size, which the render makes again
-        # (see `done_parts`).
-        prefix = parts_prefix(job_id)
-        staged = {}
-        for was in range(len(plan.parts)):
-            for name in (part_filename(was), thumbnail_filename(was)):
-                if self.objects.size(f"{prefix}/{name}") is not None:
-                    self.objects.move(f"{prefix}/{name}", f"{prefix}/.recut-{name}")
-                    staged[name] = f"{prefix}/.recut-{name}"
-        for new, was in kept.items():
-            for old_name, new_name in ((part_filename(was), part_filename(new)),
-                                       (thumbnail_filename(was), thumbnail_filename(new))):  # fmt: skip
-                if old_name in staged:
-                    self.objects.move(staged.pop(old_name), f"{prefix}/{new_name}")
-        for leftover in staged.values():
-            self.objects.delete_prefix(leftover)
-        self.objects.delete_prefix(f"{job_id}/covers/")  # pictures of the parts as they were
-        self.enqueue(job_id)
+        with self._queueing(job_id):
+            self.db.write(change)
+            # Files follow the rows (in storage, local or S3): through temporary names, so a
+            # part moving down never overwrites one still to move. A crash in between leaves
+            # a row whose file is missing or of another size, which the render makes again
+            # (see `done_parts`). Subtitles go along too: the render writes them again for
+            # every part, but until then a renumbered part serves its own, and a number
+            # gone after a join keeps none.
+            prefix = parts_prefix(job_id)
+            staged = {}
+            for was in range(len(plan.parts)):
+                for name in _part_files(was):
+                    if self.objects.size(f"{prefix}/{name}") is not None:
+                        self.objects.move(f"{prefix}/{name}", f"{prefix}/.recut-{name}")
+                        staged[name] = f"{prefix}/.recut-{name}"
+            for new, was in kept.items():
+                for old_name, new_name in zip(_part_files(was), _part_files(new)):
+                    if old_name in staged:
+                        self.objects.move(staged.pop(old_name), f"{prefix}/{new_name}")
+            for leftover in staged.values():
+                self.objects.delete_prefix(leftover)
+            self.objects.delete_prefix(f"{job_id}/covers/")  # pictures of the parts as they were
+            self.enqueue(job_id)
         return self.get(job_id)
 
     def _part_path(self, job_id: str, name: str) -> str:
@@ -485,6 +517,12 @@ class JobService:
                 ev.add_event(conn, job_id, "job.failed", {"error": reason}),
             )
         )  # fmt: skip
+
+
+def _part_files(index: int) -> tuple[str, ...]:
+    """The files of one part in storage: the video, its thumbnail, its subtitles."""
+    video = part_filename(index)
+    return video, thumbnail_filename(index), str(Path(video).with_suffix(".srt")), str(Path(video).with_suffix(".vtt"))
 
 
 class DatabaseReport:

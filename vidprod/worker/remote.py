@@ -164,6 +164,10 @@ class RemoteRenders:
         assert self.service is not None
         requeued = []
         for job_id in self.service.unfinished():
+            # Asked before the lease is read: once this says no, the job's own queueing
+            # has marked the lease, so a holder of None below really is an orphan.
+            if self.service.being_queued(job_id):
+                continue
             holder = self.leases.holder(job_id)
             if holder not in (None, "released"):
                 continue
