@@ -176,10 +176,9 @@ class LidTracker:
 # bright part); past that, a run of a pixel or more under RIM_DARK times the skin's
 # luma is a rim or a brow. A lid crease's shadow is lighter (0.55-0.75 of the skin on
 # the faces seen, lit or shaded), a dark rim or brow darker (0.25-0.4).
-# A rim or a brow is a line: it must be found at RIM_SPAN eye widths of adjacent
-# columns, and the nearest such stretch decides (a tilted rim comes nearest at one end;
-# over RIM_SPAN it rises by a few tenths of that, well inside BAND_CLEARANCE). A single
-# column is no evidence: where the fitted margin sits below thick lashes (over the iris,
+# A rim or a brow is a line: a column's find counts only when at least half of the
+# RIM_SPAN eye widths of columns around it find one too, and the nearest such column
+# decides (a tilted rim comes nearest at one end). A single column is no evidence: where the fitted margin sits below thick lashes (over the iris,
 # or as the lid opens after a blink), the eyeball or the lighter lid margin under the
 # lashes passes for skin and the lashes for a rim, which read a lid with a hand's
 # breadth of skin above it (hdtf_RD_Radio2) as one with no room at all, on 1 to 9 of
@@ -220,10 +219,12 @@ def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
     edge = ds.size - np.argmax(steady[::-1], axis=0)  # one past the last such row
     far = top + BAND_CLEARANCE
     reach = np.where(found, ds[np.minimum(edge, first)], far)
-    # per stretch of adjacent columns, the farthest of its reaches: a line seen all along
-    span = max(1, min(reach.size, round(RIM_SPAN * eye.w / _column_step(eye.xs))))
-    stretches = np.lib.stride_tricks.sliding_window_view(reach, span).max(axis=1)
-    return float(np.clip(min(float(stretches.min()), far) - BAND_CLEARANCE, 0.0, top))
+    # a column's rim counts when most columns of the stretch around it see one too
+    span = max(1, round(RIM_SPAN * eye.w / _column_step(eye.xs)))
+    seen = np.convolve(found.astype(np.float64), np.ones(span), mode="same")
+    line = found & (seen >= math.ceil(span / 2))
+    nearest = float(reach[line].min()) if line.any() else far
+    return float(np.clip(nearest - BAND_CLEARANCE, 0.0, top))
 
 
 def _column_step(xs: np.ndarray) -> float:
