@@ -178,11 +178,12 @@ class LidTracker:
 # the faces seen, lit or shaded), a dark rim or brow darker (0.25-0.4).
 # A rim or a brow is a line: a column's find counts only when at least half of the
 # RIM_SPAN eye widths of columns around it find one too, and the nearest such column
-# decides (a tilted rim comes nearest at one end). A single column is no evidence: where the fitted margin sits below thick lashes (over the iris,
-# or as the lid opens after a blink), the eyeball or the lighter lid margin under the
-# lashes passes for skin and the lashes for a rim, which read a lid with a hand's
-# breadth of skin above it (hdtf_RD_Radio2) as one with no room at all, on 1 to 9 of
-# 46 columns, frame by frame.
+# decides (a tilted rim comes nearest at one end). A single column is no evidence:
+# where the fitted margin sits below thick lashes (over the iris, or as the lid opens
+# after a blink), the eyeball or the lighter lid margin under the lashes passes for
+# skin and the lashes for a rim, which read a lid with a hand's breadth of skin above
+# it (hdtf_RD_Radio2) as one with no room at all, on 1 to 9 of 46 columns, frame by
+# frame.
 BAND_MAX = 0.3
 LASH_ZONE = 0.06
 LASH_END = 15.0
@@ -219,7 +220,7 @@ def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
     edge = ds.size - np.argmax(steady[::-1], axis=0)  # one past the last such row
     far = top + BAND_CLEARANCE
     reach = np.where(found, ds[np.minimum(edge, first)], far)
-    # a column's rim counts when most columns of the stretch around it see one too
+    # a column's rim counts when half the columns of the stretch around it see one too
     span = max(1, round(RIM_SPAN * eye.w / _column_step(eye.xs)))
     seen = np.convolve(found.astype(np.float64), np.ones(span), mode="same")
     line = found & (seen >= math.ceil(span / 2))
