@@ -484,6 +484,28 @@ def test_the_upper_lid_rises_with_the_iris_and_nothing_else_moves():
         assert shift_ratio(texture_shift(before[0], after[0], edit), edit.shift) == pytest.approx(1.0, abs=0.1)
 
 
+def test_a_dark_run_above_one_stretch_of_the_lid_is_no_rim_but_a_line_is():
+    """The lid band stops short of a rim or a brow, which is a line: a dark spot above
+    a short stretch of the lid (what the lashes look like above a margin fitted below
+    them) leaves the band as it was, while a dark line at the same height along the
+    whole eye stops it 5 px short."""
+    frame = astronaut_fixture().video_frames()[0]
+    points = find_points(frame.to_ndarray(format="rgb24"))
+    luma = _planes(frame)[0]
+    for eye in eye_frames(points):
+        upper = apply_fit(eye.upper, fit_lid(luma, eye, True), corner_taper(eye.xs, eye.w))
+        clear = skin_band(luma, eye, upper)
+        height = 0.2 * eye.w  # above the lashes, inside the band
+        assert clear > height
+        line = eye.to_image(eye.xs, upper - height)
+        spot, rim = luma.copy(), luma.copy()
+        x, y = np.round(line[len(line) // 2]).astype(int)
+        spot[y - 1 : y + 2, x] = 10  # a dash 1 px wide: one or two columns see it
+        cv2.polylines(rim, [np.round(line).astype(np.int32)], False, 10, thickness=2)
+        assert skin_band(spot, eye, upper) == pytest.approx(clear)
+        assert skin_band(rim, eye, upper) <= height - 5.0
+
+
 def test_small_eyes_pass_through_untouched():
     frames = []
     for i, rgb in enumerate(astronaut_fixture().frames[:20]):

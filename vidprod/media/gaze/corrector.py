@@ -73,6 +73,12 @@ log = logging.getLogger(__name__)
 DEFAULT_STRENGTH = 1.0
 MIN_EYE_PX = 28.0
 BAND_WOBBLE = 1.0  # px: how far a lid band held through a fixation may exceed the frame's measure
+# The band held through a fixation is smoothed from the median of the last this many
+# measures: a lid opening after a blink, still below its lashes, measures ~0 for a
+# frame or two, and taken up at that hidden moment, a low-pass of it capped the turn
+# for the whole next fixation (hdtf_RD_Radio2: 2.9 px held for 80 frames, lid skin
+# 14 px measured before and after). Each frame is still capped by its own measure.
+BAND_MEASURES = 5
 # Smoothed eye points this many eye widths from the measured ones mean a jump (a cut,
 # another speaker), not motion: One Euro lags ~0.04w at 1000 px/s.
 JUMP = 0.25
@@ -181,6 +187,7 @@ class GazeCorrector:
         self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
         self._held_up: dict[int, np.ndarray] = {}  # per eye: "up" as taken at a hidden moment
         self._band_now: dict[int, float] = {}  # per eye: the lid skin's reach, last measured
+        self._band_recent: dict[int, deque[float]] = {}  # and its last BAND_MEASURES measures
         self._band_filter: dict[int, OneEuro] = {}
         self._held_band: dict[int, float] = {}  # and smoothed, as taken at a hidden moment
         self._last_center: np.ndarray | None = None
@@ -265,6 +272,7 @@ class GazeCorrector:
         self._lids.clear()
         self._smooth.clear()
         self._band_now.clear()
+        self._band_recent.clear()
         self._band_filter.clear()
         self.control.restart()
 
@@ -542,14 +550,17 @@ class GazeCorrector:
         the move's size, and for this frame never more than a pixel over its measure
         (which wobbles by about that), so a rim that comes nearer is never touched (the
         band stops lids.BAND_CLEARANCE short of it). Between measured frames the last
-        measure holds. Returns (held, this frame's)."""
+        measure holds; the held value follows the median of the last BAND_MEASURES
+        measures. Returns (held, this frame's)."""
+        recent = self._band_recent.setdefault(i, deque(maxlen=BAND_MEASURES))
         if fresh or i not in self._band_now:
             self._band_now[i] = skin_band(luma, eye, upper)
+            recent.append(self._band_now[i])
         now = self._band_now[i]
         # not restarted after a blink, as _smoothed is: the first frames after one
         # measure the lid still rising
         flt = self._band_filter.setdefault(i, OneEuro(0.5, 0.0))
-        smooth = float(flt(np.asarray(now), self.control.last_t or 0.0))
+        smooth = float(flt(np.asarray(np.median(recent)), self.control.last_t or 0.0))
         if hidden or i not in self._held_band:
             self._held_band[i] = smooth
         return self._held_band[i], min(self._held_band[i], now + BAND_WOBBLE)

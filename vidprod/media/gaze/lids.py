@@ -176,11 +176,19 @@ class LidTracker:
 # bright part); past that, a run of a pixel or more under RIM_DARK times the skin's
 # luma is a rim or a brow. A lid crease's shadow is lighter (0.55-0.75 of the skin on
 # the faces seen, lit or shaded), a dark rim or brow darker (0.25-0.4).
-# The nearest column decides (a tilted rim comes nearest at one end).
+# A rim or a brow is a line: a column's find counts only when at least half of the
+# RIM_SPAN eye widths of columns around it find one too, and the nearest such column
+# decides (a tilted rim comes nearest at one end). A single column is no evidence:
+# where the fitted margin sits below thick lashes (over the iris, or as the lid opens
+# after a blink), the eyeball or the lighter lid margin under the lashes passes for
+# skin and the lashes for a rim, which read a lid with a hand's breadth of skin above
+# it (hdtf_RD_Radio2) as one with no room at all, on 1 to 9 of 46 columns, frame by
+# frame.
 BAND_MAX = 0.3
 LASH_ZONE = 0.06
 LASH_END = 15.0
 RIM_DARK = 0.45
+RIM_SPAN = 0.1
 BAND_CLEARANCE = 5.0
 
 
@@ -210,8 +218,18 @@ def skin_band(luma: np.ndarray, eye: EyeFrame, upper: np.ndarray) -> float:
     found = lit.any(axis=0) & run.any(axis=0)
     steady = lit & (row < first)  # still at skin level before the run
     edge = ds.size - np.argmax(steady[::-1], axis=0)  # one past the last such row
-    reach = float(ds[np.minimum(edge, first)[found]].min()) if found.any() else top + BAND_CLEARANCE
-    return float(np.clip(reach - BAND_CLEARANCE, 0.0, top))
+    far = top + BAND_CLEARANCE
+    reach = np.where(found, ds[np.minimum(edge, first)], far)
+    # a column's rim counts when half the columns of the stretch around it see one too
+    span = max(1, round(RIM_SPAN * eye.w / _column_step(eye.xs)))
+    seen = np.convolve(found.astype(np.float64), np.ones(span), mode="same")
+    line = found & (seen >= math.ceil(span / 2))
+    nearest = float(reach[line].min()) if line.any() else far
+    return float(np.clip(nearest - BAND_CLEARANCE, 0.0, top))
+
+
+def _column_step(xs: np.ndarray) -> float:
+    return float(np.median(np.diff(xs))) if xs.size > 1 else 1.0
 
 
 def _gradient_at(luma: np.ndarray, eye: EyeFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
