@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.render import REFERENCE, SPEECH, timed_cpu
+from bench.render import REFERENCE, SPEECH, peak_rss, timed_cpu
 
 
 def make_input(path: Path, seconds: int) -> Path:
@@ -94,15 +94,6 @@ def per_frame(source: Path) -> dict:
             "report": report}  # fmt: skip
 
 
-def _peak_rss(pid: int | str = "self") -> int:
-    """A process's peak RSS in bytes: VmHWM, which counts this program's own memory only.
-    Not getrusage's ru_maxrss: Linux carries that over fork and exec from the parent, so
-    a render started from this bench after its in-process landmark pass (~520 MB) read
-    as ~520 MB whatever it used (gaze off included)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) * 1024
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -132,7 +123,7 @@ def render_child(source: Path, out: Path, gaze: bool) -> None:
         render_parts(source, plan.parts, out, options)
         if corrector is not None and corrector._landmarker is not None:
             pid = corrector._landmarker.pid
-            child_rss = _peak_rss(pid)
+            child_rss = peak_rss(pid)
             child_cpu = _cpu_seconds(pid)
     finally:
         if corrector is not None:
@@ -142,7 +133,7 @@ def render_child(source: Path, out: Path, gaze: bool) -> None:
     # short-lived face check
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu_started + children.ru_utime + children.ru_stime
-    rss = _peak_rss()
+    rss = peak_rss()
     print(json.dumps({"seconds": seconds, "cpu": cpu, "rss": rss, "child_rss": child_rss, "child_cpu": child_cpu,
                       "report": corrector.report() if corrector else None}))  # fmt: skip
 
