@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.render import REFERENCE, SPEECH, timed_cpu
+from bench.render import REFERENCE, SPEECH, peak_rss, timed_cpu
 
 
 def make_input(path: Path, seconds: int) -> Path:
@@ -123,8 +123,7 @@ def render_child(source: Path, out: Path, gaze: bool) -> None:
         render_parts(source, plan.parts, out, options)
         if corrector is not None and corrector._landmarker is not None:
             pid = corrector._landmarker.pid
-            status = Path(f"/proc/{pid}/status").read_text()
-            child_rss = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) * 1024
+            child_rss = peak_rss(pid)
             child_cpu = _cpu_seconds(pid)
     finally:
         if corrector is not None:
@@ -134,7 +133,7 @@ def render_child(source: Path, out: Path, gaze: bool) -> None:
     # short-lived face check
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu_started + children.ru_utime + children.ru_stime
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()
     print(json.dumps({"seconds": seconds, "cpu": cpu, "rss": rss, "child_rss": child_rss, "child_cpu": child_cpu,
                       "report": corrector.report() if corrector else None}))  # fmt: skip
 

@@ -45,7 +45,7 @@ from vidprod.media.gaze.control import (
 from vidprod.media.gaze.corrector import describe_report, lid_scores_crop, with_look_ahead
 from vidprod.media.gaze.evaluate import EDGE_GAIN_BAR, IRIS_RATIO_BAR, clip_frames, evaluate_dir, evaluate_frames
 from vidprod.media.gaze.geometry import eye_frames
-from vidprod.media.gaze.landmarks import VideoLandmarker
+from vidprod.media.gaze.landmarks import ChildLandmarker, VideoLandmarker
 from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
 from vidprod.media.gaze.metrics import (
     changed_outside,
@@ -906,6 +906,29 @@ def test_the_thumbnails_face_check_runs_in_the_landmark_process(tmp_path, monkey
     assert part.thumbnail is not None and part.thumbnail.stat().st_size > 0
     with GazeCorrector(model(), steady()) as in_process:  # no landmark process to ask
         assert in_process.open_eyes(pictures) is None
+
+
+def test_the_landmark_process_still_answers_pictures_after_the_open_eyes_check():
+    """The landmark process drops its tracker for the open-eyes check (the check's own
+    model loads in its place, which keeps its memory peak down); a picture sent after
+    the check gets a new tracker, and the landmarks a fresh in-process one finds."""
+    fixture = astronaut_fixture()
+    first, later = fixture.frames[0], fixture.frames[40]
+    child = ChildLandmarker(model())
+    try:
+        for i in range(3):
+            assert len(child.detect(fixture.frames[i], i * 33)) == 1
+        assert child.open_eyes([first]) == [True]
+        [(points, matrix)] = child.detect(later, 5000)
+    finally:
+        child.close()
+    fresh = VideoLandmarker(model())
+    try:
+        [(expected, _)] = fresh.detect(later, 5000)
+    finally:
+        fresh.close()
+    assert matrix is not None
+    np.testing.assert_allclose(points, expected, atol=1e-6)
 
 
 def test_a_cut_never_puts_the_edit_beside_the_eyes():

@@ -7,13 +7,12 @@ landmark model sees a 256 px face crop either way) and costs a quarter to conver
 `ChildLandmarker` runs the same thing in a spawned process: MediaPipe's ~110 MB then
 leave with the render instead of staying in the server for good (see media/faces.py),
 and the landmarks of the next frame run there while this process edits and encodes
-the current one.
+the current one. That process's side is media/landmark_process.py.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
@@ -22,8 +21,8 @@ import av
 import cv2
 import numpy as np
 
-from vidprod.media.faces import FaceFinder, create_landmarker, open_eyes_with
 from vidprod.media.gaze.geometry import EyeReading, eye_readings
+from vidprod.media.landmark_process import VideoLandmarker, serve_landmarks
 from vidprod.media.planes import plane_views
 
 # The image given to MediaPipe is at most this many pixels on its longer side.
@@ -86,79 +85,11 @@ def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
     return cv2.transform(cv2.merge(planes), _YUV_TO_RGB), frame.width / width
 
 
-class VideoLandmarker:
-    """FaceLandmarker in VIDEO mode (tracking between frames), in this process.
-
-    It tracks up to three faces even when there is one: tracking fewer than it may,
-    MediaPipe runs its face detector on every frame (~1 ms of ~7), but with
-    num_faces=1 it also smooths the landmarks itself, a filter that cannot be reset
-    at a cut and that lags blinks and saccades (tried: the frames just after a cut
-    went uncorrected, a glasses rim was touched, a look-away's return went unseen)."""
-
-    def __init__(self, model: bytes, max_faces: int = 3) -> None:
-        self._landmarker = create_landmarker(model, max_faces, video=True)
-        self._last_ms = -1
-
-    def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        import mediapipe as mp
-
-        timestamp_ms = max(timestamp_ms, self._last_ms + 1)  # VIDEO mode needs increasing times
-        self._last_ms = timestamp_ms
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._landmarker.detect_for_video(image, timestamp_ms)
-        matrices = result.facial_transformation_matrixes or []
-        faces = []
-        for i, landmarks in enumerate(result.face_landmarks):
-            points = np.array([(p.x, p.y) for p in landmarks], np.float64)
-            faces.append((points, np.asarray(matrices[i]) if i < len(matrices) else None))
-        return faces
-
-    def close(self) -> None:
-        self._landmarker.close()
-
-
 # Pictures in flight to the landmark process: the render announces frames up to
 # render.LOOK_AHEAD ahead of the one it edits, and a dropped frame may still be queued.
 PICTURE_SLOTS = 5
 SLOT_BYTES = LANDMARK_LONG_SIDE * LANDMARK_LONG_SIDE * 3
 ANSWER_TIMEOUT = 20  # seconds; one frame takes ~10 ms, so only a stuck child is this slow
-
-
-def _serve(connection, model: bytes, max_faces: int, pictures) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    from vidprod.media.faces import _lighten_child
-
-    _lighten_child()
-    # One core: MediaPipe splits each inference over every core, and beside a busy
-    # encoder its threads wait on each other. Alone on one core a frame's landmarks
-    # take as long and ~10 % less CPU (6.8 against 7.6 ms on 2 cores); the encoder's
-    # threads are free to move to the other cores.
-    if hasattr(os, "sched_setaffinity"):  # Linux
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[-1:])
-    landmarker = VideoLandmarker(model, max_faces)
-    slots = np.frombuffer(pictures, np.uint8).reshape(PICTURE_SLOTS, SLOT_BYTES)
-    finder: FaceFinder | None = None  # for open_eyes, made when first asked
-    connection.send("ready")
-    try:
-        while True:
-            message = connection.recv()
-            if message is None:
-                break
-            if message[0] == "open_eyes":
-                if finder is None:
-                    finder = FaceFinder(model)
-                connection.send(open_eyes_with(finder, message[1]))
-                continue
-            slot, shape, timestamp_ms = message
-            rgb = slots[slot, : int(np.prod(shape))].reshape(shape)
-            started = time.process_time()
-            faces = landmarker.detect(rgb, timestamp_ms)
-            connection.send((faces, (time.process_time() - started) * 1e3))
-    finally:
-        landmarker.close()
-        if finder is not None:
-            finder.close()
 
 
 class ChildLandmarker:
@@ -171,7 +102,8 @@ class ChildLandmarker:
         self._pictures = context.RawArray("B", PICTURE_SLOTS * SLOT_BYTES)
         self._slots = np.frombuffer(self._pictures, np.uint8).reshape(PICTURE_SLOTS, SLOT_BYTES)
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_end, model, max_faces, self._pictures),
+        self._process = context.Process(target=serve_landmarks,
+                                        args=(child_end, model, max_faces, self._pictures, PICTURE_SLOTS),
                                         daemon=True)  # fmt: skip
         self._process.start()
         child_end.close()
@@ -214,7 +146,8 @@ class ChildLandmarker:
 
     def open_eyes(self, pictures: list[np.ndarray]) -> list[bool]:
         """faces.open_eyes in this process's child, whose MediaPipe is loaded already
-        (a fresh process for it costs ~0.4 s at the end of a render)."""
+        (a fresh process for it costs ~0.4 s at the end of a render). For after the last
+        picture: the child drops its tracker first (pictures after this track afresh)."""
         while self._in_flight:
             self.collect()
         self._connection.send(("open_eyes", pictures))
