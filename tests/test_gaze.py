@@ -563,6 +563,47 @@ def test_slow_landmarks_change_nothing_but_the_time(interval):
     assert measured[0] == measured[1] == census + -(-len(outputs[0]) // interval)
 
 
+def _late_serve(connection, model_bytes, max_faces, pictures):  # type: ignore[no-untyped-def]
+    """The landmark child's loop, reading each picture 30 ms after its message arrives:
+    a child that lags the render (a busy machine), so the render runs as far ahead of it
+    as the picture slots allow and reuses each slot as soon as it may."""
+    from vidprod.media.gaze import landmarks
+
+    class Late:
+        def recv(self):  # type: ignore[no-untyped-def]
+            message = connection.recv()
+            time.sleep(0.03)
+            return message
+
+        def send(self, answer):  # type: ignore[no-untyped-def]
+            connection.send(answer)
+
+    landmarks._serve(Late(), model_bytes, max_faces, pictures)
+
+
+@pytest.mark.slow
+def test_a_landmark_process_that_lags_gives_the_same_frames(monkeypatch):
+    """The landmark child behind the render by the whole of its picture slots: the
+    pictures it reads in shared memory are the ones announced (no slot is written again
+    before its answer is in), so the frames match those of a prompt child."""
+    from vidprod.media.gaze import landmarks
+
+    outputs = []
+    for late in (False, True):
+        if late:
+            monkeypatch.setattr(landmarks, "_serve", _late_serve)
+        corrector = reading(GazeSettings(landmark_interval=1), child=True)
+        try:
+            frames = [corrector(f) for f in with_look_ahead(astronaut_fixture().video_frames(), corrector,
+                                                             ahead=landmarks.PICTURE_SLOTS + 2)]
+        finally:
+            corrector.close()
+        report = corrector.report()
+        assert report["failure"] is None and report["frames_corrected"] >= 30
+        outputs.append(_hashes(frames))
+    assert outputs[0] == outputs[1]
+
+
 def test_landmark_interval_is_checked():
     with pytest.raises(ValueError, match="landmark_interval"):
         GazeSettings(landmark_interval=4)
@@ -732,6 +773,10 @@ def test_a_render_beside_a_cpu_hog_gives_the_same_frames(tmp_path):
     quiet, busy = (json.loads((tmp_path / d / "gaze" / "report.json").read_text()) for d in ("quiet", "busy"))
     assert quiet["frames_corrected"] >= 30 and busy["frames_corrected"] == quiet["frames_corrected"]
     assert busy["failure"] is None
+    # The eye edits first (landmarks, decisions), then the encoded pixels: when only the
+    # second differs, the difference came after the frame hook (the encoder).
+    fingerprint = ("mean_correction_px", "mean_correction_degrees", "max_correction_degrees", "gaze_degrees")
+    assert {k: busy[k] for k in fingerprint} == {k: quiet[k] for k in fingerprint}
     assert _decoded_hashes(tmp_path / "busy" / "part-001.mp4") == _decoded_hashes(tmp_path / "quiet" / "part-001.mp4")
 
 
