@@ -563,11 +563,11 @@ def test_slow_landmarks_change_nothing_but_the_time(interval):
     assert measured[0] == measured[1] == census + -(-len(outputs[0]) // interval)
 
 
-def _late_serve(connection, model_bytes, max_faces, pictures):  # type: ignore[no-untyped-def]
+def _late_serve(connection, model_bytes, max_faces, pictures, slot_count):  # type: ignore[no-untyped-def]
     """The landmark child's loop, reading each picture 30 ms after its message arrives:
     a child that lags the render (a busy machine), so the render runs as far ahead of it
     as the picture slots allow and reuses each slot as soon as it may."""
-    from vidprod.media.gaze import landmarks
+    from vidprod.media.landmark_process import serve_landmarks
 
     class Late:
         def recv(self):  # type: ignore[no-untyped-def]
@@ -578,7 +578,7 @@ def _late_serve(connection, model_bytes, max_faces, pictures):  # type: ignore[n
         def send(self, answer):  # type: ignore[no-untyped-def]
             connection.send(answer)
 
-    landmarks._serve(Late(), model_bytes, max_faces, pictures)
+    serve_landmarks(Late(), model_bytes, max_faces, pictures, slot_count)
 
 
 @pytest.mark.slow
@@ -591,7 +591,7 @@ def test_a_landmark_process_that_lags_gives_the_same_frames(monkeypatch):
     outputs = []
     for late in (False, True):
         if late:
-            monkeypatch.setattr(landmarks, "_serve", _late_serve)
+            monkeypatch.setattr(landmarks, "serve_landmarks", _late_serve)
         corrector = reading(GazeSettings(landmark_interval=1), child=True)
         try:
             frames = [corrector(f) for f in with_look_ahead(astronaut_fixture().video_frames(), corrector,
