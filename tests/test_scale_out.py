@@ -480,7 +480,12 @@ def test_fly_s_worker_group_renders_as_the_app_user_with_no_volume(cluster, imag
         assert f"{job_id}: rendering" in log.read_text()
     finally:
         worker.send_signal(signal.SIGTERM)
-        code = worker.wait(timeout=60)
+        try:
+            code = worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()  # never left behind, whatever failed above
+            worker.wait()
+            raise
     assert code == 0, log.read_text()[-3000:]
     left = list(machine_tmp.rglob("*"))
     assert not [p for p in left if p.is_file()], left
