@@ -431,6 +431,16 @@ def test_try_again_on_a_cancelled_scheduled_post_keeps_its_time(browser: Browser
     context.close()
 
 
+def part_one_cues(page: Page) -> str:
+    """The text of Part 1's caption track once its WebVTT cues have loaded."""
+    video = page.get_by_label("Part 1", exact=True)
+    page.wait_for_function(
+        "v => v.textTracks.length && v.textTracks[0].cues && v.textTracks[0].cues.length > 0",
+        arg=video.element_handle(), timeout=20_000,
+    )  # fmt: skip
+    return video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
+
+
 def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, server: Server, tmp_path: Path) -> None:
     import numpy as np
 
@@ -447,13 +457,8 @@ def test_captions_ticked_on_the_upload_page_play_as_a_track(browser: Browser, se
     page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_url(re.compile(r"/videos/[0-9a-f]+$"), timeout=60_000)
     expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=180_000)
-    video = page.get_by_label("Part 1", exact=True)
     # The WebVTT track loads and its cues hold the spoken words.
-    page.wait_for_function(
-        "v => v.textTracks.length && v.textTracks[0].cues && v.textTracks[0].cues.length > 0",
-        arg=video.element_handle(), timeout=20_000,
-    )  # fmt: skip
-    text = video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
+    text = part_one_cues(page)
     assert "rice" in text.lower() and "captions" in text.lower(), text
     expect(page.get_by_role("link", name="subtitles (SRT)")).to_be_visible()
 
@@ -803,12 +808,7 @@ def test_a_word_fixed_in_the_transcript_plays_in_the_parts_captions(browser: Bro
     page.get_by_role("button", name="Save and make the parts again").click()
     expect(page.locator("#job-state")).not_to_have_attribute("data-state", "done", timeout=10_000)
     expect(page.locator("#job-state")).to_have_attribute("data-state", "done", timeout=300_000)
-    video = page.get_by_label("Part 1", exact=True)
-    page.wait_for_function(
-        "v => v.textTracks.length && v.textTracks[0].cues && v.textTracks[0].cues.length > 0",
-        arg=video.element_handle(), timeout=20_000,
-    )  # fmt: skip
-    text = video.evaluate("v => Array.from(v.textTracks[0].cues).map(c => c.text).join(' ')")
+    text = part_one_cues(page)
     assert "risotto" in text and "rice" not in text.lower(), text
     # a correction the server refuses says why beside the form
     page.route(f"**/jobs/{job_id}/transcript", lambda route: route.fulfill(
