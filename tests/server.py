@@ -127,6 +127,13 @@ class Server:
             job_id, lambda b: b["state"] in ("done", "failed", "cancelled"), timeout, 0.1
         )
 
+    def wait_published(self, job_id: str, timeout: float = 90) -> None:
+        """Until every post of the job is published (the sandbox posts at once)."""
+        deadline = time.monotonic() + timeout
+        while {p["state"] for p in self.client.get(f"/jobs/{job_id}/publications").json()["publications"]} != {"published"}:
+            assert time.monotonic() < deadline, self.log_path.read_text()[-3000:]
+            time.sleep(0.3)
+
 
 def read_events(response, stop) -> list[dict]:  # type: ignore[no-untyped-def]
     """Parse a text/event-stream response into messages until stop(message) is true or

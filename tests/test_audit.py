@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,10 +74,7 @@ def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory, short_clip:
         assert upload.status_code == 202, upload.text
         job_id = upload.json()["id"]
         assert server.wait_done(job_id)["state"] == "done"
-        deadline = time.monotonic() + 90
-        while {p["state"] for p in server.client.get(f"/jobs/{job_id}/publications").json()["publications"]} != {"published"}:
-            assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
-            time.sleep(0.3)
+        server.wait_published(job_id)
         page.goto(f"/videos/{job_id}")
         posted = page.get_by_role("link", name="View post").first.get_attribute("href")
         assert posted and posted.startswith(server.url), posted

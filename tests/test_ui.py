@@ -541,10 +541,7 @@ def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_e
     assert upload.status_code == 202, upload.text
     job_id = upload.json()["id"]
     assert server.wait_done(job_id)["state"] == "done"
-    deadline = time.monotonic() + 90
-    while {p["state"] for p in server.client.get(f"/jobs/{job_id}/publications").json()["publications"]} != {"published"}:
-        assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
-        time.sleep(0.3)
+    server.wait_published(job_id)
 
     for name, path in (("upload", "/"), ("videos", "/videos"), ("accounts", "/platforms"), ("settings", "/settings"),
                        ("queue", "/queue"), ("part", f"/videos/{job_id}/parts/1"), ("video", f"/videos/{job_id}")):  # fmt: skip
