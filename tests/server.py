@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,11 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import Page, expect
 
 from tests.conftest import TOKEN
 
@@ -133,6 +135,20 @@ class Server:
         while {p["state"] for p in self.client.get(f"/jobs/{job_id}/publications").json()["publications"]} != {"published"}:
             assert time.monotonic() < deadline, self.log_path.read_text()[-3000:]
             time.sleep(0.3)
+
+
+    def connect_instagram(self, page: Page, at_consent: Callable[[Page], None] = lambda page: None) -> str:
+        """Connect the sandbox Instagram account from the Platforms page, as a creator
+        does (`at_consent` sees the sandbox's consent page first); returns its id."""
+        page.goto("/platforms")
+        page.locator('[data-platform="instagram"]').get_by_role("button", name=re.compile("Connect")).click()
+        allow = page.get_by_role("button", name="Allow")
+        expect(allow).to_be_visible()
+        at_consent(page)
+        allow.click()
+        expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
+        return next(a["id"] for p in self.client.get("/accounts").json()["platforms"]
+                    if p["platform"] == "instagram" for a in p["accounts"])  # fmt: skip
 
 
 def read_events(response, stop) -> list[dict]:  # type: ignore[no-untyped-def]

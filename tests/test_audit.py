@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import TOKEN
 from tests.server import Server
@@ -60,16 +60,14 @@ def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory, short_clip:
         page.get_by_label("Admin token").fill(TOKEN)
         page.get_by_role("button", name="Sign in").click()
         expect(page).to_have_url(re.compile(r"/$"))
-        page.goto("/platforms")
-        page.locator('[data-platform="instagram"]').get_by_role("button", name=re.compile("Connect")).click()
-        allow = page.get_by_role("button", name="Allow")
-        expect(allow).to_be_visible()
-        assert page.url.startswith(server.url), page.url
-        consent = page.url.removeprefix(server.url)  # the sandbox's consent page, audited too
-        allow.click()
-        expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
-        account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"]
-                       if p["platform"] == "instagram" for a in p["accounts"])  # fmt: skip
+        consent = ""
+
+        def at_consent(page: Page) -> None:
+            nonlocal consent
+            assert page.url.startswith(server.url), page.url
+            consent = page.url.removeprefix(server.url)  # the sandbox's consent page, audited too
+
+        account = server.connect_instagram(page, at_consent)
         upload = server.upload(short_clip, publish=json.dumps({"accounts": [account], "title": "Morning routine"}))
         assert upload.status_code == 202, upload.text
         job_id = upload.json()["id"]

@@ -524,18 +524,13 @@ def test_every_page_at_390_has_finger_sized_targets_whole_words_and_no_console_e
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(r"/$"))
 
-    # the sandbox's consent page: the app's look, real buttons
-    page.goto("/platforms")
-    page.locator('[data-platform="instagram"]').get_by_role("button", name=re.compile("Connect")).click()
-    allow = page.get_by_role("button", name="Allow")
-    expect(allow).to_be_visible()
-    page.wait_for_load_state("networkidle")
-    assert allow.evaluate("b => getComputedStyle(b).borderRadius") != "0px", "the consent page is unstyled"
-    check_page(page, "sandbox-consent", errors)
-    allow.click()
-    expect(page.get_by_role("status").filter(has_text="is connected")).to_be_visible()
-    account = next(a["id"] for p in server.client.get("/accounts").json()["platforms"] if p["platform"] == "instagram"
-                   for a in p["accounts"])  # fmt: skip
+    def at_consent(page: Page) -> None:  # the sandbox's consent page: the app's look, real buttons
+        page.wait_for_load_state("networkidle")
+        allow = page.get_by_role("button", name="Allow")
+        assert allow.evaluate("b => getComputedStyle(b).borderRadius") != "0px", "the consent page is unstyled"
+        check_page(page, "sandbox-consent", errors)
+
+    account = server.connect_instagram(page, at_consent)
 
     upload = server.upload(long_clip, publish=json.dumps({"accounts": [account], "title": "A rather long title for a morning routine video"}))
     assert upload.status_code == 202, upload.text
