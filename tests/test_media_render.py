@@ -390,3 +390,42 @@ def test_cover_frames_are_the_parts_own_frames_at_their_times(short_clip, tmp_pa
     with pytest.raises(CoverError):
         frame_jpeg(short_clip, -1)
 
+
+
+def _render_on_cores(source, out_dir, cores) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    os.sched_setaffinity(0, cores)
+    _render(source, out_dir)
+
+
+def _decoded(path) -> list[bytes]:  # type: ignore[no-untyped-def]
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="yuv420p").tobytes() for frame in container.decode(video=0)]
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two cores to compare with one")
+def test_a_render_on_one_core_gives_the_same_frames_as_on_every_core(tmp_path):
+    """x264 sizes its frame threads by the cores it may use, and each count encodes to
+    different pixels: the parts must not depend on the machine. Both render in fresh
+    processes, as on two machines: an x265 encode earlier in the same process (the HDR
+    tests make their clips so) changes what x264 makes next."""
+    import multiprocessing
+    import os
+
+    photo = grace_hopper()
+    rng = np.random.default_rng(3)
+    # a slow pan over a photo with sensor-like noise: real detail for the rate control
+    pictures = [np.clip(np.roll(photo, 4 * i, axis=1) + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)
+                for i in range(60)]  # fmt: skip
+    source = encode_pictures(tmp_path / "pan.mp4", pictures)
+    every = os.sched_getaffinity(0)
+    for name, cores in (("all", every), ("one", {min(every)})):
+        child = multiprocessing.get_context("spawn").Process(target=_render_on_cores, args=(source, tmp_path / name, cores))
+        child.start()
+        child.join(300)
+        assert child.exitcode == 0
+    names = sorted(p.name for p in (tmp_path / "all").glob("part-*.mp4"))
+    assert names and names == sorted(p.name for p in (tmp_path / "one").glob("part-*.mp4"))
+    for name in names:
+        assert _decoded(tmp_path / "one" / name) == _decoded(tmp_path / "all" / name), name
