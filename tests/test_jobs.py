@@ -308,6 +308,40 @@ def test_moving_joining_and_splitting_cuts_makes_again_only_the_parts_that_chang
         service.recut(job_id, [inside, other])
 
 
+def _gaze_report(service, job_id):
+    job = service.get(job_id)
+    assert job["state"] == "done", job["error"]
+    return job["gaze"]["report"]
+
+
+def test_moving_a_cut_leaves_the_eye_contact_report_at_the_frames_the_video_has(service, many_pauses, tmp_path):
+    """Issue 19: after a cut moved, the frames of the two parts made again were added to
+    the report of the whole video ("... of 1340 frames" for a 960-frame video). The
+    report is the sum of each part's own figures; a recut replaces those of the parts it
+    makes again. (No face in this clip: every frame is counted as left alone.)"""
+    staged = tmp_path / "staged.mp4"
+    shutil.copy(many_pauses, staged)
+    job_id = service.create_job(staged, "talk.mp4", probe(staged), options={"gaze": True, "gaze_strength": 1.0})["id"]
+    service.process(job_id)
+    frames = 32 * 30
+    first = _gaze_report(service, job_id)
+    assert first["frames_seen"] == frames
+    assert first["frames_corrected"] + sum(first["skipped"].values()) == frames
+    job = service.get(job_id)
+    cuts = [p["end_seconds"] for p in job["plan"]["parts"][:-1]]
+    other = next(t for t in job["plan"]["pause_seconds"] if cuts[0] + 3 <= t <= cuts[2] - 3 and t != cuts[1])
+
+    service.recut(job_id, [cuts[0], other, *cuts[2:]])
+    service.process(job_id)
+    moved = _gaze_report(service, job_id)
+    assert moved["frames_seen"] == frames, "the parts made again are counted once"
+    assert moved["frames_corrected"] + sum(moved["skipped"].values()) == frames
+    assert moved["summary"] == first["summary"]
+    # each part keeps its own figures: the frames of its span
+    segments = service.segments(job_id)
+    assert [s["gaze"]["frames_seen"] for s in segments] == [round(s["duration_seconds"] * 30) for s in segments]
+
+
 def test_joining_parts_of_a_captioned_video_moves_their_subtitles_and_leaves_none_stale(service, many_pauses, tmp_path):
     """Subtitle files follow their part when cuts move, like the part and its thumbnail:
     a kept part renumbered serves its own words at once, and the last number, gone
