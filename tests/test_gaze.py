@@ -723,6 +723,51 @@ def test_a_job_with_gaze_changes_the_eyes_and_shows_its_report(client, auth, set
     assert not (settings.media_dir / done["id"]).exists()
 
 
+def _frames_in(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.mark.slow
+def test_moving_a_cut_counts_each_frame_once_in_the_eye_contact_report(client, auth, settings):
+    """Issue 19: a recut makes the parts beside the moved cut again, and their frames
+    were added to the report of the whole video: "on 410 of 400 frames". Each part keeps
+    its own figures and a part made again replaces them, so the report still counts
+    the frames the parts have; the render is deterministic, so the same figures."""
+    source = shared_media("talking_heads/hdtf_RD_Radio2_000.mp4")  # 8 s, a real reader
+    with open(source, "rb") as f:
+        job = client.post("/upload", headers=auth, files={"file": ("talk.mp4", f, "video/mp4")},
+                          data={"gaze": "on", "segment_seconds": "6"}).json()  # fmt: skip
+    first = _wait(client, auth, job["id"])
+    assert first["state"] == "done", first
+    assert len(first["segments"]) == 2
+
+    def frames() -> int:
+        return sum(_frames_in(settings.media_dir / job["id"] / "parts" / f"part-{i:03d}.mp4") for i in (1, 2))
+
+    report = first["gaze"]["report"]
+    assert report["frames_seen"] == frames()
+    assert report["frames_corrected"] > 20 and report["summary"].startswith("Eyes raised by about")
+    cut = first["plan"][0]["end_seconds"]
+    other = next(t for t in first["plan_pauses"] if t != cut and 3 <= t <= 8 - 3)
+    moved = client.post(f"/jobs/{job['id']}/cuts", headers=auth, json={"cuts": [other]})
+    assert moved.status_code == 202, moved.text
+    after = _wait(client, auth, job["id"])
+    assert after["state"] == "done", after
+    assert [round(s["end_seconds"], 2) for s in after["segments"]][0] == round(other, 2)
+    again = after["gaze"]["report"]
+    assert again["frames_seen"] == frames() == report["frames_seen"], "both parts made again, counted once"
+    for key in ("frames_corrected", "skipped", "max_correction_degrees", "summary"):
+        assert again[key] == report[key], key
+    # each part's mean is kept to 0.01°, and the parts are not the same two any more
+    assert again["mean_correction_degrees"] == pytest.approx(report["mean_correction_degrees"], abs=0.01)
+    assert {s["label"] for s in after["gaze"]["stills"]} >= {"strongest"}
+    for still in after["gaze"]["stills"]:
+        for key in ("before_url", "after_url"):
+            picture = client.get(still[key], headers=auth)
+            assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+
+
 @pytest.mark.slow
 def test_vidprod_process_with_gaze(tmp_path, monkeypatch):
     from vidprod.cli import main

@@ -65,8 +65,8 @@ def test_interrupted_job_resumes_without_redoing_finished_parts(service, long_cl
     job_id = _create(service, long_clip, tmp_path)["id"]
     record = service._record_part
 
-    def record_then_shut_down(job, part):
-        record(job, part)
+    def record_then_shut_down(job, part, gaze=None):
+        record(job, part, gaze)
         service.stopping.set()  # as on SIGTERM: the render stops at the next frame
 
     service._record_part = record_then_shut_down
@@ -90,8 +90,8 @@ def test_progress_never_goes_back_after_a_resume(service, long_clip, tmp_path, m
     job_id = _create(service, long_clip, tmp_path)["id"]
     record = service._record_part
 
-    def record_then_shut_down(job, part):
-        record(job, part)
+    def record_then_shut_down(job, part, gaze=None):
+        record(job, part, gaze)
         service.stopping.set()
 
     service._record_part = record_then_shut_down
@@ -122,8 +122,8 @@ def test_cancel_requested_while_running_removes_outputs(service, long_clip, tmp_
     job_id = _create(service, long_clip, tmp_path)["id"]
     original = service._record_part
 
-    def cancel_after_first(job, part):
-        original(job, part)
+    def cancel_after_first(job, part, gaze=None):
+        original(job, part, gaze)
         service.cancel(job)
 
     service._record_part = cancel_after_first
