@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -728,39 +729,70 @@ def _frames_in(path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
+def _three_times(source: Path, dest: Path) -> Path:
+    """The clip three times over, re-encoded: a real reader long enough for three parts."""
+    with av.open(str(dest), "w") as out:
+        video = audio = None
+        shown = heard = 0
+        for _ in range(3):
+            with av.open(str(source)) as clip:
+                vin, ain = clip.streams.video[0], clip.streams.audio[0]
+                if video is None:
+                    video = out.add_stream("libx264", rate=vin.average_rate, options={"crf": "12", "preset": "veryfast"})
+                    video.width, video.height, video.pix_fmt = vin.width, vin.height, "yuv420p"
+                    audio = out.add_stream("aac", rate=ain.rate)
+                    audio.layout = ain.layout.name
+                for frame in clip.decode(vin, ain):
+                    if isinstance(frame, av.VideoFrame):
+                        frame = frame.reformat(format="yuv420p")
+                        frame.pts, frame.time_base = shown, Fraction(1, vin.average_rate)
+                        shown += 1
+                        out.mux(video.encode(frame))
+                    else:
+                        frame.pts, frame.time_base = heard, Fraction(1, ain.rate)
+                        heard += frame.samples
+                        out.mux(audio.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+    return dest
+
+
 @pytest.mark.slow
-def test_moving_a_cut_counts_each_frame_once_in_the_eye_contact_report(client, auth, settings):
-    """Issue 19: a recut makes the parts beside the moved cut again, and their frames
-    were added to the report of the whole video: "on 410 of 400 frames". Each part keeps
-    its own figures and a part made again replaces them, so the report still counts
-    the frames the parts have; the render is deterministic, so the same figures."""
-    source = shared_media("talking_heads/hdtf_RD_Radio2_000.mp4")  # 8 s, a real reader
+def test_moving_a_cut_counts_each_frame_once_in_the_eye_contact_report(client, auth, settings, tmp_path):
+    """Issue 19: a recut makes the two parts beside the moved cut again, and their frames
+    were added to the report of the whole video ("on 410 of 400 frames"). Each part
+    keeps its own figures and a part made again replaces them, so the report counts
+    the frames the parts have, before and after, and the pictures still load."""
+    source = _three_times(shared_media("talking_heads/hdtf_RD_Radio2_000.mp4"), tmp_path / "talk.mp4")  # 24 s
     with open(source, "rb") as f:
         job = client.post("/upload", headers=auth, files={"file": ("talk.mp4", f, "video/mp4")},
-                          data={"gaze": "on", "segment_seconds": "6"}).json()  # fmt: skip
-    first = _wait(client, auth, job["id"])
+                          data={"gaze": "on"}).json()  # fmt: skip
+    first = _wait(client, auth, job["id"], timeout=300)
     assert first["state"] == "done", first
-    assert len(first["segments"]) == 2
+    count = len(first["segments"])
+    assert count >= 3
 
     def frames() -> int:
-        return sum(_frames_in(settings.media_dir / job["id"] / "parts" / f"part-{i:03d}.mp4") for i in (1, 2))
+        return sum(_frames_in(settings.media_dir / job["id"] / "parts" / f"part-{i + 1:03d}.mp4") for i in range(count))
 
     report = first["gaze"]["report"]
-    assert report["frames_seen"] == frames()
-    assert report["frames_corrected"] > 20 and report["summary"].startswith("Eyes raised by about")
-    cut = first["plan"][0]["end_seconds"]
-    other = next(t for t in first["plan_pauses"] if t != cut and 3 <= t <= 8 - 3)
-    moved = client.post(f"/jobs/{job['id']}/cuts", headers=auth, json={"cuts": [other]})
+    assert report["frames_seen"] == frames() == 3 * 200
+    assert report["frames_corrected"] > 100 and report["summary"].startswith("Eyes raised by about")
+    cuts = [p["end_seconds"] for p in first["plan"][:-1]]
+    other = next(t for t in first["plan_pauses"] if t != cuts[0] and 3 <= t <= cuts[1] - 3)
+    moved = client.post(f"/jobs/{job['id']}/cuts", headers=auth, json={"cuts": [other, *cuts[1:]]})
     assert moved.status_code == 202, moved.text
-    after = _wait(client, auth, job["id"])
+    after = _wait(client, auth, job["id"], timeout=300)
     assert after["state"] == "done", after
-    assert [round(s["end_seconds"], 2) for s in after["segments"]][0] == round(other, 2)
+    assert round(after["segments"][0]["end_seconds"], 2) == round(other, 2) and len(after["segments"]) == count
     again = after["gaze"]["report"]
-    assert again["frames_seen"] == frames() == report["frames_seen"], "both parts made again, counted once"
-    for key in ("frames_corrected", "skipped", "max_correction_degrees", "summary"):
-        assert again[key] == report[key], key
-    # each part's mean is kept to 0.01°, and the parts are not the same two any more
-    assert again["mean_correction_degrees"] == pytest.approx(report["mean_correction_degrees"], abs=0.01)
+    assert again["frames_seen"] == frames() == report["frames_seen"], "the parts made again are counted once"
+    assert again["frames_corrected"] + sum(again["skipped"].values()) == again["frames_seen"]
+    # the same frames, corrected the same but for the last few before a kept part
+    # (their landmarks are read without the kept part's frames announced after them)
+    assert again["frames_corrected"] == pytest.approx(report["frames_corrected"], abs=3)
+    assert again["mean_correction_degrees"] == pytest.approx(report["mean_correction_degrees"], abs=0.05)
+    assert again["summary"].startswith("Eyes raised by about")
     assert {s["label"] for s in after["gaze"]["stills"]} >= {"strongest"}
     for still in after["gaze"]["stills"]:
         for key in ("before_url", "after_url"):
