@@ -1,5 +1,6 @@
 """The job service on its own: state rules, idempotent processing, clean failure."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from vidprod.media.probe import InputLimits, probe
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
+from vidprod.store.database import migrations
 
 
 @pytest.fixture
@@ -340,6 +342,76 @@ def test_moving_a_cut_leaves_the_eye_contact_report_at_the_frames_the_video_has(
     # each part keeps its own figures: the frames of its span
     segments = service.segments(job_id)
     assert [s["gaze"]["frames_seen"] for s in segments] == [round(s["duration_seconds"] * 30) for s in segments]
+
+
+def _with_gaze(service, clip, tmp_path):
+    staged = tmp_path / "staged.mp4"
+    shutil.copy(clip, staged)
+    return service.create_job(staged, "talk.mp4", probe(staged), options={"gaze": True, "gaze_strength": 1.0})["id"]
+
+
+def _stop_after_first_part(service):
+    record = service._record_part
+
+    def record_then_shut_down(job, part, gaze=None):
+        record(job, part, gaze)
+        service.stopping.set()
+
+    service._record_part = record_then_shut_down
+    return record
+
+
+def test_a_resumed_render_adds_the_parts_it_finishes_to_the_eye_contact_report(service, long_clip, tmp_path):
+    job_id = _with_gaze(service, long_clip, tmp_path)
+    record = _stop_after_first_part(service)
+    service.process(job_id)
+    [part] = service.segments(job_id)
+    paused = service.get(job_id)["gaze"]["report"]
+    assert paused["frames_seen"] == part["gaze"]["frames_seen"] == round(part["duration_seconds"] * 30)
+
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert _gaze_report(service, job_id)["frames_seen"] == 25 * 30
+    assert service.segments(job_id)[0]["gaze"] == part["gaze"], "the finished part keeps its figures"
+
+
+def test_a_job_reported_before_parts_kept_their_figures(service, long_clip, tmp_path):
+    """Migration 0013 keeps a job's report from before as "earlier": the report of the
+    parts without figures of their own. A resumed render adds its parts to it; a recut
+    that makes one of those parts again cannot split it, so the parts kept are named as
+    not counted instead of counted twice."""
+    job_id = _with_gaze(service, long_clip, tmp_path)
+    record = _stop_after_first_part(service)
+    service.process(job_id)
+
+    def as_before_0013():
+        """The rows as a render before 0013 left them, then that migration's update."""
+        job, segments = service.get(job_id), service.segments(job_id)
+        old = {"report": job["gaze"]["report"], "stills": job["gaze"]["stills"]}
+        sql = dict(migrations())[13]
+        service.db.write(lambda conn: (
+            [q.upsert_segment(conn, job_id, {**s, "gaze": None}) for s in segments],
+            conn.execute("UPDATE jobs SET gaze = ? WHERE id = ?", (json.dumps(old), job_id)),
+            conn.execute(sql[sql.index("UPDATE jobs"):]),
+        ))  # fmt: skip
+
+    as_before_0013()
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert _gaze_report(service, job_id)["frames_seen"] == 25 * 30, "the earlier report and the new parts"
+
+    as_before_0013()
+    assert _gaze_report(service, job_id)["frames_seen"] == 25 * 30  # shown as it was
+    cuts = [p["end_seconds"] for p in service.get(job_id)["plan"]["parts"][:-1]]
+    service.recut(job_id, cuts[1:])  # parts 1 and 2 become one, part 3 is kept as part 2
+    service.process(job_id)
+    report = _gaze_report(service, job_id)
+    joined = service.segments(job_id)[0]
+    assert report["frames_seen"] == round(joined["duration_seconds"] * 30)
+    assert report["parts_not_counted"] == [1]
+    assert report["summary"].endswith("Not counted: part 2, made before eye contact was reported part by part.")
 
 
 def test_joining_parts_of_a_captioned_video_moves_their_subtitles_and_leaves_none_stale(service, many_pauses, tmp_path):
