@@ -3,10 +3,12 @@
 
 It reads the job as a plain dict (the row, or the same fields carried by a queued task),
 the source from storage, writes each part to storage as it finishes, and tells a
-`RenderReport` what happened. Eye contact's figures travel with each part (the part's
-row keeps them); the job's report is made from the parts' (JobService), so a part made
-again replaces its figures instead of adding to them. In the app the report writes the database directly; in a
+`RenderReport` what happened. In the app the report writes the database directly; in a
 worker it queues the same calls for the primary (worker/remote.py), the only writer.
+
+Eye contact's figures travel with each part (the part's row keeps them) and the job's
+report is made from its parts' (`gaze_from_parts`), so a part made again replaces its
+figures instead of adding to them.
 """
 
 from __future__ import annotations

@@ -684,9 +684,9 @@ class GazeCorrector:
 
     def part_report(self, index: int) -> dict[str, Any] | None:
         """The report of part `index`'s frames alone, once its frames are all through
-        (the render's on_part); None when the render never said where it started. A
-        part's report is the same whatever other parts were rendered with it, so the
-        report of a video is the combination of its parts' (`combine_reports`)."""
+        (the render's on_part); None when the render never said where it started. It
+        counts each of the part's frames once whichever parts were rendered with it, so
+        the report of a video is the combination of its parts' (`combine_reports`)."""
         if self._part is not None and self._part[0] == index:
             self._close_part()
         return self._part_reports.pop(index, None)
