@@ -738,7 +738,8 @@ def _three_times(source: Path, dest: Path) -> Path:
             with av.open(str(source)) as clip:
                 vin, ain = clip.streams.video[0], clip.streams.audio[0]
                 if video is None:
-                    video = out.add_stream("libx264", rate=vin.average_rate, options={"crf": "12", "preset": "veryfast"})
+                    video = out.add_stream("libx264", rate=vin.average_rate,
+                                           options={"crf": "12", "preset": "veryfast"})
                     video.width, video.height, video.pix_fmt = vin.width, vin.height, "yuv420p"
                     audio = out.add_stream("aac", rate=ain.rate)
                     audio.layout = ain.layout.name

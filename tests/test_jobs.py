@@ -414,6 +414,23 @@ def test_a_job_reported_before_parts_kept_their_figures(service, long_clip, tmp_
     assert report["summary"].endswith("Not counted: part 2, made before eye contact was reported part by part.")
 
 
+def test_a_report_from_a_worker_of_before_parts_kept_their_figures_is_shown_as_sent(service, short_clip, tmp_path):
+    """During a deploy a worker of the version before may finish a render: it sends no
+    part figures and the job's whole report, which is kept as it came."""
+    job_id = _with_gaze(service, short_clip, tmp_path)
+    segment = {"idx": 0, "start_seconds": 0.0, "end_seconds": 4.0, "duration_seconds": 4.0, "size_bytes": 10,
+               "path": f"{job_id}/parts/part-001.mp4", "width": 360, "height": 640, "has_audio": True}  # fmt: skip
+    service.report.part(job_id, segment)
+    sent = {"frames_seen": 120, "frames_corrected": 100, "skipped": {"blink": 20},
+            "summary": "Eyes raised by about 5° on 100 of 120 frames."}  # fmt: skip
+    service.report.gaze(job_id, {"report": sent, "stills": [{"label": "first", "before": "b.png", "after": "a.png"}]})
+    record = service.get(job_id)["gaze"]
+    assert record["report"] == sent and record["stills"][0]["label"] == "first"
+    service.report.gaze(job_id, {"stills": [{"label": "strongest", "before": "c.png", "after": "d.png"}]})
+    stills = service.get(job_id)["gaze"]["stills"]
+    assert [s["label"] for s in stills] == ["first", "strongest"], "pictures add up by label"
+
+
 def test_joining_parts_of_a_captioned_video_moves_their_subtitles_and_leaves_none_stale(service, many_pauses, tmp_path):
     """Subtitle files follow their part when cuts move, like the part and its thumbnail:
     a kept part renumbered serves its own words at once, and the last number, gone

@@ -133,7 +133,8 @@ def test_migration_13_keeps_a_jobs_eye_contact_report_as_that_of_its_parts_witho
     database = Database(path)
     try:
         assert database.migrate() == [v for v, _ in migrations() if v >= 13]
-        job, other, [segment] = database.read(lambda c: (q.get_job(c, "j1"), q.get_job(c, "j2"), q.list_segments(c, "j1")))
+        job, other = database.read(lambda c: (q.get_job(c, "j1"), q.get_job(c, "j2")))
+        [segment] = database.read(lambda c: q.list_segments(c, "j1"))
     finally:
         database.close()
     assert job["gaze"]["report"] == job["gaze"]["earlier"] == report

@@ -647,7 +647,8 @@ class GazeCorrector:
 
         shifts_px, shifts_deg = series("shifts_px"), series("shifts_deg")
         skipped = self.skipped - since.skipped if since is not None else self.skipped
-        landmark_ms, landmark_wait_ms, render_ms = series("landmark_ms"), series("landmark_wait_ms"), series("render_ms")
+        landmark_ms, landmark_wait_ms = series("landmark_ms"), series("landmark_wait_ms")
+        render_ms = series("render_ms")
         report = {
             "frames_seen": self.frames_seen - (since.frames_seen if since else 0),
             "frames_corrected": self.frames_corrected - (since.frames_corrected if since else 0),
