@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -721,6 +722,83 @@ def test_a_job_with_gaze_changes_the_eyes_and_shows_its_report(client, auth, set
     # deleting the job removes its stills
     assert client.delete(f"/jobs/{done['id']}", headers=auth).status_code == 204
     assert not (settings.media_dir / done["id"]).exists()
+
+
+def _frames_in(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def _three_times(source: Path, dest: Path) -> Path:
+    """The clip three times over, re-encoded: a real reader long enough for three parts."""
+    with av.open(str(dest), "w") as out:
+        video = audio = None
+        shown = heard = 0
+        for _ in range(3):
+            with av.open(str(source)) as clip:
+                vin, ain = clip.streams.video[0], clip.streams.audio[0]
+                if video is None:
+                    video = out.add_stream("libx264", rate=vin.average_rate,
+                                           options={"crf": "12", "preset": "veryfast"})
+                    video.width, video.height, video.pix_fmt = vin.width, vin.height, "yuv420p"
+                    audio = out.add_stream("aac", rate=ain.rate)
+                    audio.layout = ain.layout.name
+                for frame in clip.decode(vin, ain):
+                    if isinstance(frame, av.VideoFrame):
+                        frame = frame.reformat(format="yuv420p")
+                        frame.pts, frame.time_base = shown, Fraction(1, vin.average_rate)
+                        shown += 1
+                        out.mux(video.encode(frame))
+                    else:
+                        frame.pts, frame.time_base = heard, Fraction(1, ain.rate)
+                        heard += frame.samples
+                        out.mux(audio.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+    return dest
+
+
+@pytest.mark.slow
+def test_moving_a_cut_counts_each_frame_once_in_the_eye_contact_report(client, auth, settings, tmp_path):
+    """Issue 19: a recut makes the two parts beside the moved cut again, and their frames
+    were added to the report of the whole video ("on 410 of 400 frames"). Each part
+    keeps its own figures and a part made again replaces them, so the report counts
+    the frames the parts have, before and after, and the pictures still load."""
+    source = _three_times(shared_media("talking_heads/hdtf_RD_Radio2_000.mp4"), tmp_path / "talk.mp4")  # 24 s
+    with open(source, "rb") as f:
+        job = client.post("/upload", headers=auth, files={"file": ("talk.mp4", f, "video/mp4")},
+                          data={"gaze": "on"}).json()  # fmt: skip
+    first = _wait(client, auth, job["id"], timeout=300)
+    assert first["state"] == "done", first
+    count = len(first["segments"])
+    assert count >= 3
+
+    def frames() -> int:
+        return sum(_frames_in(settings.media_dir / job["id"] / "parts" / f"part-{i + 1:03d}.mp4") for i in range(count))
+
+    report = first["gaze"]["report"]
+    assert report["frames_seen"] == frames() == 3 * 200
+    assert report["frames_corrected"] > 100 and report["summary"].startswith("Eyes raised by about")
+    cuts = [p["end_seconds"] for p in first["plan"][:-1]]
+    other = next(t for t in first["plan_pauses"] if t != cuts[0] and 3 <= t <= cuts[1] - 3)
+    moved = client.post(f"/jobs/{job['id']}/cuts", headers=auth, json={"cuts": [other, *cuts[1:]]})
+    assert moved.status_code == 202, moved.text
+    after = _wait(client, auth, job["id"], timeout=300)
+    assert after["state"] == "done", after
+    assert round(after["segments"][0]["end_seconds"], 2) == round(other, 2) and len(after["segments"]) == count
+    again = after["gaze"]["report"]
+    assert again["frames_seen"] == frames() == report["frames_seen"], "the parts made again are counted once"
+    assert again["frames_corrected"] + sum(again["skipped"].values()) == again["frames_seen"]
+    # the same frames, corrected the same but for the last few before a kept part
+    # (their landmarks are read without the kept part's frames announced after them)
+    assert again["frames_corrected"] == pytest.approx(report["frames_corrected"], abs=3)
+    assert again["mean_correction_degrees"] == pytest.approx(report["mean_correction_degrees"], abs=0.05)
+    assert again["summary"].startswith("Eyes raised by about")
+    assert {s["label"] for s in after["gaze"]["stills"]} >= {"strongest"}
+    for still in after["gaze"]["stills"]:
+        for key in ("before_url", "after_url"):
+            picture = client.get(still[key], headers=auth)
+            assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The job service on its own: state rules, idempotent processing, clean failure."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from vidprod.media.probe import InputLimits, probe
 from vidprod.store import Database
 from vidprod.store import events as ev
 from vidprod.store import jobs as q
+from vidprod.store.database import migrations
 
 
 @pytest.fixture
@@ -65,8 +67,8 @@ def test_interrupted_job_resumes_without_redoing_finished_parts(service, long_cl
     job_id = _create(service, long_clip, tmp_path)["id"]
     record = service._record_part
 
-    def record_then_shut_down(job, part):
-        record(job, part)
+    def record_then_shut_down(job, part, gaze=None):
+        record(job, part, gaze)
         service.stopping.set()  # as on SIGTERM: the render stops at the next frame
 
     service._record_part = record_then_shut_down
@@ -90,8 +92,8 @@ def test_progress_never_goes_back_after_a_resume(service, long_clip, tmp_path, m
     job_id = _create(service, long_clip, tmp_path)["id"]
     record = service._record_part
 
-    def record_then_shut_down(job, part):
-        record(job, part)
+    def record_then_shut_down(job, part, gaze=None):
+        record(job, part, gaze)
         service.stopping.set()
 
     service._record_part = record_then_shut_down
@@ -122,8 +124,8 @@ def test_cancel_requested_while_running_removes_outputs(service, long_clip, tmp_
     job_id = _create(service, long_clip, tmp_path)["id"]
     original = service._record_part
 
-    def cancel_after_first(job, part):
-        original(job, part)
+    def cancel_after_first(job, part, gaze=None):
+        original(job, part, gaze)
         service.cancel(job)
 
     service._record_part = cancel_after_first
@@ -306,6 +308,127 @@ def test_moving_joining_and_splitting_cuts_makes_again_only_the_parts_that_chang
     service.recut(job_id, [other, *cuts[2:]])
     with pytest.raises(JobConflict, match="cuts can be moved once its parts are made"):
         service.recut(job_id, [inside, other])
+
+
+def _gaze_report(service, job_id):
+    job = service.get(job_id)
+    assert job["state"] == "done", job["error"]
+    return job["gaze"]["report"]
+
+
+def test_moving_a_cut_leaves_the_eye_contact_report_at_the_frames_the_video_has(service, many_pauses, tmp_path):
+    """Issue 19: after a cut moved, the frames of the two parts made again were added to
+    the report of the whole video ("... of 1340 frames" for a 960-frame video). The
+    report is the sum of each part's own figures; a recut replaces those of the parts it
+    makes again. (No face in this clip: every frame is counted as left alone.)"""
+    staged = tmp_path / "staged.mp4"
+    shutil.copy(many_pauses, staged)
+    job_id = service.create_job(staged, "talk.mp4", probe(staged), options={"gaze": True, "gaze_strength": 1.0})["id"]
+    service.process(job_id)
+    frames = 32 * 30
+    first = _gaze_report(service, job_id)
+    assert first["frames_seen"] == frames
+    assert first["frames_corrected"] + sum(first["skipped"].values()) == frames
+    job = service.get(job_id)
+    cuts = [p["end_seconds"] for p in job["plan"]["parts"][:-1]]
+    other = next(t for t in job["plan"]["pause_seconds"] if cuts[0] + 3 <= t <= cuts[2] - 3 and t != cuts[1])
+
+    service.recut(job_id, [cuts[0], other, *cuts[2:]])
+    service.process(job_id)
+    moved = _gaze_report(service, job_id)
+    assert moved["frames_seen"] == frames, "the parts made again are counted once"
+    assert moved["frames_corrected"] + sum(moved["skipped"].values()) == frames
+    assert moved["summary"] == first["summary"]
+    # each part keeps its own figures: the frames of its span
+    segments = service.segments(job_id)
+    assert [s["gaze"]["frames_seen"] for s in segments] == [round(s["duration_seconds"] * 30) for s in segments]
+
+
+def _with_gaze(service, clip, tmp_path):
+    staged = tmp_path / "staged.mp4"
+    shutil.copy(clip, staged)
+    return service.create_job(staged, "talk.mp4", probe(staged), options={"gaze": True, "gaze_strength": 1.0})["id"]
+
+
+def _stop_after_first_part(service):
+    record = service._record_part
+
+    def record_then_shut_down(job, part, gaze=None):
+        record(job, part, gaze)
+        service.stopping.set()
+
+    service._record_part = record_then_shut_down
+    return record
+
+
+def test_a_resumed_render_adds_the_parts_it_finishes_to_the_eye_contact_report(service, long_clip, tmp_path):
+    job_id = _with_gaze(service, long_clip, tmp_path)
+    record = _stop_after_first_part(service)
+    service.process(job_id)
+    [part] = service.segments(job_id)
+    paused = service.get(job_id)["gaze"]["report"]
+    assert paused["frames_seen"] == part["gaze"]["frames_seen"] == round(part["duration_seconds"] * 30)
+
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert _gaze_report(service, job_id)["frames_seen"] == 25 * 30
+    assert service.segments(job_id)[0]["gaze"] == part["gaze"], "the finished part keeps its figures"
+
+
+def test_a_job_reported_before_parts_kept_their_figures(service, long_clip, tmp_path):
+    """Migration 0013 keeps a job's report from before as "earlier": the report of the
+    parts without figures of their own. A resumed render adds its parts to it; a recut
+    that makes one of those parts again cannot split it, so the parts kept are named as
+    not counted instead of counted twice."""
+    job_id = _with_gaze(service, long_clip, tmp_path)
+    record = _stop_after_first_part(service)
+    service.process(job_id)
+
+    def as_before_0013():
+        """The rows as a render before 0013 left them, then that migration's update."""
+        job, segments = service.get(job_id), service.segments(job_id)
+        old = {"report": job["gaze"]["report"], "stills": job["gaze"]["stills"]}
+        sql = dict(migrations())[13]
+        service.db.write(lambda conn: (
+            [q.upsert_segment(conn, job_id, {**s, "gaze": None}) for s in segments],
+            conn.execute("UPDATE jobs SET gaze = ? WHERE id = ?", (json.dumps(old), job_id)),
+            conn.execute(sql[sql.index("UPDATE jobs"):]),
+        ))  # fmt: skip
+
+    as_before_0013()
+    service.stopping.clear()
+    service._record_part = record
+    service.process(job_id)
+    assert _gaze_report(service, job_id)["frames_seen"] == 25 * 30, "the earlier report and the new parts"
+
+    as_before_0013()
+    assert _gaze_report(service, job_id)["frames_seen"] == 25 * 30  # shown as it was
+    cuts = [p["end_seconds"] for p in service.get(job_id)["plan"]["parts"][:-1]]
+    service.recut(job_id, cuts[1:])  # parts 1 and 2 become one, part 3 is kept as part 2
+    service.process(job_id)
+    report = _gaze_report(service, job_id)
+    joined = service.segments(job_id)[0]
+    assert report["frames_seen"] == round(joined["duration_seconds"] * 30)
+    assert report["parts_not_counted"] == [1]
+    assert report["summary"].endswith("Not counted: part 2, made before eye contact was reported part by part.")
+
+
+def test_a_report_from_a_worker_of_before_parts_kept_their_figures_is_shown_as_sent(service, short_clip, tmp_path):
+    """During a deploy a worker of the version before may finish a render: it sends no
+    part figures and the job's whole report, which is kept as it came."""
+    job_id = _with_gaze(service, short_clip, tmp_path)
+    segment = {"idx": 0, "start_seconds": 0.0, "end_seconds": 4.0, "duration_seconds": 4.0, "size_bytes": 10,
+               "path": f"{job_id}/parts/part-001.mp4", "width": 360, "height": 640, "has_audio": True}  # fmt: skip
+    service.report.part(job_id, segment)
+    sent = {"frames_seen": 120, "frames_corrected": 100, "skipped": {"blink": 20},
+            "summary": "Eyes raised by about 5° on 100 of 120 frames."}  # fmt: skip
+    service.report.gaze(job_id, {"report": sent, "stills": [{"label": "first", "before": "b.png", "after": "a.png"}]})
+    record = service.get(job_id)["gaze"]
+    assert record["report"] == sent and record["stills"][0]["label"] == "first"
+    service.report.gaze(job_id, {"stills": [{"label": "strongest", "before": "c.png", "after": "d.png"}]})
+    stills = service.get(job_id)["gaze"]["stills"]
+    assert [s["label"] for s in stills] == ["first", "strongest"], "pictures add up by label"
 
 
 def test_joining_parts_of_a_captioned_video_moves_their_subtitles_and_leaves_none_stale(service, many_pauses, tmp_path):

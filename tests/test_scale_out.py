@@ -497,17 +497,20 @@ def test_fly_s_worker_group_renders_as_the_app_user_with_no_volume(cluster, imag
 def test_moving_a_cut_makes_again_on_a_worker_only_the_two_parts_beside_it_in_storage(cluster, tmp_path):
     """Issue 21's recut with S3 storage and a remote worker: the two parts beside the
     moved cut are rendered again by the worker into the bucket, the others keep their
-    objects byte for byte, and nothing of the old parts is left behind."""
+    objects byte for byte, and nothing of the old parts is left behind. With eye contact
+    on, the report counts each of the video's frames once before and after (issue 19:
+    the parts made again were added to it)."""
     import hashlib
 
     pauses = ((4.0, 0.5), (7.2, 0.45), (11.5, 0.5), (15.6, 0.6), (20.0, 0.5), (24.1, 0.5), (28.0, 0.5))
     clip = make_clip(tmp_path / "pauses.mp4", seconds=32, audio="speech", pauses=pauses)
     primary, [worker] = cluster(workers=1)
-    job_id = primary.upload(clip).json()["id"]
+    job_id = primary.upload(clip, gaze="on").json()["id"]
     job = primary.wait_done(job_id, timeout=600)
     assert job["state"] == "done", job["error"]
     count = len(job["segments"])
     assert count >= 4 and [s["index"] for s in job["segments"]] == list(range(count))
+    assert job["gaze"]["report"]["frames_seen"] == 32 * 30
 
     def stored() -> dict[str, tuple[str, str]]:
         """Every object of the job: key -> (ETag, sha256 of its bytes)."""
@@ -538,6 +541,7 @@ def test_moving_a_cut_makes_again_on_a_worker_only_the_two_parts_beside_it_in_st
 
     # the rows: the same number of parts, the moved cut where it was asked for
     assert [s["index"] for s in job["segments"]] == list(range(count))
+    assert job["gaze"]["report"]["frames_seen"] == 32 * 30, "the parts made again are counted once"
     assert round(job["segments"][1]["end_seconds"], 2) == round(other, 2) == round(job["segments"][2]["start_seconds"], 2)
     after = stored()
     # nothing stale: the same keys as before, less the covers of the parts as they were

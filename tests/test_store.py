@@ -1,3 +1,4 @@
+import json
 import os
 import sqlite3
 import stat
@@ -108,3 +109,34 @@ def test_the_database_and_its_wal_are_private_whatever_the_umask(tmp_path):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         database.close()
+
+
+def test_migration_13_keeps_a_jobs_eye_contact_report_as_that_of_its_parts_without_figures(tmp_path):
+    """A job reported before parts kept their own eye-contact figures still shows its
+    report, and keeps it as "earlier" (the parts without figures); eye contact off stays off."""
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    for version, sql in migrations():
+        if version < 13:
+            conn.executescript(sql)
+    conn.execute("PRAGMA user_version = 12")
+    for job_id in ("j1", "j2"):
+        _job(conn, job_id)
+    report = {"frames_seen": 450, "frames_corrected": 412, "summary": "Eyes raised by about 8° on 412 of 450 frames."}
+    conn.execute("UPDATE jobs SET gaze = ? WHERE id = 'j1'",
+                 (json.dumps({"report": report, "stills": [{"label": "first", "before": "b.png", "after": "a.png"}]}),))
+    conn.execute("INSERT INTO segments (job_id, idx, start_seconds, end_seconds, duration_seconds, path, size_bytes,"
+                 " width, height, has_audio, created_at) VALUES ('j1', 0, 0, 15, 15, 'j1/parts/part-001.mp4', 10,"
+                 " 360, 640, 1, '2026-12-01T00:00:00Z')")  # fmt: skip
+    conn.commit()
+    conn.close()
+    database = Database(path)
+    try:
+        assert database.migrate() == [v for v, _ in migrations() if v >= 13]
+        job, other = database.read(lambda c: (q.get_job(c, "j1"), q.get_job(c, "j2")))
+        [segment] = database.read(lambda c: q.list_segments(c, "j1"))
+    finally:
+        database.close()
+    assert job["gaze"]["report"] == job["gaze"]["earlier"] == report
+    assert job["gaze"]["stills"][0]["before"] == "b.png"
+    assert other["gaze"] is None and segment["gaze"] is None

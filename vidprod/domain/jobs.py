@@ -23,7 +23,7 @@ from typing import Any
 from vidprod import metrics
 from vidprod.config import Settings
 from vidprod.domain.webhooks import NewEndpoint, store_endpoint
-from vidprod.domain.rendering import RENDER_FIELDS, Renderer, parts_prefix
+from vidprod.domain.rendering import RENDER_FIELDS, Renderer, gaze_from_parts, merge_stills, parts_prefix
 from vidprod.media.cuts import CutError, Plan, recut
 from vidprod.media.probe import SourceInfo, probe
 from vidprod.media.render import RenderedPart, RenderStopped, part_filename, thumbnail_filename
@@ -364,12 +364,23 @@ class JobService:
             q.delete_segments(conn, job_id)
             for new, was in kept.items():
                 if was in segments:
+                    # the row goes along with its own eye-contact figures
                     row = dict(segments[was], idx=new, path=self._part_path(job_id, part_filename(new)))
                     if row.get("thumbnail_path"):
                         row["thumbnail_path"] = self._part_path(job_id, thumbnail_filename(new))
                     q.upsert_segment(conn, job_id, row)
             stored = {"limit_seconds": job["plan"].get("limit_seconds"), **fresh.to_json()}
             q.update_job(conn, job_id, state="queued", stage=None, progress=0, plan=stored, finished_at=None)
+            gaze = job["gaze"]
+            if gaze is not None and gaze.get("earlier") is not None:
+                # a report from before parts kept their own covers the parts without
+                # figures as they were: once one of them is made again, it cannot be split
+                without = {i for i, s in segments.items() if not s.get("gaze")}
+                if not without <= set(kept.values()):
+                    gaze = {**gaze, "earlier": None}
+            gaze = gaze_from_parts(gaze, q.list_segments(conn, job_id))
+            if gaze is not None:
+                q.update_job(conn, job_id, gaze=gaze)
             ev.add_event(conn, job_id, "job.recut", {
                 "cuts": [round(float(t), 3) for t in fresh.cuts()],
                 "kept": sorted(kept), "rendered_again": sorted(set(range(len(fresh.parts))) - set(kept)),
@@ -446,12 +457,12 @@ class JobService:
     def _render(self, job: dict[str, Any]) -> None:
         self.renderer.render(
             job, self.done_parts(job["id"]), self.report,
-            record_part=lambda job_id, part: self._record_part(job_id, part),
+            record_part=lambda job_id, part, gaze: self._record_part(job_id, part, gaze),
             progress_interval=PROGRESS_INTERVAL,
         )  # fmt: skip
 
-    def _record_part(self, job_id: str, part: RenderedPart) -> None:
-        self.report.part(job_id, self.renderer.store_part(parts_prefix(job_id), part))
+    def _record_part(self, job_id: str, part: RenderedPart, gaze: dict[str, Any] | None = None) -> None:
+        self.report.part(job_id, self.renderer.store_part(parts_prefix(job_id), part, gaze))
 
     def done_parts(self, job_id: str) -> list[int]:
         """Parts a resumed render skips: recorded, and their file still stored with the
@@ -560,6 +571,8 @@ class DatabaseReport:
             if not known:
                 ev.add_event(conn, job_id, "segment.ready",
                              {"index": segment["idx"], "file": part_filename(segment["idx"])})  # fmt: skip
+            if segment.get("gaze") is not None:  # the job's report, made again from its parts'
+                self._update_gaze(conn, job_id)
 
         self.db.write(write)
 
@@ -567,7 +580,24 @@ class DatabaseReport:
         self.db.write(lambda conn: metrics.count(conn, metrics.FRAMES_RENDERED, amount=count))
 
     def gaze(self, job_id: str, record: dict[str, Any]) -> None:
-        self.db.write(lambda conn: q.update_job(conn, job_id, gaze=record))
+        """The render's before/after pictures, over those of earlier renders."""
+        self.db.write(lambda conn: self._update_gaze(conn, job_id, record))
+
+    @staticmethod
+    def _update_gaze(conn: Any, job_id: str, render: dict[str, Any] | None = None) -> None:
+        job = q.get_job(conn, job_id)
+        if job is None:
+            return
+        record = job["gaze"]
+        if render is not None:
+            if "report" in render:  # a worker from before parts kept their own report
+                record = {**render, "earlier": None}
+            else:
+                stills = merge_stills((record or {}).get("stills", []), render.get("stills", []))
+                record = {**(record or {}), "stills": stills}
+        record = gaze_from_parts(record, q.list_segments(conn, job_id))
+        if record is not None:
+            q.update_job(conn, job_id, gaze=record)
 
     def completed(self, job_id: str, parts: int) -> None:
         self.db.write(

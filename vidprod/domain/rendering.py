@@ -5,6 +5,10 @@ It reads the job as a plain dict (the row, or the same fields carried by a queue
 the source from storage, writes each part to storage as it finishes, and tells a
 `RenderReport` what happened. In the app the report writes the database directly; in a
 worker it queues the same calls for the primary (worker/remote.py), the only writer.
+
+Eye contact's figures travel with each part (the part's row keeps them) and the job's
+report is made from its parts' (`gaze_from_parts`), so a part made again replaces its
+figures instead of adding to them.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ PROGRESS_INTERVAL = 0.25
 PROGRESS_EVENT_STEP = 10
 
 # The fields of a job row a render reads; a queued render task carries exactly these.
-RENDER_FIELDS = ("id", "source_path", "options", "plan", "transcript", "gaze", "progress")
+RENDER_FIELDS = ("id", "source_path", "options", "plan", "transcript", "progress")
 
 
 class RenderReport(Protocol):
@@ -46,8 +50,10 @@ class RenderReport(Protocol):
     def transcript(self, job_id: str, record: dict[str, Any]) -> None: ...
     def plan(self, job_id: str, stored: dict[str, Any]) -> None: ...
     def progress(self, job_id: str, percent: float, announce: int | None) -> None: ...
+    # a finished part's row; with eye contact, its "gaze" is the part's own report
     def part(self, job_id: str, segment: dict[str, Any]) -> None: ...
     def frames(self, job_id: str, count: int) -> None: ...
+    # the render's before/after pictures: {"stills": [{"label", "before", "after"}]}
     def gaze(self, job_id: str, record: dict[str, Any]) -> None: ...
     def completed(self, job_id: str, parts: int) -> None: ...
     def cancel_requested(self, job_id: str) -> bool: ...
@@ -72,19 +78,20 @@ class Renderer:
         done: Collection[int],
         report: RenderReport,
         *,
-        record_part: Callable[[str, RenderedPart], None] | None = None,
+        record_part: Callable[[str, RenderedPart, dict[str, Any] | None], None] | None = None,
         should_stop_too: Callable[[], bool] | None = None,
         progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         """Render the parts of `job` not in `done`; raises RenderStopped /
         TranscriptionStopped when stopped (shutdown, cancel, a lost lease).
 
-        record_part (default: store it and report it) is called as each part finishes."""
+        record_part (default: store it and report it) is called as each part finishes,
+        with the part's eye-contact report (None without eye contact)."""
         job_id = job["id"]
         prefix = parts_prefix(job_id)
         if record_part is None:
-            def record_part(job_id: str, part: RenderedPart) -> None:
-                report.part(job_id, self.store_part(prefix, part))
+            def record_part(job_id: str, part: RenderedPart, gaze: dict[str, Any] | None) -> None:
+                report.part(job_id, self.store_part(prefix, part, gaze))
         watch = _RenderWatch(self, report, job_id, float(job["progress"] or 0), should_stop_too, progress_interval)
         try:
             self._render(job, done, report, record_part, watch)
@@ -92,7 +99,8 @@ class Renderer:
             self.objects.drop_work(job_id)  # scratch space, when storage is remote
 
     def _render(self, job: dict[str, Any], done: Collection[int], report: RenderReport,
-                record_part: Callable[[str, RenderedPart], None], watch: _RenderWatch) -> None:  # fmt: skip
+                record_part: Callable[[str, RenderedPart, dict[str, Any] | None], None],
+                watch: _RenderWatch) -> None:  # fmt: skip
         job_id = job["id"]
         prefix = parts_prefix(job_id)
         with self.objects.local_copy(job["source_path"]) as source:
@@ -105,7 +113,6 @@ class Renderer:
                 self._write_subtitles(prefix, out_dir, plan, words)
             report.stage(job_id, "rendering")
             gaze = self._gaze_corrector(job)
-            earlier_gaze = (job.get("gaze") or {}).get("report") if done else None
             options = RenderOptions(
                 rate=plan.rate,
                 landscape=job["options"].get("landscape", self.settings.landscape),
@@ -118,12 +125,12 @@ class Renderer:
 
             def finished_part(part: RenderedPart) -> None:
                 nonlocal frames
-                record_part(job_id, part)
+                # the part's own eye-contact figures go with its row: a restart keeps
+                # them with the part, a recut replaces them with the part
+                record_part(job_id, part, gaze.part_report(part.index) if gaze is not None else None)
                 count = round(part.duration * plan.rate)
                 frames += count
                 report.frames(job_id, count)
-                if gaze is not None:  # so a restart mid-render keeps the finished parts' figures
-                    report.gaze(job_id, self._gaze_record(gaze, earlier_gaze))
 
             started = time.monotonic()
             try:
@@ -132,7 +139,7 @@ class Renderer:
                     on_progress=watch.progress, on_part=finished_part, should_stop=watch.should_stop,
                 )  # fmt: skip
                 if gaze is not None:
-                    report.gaze(job_id, self._gaze_record(gaze, earlier_gaze, self._store_stills(prefix, gaze)))
+                    report.gaze(job_id, {"stills": self._store_stills(prefix, gaze)})
             finally:
                 if gaze is not None:
                     gaze.close()
@@ -144,9 +151,10 @@ class Renderer:
 
     # --- the steps ----------------------------------------------------------------
 
-    def store_part(self, prefix: str, part: RenderedPart) -> dict[str, Any]:
+    def store_part(self, prefix: str, part: RenderedPart, gaze: dict[str, Any] | None = None) -> dict[str, Any]:
         """Hand the part's files to storage (the video last: once its row exists, the
-        thumbnail and subtitles beside it do too) and return its segment row."""
+        thumbnail and subtitles beside it do too) and return its segment row, with the
+        part's eye-contact report when eye contact was on."""
         thumbnail = None
         if part.thumbnail is not None:
             thumbnail = f"{prefix}/{part.thumbnail.name}"
@@ -164,6 +172,7 @@ class Renderer:
             "height": part.height,
             "has_audio": True,  # every part carries AAC; silence where the source had none
             "thumbnail_path": thumbnail,
+            "gaze": gaze,
         }
 
     def _store_stills(self, prefix: str, gaze: GazeCorrector) -> list[dict[str, str]]:
@@ -177,15 +186,6 @@ class Renderer:
             log.exception("eye-contact stills could not be written")
             return []
         return stills
-
-    def _gaze_record(self, gaze: GazeCorrector, earlier: dict[str, Any] | None,
-                     stills: list[dict[str, str]] | None = None) -> dict[str, Any]:  # fmt: skip
-        """The report so far, added to `earlier` (what a render stopped by a restart had
-        recorded for the parts it finished, which this render skips)."""
-        report = gaze.report()
-        if earlier is not None:
-            report = combine_reports(earlier, report)
-        return {"report": report, "stills": stills or []}
 
     def _gaze_corrector(self, job: dict[str, Any]) -> GazeCorrector | None:
         options = job["options"]
@@ -246,6 +246,40 @@ class Renderer:
             except (FaceModelError, OSError) as exc:
                 log.warning("face model unavailable, thumbnails without face checks: %s", exc)
         return self._face_model
+
+
+def gaze_from_parts(record: dict[str, Any] | None, segments: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job's eye-contact record with its report made from its parts' own reports
+    (each part row's "gaze"), so each frame of the video counts once whichever renders
+    made its part. Parts recorded before parts kept their own report are covered by
+    the record's "earlier" report (migration 0013) while it still describes them;
+    otherwise they are left out and the summary says which. None: eye contact was
+    never on for this job."""
+    figures = [s["gaze"] for s in segments if s.get("gaze")]
+    if record is None and not figures:
+        return None
+    record = {"stills": [], **(record or {})}
+    without = [s["idx"] for s in segments if not s.get("gaze")]
+    earlier = record.get("earlier") if without else None
+    reports = ([earlier] if earlier else []) + figures
+    if not reports:
+        return record  # nothing rendered yet with figures: what was shown stays
+    report = combine_reports(*reports)
+    if without and earlier is None:
+        report["parts_not_counted"] = without
+        numbers = ", ".join(str(i + 1) for i in without)
+        report["summary"] += (f" Not counted: part{'s' if len(without) > 1 else ''} {numbers},"
+                              " made before eye contact was reported part by part.")  # fmt: skip
+    record["report"] = report
+    return record
+
+
+def merge_stills(old: list[dict[str, str]], new: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A render's before/after pictures over the earlier ones, by label: a render that
+    made only some parts again (a recut, a resumed render) may have kept fewer, and the
+    earlier ones still show this video's eyes before and after."""
+    labels = {s["label"] for s in new}
+    return [s for s in old if s["label"] not in labels] + new
 
 
 class _RenderWatch:

@@ -91,7 +91,10 @@ SEEK_MARGIN = Fraction(1)
 # `prime(frames)`, called once before the first frame with an iterator over the upright
 # frames from the first one to render on (decoded separately; the hook reads as many
 # as it needs: gaze reads the speaker's gaze from the first second); and
-# `open_eyes(pictures)`, answering faces.open_eyes for the thumbnails (or None).
+# `open_eyes(pictures)`, answering faces.open_eyes for the thumbnails (or None); and
+# `begin_part(index)`, called before the first frame of each part rendered goes through
+# the hook (gaze keeps each part's figures, so a part made again replaces its own). A
+# source frame shown on both sides of a cut goes through the hook once, in the first.
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
 # Four: gaze landmarks run as sparsely as every third frame (gaze.corrector.SPARSEST),
 # and the frame after a measured one needs the next measured one's answer. Announced
@@ -272,6 +275,8 @@ class _Render:
         self.held_out: av.VideoFrame | None = None  # its processed form, made on first use
         self.held_upright = False  # already through self.normalize
         self.look_ahead = getattr(self.options.frame_hook, "look_ahead", None)
+        self.begin_part = getattr(self.options.frame_hook, "begin_part", None)
+        self.hook_part: int | None = None  # the part the hook was last told of
         # decoded (and announced) frames not yet held: (frame, t, upright)
         self.announced: deque[tuple[av.VideoFrame, Fraction, bool]] = deque()
         todo_spans = [s for s in self.spans if s.part.index in self.todo]
@@ -371,6 +376,9 @@ class _Render:
                 self._end_video_span()
             span = self.spans[self.span_index]
             if span.part.index in self.todo and span.part.index not in self.finished:
+                if self.begin_part is not None and self.hook_part != span.part.index:
+                    self.hook_part = span.part.index
+                    self.begin_part(span.part.index)
                 out = self._processed()
                 writer = self._writer(span)
                 writer.add_video(out, self.slot - span.first)

@@ -112,32 +112,40 @@ def delete_job(conn: sqlite3.Connection, job_id: str) -> None:
 
 
 def upsert_segment(conn: sqlite3.Connection, job_id: str, segment: dict[str, Any]) -> None:
+    gaze = segment.get("gaze")
     conn.execute(
         "INSERT INTO segments (job_id, idx, start_seconds, end_seconds, duration_seconds,"
-        " path, size_bytes, width, height, has_audio, thumbnail_path, created_at)"
+        " path, size_bytes, width, height, has_audio, thumbnail_path, gaze, created_at)"
         " VALUES (:job_id, :idx, :start_seconds, :end_seconds, :duration_seconds, :path,"
-        " :size_bytes, :width, :height, :has_audio, :thumbnail_path, :created_at)"
+        " :size_bytes, :width, :height, :has_audio, :thumbnail_path, :gaze, :created_at)"
         " ON CONFLICT (job_id, idx) DO UPDATE SET start_seconds = excluded.start_seconds,"
         " end_seconds = excluded.end_seconds, duration_seconds = excluded.duration_seconds,"
         " path = excluded.path, size_bytes = excluded.size_bytes, width = excluded.width,"
         " height = excluded.height, has_audio = excluded.has_audio,"
-        " thumbnail_path = excluded.thumbnail_path",
-        {"thumbnail_path": None, **segment, "job_id": job_id, "created_at": now_iso()},
+        " thumbnail_path = excluded.thumbnail_path, gaze = excluded.gaze",
+        {"thumbnail_path": None, **segment, "gaze": json.dumps(gaze) if gaze is not None else None,
+         "job_id": job_id, "created_at": now_iso()},
     )
+
+
+def _decode_segment(row: sqlite3.Row) -> dict[str, Any]:
+    segment = {**dict(row), "has_audio": bool(row["has_audio"])}
+    segment["gaze"] = json.loads(segment["gaze"]) if segment.get("gaze") else None
+    return segment
 
 
 def list_segments(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,)
     ).fetchall()
-    return [{**dict(row), "has_audio": bool(row["has_audio"])} for row in rows]
+    return [_decode_segment(row) for row in rows]
 
 
 def get_segment(conn: sqlite3.Connection, job_id: str, idx: int) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT * FROM segments WHERE job_id = ? AND idx = ?", (job_id, idx)
     ).fetchone()
-    return dict(row) if row else None
+    return _decode_segment(row) if row else None
 
 
 def delete_segments(conn: sqlite3.Connection, job_id: str) -> None:

@@ -142,6 +142,21 @@ class _Announced:
     face: FaceLandmarks | None = None  # the main speaker, once picked
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """Where the report's counts and per-frame lists stood at one moment: the report
+    of the frames since is the difference."""
+
+    frames_seen: int
+    frames_corrected: int
+    skipped: Counter[str]
+    lengths: dict[str, int]  # of each per-frame list
+
+
+# The per-frame lists a report is made of (see GazeCorrector.report).
+_SERIES = ("shifts_px", "shifts_deg", "gaze_estimates", "eye_widths", "landmark_ms", "landmark_wait_ms", "render_ms")
+
+
 @dataclass
 class _Still:
     label: str
@@ -199,6 +214,9 @@ class GazeCorrector:
         # the newest measured main face before the frame being handled: (t, face)
         self._measured: tuple[float, FaceLandmarks | None] | None = None
         self._stills: dict[str, _Still] = {}
+        # the part the render is in and where its figures start; figures of parts done
+        self._part: tuple[int, _Mark] | None = None
+        self._part_reports: dict[int, dict[str, Any]] = {}
         # per corrected frame, for the evaluation: (frame index, degrees up, px up)
         self.applied: list[tuple[int, float, float]] = []
         self.last_edits: list[EyeEdit] = []
@@ -617,31 +635,68 @@ class GazeCorrector:
             saved.append({"label": label, "before": before.name, "after": after.name})
         return saved
 
-    def report(self) -> dict[str, Any]:
+    def report(self, since: _Mark | None = None) -> dict[str, Any]:
+        """What was done to the frames so far, or to those since `since` (a `_mark()`)."""
+
+        def series(name: str) -> list[float]:
+            values: list[float] = getattr(self, name)
+            return values[since.lengths[name]:] if since is not None else values
+
         def stat(values: list[float], q: float) -> float | None:
             return round(float(np.percentile(values, q)), 2) if values else None
 
+        shifts_px, shifts_deg = series("shifts_px"), series("shifts_deg")
+        skipped = self.skipped - since.skipped if since is not None else self.skipped
+        landmark_ms, landmark_wait_ms = series("landmark_ms"), series("landmark_wait_ms")
+        render_ms = series("render_ms")
         report = {
-            "frames_seen": self.frames_seen,
-            "frames_corrected": self.frames_corrected,
-            "mean_correction_px": round(float(np.mean(self.shifts_px)), 2) if self.shifts_px else 0.0,
-            "mean_correction_degrees": round(float(np.mean(self.shifts_deg)), 2) if self.shifts_deg else 0.0,
-            "max_correction_degrees": round(max(self.shifts_deg, default=0.0), 2),
-            "skipped": dict(sorted(self.skipped.items())),
+            "frames_seen": self.frames_seen - (since.frames_seen if since else 0),
+            "frames_corrected": self.frames_corrected - (since.frames_corrected if since else 0),
+            "mean_correction_px": round(float(np.mean(shifts_px)), 2) if shifts_px else 0.0,
+            "mean_correction_degrees": round(float(np.mean(shifts_deg)), 2) if shifts_deg else 0.0,
+            "max_correction_degrees": round(max(shifts_deg, default=0.0), 2),
+            "skipped": dict(sorted(skipped.items())),
             "landmark_interval": self.settings.landmark_interval,
             "failure": self.failure,
             "strength": self.settings.strength,
             "notes_below_degrees": self.settings.notes_below_degrees,
             # the speaker's gaze against the lens (0 into it, negative below), median
             # over the frames where it was estimated
-            "gaze_degrees": stat(self.gaze_estimates, 50),
-            "eye_width_px": stat(self.eye_widths, 50),
-            "landmark_ms": {"p50": stat(self.landmark_ms, 50), "p95": stat(self.landmark_ms, 95)},
-            "landmark_wait_ms": {"p50": stat(self.landmark_wait_ms, 50), "p95": stat(self.landmark_wait_ms, 95)},
-            "rerender_ms": {"p50": stat(self.render_ms, 50), "p95": stat(self.render_ms, 95)},
+            "gaze_degrees": stat(series("gaze_estimates"), 50),
+            "eye_width_px": stat(series("eye_widths"), 50),
+            "landmark_ms": {"p50": stat(landmark_ms, 50), "p95": stat(landmark_ms, 95)},
+            "landmark_wait_ms": {"p50": stat(landmark_wait_ms, 50), "p95": stat(landmark_wait_ms, 95)},
+            "rerender_ms": {"p50": stat(render_ms, 50), "p95": stat(render_ms, 95)},
         }
         report["summary"] = describe_report(report)
         return report
+
+    def _mark(self) -> _Mark:
+        return _Mark(self.frames_seen, self.frames_corrected, Counter(self.skipped),
+                     {name: len(getattr(self, name)) for name in _SERIES})  # fmt: skip
+
+    # --- per part: the render says where each part starts --------------------------
+
+    def begin_part(self, index: int) -> None:
+        """The frames from the next one on are part `index`'s (the render's hook
+        protocol): the part before it is complete."""
+        self._close_part()
+        self._part = (index, self._mark())
+
+    def part_report(self, index: int) -> dict[str, Any] | None:
+        """The report of part `index`'s frames alone, once its frames are all through
+        (the render's on_part); None when the render never said where it started. It
+        counts each of the part's frames once whichever parts were rendered with it, so
+        the report of a video is the combination of its parts' (`combine_reports`)."""
+        if self._part is not None and self._part[0] == index:
+            self._close_part()
+        return self._part_reports.pop(index, None)
+
+    def _close_part(self) -> None:
+        if self._part is not None:
+            index, start = self._part
+            self._part_reports[index] = self.report(since=start)
+            self._part = None
 
     def open_eyes(self, pictures: list[np.ndarray]) -> list[bool] | None:
         """faces.open_eyes in the landmark process, when one is running (for the
@@ -737,22 +792,43 @@ def describe_report(report: dict[str, Any]) -> str:
     return text + "."
 
 
-def combine_reports(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
-    """One report for a render done in two goes (resumed after a restart): counts add
-    up, means are weighted by corrected frames, the timings are the later run's."""
-    combined = dict(later)
+def combine_reports(*reports: dict[str, Any]) -> dict[str, Any]:
+    """One report for frames reported apart: a video's parts (each part's own report,
+    `part_report`), or a render resumed after a restart. Counts add up, means are
+    weighted by corrected frames; medians and percentiles (gaze, eye width, timings)
+    are the median of the reports' own, each weighing as many frames as it saw (the
+    frames themselves are not kept); settings are the last report's."""
+    combined = dict(reports[-1])
     for key in ("frames_seen", "frames_corrected"):
-        combined[key] = earlier.get(key, 0) + later.get(key, 0)
+        combined[key] = sum(r.get(key, 0) for r in reports)
     corrected = combined["frames_corrected"]
     for key in ("mean_correction_px", "mean_correction_degrees"):
-        total = earlier.get(key, 0) * earlier.get("frames_corrected", 0) + later.get(key, 0) * later.get("frames_corrected", 0)
+        total = sum(r.get(key, 0) * r.get("frames_corrected", 0) for r in reports)
         combined[key] = round(total / corrected, 4) if corrected else 0.0
-    combined["max_correction_degrees"] = max(earlier.get("max_correction_degrees", 0), later.get("max_correction_degrees", 0))
-    skipped = Counter(earlier.get("skipped", {})) + Counter(later.get("skipped", {}))
-    combined["skipped"] = dict(sorted(skipped.items()))
-    combined["failure"] = earlier.get("failure") or later.get("failure")
+    combined["max_correction_degrees"] = max(r.get("max_correction_degrees", 0) for r in reports)
+    combined["skipped"] = dict(sorted(sum((Counter(r.get("skipped", {})) for r in reports), Counter()).items()))
+    combined["failure"] = next((r["failure"] for r in reports if r.get("failure")), None)
+    weights = [r.get("frames_seen", 0) for r in reports]
+    for key in ("gaze_degrees", "eye_width_px"):
+        combined[key] = _weighted_median([r.get(key) for r in reports], weights)
+    for key in ("landmark_ms", "landmark_wait_ms", "rerender_ms"):
+        if any(key in r for r in reports):
+            combined[key] = {q: _weighted_median([(r.get(key) or {}).get(q) for r in reports], weights)
+                             for q in ("p50", "p95")}  # fmt: skip
     combined["summary"] = describe_report(combined)
     return combined
+
+
+def _weighted_median(values: list[float | None], weights: list[int]) -> float | None:
+    known = sorted((v, w) for v, w in zip(values, weights) if v is not None and w > 0)
+    if not known:
+        return next((v for v in values if v is not None), None)
+    half, total = sum(w for _, w in known) / 2, 0
+    for value, weight in known:
+        total += weight
+        if total >= half:
+            return value
+    return known[-1][0]
 
 
 def _lid_pitch(readings: Iterable[EyeReading]) -> float:
