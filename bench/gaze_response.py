@@ -58,6 +58,15 @@ def load_judge():  # type: ignore[no-untyped-def]
     return module.Judge(list(MODELS))
 
 
+def copied(frame: av.VideoFrame) -> av.VideoFrame:
+    """A fresh frame with the same pixels and time (the corrector edits in place), and
+    without the source's colour tags, as every figure here is read from such copies:
+    a BT.709-tagged source converts to BGR differently from its untagged copy."""
+    copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+    copy.pts, copy.time_base = frame.pts, frame.time_base
+    return copy
+
+
 def corrected(frames: list[av.VideoFrame], model: bytes, iris: float, lid: float,
               picked: set[int]) -> tuple[dict[int, np.ndarray], str]:  # fmt: skip
     """The picked frames after the product's correction with its two moves scaled."""
@@ -69,13 +78,8 @@ def corrected(frames: list[av.VideoFrame], model: bytes, iris: float, lid: float
     try:
         out = {}
         with GazeCorrector(model, GazeSettings()) as gaze:
-            # fresh copies with the same times (the corrector edits in place), primed and
-            # announced ahead as the render does
-            copies = []
-            for frame in frames:
-                copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
-                copy.pts, copy.time_base = frame.pts, frame.time_base
-                copies.append(copy)
+            # primed and announced ahead as the render does
+            copies = [copied(frame) for frame in frames]
             for i, result in enumerate(gaze(f) for f in with_look_ahead(copies, gaze)):
                 if i in picked:
                     out[i] = result.to_ndarray(format="bgr24")
@@ -96,13 +100,14 @@ def main() -> None:
         with av.open(str(CLIPS / f"{stem}.mp4")) as container:
             frames = list(container.decode(video=0))
         picked = set(np.linspace(5, len(frames) - 1, INSTANTS).astype(int).tolist())
-        before = {i: judge.rate(frames[i].to_ndarray(format="bgr24")) for i in picked}
+        unedited = {i: copied(frames[i]).to_ndarray(format="bgr24") for i in picked}
+        before = {i: judge.rate(unedited[i]) for i in picked}
         cells, summary = [], ""
         for iris, lid in VARIANTS.values():
             after, summary = corrected(frames, model, iris, lid, picked)
             change: dict[str, list[float]] = {m: [] for m in MODELS}
             for i in sorted(picked):
-                if np.array_equal(after[i], frames[i].to_ndarray(format="bgr24")):
+                if np.array_equal(after[i], unedited[i]):
                     continue  # left alone
                 a, b = before[i], judge.rate(after[i])
                 if a is None or b is None or a["ear"] < BLINK_EAR:
