@@ -40,6 +40,14 @@ SUPERSAMPLE = 8
 # reaches three of these past the fitted lids, inside the harness's eye region.
 MAX_BLUR = 1.5
 _BOX = np.ones((3, 3), np.float32)
+# Catchlights, the corneal reflections of a light, move about half as far as the pupil
+# when an eye turns: a glint moves with the cornea's centre of curvature, ~5.6 mm from
+# the eye's centre of rotation, against ~10 mm for the pupil. They are taken out of the
+# moving iris and laid back CATCHLIGHT_FOLLOWS of the way (catchlights()).
+CATCHLIGHT_CONTRAST = 40.0  # luma levels above the iris's median
+CATCHLIGHT_RAMP = 20.0  # luma levels over which a glint's peak makes it surely one
+CATCHLIGHT_MAX_AREA = 0.15  # of the iris disc: more is sclera or a lid's sheen
+CATCHLIGHT_FOLLOWS = 0.5
 # A band compressed by its lid's rise folds where the rise falls off faster than 1 px
 # per px; smoothstep's steepest slope is 1.5 / band, so a rise is at most band / this.
 BAND_PER_LIFT = 1.6
@@ -108,6 +116,9 @@ class Stencil:
     lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     touched: np.ndarray | None = None  # every pixel the edit may write
     layers: Layers | None = None  # None when no sclera shows
+    # the catchlights on this plane: their soft mask, its holes (uint8) and where the
+    # moved ones are sampled (None when none were found)
+    catch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
@@ -245,10 +256,11 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return gx, gy
 
 
-def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float) -> Stencil | None:
+def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float,
+            lights: Catchlights | None = None) -> Stencil | None:  # fmt: skip
     """`edit` laid on a plane of `shape`: `scale` 1 for luma, 0.5 for 4:2:0 chroma
-    (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5). None when it would
-    change nothing."""
+    (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5), with the eye's
+    `lights` (catchlights()) kept near their place. None when it would change nothing."""
     to_plane = lambda p: np.stack([p[..., 0] * scale, (p[..., 1] - y_offset) * scale], -1)
     polygon = to_plane(edit.opening)
     shift = edit.shift * scale
@@ -313,6 +325,8 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
         known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
         weight = keep * known * layers.below * (1.0 - layers.disc) * share
         result.layers = replace(layers, weight=weight.astype(np.float32))
+    if lights is not None and magnitude >= 1e-3:
+        result.catch = catchlight_maps(lights, (x0, y0), (gx, gy), scale, y_offset, shift)
     return result
 
 
@@ -322,7 +336,12 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     view = plane[y0:y1, x0:x1]
     crop = view.astype(np.float32)
     ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
+    glints = None
+    if s.catch is not None:
+        crop, ext, glints = lift_catchlights(crop, ext, s.catch)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if glints is not None:
+        warped = warped + glints
     out = crop + s.alpha * (warped - ext)
     if s.lid is not None:
         mx, my, lid_alpha, moves = s.lid
@@ -339,14 +358,103 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
     """Apply `edit` to a yuv420p frame's planes in place; returns changed luma samples.
     U and V share one chroma stencil."""
     edit = replace(edit, blur=limbus_blur(y, edit))
-    luma = stencil(edit, y.shape, 1.0, 0.0)
+    lights = catchlights(y, edit)
+    luma = stencil(edit, y.shape, 1.0, 0.0, lights)
     changed = apply_stencil(y, luma) if luma is not None else 0
     if changed:
-        chroma = stencil(edit, u.shape, 0.5, 0.5)
+        chroma = stencil(edit, u.shape, 0.5, 0.5, lights)
         if chroma is not None:
             apply_stencil(u, chroma)
             apply_stencil(v, chroma)
     return changed
+
+
+@dataclass(frozen=True)
+class Catchlights:
+    """An eye's corneal reflections: a soft mask (0-1) in a box of the luma plane."""
+
+    mask: np.ndarray
+    x0: int
+    y0: int
+
+
+def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
+    """The glints on the eye's cornea, or None when there are none. A glint is an island
+    of pixels CATCHLIGHT_CONTRAST above the median of the iris disc, wholly inside the
+    disc and the opening, and at most CATCHLIGHT_MAX_AREA of the disc. A bright patch
+    that reaches past the disc (sclera showing inside a disc fitted too large or off
+    centre) or onto a lid margin (a lid's or the tear line's sheen) is none, nor is a
+    large one. The mask is each glint grown by a pixel and softened (its edge is blurred
+    like the rest of the picture), weighted by how surely it is one, so that it fades
+    in and out over frames instead of jumping between following the iris and not: by
+    its peak (0 at the threshold, 1 CATCHLIGHT_RAMP above) and by how surely it lies on
+    the eyeball seen between the lids (sure_eyeball)."""
+    r = edit.r
+    pad = math.ceil(r) + 4
+    cx, cy = int(round(float(edit.iris[0]))), int(round(float(edit.iris[1])))
+    x0, y0 = max(0, cx - pad), max(0, cy - pad)
+    x1, y1 = min(luma.shape[1], cx + pad + 1), min(luma.shape[0], cy + pad + 1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    crop = luma[y0:y1, x0:x1]
+    sure = sure_eyeball(coverage(edit.opening - np.array([x0, y0]), crop.shape))
+    gy, gx = np.mgrid[y0:y1, x0:x1]
+    disc = np.hypot(gx - edit.iris[0], gy - edit.iris[1]) < r
+    seen = disc & (sure >= 1.0)
+    if seen.sum() < 8:
+        return None
+    threshold = float(np.median(crop[seen])) + CATCHLIGHT_CONTRAST
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((crop > threshold).astype(np.uint8), connectivity=8)
+    if count < 2:
+        return None
+    flat = labels.ravel()
+    # per component: pixels off the disc or the opening, its peak, how surely it is seen
+    off = np.bincount(flat, weights=(~disc | (sure <= 0.0)).ravel(), minlength=count)
+    peak = np.zeros(count, np.float32)
+    np.maximum.at(peak, flat, crop.ravel().astype(np.float32))
+    seen_at = np.ones(count, np.float32)
+    np.minimum.at(seen_at, flat, sure.ravel())
+    small = stats[:, cv2.CC_STAT_AREA] <= CATCHLIGHT_MAX_AREA * math.pi * r * r
+    weight = np.clip((peak - threshold) / CATCHLIGHT_RAMP, 0.0, 1.0) * seen_at * ((off == 0) & small)
+    weight[0] = 0.0  # the background
+    glints = weight[labels].astype(np.float32)
+    if glints.max() <= 0.0:
+        return None
+    soft = cv2.GaussianBlur(cv2.dilate(glints, _BOX), (3, 3), 0.7)
+    return Catchlights(np.minimum(soft, 1.0), x0, y0)
+
+
+def catchlight_maps(lights: Catchlights, origin: tuple[int, int], grid: tuple[np.ndarray, np.ndarray],
+                    scale: float, y_offset: float, shift: np.ndarray) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+    """The geometry of `lights` on a plane's crop (at `origin`, pixel coordinates
+    `grid`): their mask, its holes, and where the moved glints are sampled (they move
+    CATCHLIGHT_FOLLOWS of the plane's `shift`). None when they miss the crop."""
+    gx, gy = grid
+    x0, y0 = origin
+    mx = (gx + np.float32(x0)) / np.float32(scale) - np.float32(lights.x0)
+    my = (gy + np.float32(y0)) / np.float32(scale) + np.float32(y_offset) - np.float32(lights.y0)
+    mask = cv2.remap(lights.mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    holes = (mask > 0.01).astype(np.uint8)
+    if not holes.any():
+        return None
+    follow = np.float32(CATCHLIGHT_FOLLOWS)
+    return mask, holes, gx - follow * np.float32(shift[0]), gy - follow * np.float32(shift[1])
+
+
+def lift_catchlights(crop: np.ndarray, ext: np.ndarray, catch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """`crop` and `ext` with the glints taken out (filled in from the iris around them:
+    OpenCV's Telea inpainting), and the glints' light moved to where they go, to add
+    to the moved iris (a reflection adds light to what is under it). Their light is
+    moved by bicubic sampling, as the iris is, kept within its own range so that a
+    bright glint gets no dark ring."""
+    mask, holes, mx, my = catch
+    filled = cv2.inpaint(ext, holes, 2, cv2.INPAINT_TELEA)
+    light = mask * (ext - filled)
+    moved = cv2.remap(light, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    moved = np.clip(moved, min(0.0, float(light.min())), max(0.0, float(light.max())))
+    return crop - light, ext - light, moved
 
 
 def limbus_blur(luma: np.ndarray, edit: EyeEdit) -> float:
