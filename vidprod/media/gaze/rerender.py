@@ -44,9 +44,10 @@ _BOX = np.ones((3, 3), np.float32)
 # when an eye turns: a glint moves with the cornea's centre of curvature, ~5.6 mm from
 # the eye's centre of rotation, against ~10 mm for the pupil. They are taken out of the
 # moving iris and laid back CATCHLIGHT_FOLLOWS of the way (catchlights()).
-CATCHLIGHT_CONTRAST = 40.0  # luma levels above the iris's median
-CATCHLIGHT_RAMP = 20.0  # luma levels over which a glint's peak makes it surely one
-CATCHLIGHT_MAX_AREA = 0.15  # of the iris disc: more is sclera or a lid's sheen
+CATCHLIGHT_ABOVE_IRIS = 30.0  # luma levels above the iris's median
+CATCHLIGHT_CONTRAST = 40.0  # luma levels from a glint's peak down to the iris around it
+CATCHLIGHT_RAMP = 20.0  # luma levels over which that contrast makes it surely a glint
+CATCHLIGHT_MAX_AREA = 0.05  # of the iris disc, each: more is sclera, a sheen or paler iris
 CATCHLIGHT_FOLLOWS = 0.5
 # A band compressed by its lid's rise folds where the rise falls off faster than 1 px
 # per px; smoothstep's steepest slope is 1.5 / band, so a rise is at most band / this.
@@ -380,15 +381,16 @@ class Catchlights:
 
 def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
     """The glints on the eye's cornea, or None when there are none. A glint is an island
-    of pixels CATCHLIGHT_CONTRAST above the median of the iris disc, wholly inside the
-    disc and the opening, and at most CATCHLIGHT_MAX_AREA of the disc. A bright patch
-    that reaches past the disc (sclera showing inside a disc fitted too large or off
-    centre) or onto a lid margin (a lid's or the tear line's sheen) is none, nor is a
-    large one. The mask is each glint grown by a pixel and softened (its edge is blurred
-    like the rest of the picture), weighted by how surely it is one, so that it fades
-    in and out over frames instead of jumping between following the iris and not: by
-    its peak (0 at the threshold, 1 CATCHLIGHT_RAMP above) and by how surely it lies on
-    the eyeball seen between the lids (sure_eyeball)."""
+    of pixels CATCHLIGHT_ABOVE_IRIS above the median of the iris disc, wholly inside the
+    disc and the opening, at most CATCHLIGHT_MAX_AREA of the disc, whose peak stands
+    CATCHLIGHT_CONTRAST above the brighter part of the iris right around it. A bright patch that reaches past
+    the disc (sclera showing inside a disc fitted too large or off centre) or onto a lid
+    margin (a lid's or the tear line's sheen) is none, nor is a large one. The mask is
+    each glint grown by a pixel and softened (its edge is blurred like the rest of the
+    picture), weighted by how surely it is one, so that it fades in and out over frames
+    instead of jumping between following the iris and not: by its contrast (0 at
+    CATCHLIGHT_CONTRAST, 1 CATCHLIGHT_RAMP above) and by how surely it lies on the
+    eyeball seen between the lids (sure_eyeball)."""
     r = edit.r
     pad = math.ceil(r) + 4
     cx, cy = int(round(float(edit.iris[0]))), int(round(float(edit.iris[1])))
@@ -403,20 +405,31 @@ def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
     seen = disc & (sure >= 1.0)
     if seen.sum() < 8:
         return None
-    threshold = float(np.median(crop[seen])) + CATCHLIGHT_CONTRAST
+    # islands well above the iris (its median: the pupil pulls it down, hence the
+    # light iris texture of a pale eye passes here and is told apart by its surround)
+    threshold = float(np.median(crop[seen])) + CATCHLIGHT_ABOVE_IRIS
     count, labels, stats, _ = cv2.connectedComponentsWithStats((crop > threshold).astype(np.uint8), connectivity=8)
     if count < 2:
         return None
     flat = labels.ravel()
-    # per component: pixels off the disc or the opening, its peak, how surely it is seen
+    # per island: pixels off the disc or the opening, its peak, how surely it is seen
     off = np.bincount(flat, weights=(~disc | (sure <= 0.0)).ravel(), minlength=count)
     peak = np.zeros(count, np.float32)
     np.maximum.at(peak, flat, crop.ravel().astype(np.float32))
     seen_at = np.ones(count, np.float32)
     np.minimum.at(seen_at, flat, sure.ravel())
     small = stats[:, cv2.CC_STAT_AREA] <= CATCHLIGHT_MAX_AREA * math.pi * r * r
-    weight = np.clip((peak - threshold) / CATCHLIGHT_RAMP, 0.0, 1.0) * seen_at * ((off == 0) & small)
-    weight[0] = 0.0  # the background
+    weight = np.zeros(count, np.float32)
+    for k in np.flatnonzero((off == 0) & small):
+        if k == 0:  # the background
+            continue
+        # a glint stands out from all around it (the brighter part of a 2 px ring: a
+        # glint in the pupil has it dark all round); a paler stretch of iris texture
+        # rises gently out of the iris beside it, even where the pupil borders it
+        island = (labels == k).astype(np.uint8)
+        ring = cv2.dilate(island, np.ones((5, 5), np.uint8)) > cv2.dilate(island, np.ones((3, 3), np.uint8))
+        contrast = peak[k] - float(np.percentile(crop[ring], 75))
+        weight[k] = np.clip((contrast - CATCHLIGHT_CONTRAST) / CATCHLIGHT_RAMP, 0.0, 1.0) * seen_at[k]
     glints = weight[labels].astype(np.float32)
     if glints.max() <= 0.0:
         return None
