@@ -24,7 +24,7 @@ import numpy as np
 
 from vidprod.media.gaze.geometry import eye_region_points
 from vidprod.media.gaze.lids import BAND_MAX
-from vidprod.media.gaze.rerender import CATCHLIGHT_FOLLOWS, EyeEdit, catchlights, coverage
+from vidprod.media.gaze.rerender import EyeEdit, catchlights, coverage
 
 
 def eye_region_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -122,7 +122,7 @@ def texture_shift_fit(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tup
 
 def catchlight_footprint(y_in: np.ndarray, edit: EyeEdit, origin: tuple[int, int],
                          shape: tuple[int, int]) -> np.ndarray:  # fmt: skip
-    """Where the eye's catchlights are in the output (CATCHLIGHT_FOLLOWS of the shift)
+    """Where the eye's catchlights are in the output (each glint its part of the shift)
     and where the input moved by the whole shift has them, grown by a pixel, in a box
     of `shape` at `origin`: they move less than the iris on purpose, so neither is iris
     texture to fit."""
@@ -131,18 +131,19 @@ def catchlight_footprint(y_in: np.ndarray, edit: EyeEdit, origin: tuple[int, int
     if lights is None:
         return out
     x0, y0 = origin
-    box = np.zeros(shape, np.uint8)
     h, w = lights.mask.shape
     ly0, lx0 = lights.y0 - y0, lights.x0 - x0
     sy0, sx0 = max(0, ly0), max(0, lx0)
     sy1, sx1 = min(shape[0], ly0 + h), min(shape[1], lx0 + w)
     if sy1 <= sy0 or sx1 <= sx0:
         return out
-    box[sy0:sy1, sx0:sx1] = lights.mask[sy0 - ly0 : sy1 - ly0, sx0 - lx0 : sx1 - lx0] > 0.01
-    core = cv2.dilate(box, np.ones((3, 3), np.uint8))
-    for part in (CATCHLIGHT_FOLLOWS, 1.0):
-        move = np.float32([[1, 0, part * edit.shift[0]], [0, 1, part * edit.shift[1]]])
-        out |= cv2.warpAffine(core, move, (shape[1], shape[0]), flags=cv2.INTER_NEAREST) > 0
+    for part, follow in lights.parts:
+        box = np.zeros(shape, np.uint8)
+        box[sy0:sy1, sx0:sx1] = part[sy0 - ly0 : sy1 - ly0, sx0 - lx0 : sx1 - lx0] > 0.01
+        core = cv2.dilate(box, np.ones((3, 3), np.uint8))
+        for fraction in (follow, 1.0):
+            move = np.float32([[1, 0, fraction * edit.shift[0]], [0, 1, fraction * edit.shift[1]]])
+            out |= cv2.warpAffine(core, move, (shape[1], shape[0]), flags=cv2.INTER_NEAREST) > 0
     return out
 
 

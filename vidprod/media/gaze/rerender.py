@@ -117,9 +117,9 @@ class Stencil:
     lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     touched: np.ndarray | None = None  # every pixel the edit may write
     layers: Layers | None = None  # None when no sclera shows
-    # the catchlights on this plane: their soft mask, its holes (uint8) and where the
-    # moved ones are sampled (None when none were found)
-    catch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    # the catchlights on this plane: their soft mask, its holes (uint8) and per glint
+    # its share of the mask and where it is sampled moved (None when none were found)
+    catch: tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]] | None = None
 
 
 def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
@@ -372,25 +372,30 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
 
 @dataclass(frozen=True)
 class Catchlights:
-    """An eye's corneal reflections: a soft mask (0-1) in a box of the luma plane."""
+    """An eye's corneal reflections in a box of the luma plane: all of them as a soft
+    mask (0-1), and per glint its own soft mask and how much of the iris's move it
+    follows."""
 
     mask: np.ndarray
     x0: int
     y0: int
+    parts: tuple[tuple[np.ndarray, float], ...]
 
 
 def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
     """The glints on the eye's cornea, or None when there are none. A glint is an island
     of pixels CATCHLIGHT_ABOVE_IRIS above the median of the iris disc, wholly inside the
     disc and the opening, at most CATCHLIGHT_MAX_AREA of the disc, whose peak stands
-    CATCHLIGHT_CONTRAST above the brighter part of the iris right around it. A bright patch that reaches past
-    the disc (sclera showing inside a disc fitted too large or off centre) or onto a lid
-    margin (a lid's or the tear line's sheen) is none, nor is a large one. The mask is
-    each glint grown by a pixel and softened (its edge is blurred like the rest of the
-    picture), weighted by how surely it is one, so that it fades in and out over frames
-    instead of jumping between following the iris and not: by its contrast (0 at
-    CATCHLIGHT_CONTRAST, 1 CATCHLIGHT_RAMP above) and by how surely it lies on the
-    eyeball seen between the lids (sure_eyeball)."""
+    CATCHLIGHT_CONTRAST above the brighter part of the iris right around it. A bright
+    patch that reaches past the disc (sclera showing inside a disc fitted too large or
+    off centre) or onto a lid margin (a lid's or the tear line's sheen) is none, nor is
+    a large one. Each glint's mask is the island grown by a pixel and softened (its edge
+    is blurred like the rest of the picture). How far a glint follows the iris slides
+    from all the way to CATCHLIGHT_FOLLOWS with how surely it is one, so that over
+    frames it moves smoothly instead of jumping between the two: with its contrast
+    (sure from CATCHLIGHT_RAMP above CATCHLIGHT_CONTRAST) and how surely it lies on the
+    eyeball seen between the lids (sure_eyeball). A glint always moves whole: one split
+    between the two moves would show twice."""
     r = edit.r
     pad = math.ceil(r) + 4
     cx, cy = int(round(float(edit.iris[0]))), int(round(float(edit.iris[1])))
@@ -419,7 +424,8 @@ def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
     seen_at = np.ones(count, np.float32)
     np.minimum.at(seen_at, flat, sure.ravel())
     small = stats[:, cv2.CC_STAT_AREA] <= CATCHLIGHT_MAX_AREA * math.pi * r * r
-    weight = np.zeros(count, np.float32)
+    soften = lambda m: np.minimum(cv2.GaussianBlur(cv2.dilate(m, _BOX), (3, 3), 0.7), 1.0)
+    parts = []
     for k in np.flatnonzero((off == 0) & small):
         if k == 0:  # the background
             continue
@@ -429,43 +435,50 @@ def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
         island = (labels == k).astype(np.uint8)
         ring = cv2.dilate(island, np.ones((5, 5), np.uint8)) > cv2.dilate(island, np.ones((3, 3), np.uint8))
         contrast = peak[k] - float(np.percentile(crop[ring], 75))
-        weight[k] = np.clip((contrast - CATCHLIGHT_CONTRAST) / CATCHLIGHT_RAMP, 0.0, 1.0) * seen_at[k]
-    glints = weight[labels].astype(np.float32)
-    if glints.max() <= 0.0:
+        sureness = float(np.clip((contrast - CATCHLIGHT_CONTRAST) / CATCHLIGHT_RAMP, 0.0, 1.0) * seen_at[k])
+        if sureness > 0.0:
+            parts.append((soften(island.astype(np.float32)), 1.0 - sureness * (1.0 - CATCHLIGHT_FOLLOWS)))
+    if not parts:
         return None
-    soft = cv2.GaussianBlur(cv2.dilate(glints, _BOX), (3, 3), 0.7)
-    return Catchlights(np.minimum(soft, 1.0), x0, y0)
+    return Catchlights(np.maximum.reduce([part for part, _ in parts]), x0, y0, tuple(parts))
 
 
 def catchlight_maps(lights: Catchlights, origin: tuple[int, int], grid: tuple[np.ndarray, np.ndarray],
                     scale: float, y_offset: float, shift: np.ndarray) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+        np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]] | None:  # fmt: skip
     """The geometry of `lights` on a plane's crop (at `origin`, pixel coordinates
-    `grid`): their mask, its holes, and where the moved glints are sampled (they move
-    CATCHLIGHT_FOLLOWS of the plane's `shift`). None when they miss the crop."""
+    `grid`): their mask, its holes, and per glint its share of the mask and where it is
+    sampled moved (its part of the plane's `shift`). None when they miss the crop."""
     gx, gy = grid
     x0, y0 = origin
     mx = (gx + np.float32(x0)) / np.float32(scale) - np.float32(lights.x0)
     my = (gy + np.float32(y0)) / np.float32(scale) + np.float32(y_offset) - np.float32(lights.y0)
-    mask = cv2.remap(lights.mask, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    on_plane = lambda m: cv2.remap(m, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mask = on_plane(lights.mask)
     holes = (mask > 0.01).astype(np.uint8)
     if not holes.any():
         return None
-    follow = np.float32(CATCHLIGHT_FOLLOWS)
-    return mask, holes, gx - follow * np.float32(shift[0]), gy - follow * np.float32(shift[1])
+    shares = [on_plane(part) for part, _ in lights.parts]
+    total = np.maximum(np.sum(shares, axis=0), np.float32(1e-6))
+    moves = tuple((share / total, gx - np.float32(follow * shift[0]), gy - np.float32(follow * shift[1]))
+                  for share, (_, follow) in zip(shares, lights.parts))  # fmt: skip
+    return mask, holes, moves
 
 
-def lift_catchlights(crop: np.ndarray, ext: np.ndarray, catch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+def lift_catchlights(crop: np.ndarray, ext: np.ndarray,
+                     catch: tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]]
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """`crop` and `ext` with the glints taken out (filled in from the iris around them:
     OpenCV's Telea inpainting), and the glints' light moved to where they go, to add
     to the moved iris (a reflection adds light to what is under it). Their light is
     moved by bicubic sampling, as the iris is, kept within its own range so that a
     bright glint gets no dark ring."""
-    mask, holes, mx, my = catch
+    mask, holes, moves = catch
     filled = cv2.inpaint(ext, holes, 2, cv2.INPAINT_TELEA)
     light = mask * (ext - filled)
-    moved = cv2.remap(light, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    moved = np.zeros_like(light)
+    for share, mx, my in moves:
+        moved += cv2.remap(light * share, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     moved = np.clip(moved, min(0.0, float(light.min())), max(0.0, float(light.max())))
     return crop - light, ext - light, moved
 
