@@ -336,10 +336,10 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     x0, y0, x1, y1 = s.box
     view = plane[y0:y1, x0:x1]
     crop = view.astype(np.float32)
-    ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
     glints = None
     if s.catch is not None:
-        crop, ext, glints = lift_catchlights(crop, ext, s.catch)
+        crop, glints = lift_catchlights(crop, s.catch)
+    ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     if glints is not None:
         warped = warped + glints
@@ -465,22 +465,23 @@ def catchlight_maps(lights: Catchlights, origin: tuple[int, int], grid: tuple[np
     return mask, holes, moves
 
 
-def lift_catchlights(crop: np.ndarray, ext: np.ndarray,
-                     catch: tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """`crop` and `ext` with the glints taken out (filled in from the iris around them:
-    OpenCV's Telea inpainting), and the glints' light moved to where they go, to add
-    to the moved iris (a reflection adds light to what is under it). Their light is
-    moved by bicubic sampling, as the iris is, kept within its own range so that a
-    bright glint gets no dark ring."""
+def lift_catchlights(crop: np.ndarray, catch: tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]]
+                     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """`crop` with the glints taken out (filled in from the iris around them: OpenCV's
+    Telea inpainting), before the eyeball is extended under the lids (else a glint
+    near a lid is continued under it and the moved iris brings that up as a streak),
+    and the glints' light moved to where they go, to add to the moved iris (a
+    reflection adds light to what is under it). Their light is moved by bicubic
+    sampling, as the iris is, kept within its own range so that a bright glint gets no
+    dark ring."""
     mask, holes, moves = catch
-    filled = cv2.inpaint(ext, holes, 2, cv2.INPAINT_TELEA)
-    light = mask * (ext - filled)
+    filled = cv2.inpaint(crop, holes, 2, cv2.INPAINT_TELEA)
+    light = mask * (crop - filled)
     moved = np.zeros_like(light)
     for share, mx, my in moves:
         moved += cv2.remap(light * share, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     moved = np.clip(moved, min(0.0, float(light.min())), max(0.0, float(light.max())))
-    return crop - light, ext - light, moved
+    return crop - light, moved
 
 
 def limbus_blur(luma: np.ndarray, edit: EyeEdit) -> float:
