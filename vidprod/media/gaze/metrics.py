@@ -181,8 +181,10 @@ def iris_radius_ratio(y_in: np.ndarray, y_out: np.ndarray, centre_in: np.ndarray
     Picking the edge in each picture separately (the strongest dark-to-bright step)
     was fooled by catchlights: on the astronaut a studio light inside the iris gave
     the input 0.42r and the output 1.5r on the same frame. Aligning the whole radial
-    pattern compares like with like: a catchlight moves with the iris and cancels,
-    only a real change of the iris's size moves the edge ramp."""
+    pattern compares like with like: a catchlight that moves with the iris cancels,
+    only a real change of the iris's size moves the edge ramp. (One the re-render
+    keeps near its place, rerender.catchlights, moves half as far; it weighs only
+    where it lies on these near-horizontal rays, and then little against the ramp.)"""
     step = 0.25
     radii = np.arange(0.2 * r, 2.0 * r, step, dtype=np.float32)
     p_in = _radial_profiles(y_in, centre_in, radii)
