@@ -49,6 +49,9 @@ CATCHLIGHT_CONTRAST = 40.0  # luma levels from a glint's peak down to the iris a
 CATCHLIGHT_RAMP = 20.0  # luma levels over which that contrast makes it surely a glint
 CATCHLIGHT_MAX_AREA = 0.05  # of the iris disc, each: more is sclera, a sheen or paler iris
 CATCHLIGHT_FOLLOWS = 0.5
+# catchlights on one plane's crop: their soft mask, its holes (uint8) and per glint its
+# share of the mask and where it is sampled moved (catchlight_maps)
+CatchMaps = tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]]
 # A band compressed by its lid's rise folds where the rise falls off faster than 1 px
 # per px; smoothstep's steepest slope is 1.5 / band, so a rise is at most band / this.
 BAND_PER_LIFT = 1.6
@@ -117,9 +120,7 @@ class Stencil:
     lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     touched: np.ndarray | None = None  # every pixel the edit may write
     layers: Layers | None = None  # None when no sclera shows
-    # the catchlights on this plane: their soft mask, its holes (uint8) and per glint
-    # its share of the mask and where it is sampled moved (None when none were found)
-    catch: tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]] | None = None
+    catch: CatchMaps | None = None  # the catchlights (None when none were found)
 
 
 def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
@@ -444,8 +445,7 @@ def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
 
 
 def catchlight_maps(lights: Catchlights, origin: tuple[int, int], grid: tuple[np.ndarray, np.ndarray],
-                    scale: float, y_offset: float, shift: np.ndarray) -> tuple[
-        np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]] | None:  # fmt: skip
+                    scale: float, y_offset: float, shift: np.ndarray) -> CatchMaps | None:  # fmt: skip
     """The geometry of `lights` on a plane's crop (at `origin`, pixel coordinates
     `grid`): their mask, its holes, and per glint its share of the mask and where it is
     sampled moved (its part of the plane's `shift`). None when they miss the crop."""
@@ -465,8 +465,7 @@ def catchlight_maps(lights: Catchlights, origin: tuple[int, int], grid: tuple[np
     return mask, holes, moves
 
 
-def lift_catchlights(crop: np.ndarray, catch: tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]]
-                     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def lift_catchlights(crop: np.ndarray, catch: CatchMaps) -> tuple[np.ndarray, np.ndarray]:
     """`crop` with the glints taken out (filled in from the iris around them: OpenCV's
     Telea inpainting), before the eyeball is extended under the lids (else a glint
     near a lid is continued under it and the moved iris brings that up as a streak),
