@@ -57,7 +57,18 @@ from vidprod.media.gaze.metrics import (
     texture_shift,
 )
 from vidprod.media.gaze.lids import skin_band
-from vidprod.media.gaze.rerender import BAND_PER_LIFT, EyeEdit, coverage, edit_eye, lid_weight
+from vidprod.media.gaze.rerender import (
+    BAND_PER_LIFT,
+    CATCHLIGHT_FOLLOWS,
+    EyeEdit,
+    apply_stencil,
+    catchlights,
+    coverage,
+    edit_eye,
+    lid_weight,
+    limbus_blur,
+    stencil,
+)
 from vidprod.media.planes import plane_views
 from vidprod.media.render import RenderOptions, render_parts
 
@@ -505,6 +516,118 @@ def test_a_dark_run_above_one_stretch_of_the_lid_is_no_rim_but_a_line_is():
         cv2.polylines(rim, [np.round(line).astype(np.int32)], False, 10, thickness=2)
         assert skin_band(spot, eye, upper) == pytest.approx(clear)
         assert skin_band(rim, eye, upper) <= height - 5.0
+
+
+def _eye_with_a_glint(glint: bool = True) -> tuple[av.VideoFrame, np.ndarray, EyeEdit, np.ndarray]:
+    """The astronaut's first frame and an edit of her first eye moving its iris up by
+    0.06 eye widths (~3 px), with a glint painted on its pupil, up and right of centre
+    (a Gaussian spot, peak luma 240, sigma 0.8 px) when `glint`; her own faint one is
+    clipped away. Returns the frame, its face points, the edit and the glint's place."""
+    frame = astronaut_fixture().video_frames()[0]
+    points = find_points(frame.to_ndarray(format="rgb24"))
+    eye = eye_frames(points)[0]
+    opening = np.concatenate([eye.to_image(eye.xs, eye.upper), eye.to_image(eye.xs[::-1], eye.lower[::-1])])
+    edit = EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=-0.06 * eye.w * eye.uy,
+                   upper_count=len(eye.xs))  # fmt: skip
+    spot = eye.iris + np.array([0.35, -0.35]) * eye.r  # off the line limbus_blur reads
+    y = plane_views(frame)[0]
+    gy, gx = np.mgrid[0 : y.shape[0], 0 : y.shape[1]]
+    # her own soft reflection (luma ~150 in this iris, a weak glint) clipped to the iris
+    y[:] = np.where(np.hypot(gx - eye.iris[0], gy - eye.iris[1]) < 0.8 * eye.r, np.minimum(y, 100), y)
+    if glint:
+        bump = np.exp(-0.5 * ((gx - spot[0]) ** 2 + (gy - spot[1]) ** 2) / 0.8**2)
+        y[:] = np.clip(np.rint(y + bump * (240.0 - y)), 0, 255).astype(np.uint8)
+    return frame, points, edit, spot
+
+
+def _light_centre(light: np.ndarray) -> np.ndarray:
+    """The centroid (x, y) of the positive part of `light`."""
+    light = np.maximum(light.astype(np.float64), 0.0)
+    gy, gx = np.mgrid[0 : light.shape[0], 0 : light.shape[1]]
+    assert light.sum() > 300
+    return np.array([(gx * light).sum(), (gy * light).sum()]) / light.sum()
+
+
+def test_a_catchlight_moves_half_as_far_as_the_iris():
+    """When an eye turns, its corneal reflection moves about half as far as the pupil:
+    the glint's centre moves CATCHLIGHT_FOLLOWS of the shift, the iris texture (the
+    harness leaves the glint out of its fit) all of it, nothing changes outside the
+    eye, and no trace of the glint stays where it was. The glint's light is what the
+    painted frame has over the same frame without it, before and after the edit."""
+    plain, _, _, _ = _eye_with_a_glint(glint=False)
+    frame, points, edit, _ = _eye_with_a_glint()
+    lights = catchlights(plane_views(frame)[0], edit)
+    assert lights is not None and lights.mask.max() == pytest.approx(1.0)
+    assert catchlights(plane_views(plain)[0], edit) is None
+    unlit = _planes(plain)[0].astype(np.float64)
+    before = _planes(frame)
+    edit_eye(*plane_views(plain), edit)
+    y, u, v = plane_views(frame)
+    assert edit_eye(y, u, v, edit) > 0
+    after = plane_views(frame)
+    d = float(np.hypot(*edit.shift))
+    assert d >= 2.5
+    start = _light_centre(before[0] - unlit)
+    end = _light_centre(after[0].astype(np.float64) - plane_views(plain)[0])
+    assert CATCHLIGHT_FOLLOWS == 0.5  # the cornea's centre of curvature: 5.6 mm of the eye's 10 mm
+    # bicubic resampling and the iris inpainted where the glint was move a 2 px spot's
+    # centroid a little (0.14 px here); 0.1 d (0.3 px) is far from "carried along",
+    # which is 0.5 d (1.5 px) away
+    assert np.hypot(*(end - start - 0.5 * edit.shift)) <= 0.1 * d
+    assert shift_ratio(texture_shift(before[0], after[0], edit), edit.shift) == pytest.approx(1.0, abs=0.1)
+    assert changed_outside(before, after, eye_region_mask(points, y.shape)) == 0
+    # all of its light and only its light: no glint left behind or doubled (its light
+    # would grow), no dark hole where it was (the moved iris is inpainted there)
+    light = after[0].astype(np.float64) - plane_views(plain)[0]
+    assert light.sum() == pytest.approx((before[0] - unlit).sum(), rel=0.15)
+    assert light.min() >= -15
+
+
+def test_an_eye_without_catchlights_renders_as_before():
+    """No glint found: the eye is rendered by the plain path, bit for bit (stencils
+    without catchlights); with one, only the glint's neighbourhood differs from it."""
+    for glint in (False, True):
+        frame, _, edit, spot = _eye_with_a_glint(glint)
+        planes = _planes(frame)
+        edit = replace(edit, blur=limbus_blur(planes[0], edit))  # as edit_eye reads it
+        assert (catchlights(planes[0], edit) is None) == (not glint)
+        plain = [p.copy() for p in planes]
+        luma = stencil(edit, plain[0].shape, 1.0, 0.0)
+        apply_stencil(plain[0], luma)
+        chroma = stencil(edit, plain[1].shape, 0.5, 0.5)
+        apply_stencil(plain[1], chroma)
+        apply_stencil(plain[2], chroma)
+        y, u, v = plane_views(frame)
+        edit_eye(y, u, v, edit)
+        if not glint:
+            assert all(np.array_equal(a, b) for a, b in zip(plain, plane_views(frame)))
+        else:
+            differ = np.argwhere(plain[0] != y)
+            assert differ.size
+            reach = float(np.hypot(*edit.shift)) + 4.0  # the glint's softened mask and its move
+            assert np.hypot(*(differ[:, ::-1] - spot).T).max() <= reach
+
+
+def test_sclera_and_lid_sheen_are_no_catchlights():
+    """A disc fitted far too large holds sclera, and a bright spot on the lid margin is
+    a sheen: neither is taken for a glint, while the real glint is still found."""
+    frame, _, edit, spot = _eye_with_a_glint()
+    y = _planes(frame)[0]
+    gy, gx = np.mgrid[0 : y.shape[0], 0 : y.shape[1]]
+    beyond = np.hypot(gx - edit.iris[0], gy - edit.iris[1])
+    assert (y[(beyond >= edit.r) & (beyond < 1.8 * edit.r)] > 150).sum() > 100  # sclera in the big disc
+    big = catchlights(y, replace(edit, r=1.8 * edit.r))
+    gy, gx = np.mgrid[0 : big.mask.shape[0], 0 : big.mask.shape[1]]
+    far = np.hypot(gx + big.x0 - spot[0], gy + big.y0 - spot[1]) > 5.0  # past its softened edge
+    assert big.mask.max() > 0.5 and big.mask[far].max() == 0.0
+    top = edit.upper[np.argmin(np.abs(edit.upper[:, 0] - edit.iris[0]))]
+    sheen = y.copy()
+    x0, y0 = np.round(top).astype(int)
+    sheen[y0 : y0 + 2, x0 - 1 : x0 + 2] = 250  # on the margin, inside the disc (8.7 px of 10.7)
+    lights = catchlights(sheen, edit)
+    assert lights is not None
+    assert np.hypot(*(top - edit.iris)) < edit.r - 1.0
+    assert lights.mask[y0 - lights.y0 : y0 - lights.y0 + 2, x0 - lights.x0 - 1 : x0 - lights.x0 + 2].max() == 0.0
 
 
 def test_small_eyes_pass_through_untouched():

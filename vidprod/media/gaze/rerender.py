@@ -40,6 +40,18 @@ SUPERSAMPLE = 8
 # reaches three of these past the fitted lids, inside the harness's eye region.
 MAX_BLUR = 1.5
 _BOX = np.ones((3, 3), np.float32)
+# Catchlights, the corneal reflections of a light, move about half as far as the pupil
+# when an eye turns: a glint moves with the cornea's centre of curvature, ~5.6 mm from
+# the eye's centre of rotation, against ~10 mm for the pupil. They are taken out of the
+# moving iris and laid back CATCHLIGHT_FOLLOWS of the way (catchlights()).
+CATCHLIGHT_ABOVE_IRIS = 30.0  # luma levels above the iris's median
+CATCHLIGHT_CONTRAST = 40.0  # luma levels from a glint's peak down to the iris around it
+CATCHLIGHT_RAMP = 20.0  # luma levels over which that contrast makes it surely a glint
+CATCHLIGHT_MAX_AREA = 0.05  # of the iris disc, each: more is sclera, a sheen or paler iris
+CATCHLIGHT_FOLLOWS = 0.5
+# catchlights on one plane's crop: their soft mask, its holes (uint8) and per glint its
+# share of the mask and where it is sampled moved (catchlight_maps)
+CatchMaps = tuple[np.ndarray, np.ndarray, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]]
 # A band compressed by its lid's rise folds where the rise falls off faster than 1 px
 # per px; smoothstep's steepest slope is 1.5 / band, so a rise is at most band / this.
 BAND_PER_LIFT = 1.6
@@ -108,6 +120,7 @@ class Stencil:
     lid: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     touched: np.ndarray | None = None  # every pixel the edit may write
     layers: Layers | None = None  # None when no sclera shows
+    catch: CatchMaps | None = None  # the catchlights (None when none were found)
 
 
 def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndarray, ux: np.ndarray,
@@ -245,10 +258,11 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return gx, gy
 
 
-def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float) -> Stencil | None:
+def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float,
+            lights: Catchlights | None = None) -> Stencil | None:  # fmt: skip
     """`edit` laid on a plane of `shape`: `scale` 1 for luma, 0.5 for 4:2:0 chroma
-    (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5). None when it would
-    change nothing."""
+    (whose samples sit at luma (2x, 2y + 0.5), hence y_offset 0.5), with the eye's
+    `lights` (catchlights()) kept near their place. None when it would change nothing."""
     to_plane = lambda p: np.stack([p[..., 0] * scale, (p[..., 1] - y_offset) * scale], -1)
     polygon = to_plane(edit.opening)
     shift = edit.shift * scale
@@ -313,6 +327,8 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
         known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
         weight = keep * known * layers.below * (1.0 - layers.disc) * share
         result.layers = replace(layers, weight=weight.astype(np.float32))
+    if lights is not None and magnitude >= 1e-3:
+        result.catch = catchlight_maps(lights, (x0, y0), (gx, gy), scale, y_offset, shift)
     return result
 
 
@@ -321,8 +337,13 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     x0, y0, x1, y1 = s.box
     view = plane[y0:y1, x0:x1]
     crop = view.astype(np.float32)
+    glints = None
+    if s.catch is not None:
+        crop, glints = lift_catchlights(crop, s.catch)
     ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if glints is not None:
+        warped = warped + glints
     out = crop + s.alpha * (warped - ext)
     if s.lid is not None:
         mx, my, lid_alpha, moves = s.lid
@@ -339,14 +360,127 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
     """Apply `edit` to a yuv420p frame's planes in place; returns changed luma samples.
     U and V share one chroma stencil."""
     edit = replace(edit, blur=limbus_blur(y, edit))
-    luma = stencil(edit, y.shape, 1.0, 0.0)
+    lights = catchlights(y, edit)
+    luma = stencil(edit, y.shape, 1.0, 0.0, lights)
     changed = apply_stencil(y, luma) if luma is not None else 0
     if changed:
-        chroma = stencil(edit, u.shape, 0.5, 0.5)
+        chroma = stencil(edit, u.shape, 0.5, 0.5, lights)
         if chroma is not None:
             apply_stencil(u, chroma)
             apply_stencil(v, chroma)
     return changed
+
+
+@dataclass(frozen=True)
+class Catchlights:
+    """An eye's corneal reflections in a box of the luma plane: all of them as a soft
+    mask (0-1), and per glint its own soft mask and how much of the iris's move it
+    follows."""
+
+    mask: np.ndarray
+    x0: int
+    y0: int
+    parts: tuple[tuple[np.ndarray, float], ...]
+
+
+def catchlights(luma: np.ndarray, edit: EyeEdit) -> Catchlights | None:
+    """The glints on the eye's cornea, or None when there are none. A glint is an island
+    of pixels CATCHLIGHT_ABOVE_IRIS above the median of the iris disc, wholly inside the
+    disc and the opening, at most CATCHLIGHT_MAX_AREA of the disc, whose peak stands
+    CATCHLIGHT_CONTRAST above the brighter part of the iris right around it. A bright
+    patch that reaches past the disc (sclera showing inside a disc fitted too large or
+    off centre) or onto a lid margin (a lid's or the tear line's sheen) is none, nor is
+    a large one. Each glint's mask is the island grown by a pixel and softened (its edge
+    is blurred like the rest of the picture). How far a glint follows the iris slides
+    from all the way to CATCHLIGHT_FOLLOWS with how surely it is one, so that over
+    frames it moves smoothly instead of jumping between the two: with its contrast
+    (sure from CATCHLIGHT_RAMP above CATCHLIGHT_CONTRAST) and how surely it lies on the
+    eyeball seen between the lids (sure_eyeball). A glint always moves whole: one split
+    between the two moves would show twice."""
+    r = edit.r
+    pad = math.ceil(r) + 4
+    cx, cy = int(round(float(edit.iris[0]))), int(round(float(edit.iris[1])))
+    x0, y0 = max(0, cx - pad), max(0, cy - pad)
+    x1, y1 = min(luma.shape[1], cx + pad + 1), min(luma.shape[0], cy + pad + 1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    crop = luma[y0:y1, x0:x1]
+    sure = sure_eyeball(coverage(edit.opening - np.array([x0, y0]), crop.shape))
+    gy, gx = np.mgrid[y0:y1, x0:x1]
+    disc = np.hypot(gx - edit.iris[0], gy - edit.iris[1]) < r
+    seen = disc & (sure >= 1.0)
+    if seen.sum() < 8:
+        return None
+    # islands well above the iris (its median: the pupil pulls it down, hence the
+    # light iris texture of a pale eye passes here and is told apart by its surround)
+    threshold = float(np.median(crop[seen])) + CATCHLIGHT_ABOVE_IRIS
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((crop > threshold).astype(np.uint8), connectivity=8)
+    if count < 2:
+        return None
+    flat = labels.ravel()
+    # per island: pixels off the disc or the opening, its peak, how surely it is seen
+    off = np.bincount(flat, weights=(~disc | (sure <= 0.0)).ravel(), minlength=count)
+    peak = np.zeros(count, np.float32)
+    np.maximum.at(peak, flat, crop.ravel().astype(np.float32))
+    seen_at = np.ones(count, np.float32)
+    np.minimum.at(seen_at, flat, sure.ravel())
+    small = stats[:, cv2.CC_STAT_AREA] <= CATCHLIGHT_MAX_AREA * math.pi * r * r
+    soften = lambda m: np.minimum(cv2.GaussianBlur(cv2.dilate(m, _BOX), (3, 3), 0.7), 1.0)
+    parts = []
+    for k in np.flatnonzero((off == 0) & small):
+        if k == 0:  # the background
+            continue
+        # a glint stands out from all around it (the brighter part of a 2 px ring: a
+        # glint in the pupil has it dark all round); a paler stretch of iris texture
+        # rises gently out of the iris beside it, even where the pupil borders it
+        island = (labels == k).astype(np.uint8)
+        ring = cv2.dilate(island, np.ones((5, 5), np.uint8)) > cv2.dilate(island, np.ones((3, 3), np.uint8))
+        contrast = peak[k] - float(np.percentile(crop[ring], 75))
+        sureness = float(np.clip((contrast - CATCHLIGHT_CONTRAST) / CATCHLIGHT_RAMP, 0.0, 1.0) * seen_at[k])
+        if sureness > 0.0:
+            parts.append((soften(island.astype(np.float32)), 1.0 - sureness * (1.0 - CATCHLIGHT_FOLLOWS)))
+    if not parts:
+        return None
+    return Catchlights(np.maximum.reduce([part for part, _ in parts]), x0, y0, tuple(parts))
+
+
+def catchlight_maps(lights: Catchlights, origin: tuple[int, int], grid: tuple[np.ndarray, np.ndarray],
+                    scale: float, y_offset: float, shift: np.ndarray) -> CatchMaps | None:  # fmt: skip
+    """The geometry of `lights` on a plane's crop (at `origin`, pixel coordinates
+    `grid`): their mask, its holes, and per glint its share of the mask and where it is
+    sampled moved (its part of the plane's `shift`). None when they miss the crop."""
+    gx, gy = grid
+    x0, y0 = origin
+    mx = (gx + np.float32(x0)) / np.float32(scale) - np.float32(lights.x0)
+    my = (gy + np.float32(y0)) / np.float32(scale) + np.float32(y_offset) - np.float32(lights.y0)
+    on_plane = lambda m: cv2.remap(m, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mask = on_plane(lights.mask)
+    holes = (mask > 0.01).astype(np.uint8)
+    if not holes.any():
+        return None
+    shares = [on_plane(part) for part, _ in lights.parts]
+    total = np.maximum(np.sum(shares, axis=0), np.float32(1e-6))
+    moves = tuple((share / total, gx - np.float32(follow * shift[0]), gy - np.float32(follow * shift[1]))
+                  for share, (_, follow) in zip(shares, lights.parts))  # fmt: skip
+    return mask, holes, moves
+
+
+def lift_catchlights(crop: np.ndarray, catch: CatchMaps) -> tuple[np.ndarray, np.ndarray]:
+    """`crop` with the glints taken out (filled in from the iris around them: OpenCV's
+    Telea inpainting), before the eyeball is extended under the lids (else a glint
+    near a lid is continued under it and the moved iris brings that up as a streak),
+    and the glints' light moved to where they go, to add to the moved iris (a
+    reflection adds light to what is under it). Their light is moved by bicubic
+    sampling, as the iris is, kept within its own range so that a bright glint gets no
+    dark ring."""
+    mask, holes, moves = catch
+    filled = cv2.inpaint(crop, holes, 2, cv2.INPAINT_TELEA)
+    light = mask * (crop - filled)
+    moved = np.zeros_like(light)
+    for share, mx, my in moves:
+        moved += cv2.remap(light * share, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    moved = np.clip(moved, min(0.0, float(light.min())), max(0.0, float(light.max())))
+    return crop - light, moved
 
 
 def limbus_blur(luma: np.ndarray, edit: EyeEdit) -> float:
