@@ -112,9 +112,7 @@ class Stencil:
     inside: np.ndarray
     sure: np.ndarray
     keep: np.ndarray  # 1 - sure
-    push: tuple[np.ndarray, np.ndarray, int]  # the outward push's maps and steps
-    spread: list[tuple[np.ndarray, np.ndarray]]  # per isotropic step: missing·gain, count
-    unsure: np.ndarray  # certainty the extension still lacks at the end
+    extension: Extension
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
     # the raised lid: where each pixel's lid layer is sampled, the coverage seen through
     # it, and which pixels it moves (None when the lid stays)
@@ -145,47 +143,95 @@ def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndar
     return (np.sin(np.pi * t) * smooth(above) * smooth(below)).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Extension:
+    """The certainty side of `extend_eyeball`, which depends only on the geometry, on
+    `region`: the part of the crop that any certainty reaches (outside it the extension
+    is the input itself). Worked out there alone, as every pixel costs each step."""
+
+    region: tuple[slice, slice]  # rows, columns of the crop
+    sure: np.ndarray  # `sure` and `keep` on the region
+    keep: np.ndarray
+    push: tuple[np.ndarray, np.ndarray]  # the outward push's maps on the region, in crop coordinates
+    steps: int
+    spread: list[tuple[np.ndarray, np.ndarray]]  # per isotropic step: missing·gain, count
+    unsure: np.ndarray  # certainty still missing at the end
+
+
+def certainty_region(sure: np.ndarray, direction: tuple[np.float32, np.float32], steps: int) -> tuple[slice, slice]:
+    """Rows and columns of the crop beyond which `extension_weights` leaves no certainty:
+    the bounding box of `sure`, grown on the side the push carries values to (a pixel
+    takes the bilinear value at itself + `direction`, so per step by ceil(-component)
+    on the far side and ceil(component) on the near one, 0 for a 0 component) and by
+    one pixel all round per isotropic step. Certainty and the values carried with it
+    stay 0 outside it, so steps worked out on it alone give the same numbers."""
+    spread = steps + 2
+    bounds = []
+    for axis, c, size in ((1, float(direction[1]), sure.shape[0]), (0, float(direction[0]), sure.shape[1])):
+        seen = np.flatnonzero(sure.any(axis=axis))
+        start = seen[0] - steps * max(0, math.ceil(c)) - spread
+        stop = seen[-1] + 1 + steps * max(0, math.ceil(-c)) + spread
+        bounds.append(slice(max(0, int(start)), min(size, int(stop))))
+    return bounds[0], bounds[1]
+
+
 def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
-                      direction: np.ndarray, steps: int) -> tuple[
-        tuple[np.ndarray, np.ndarray, int], list[tuple[np.ndarray, np.ndarray]], np.ndarray]:  # fmt: skip
+                      direction: np.ndarray, steps: int) -> Extension:  # fmt: skip
     """The certainty side of `extend_eyeball`, which depends only on the geometry
     (`grid`: the crop's pixel coordinates x, y): the push's maps, each isotropic step's
-    (missing·gain, count) and the certainty still missing at the end."""
-    weight = sure.copy()
+    (missing·gain, count) and the certainty still missing at the end, on the region
+    any certainty reaches (`certainty_region`)."""
+    dx, dy = np.float32(direction[0]), np.float32(direction[1])
+    region = certainty_region(sure, (dx, dy), steps)
     gx, gy = grid
-    mx, my = gx + np.float32(direction[0]), gy + np.float32(direction[1])
+    push = (gx[region] + dx, gy[region] + dy)
+    sure_part, keep_part = sure[region], keep[region]
+    weight = sure_part.copy()
+    # the push samples in crop coordinates: it reads a crop-sized picture that is 0
+    # outside the region (remap's output at a pixel depends on its map entry alone,
+    # so mapping the region only gives the same values there)
+    source = np.zeros(sure.shape, np.float32)
     for _ in range(steps):
-        pushed_w = cv2.remap(weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        weight = sure + keep * pushed_w
+        source[region] = weight
+        pushed_w = cv2.remap(source, *push, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        weight = sure_part + keep_part * pushed_w
+    # the crop's pixels outside the region stay at 0: none is ever 1
+    whole = weight.shape == sure.shape
     spread = []
     for _ in range(steps + 2):
-        if weight.min() >= 1.0:
+        if whole and weight.min() >= 1.0:
             break
+        # zeros past the region's edge, as the border: the same sums as on the crop
         count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
         gained = (1.0 - weight) * gain
         spread.append((gained, np.maximum(count, 1e-6)))
         weight = weight + gained
-    return (mx, my, steps), spread, 1.0 - weight
+    return Extension(region, sure_part, keep_part, push, steps, spread, 1.0 - weight)
 
 
-def extend_eyeball(crop: np.ndarray, s: Stencil) -> np.ndarray:
-    """`crop` where `s.sure` is 1, continued outward: first along the push's direction
+def extend_eyeball(crop: np.ndarray, e: Extension) -> np.ndarray:
+    """`crop` where `e.sure` is 1, continued outward: first along the push's direction
     (a pixel takes the bilinear value one pixel towards the eyeball), then by an
     isotropic normalised 3x3 push for what is left (`extension_weights` gives the
     certainties). Values are carried premultiplied by their certainty, so the result
-    changes smoothly with `sure`."""
-    mx, my, steps = s.push
-    sure_part = crop * s.sure
+    changes smoothly with `sure`. Outside `e.region` the result is `crop`."""
+    region = e.region
+    part = crop[region]
+    sure_part = part * e.sure
     value = sure_part
-    for _ in range(steps):
-        pushed = cv2.remap(value, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        value = sure_part + s.keep * pushed
-    for gained, count in s.spread:
+    source = np.zeros(crop.shape, np.float32)  # as in extension_weights
+    for _ in range(e.steps):
+        source[region] = value
+        pushed = cv2.remap(source, *e.push, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        value = sure_part + e.keep * pushed
+    for gained, count in e.spread:
         total = cv2.filter2D(value, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         value = value + gained * total / count
     # whatever certainty is still missing is never sampled; the input keeps it finite
-    return (value + s.unsure * crop).astype(np.float32)
+    result = crop.astype(np.float32)  # a copy
+    result[region] = value + e.unsure * part
+    return result
 
 
 @dataclass(frozen=True)
@@ -302,7 +348,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     # the eyeball is continued under the lids along the move (up), far enough for
     # both the moved iris and what the raised lid uncovers
     direction = shift / magnitude if magnitude >= 1e-3 else -uy
-    push, spread, unsure = extension_weights(sure, keep, (gx, gy), direction, math.ceil(max(magnitude, lift)) + 3)
+    extension = extension_weights(sure, keep, (gx, gy), direction, math.ceil(max(magnitude, lift)) + 3)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
     weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
     warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
@@ -320,9 +366,9 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
             lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             lid = (mx, my, lid_alpha, moves)
             touched = inside | moves
-    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
+    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, extension, warp, lid, touched)
     if layers is not None:
-        share = extend_eyeball(layers.near, result)  # how much of each pixel came from `near`
+        share = extend_eyeball(layers.near, extension)  # how much of each pixel came from `near`
         known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
         weight = keep * known * layers.below * (1.0 - layers.disc) * share
         result.layers = replace(layers, weight=weight.astype(np.float32))
@@ -334,7 +380,7 @@ def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
     x0, y0, x1, y1 = s.box
     view = plane[y0:y1, x0:x1]
     crop = view.astype(np.float32)
-    ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
+    ext = layered_eyeball(extend_eyeball(crop, s.extension), crop, s)
     warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     out = crop + s.alpha * (warped - ext)
     if s.lid is not None:
