@@ -154,7 +154,9 @@ class Extension:
     keep: np.ndarray
     push: tuple[np.ndarray, np.ndarray]  # the outward push's maps on the region, in crop coordinates
     steps: int
-    spread: list[tuple[np.ndarray, np.ndarray]]  # per isotropic step: missing·gain, count
+    # per isotropic step: missing·gain and count, each with a row below the region
+    # (0 and 1) that keeps the row between stacked planes at 0 (extend_eyeball)
+    spread: list[tuple[np.ndarray, np.ndarray]]
     unsure: np.ndarray  # certainty still missing at the end
 
 
@@ -205,31 +207,46 @@ def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray
         count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
         gained = (1.0 - weight) * gain
-        spread.append((gained, np.maximum(count, 1e-6)))
+        spread.append((np.vstack([gained, np.zeros_like(gained[:1])]),
+                       np.vstack([np.maximum(count, 1e-6), np.ones_like(count[:1])])))  # fmt: skip
         weight = weight + gained
     return Extension(region, sure_part, keep_part, push, steps, spread, 1.0 - weight)
 
 
-def extend_eyeball(crop: np.ndarray, e: Extension) -> np.ndarray:
-    """`crop` where `e.sure` is 1, continued outward: first along the push's direction
-    (a pixel takes the bilinear value one pixel towards the eyeball), then by an
-    isotropic normalised 3x3 push for what is left (`extension_weights` gives the
-    certainties). Values are carried premultiplied by their certainty, so the result
-    changes smoothly with `sure`. Outside `e.region` the result is `crop`."""
-    region = e.region
-    part = crop[region]
+def extend_eyeball(crops: np.ndarray, e: Extension) -> np.ndarray:
+    """Each of `crops` (planes stacked on the first axis, all of one stencil) where
+    `e.sure` is 1, continued outward: first along the push's direction (a pixel takes
+    the bilinear value one pixel towards the eyeball), then by an isotropic normalised
+    3x3 push for what is left (`extension_weights` gives the certainties). Values are
+    carried premultiplied by their certainty, so the result changes smoothly with
+    `sure`. Outside `e.region` the result is the crop itself.
+    The planes go through each step together: an eye's steps are many small sums, and
+    their count, not their size, is what they cost. Only the remap goes plane by plane
+    (over several channels it rounds differently)."""
+    planes, rows = crops.shape[0], e.sure.shape[0]
+    region = (slice(None), *e.region)
+    part = crops[region]
     sure_part = part * e.sure
     value = sure_part
-    source = np.zeros(crop.shape, np.float32)  # as in extension_weights
+    source = np.zeros(crops.shape, np.float32)  # as in extension_weights
+    pushed = np.empty_like(sure_part)
     for _ in range(e.steps):
         source[region] = value
-        pushed = cv2.remap(source, *e.push, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        for i in range(planes):
+            cv2.remap(source[i], *e.push, cv2.INTER_LINEAR, dst=pushed[i], borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=0)  # fmt: skip
         value = sure_part + e.keep * pushed
-    for gained, count in e.spread:
-        total = cv2.filter2D(value, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
-        value = value + gained * total / count
+    if e.spread:
+        # the planes one above another with a row of zeros under each, which the 3x3
+        # sum reads as it reads the zeros past an edge: one sum for all, the same values
+        tall = np.zeros((planes, rows + 1, value.shape[2]), np.float32)
+        tall[:, :rows] = value
+        for gained, count in e.spread:
+            total = cv2.filter2D(tall.reshape(-1, tall.shape[2]), -1, _BOX, borderType=cv2.BORDER_CONSTANT)
+            tall = tall + gained * total.reshape(tall.shape) / count
+        value = tall[:, :rows]
     # whatever certainty is still missing is never sampled; the input keeps it finite
-    result = crop.astype(np.float32)  # a copy
+    result = crops.astype(np.float32)  # a copy
     result[region] = value + e.unsure * part
     return result
 
@@ -244,7 +261,9 @@ class Layers:
     reach: np.ndarray  # `certain` blurred: how much sclera each pixel's estimate rests on
     sigma: float
     below: np.ndarray  # 0 above the iris centre, 1 from half a radius below it
-    weight: np.ndarray | None = None  # how far each pixel turns to the sclera's colour
+    # how far each pixel turns to the sclera's colour, but for the share of it that the
+    # extension carried from `near` (layered_eyeball)
+    turn: np.ndarray | None = None
 
 
 def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre: np.ndarray, ux: np.ndarray,
@@ -273,19 +292,18 @@ def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre:
     return Layers(disc, near, certain, reach, sigma, below)
 
 
-def layered_eyeball(ext: np.ndarray, crop: np.ndarray, s: Stencil) -> np.ndarray:
-    """`ext` turned towards the sclera's colour by the share of it that the extension
-    carried from the iris and its ring (`Layers.share`: the extension of `near`, as the
+def layered_eyeball(ext: np.ndarray, crop: np.ndarray, lay: Layers | None, weight: np.ndarray | None) -> np.ndarray:
+    """`ext` turned towards the sclera's colour by `weight`: the share of it that the
+    extension carried from the iris and its ring (the extension of `near`, as the
     extension is linear in what it extends), outside the disc, below the iris centre
     and only where nothing is surely seen (under the lids). Elsewhere, the lid margins
     beside the sclera included, the local extension stays: a sclera estimate there
     would draw its error along the margin as a line."""
-    lay = s.layers
-    if lay is None:
+    if lay is None or weight is None:
         return ext
     total = cv2.GaussianBlur(crop * lay.certain, (0, 0), lay.sigma, borderType=cv2.BORDER_CONSTANT)
     sclera = total / np.maximum(lay.reach, np.float32(1e-3))
-    return ext + lay.weight * (sclera - ext)
+    return ext + weight * (sclera - ext)
 
 
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
@@ -368,30 +386,39 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
             touched = inside | moves
     result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, extension, warp, lid, touched)
     if layers is not None:
-        share = extend_eyeball(layers.near, extension)  # how much of each pixel came from `near`
         known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
-        weight = keep * known * layers.below * (1.0 - layers.disc) * share
-        result.layers = replace(layers, weight=weight.astype(np.float32))
+        result.layers = replace(layers, turn=keep * known * layers.below * (1.0 - layers.disc))
     return result
 
 
-def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
-    """Re-render one plane in place; returns how many samples changed."""
+def apply_stencil(planes: list[np.ndarray], s: Stencil) -> list[int]:
+    """Re-render planes of one stencil (luma, or U and V) in place; returns how many
+    samples of each changed."""
     x0, y0, x1, y1 = s.box
-    view = plane[y0:y1, x0:x1]
-    crop = view.astype(np.float32)
-    ext = layered_eyeball(extend_eyeball(crop, s.extension), crop, s)
-    warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    out = crop + s.alpha * (warped - ext)
-    if s.lid is not None:
-        mx, my, lid_alpha, moves = s.lid
-        lid_crop = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        lid_ext = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        out = np.where(moves, lid_crop + lid_alpha * (warped - lid_ext), out)
-    result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    changed = s.touched & (result != view)
-    view[changed] = result[changed]
-    return int(changed.sum())
+    views = [plane[y0:y1, x0:x1] for plane in planes]
+    crops = np.stack(views).astype(np.float32)
+    lay = s.layers
+    if lay is not None and lay.turn is not None:
+        # `near` extended with the planes: how much of each pixel came from it
+        share, *exts = extend_eyeball(np.concatenate([lay.near[None], crops]), s.extension)
+        weight = lay.turn * share
+    else:
+        exts, weight = list(extend_eyeball(crops, s.extension)), None
+    counts = []
+    for view, crop, ext in zip(views, crops, exts):
+        ext = layered_eyeball(ext, crop, lay, weight)
+        warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        out = crop + s.alpha * (warped - ext)
+        if s.lid is not None:
+            mx, my, lid_alpha, moves = s.lid
+            lid_crop = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            lid_ext = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            out = np.where(moves, lid_crop + lid_alpha * (warped - lid_ext), out)
+        result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        changed = s.touched & (result != view)
+        view[changed] = result[changed]
+        counts.append(int(changed.sum()))
+    return counts
 
 
 def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
@@ -399,12 +426,11 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
     U and V share one chroma stencil."""
     edit = replace(edit, blur=limbus_blur(y, edit))
     luma = stencil(edit, y.shape, 1.0, 0.0)
-    changed = apply_stencil(y, luma) if luma is not None else 0
+    changed = apply_stencil([y], luma)[0] if luma is not None else 0
     if changed:
         chroma = stencil(edit, u.shape, 0.5, 0.5)
         if chroma is not None:
-            apply_stencil(u, chroma)
-            apply_stencil(v, chroma)
+            apply_stencil([u, v], chroma)
     return changed
 
 
