@@ -199,18 +199,23 @@ def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray
         weight = sure_part + keep_part * pushed_w
     # the crop's pixels outside the region stay at 0: none is ever 1
     whole = weight.shape == sure.shape
+    rows = weight.shape[0]
+    # with a row of zeros below (see Extension.spread), which the 3x3 sum reads as it
+    # reads the zeros past the region's edge: the same sums as on the crop
+    weight = np.vstack([weight, np.zeros_like(weight[:1])])
     spread = []
     for _ in range(steps + 2):
-        if whole and weight.min() >= 1.0:
+        if whole and weight[:rows].min() >= 1.0:
             break
-        # zeros past the region's edge, as the border: the same sums as on the crop
         count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
         gained = (1.0 - weight) * gain
-        spread.append((np.vstack([gained, np.zeros_like(gained[:1])]),
-                       np.vstack([np.maximum(count, 1e-6), np.ones_like(count[:1])])))  # fmt: skip
+        gained[rows] = 0.0
+        count = np.maximum(count, 1e-6)
+        count[rows] = 1.0
+        spread.append((gained, count))
         weight = weight + gained
-    return Extension(region, sure_part, keep_part, push, steps, spread, 1.0 - weight)
+    return Extension(region, sure_part, keep_part, push, steps, spread, 1.0 - weight[:rows])
 
 
 def extend_eyeball(crops: np.ndarray, e: Extension) -> np.ndarray:
