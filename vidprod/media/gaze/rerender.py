@@ -113,6 +113,8 @@ class Stencil:
     sure: np.ndarray
     keep: np.ndarray  # 1 - sure
     extension: Extension
+    area: tuple[slice, slice]  # rows, columns of the box that the edit may write
+    # the rest on `area` alone
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
     # the raised lid: where each pixel's lid layer is sampled, the coverage seen through
     # it, and which pixels it moves (None when the lid stays)
@@ -373,23 +375,32 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     direction = shift / magnitude if magnitude >= 1e-3 else -uy
     extension = extension_weights(sure, keep, (gx, gy), direction, math.ceil(max(magnitude, lift)) + 3)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
-    weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
-    warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
     layers = sclera_layers(sure, (gx, gy), centre, edit.ux, edit.r * scale)
-    lid = None
+    rise = None
     touched = inside
     if lift >= 1e-3:
         offset = np.array([x0, y0])
         rise = lid_weight(gx, gy, to_plane(edit.upper) - offset, to_plane(edit.lower) - offset, edit.ux, band)
         moves = rise > 0
         if moves.any():
-            # a pixel of the raised lid shows what was `lift · rise` below it
-            step = np.float32(lift) * rise
-            mx, my = gx + step * np.float32(uy[0]), gy + step * np.float32(uy[1])
-            lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            lid = (mx, my, lid_alpha, moves)
             touched = inside | moves
-    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, extension, warp, lid, touched)
+        else:
+            rise = None
+    # the warps are sampled only where the edit writes: remap's output at a pixel
+    # depends on its map entry alone, so maps of that area give the same values there
+    rows, cols = np.flatnonzero(touched.any(axis=1)), np.flatnonzero(touched.any(axis=0))
+    area = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    ax, ay = gx[area], gy[area]
+    weight = field_weight(ax, ay, centre, edit.ux, edit.r * scale)
+    warp = (ax - np.float32(shift[0]) * weight, ay - np.float32(shift[1]) * weight)
+    lid = None
+    if rise is not None:
+        # a pixel of the raised lid shows what was `lift · rise` below it
+        step = np.float32(lift) * rise[area]
+        mx, my = ax + step * np.float32(uy[0]), ay + step * np.float32(uy[1])
+        lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        lid = (mx, my, lid_alpha, moves[area])
+    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, extension, area, warp, lid, touched[area])
     if layers is not None:
         known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
         result.layers = replace(layers, turn=keep * known * layers.below * (1.0 - layers.disc))
@@ -410,18 +421,21 @@ def apply_stencil(planes: list[np.ndarray], s: Stencil) -> list[int]:
     else:
         exts, weight = list(extend_eyeball(crops, s.extension)), None
     counts = []
+    area = s.area
     for view, crop, ext in zip(views, crops, exts):
         ext = layered_eyeball(ext, crop, lay, weight)
+        # the whole box is sampled, only `area` is composited and written
         warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        out = crop + s.alpha * (warped - ext)
+        out = crop[area] + s.alpha[area] * (warped - ext[area])
         if s.lid is not None:
             mx, my, lid_alpha, moves = s.lid
             lid_crop = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             lid_ext = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             out = np.where(moves, lid_crop + lid_alpha * (warped - lid_ext), out)
         result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        changed = s.touched & (result != view)
-        view[changed] = result[changed]
+        target = view[area]  # a view: written through to the plane
+        changed = s.touched & (result != target)
+        target[changed] = result[changed]
         counts.append(int(changed.sum()))
     return counts
 
