@@ -137,12 +137,18 @@ def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndar
     u_along, u_across = (upper - origin) @ ux, (upper - origin) @ uy
     l_along, l_across = (lower - origin) @ ux, (lower - origin) @ uy
     margin = np.interp(along, u_along, u_across)
-    depth = np.maximum(np.interp(along, l_along, l_across) - margin, 1e-3)
     above = np.clip((margin - across) / band, 0.0, 1.0)
+    # the rest only on pixels below the band's top (smooth(1) is 0: nothing reaches the
+    # others), one by one as on the whole box, so with the same values
+    live = np.flatnonzero(above < 1.0)
+    along, across, margin, above = along.ravel()[live], across.ravel()[live], margin.ravel()[live], above.ravel()[live]
+    depth = np.maximum(np.interp(along, l_along, l_across) - margin, 1e-3)
     below = np.clip((across - margin) / (0.5 * depth), 0.0, 1.0)
     smooth = lambda x: 1.0 - x * x * (3 - 2 * x)
     t = np.clip(along / max(w, 1e-6), 0.0, 1.0)
-    return (np.sin(np.pi * t) * smooth(above) * smooth(below)).astype(np.float32)
+    result = np.zeros(gx.shape, np.float32)
+    result.ravel()[live] = (np.sin(np.pi * t) * smooth(above) * smooth(below)).astype(np.float32)
+    return result
 
 
 @dataclass(frozen=True)
