@@ -341,6 +341,8 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     change nothing."""
     to_plane = lambda p: np.stack([p[..., 0] * scale, (p[..., 1] - y_offset) * scale], -1)
     polygon = to_plane(edit.opening)
+    # the lids are the opening's two runs of points (EyeEdit.upper, .lower)
+    upper, lower = polygon[: edit.upper_count], polygon[edit.upper_count:][::-1]
     shift = edit.shift * scale
     magnitude = float(np.hypot(*shift))
     band = edit.band * scale
@@ -350,7 +352,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     # the opening and, when the lid rises, its band above the upper lid: only what the
     # edit may write or read, since every pixel of the box costs the extension's steps
     uy = np.array([-edit.ux[1], edit.ux[0]])
-    reach = polygon if lift < 1e-3 else np.concatenate([polygon, to_plane(edit.upper) - band * uy])
+    reach = polygon if lift < 1e-3 else np.concatenate([polygon, upper - band * uy])
     margin = math.ceil(max(magnitude, lift)) + 4 + math.ceil(3 * min(edit.blur * scale, MAX_BLUR))
     x0 = max(0, math.floor(reach[:, 0].min()) - margin)
     y0 = max(0, math.floor(reach[:, 1].min()) - margin)
@@ -386,7 +388,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     touched = inside
     if lift >= 1e-3:
         offset = np.array([x0, y0])
-        rise = lid_weight(gx, gy, to_plane(edit.upper) - offset, to_plane(edit.lower) - offset, edit.ux, band)
+        rise = lid_weight(gx, gy, upper - offset, lower - offset, edit.ux, band)
         moves = rise > 0
         if moves.any():
             touched = inside | moves
@@ -478,12 +480,12 @@ def limbus_blur(luma: np.ndarray, edit: EyeEdit) -> float:
     line = cv2.remap(near, xs - np.float32(x0), ys - np.float32(y0), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)[0]  # fmt: skip
     slope = np.abs(np.gradient(line, 0.25))
-    iris = float(np.median(line[np.abs(t) < 0.6 * r]))
+    iris = _median(line[np.abs(t) < 0.6 * r])
     sigmas = []
     for side in (-1.0, 1.0):
         beyond = (side * t > 1.3 * r) & (side * t < 1.8 * r)
         edge = (side * t > 0.6 * r) & (side * t < 1.4 * r)
-        step = float(np.median(line[beyond])) - iris
+        step = _median(line[beyond]) - iris
         steepest = float(slope[edge].max())
         if step > 12.0 and steepest > 0.0:
             sigmas.append(step / (steepest * math.sqrt(2 * math.pi)))
@@ -500,6 +502,19 @@ def _reach(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> tuple[tupl
         lo.append(start)
         hi.append(min(max(math.floor(float(values.max())) + 3, start + 1), size))
     return (lo[0], lo[1]), (hi[0], hi[1])
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D float32 array, without its overhead (a tenth of a millisecond
+    an eye): the middle value, or the middle two's float32 mean, as np.median gives
+    (NaN for none)."""
+    n = values.size
+    if not n:
+        return math.nan
+    middle = np.partition(values, [(n - 1) // 2, n // 2])
+    if n % 2:
+        return float(middle[n // 2])
+    return float((middle[n // 2 - 1] + middle[n // 2]) / np.float32(2))
 
 
 def iris_contrast(luma: np.ndarray, edit: EyeEdit) -> float:
