@@ -132,8 +132,9 @@ def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndar
     uy = np.array([-ux[1], ux[0]])
     origin = upper[0]
     w = float((upper[-1] - origin) @ ux)
-    along = (gx - origin[0]) * ux[0] + (gy - origin[1]) * ux[1]
-    across = (gx - origin[0]) * uy[0] + (gy - origin[1]) * uy[1]
+    dx, dy = gx - origin[0], gy - origin[1]
+    along = dx * ux[0] + dy * ux[1]
+    across = dx * uy[0] + dy * uy[1]
     u_along, u_across = (upper - origin) @ ux, (upper - origin) @ uy
     l_along, l_across = (lower - origin) @ ux, (lower - origin) @ uy
     margin = np.interp(along, u_along, u_across)
@@ -287,7 +288,8 @@ def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre:
     sclera that shows below a raised iris. The sclera's colour is a normalised Gaussian
     blur (sigma one iris radius) of the surely seen sclera. None when none is seen."""
     gx, gy = grid
-    dist = np.hypot(gx - np.float32(centre[0]), gy - np.float32(centre[1]))
+    dx, dy = gx - np.float32(centre[0]), gy - np.float32(centre[1])
+    dist = np.hypot(dx, dy)
     # soft over a third of the radius: the limbus is a blurred edge, and in an upscaled
     # or soft picture a one-pixel edge would be the sharpest thing in the eye
     soft = max(1.0, r / 3.0)
@@ -300,7 +302,7 @@ def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre:
     reach = cv2.GaussianBlur(certain, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     # only below the iris: a raised iris uncovers sclera under it, while above it the
     # lid hides the iris's top, which the fitted disc may cut a little short
-    down = (gx - np.float32(centre[0])) * np.float32(-ux[1]) + (gy - np.float32(centre[1])) * np.float32(ux[0])
+    down = dx * np.float32(-ux[1]) + dy * np.float32(ux[0])
     below = np.clip(down / np.float32(0.5 * r), 0.0, 1.0)
     return Layers(disc, near, certain, reach, sigma, below)
 
