@@ -113,8 +113,7 @@ class Stencil:
     sure: np.ndarray
     keep: np.ndarray  # 1 - sure
     extension: Extension
-    area: tuple[slice, slice]  # rows, columns of the box that the edit may write
-    # the rest on `area` alone
+    area: tuple[slice, slice]  # rows, columns of the box that the edit may write; the rest is on it alone
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
     # the raised lid: where each pixel's lid layer is sampled, the coverage seen through
     # it, and which pixels it moves (None when the lid stays)
@@ -234,9 +233,9 @@ def extend_eyeball(crops: np.ndarray, e: Extension) -> np.ndarray:
     3x3 push for what is left (`extension_weights` gives the certainties). Values are
     carried premultiplied by their certainty, so the result changes smoothly with
     `sure`. Outside `e.region` the result is the crop itself.
-    The planes go through each step together: an eye's steps are many small sums, and
-    their count, not their size, is what they cost. Only the remap goes plane by plane
-    (over several channels it rounds differently)."""
+    The planes go through each step together: an eye's steps are many operations on
+    small arrays, where each call's overhead weighs as much as its size. Only the remap
+    goes plane by plane (over several channels OpenCV rounds differently)."""
     planes, rows = crops.shape[0], e.sure.shape[0]
     region = (slice(None), *e.region)
     part = crops[region]
