@@ -593,10 +593,9 @@ def test_an_eye_without_catchlights_renders_as_before():
         assert (catchlights(planes[0], edit) is None) == (not glint)
         plain = [p.copy() for p in planes]
         luma = stencil(edit, plain[0].shape, 1.0, 0.0)
-        apply_stencil(plain[0], luma)
+        apply_stencil([plain[0]], luma)
         chroma = stencil(edit, plain[1].shape, 0.5, 0.5)
-        apply_stencil(plain[1], chroma)
-        apply_stencil(plain[2], chroma)
+        apply_stencil([plain[1], plain[2]], chroma)
         y, u, v = plane_views(frame)
         edit_eye(y, u, v, edit)
         if not glint:

@@ -84,12 +84,25 @@ class EyeEdit:
 def coverage(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Fraction of each pixel (pixel centres at integer coordinates) inside the polygon."""
     height, width = shape
-    big = np.zeros((height * SUPERSAMPLE, width * SUPERSAMPLE), np.uint8)
     # supersampled centre of pixel p is (p + 0.5) * S - 0.5; 4 fractional bits
-    points = ((polygon + 0.5) * SUPERSAMPLE - 0.5) * 16
-    cv2.fillPoly(big, [np.round(points).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
-    small = cv2.resize(big, (width, height), interpolation=cv2.INTER_AREA)
-    return small.astype(np.float32) / 255.0
+    points = np.round(((polygon + 0.5) * SUPERSAMPLE - 0.5) * 16).astype(np.int32)
+    # only the polygon's bounding box (and a pixel round it) can be covered: filled and
+    # averaged there alone, at a quarter of the cost for an eye's box. Each pixel is the
+    # mean of its own SxS block and the fill is moved by whole pixels, in integers, so
+    # the result is the same as over the whole shape
+    x0 = min(max(math.floor(polygon[:, 0].min()) - 1, 0), width)
+    y0 = min(max(math.floor(polygon[:, 1].min()) - 1, 0), height)
+    x1 = max(min(math.ceil(polygon[:, 0].max()) + 2, width), x0)
+    y1 = max(min(math.ceil(polygon[:, 1].max()) + 2, height), y0)
+    result = np.zeros(shape, np.float32)
+    if x1 == x0 or y1 == y0:
+        return result
+    big = np.zeros(((y1 - y0) * SUPERSAMPLE, (x1 - x0) * SUPERSAMPLE), np.uint8)
+    points -= np.array([x0, y0], np.int32) * SUPERSAMPLE * 16
+    cv2.fillPoly(big, [points], 255, lineType=cv2.LINE_8, shift=4)
+    small = cv2.resize(big, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    result[y0:y1, x0:x1] = small.astype(np.float32) / 255.0
+    return result
 
 
 def sure_eyeball(alpha: np.ndarray) -> np.ndarray:
@@ -111,9 +124,8 @@ class Stencil:
     inside: np.ndarray
     sure: np.ndarray
     keep: np.ndarray  # 1 - sure
-    push: tuple[np.ndarray, np.ndarray, int]  # the outward push's maps and steps
-    spread: list[tuple[np.ndarray, np.ndarray]]  # per isotropic step: missing·gain, count
-    unsure: np.ndarray  # certainty the extension still lacks at the end
+    extension: Extension
+    area: tuple[slice, slice]  # rows, columns of the box that the edit may write; the rest is on it alone
     warp: tuple[np.ndarray, np.ndarray]  # where the moved eyeball is sampled
     # the raised lid: where each pixel's lid layer is sampled, the coverage seen through
     # it, and which pixels it moves (None when the lid stays)
@@ -132,60 +144,137 @@ def lid_weight(gx: np.ndarray, gy: np.ndarray, upper: np.ndarray, lower: np.ndar
     uy = np.array([-ux[1], ux[0]])
     origin = upper[0]
     w = float((upper[-1] - origin) @ ux)
-    along = (gx - origin[0]) * ux[0] + (gy - origin[1]) * ux[1]
-    across = (gx - origin[0]) * uy[0] + (gy - origin[1]) * uy[1]
+    dx, dy = gx - origin[0], gy - origin[1]
+    along = dx * ux[0] + dy * ux[1]
+    across = dx * uy[0] + dy * uy[1]
     u_along, u_across = (upper - origin) @ ux, (upper - origin) @ uy
     l_along, l_across = (lower - origin) @ ux, (lower - origin) @ uy
     margin = np.interp(along, u_along, u_across)
-    depth = np.maximum(np.interp(along, l_along, l_across) - margin, 1e-3)
     above = np.clip((margin - across) / band, 0.0, 1.0)
+    # the rest only on pixels below the band's top (smooth(1) is 0: nothing reaches the
+    # others), one by one as on the whole box, so with the same values
+    live = np.flatnonzero(above < 1.0)
+    along, across, margin, above = along.ravel()[live], across.ravel()[live], margin.ravel()[live], above.ravel()[live]
+    depth = np.maximum(np.interp(along, l_along, l_across) - margin, 1e-3)
     below = np.clip((across - margin) / (0.5 * depth), 0.0, 1.0)
     smooth = lambda x: 1.0 - x * x * (3 - 2 * x)
     t = np.clip(along / max(w, 1e-6), 0.0, 1.0)
-    return (np.sin(np.pi * t) * smooth(above) * smooth(below)).astype(np.float32)
+    result = np.zeros(gx.shape, np.float32)
+    result.ravel()[live] = (np.sin(np.pi * t) * smooth(above) * smooth(below)).astype(np.float32)
+    return result
+
+
+@dataclass(frozen=True)
+class Extension:
+    """The certainty side of `extend_eyeball`, which depends only on the geometry, on
+    `region`: the part of the crop that any certainty reaches (outside it the extension
+    is the input itself). Worked out there alone, as every pixel costs each step."""
+
+    region: tuple[slice, slice]  # rows, columns of the crop
+    sure: np.ndarray  # `sure` and `keep` on the region
+    keep: np.ndarray
+    push: tuple[np.ndarray, np.ndarray]  # the outward push's maps on the region, in crop coordinates
+    steps: int
+    # per isotropic step: missing·gain and count, each with a row below the region
+    # (0 and 1) that keeps the row between stacked planes at 0 (extend_eyeball)
+    spread: list[tuple[np.ndarray, np.ndarray]]
+    unsure: np.ndarray  # certainty still missing at the end
+
+
+def certainty_region(sure: np.ndarray, direction: tuple[np.float32, np.float32], steps: int) -> tuple[slice, slice]:
+    """Rows and columns of the crop beyond which `extension_weights` leaves no certainty:
+    the bounding box of `sure`, grown on the side the push carries values to (a pixel
+    takes the bilinear value at itself + `direction`, so per step by ceil(-component)
+    on the far side and ceil(component) on the near one, 0 for a 0 component) and by
+    one pixel all round per isotropic step. Certainty and the values carried with it
+    stay 0 outside it, so steps worked out on it alone give the same numbers."""
+    spread = steps + 2
+    bounds = []
+    for axis, c, size in ((1, float(direction[1]), sure.shape[0]), (0, float(direction[0]), sure.shape[1])):
+        seen = np.flatnonzero(sure.any(axis=axis))
+        start = seen[0] - steps * max(0, math.ceil(c)) - spread
+        stop = seen[-1] + 1 + steps * max(0, math.ceil(-c)) + spread
+        bounds.append(slice(max(0, int(start)), min(size, int(stop))))
+    return bounds[0], bounds[1]
 
 
 def extension_weights(sure: np.ndarray, keep: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
-                      direction: np.ndarray, steps: int) -> tuple[
-        tuple[np.ndarray, np.ndarray, int], list[tuple[np.ndarray, np.ndarray]], np.ndarray]:  # fmt: skip
+                      direction: np.ndarray, steps: int) -> Extension:  # fmt: skip
     """The certainty side of `extend_eyeball`, which depends only on the geometry
     (`grid`: the crop's pixel coordinates x, y): the push's maps, each isotropic step's
-    (missing·gain, count) and the certainty still missing at the end."""
-    weight = sure.copy()
+    (missing·gain, count) and the certainty still missing at the end, on the region
+    any certainty reaches (`certainty_region`)."""
+    dx, dy = np.float32(direction[0]), np.float32(direction[1])
+    region = certainty_region(sure, (dx, dy), steps)
     gx, gy = grid
-    mx, my = gx + np.float32(direction[0]), gy + np.float32(direction[1])
+    push = (gx[region] + dx, gy[region] + dy)
+    sure_part, keep_part = sure[region], keep[region]
+    weight = sure_part.copy()
+    # the push samples in crop coordinates: it reads a crop-sized picture that is 0
+    # outside the region (remap's output at a pixel depends on its map entry alone,
+    # so mapping the region only gives the same values there)
+    source = np.zeros(sure.shape, np.float32)
     for _ in range(steps):
-        pushed_w = cv2.remap(weight, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        weight = sure + keep * pushed_w
+        source[region] = weight
+        pushed_w = cv2.remap(source, *push, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        weight = sure_part + keep_part * pushed_w
+    # the crop's pixels outside the region stay at 0: none is ever 1
+    whole = weight.shape == sure.shape
+    rows = weight.shape[0]
+    # with a row of zeros below (see Extension.spread), which the 3x3 sum reads as it
+    # reads the zeros past the region's edge: the same sums as on the crop
+    weight = np.vstack([weight, np.zeros_like(weight[:1])])
     spread = []
     for _ in range(steps + 2):
-        if weight.min() >= 1.0:
+        if whole and weight[:rows].min() >= 1.0:
             break
         count = cv2.filter2D(weight, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
         gain = np.minimum(count, 1.0)  # as much as the surest neighbour can vouch for
         gained = (1.0 - weight) * gain
-        spread.append((gained, np.maximum(count, 1e-6)))
+        gained[rows] = 0.0
+        count = np.maximum(count, 1e-6)
+        count[rows] = 1.0
+        spread.append((gained, count))
         weight = weight + gained
-    return (mx, my, steps), spread, 1.0 - weight
+    return Extension(region, sure_part, keep_part, push, steps, spread, 1.0 - weight[:rows])
 
 
-def extend_eyeball(crop: np.ndarray, s: Stencil) -> np.ndarray:
-    """`crop` where `s.sure` is 1, continued outward: first along the push's direction
-    (a pixel takes the bilinear value one pixel towards the eyeball), then by an
-    isotropic normalised 3x3 push for what is left (`extension_weights` gives the
-    certainties). Values are carried premultiplied by their certainty, so the result
-    changes smoothly with `sure`."""
-    mx, my, steps = s.push
-    sure_part = crop * s.sure
+def extend_eyeball(crops: np.ndarray, e: Extension) -> np.ndarray:
+    """Each of `crops` (planes stacked on the first axis, all of one stencil) where
+    `e.sure` is 1, continued outward: first along the push's direction (a pixel takes
+    the bilinear value one pixel towards the eyeball), then by an isotropic normalised
+    3x3 push for what is left (`extension_weights` gives the certainties). Values are
+    carried premultiplied by their certainty, so the result changes smoothly with
+    `sure`. Outside `e.region` the result is the crop itself.
+    The planes go through each step together: an eye's steps are many operations on
+    small arrays, where each call's overhead weighs as much as its size. Only the remap
+    goes plane by plane (over several channels OpenCV rounds differently)."""
+    planes, rows = crops.shape[0], e.sure.shape[0]
+    region = (slice(None), *e.region)
+    part = crops[region]
+    sure_part = part * e.sure
     value = sure_part
-    for _ in range(steps):
-        pushed = cv2.remap(value, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        value = sure_part + s.keep * pushed
-    for gained, count in s.spread:
-        total = cv2.filter2D(value, -1, _BOX, borderType=cv2.BORDER_CONSTANT)
-        value = value + gained * total / count
+    source = np.zeros(crops.shape, np.float32)  # as in extension_weights
+    pushed = np.empty_like(sure_part)
+    for _ in range(e.steps):
+        source[region] = value
+        for i in range(planes):
+            cv2.remap(source[i], *e.push, cv2.INTER_LINEAR, dst=pushed[i], borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=0)  # fmt: skip
+        value = sure_part + e.keep * pushed
+    if e.spread:
+        # the planes one above another with a row of zeros under each, which the 3x3
+        # sum reads as it reads the zeros past an edge: one sum for all, the same values
+        tall = np.zeros((planes, rows + 1, value.shape[2]), np.float32)
+        tall[:, :rows] = value
+        for gained, count in e.spread:
+            total = cv2.filter2D(tall.reshape(-1, tall.shape[2]), -1, _BOX, borderType=cv2.BORDER_CONSTANT)
+            tall = tall + gained * total.reshape(tall.shape) / count
+        value = tall[:, :rows]
     # whatever certainty is still missing is never sampled; the input keeps it finite
-    return (value + s.unsure * crop).astype(np.float32)
+    result = crops.astype(np.float32)  # a copy
+    result[region] = value + e.unsure * part
+    return result
 
 
 @dataclass(frozen=True)
@@ -198,7 +287,9 @@ class Layers:
     reach: np.ndarray  # `certain` blurred: how much sclera each pixel's estimate rests on
     sigma: float
     below: np.ndarray  # 0 above the iris centre, 1 from half a radius below it
-    weight: np.ndarray | None = None  # how far each pixel turns to the sclera's colour
+    # how far each pixel turns to the sclera's colour, but for the share of it that the
+    # extension carried from `near` (layered_eyeball)
+    turn: np.ndarray | None = None
 
 
 def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre: np.ndarray, ux: np.ndarray,
@@ -209,7 +300,8 @@ def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre:
     sclera that shows below a raised iris. The sclera's colour is a normalised Gaussian
     blur (sigma one iris radius) of the surely seen sclera. None when none is seen."""
     gx, gy = grid
-    dist = np.hypot(gx - np.float32(centre[0]), gy - np.float32(centre[1]))
+    dx, dy = gx - np.float32(centre[0]), gy - np.float32(centre[1])
+    dist = np.hypot(dx, dy)
     # soft over a third of the radius: the limbus is a blurred edge, and in an upscaled
     # or soft picture a one-pixel edge would be the sharpest thing in the eye
     soft = max(1.0, r / 3.0)
@@ -222,24 +314,23 @@ def sclera_layers(sure: np.ndarray, grid: tuple[np.ndarray, np.ndarray], centre:
     reach = cv2.GaussianBlur(certain, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     # only below the iris: a raised iris uncovers sclera under it, while above it the
     # lid hides the iris's top, which the fitted disc may cut a little short
-    down = (gx - np.float32(centre[0])) * np.float32(-ux[1]) + (gy - np.float32(centre[1])) * np.float32(ux[0])
+    down = dx * np.float32(-ux[1]) + dy * np.float32(ux[0])
     below = np.clip(down / np.float32(0.5 * r), 0.0, 1.0)
     return Layers(disc, near, certain, reach, sigma, below)
 
 
-def layered_eyeball(ext: np.ndarray, crop: np.ndarray, s: Stencil) -> np.ndarray:
-    """`ext` turned towards the sclera's colour by the share of it that the extension
-    carried from the iris and its ring (`Layers.share`: the extension of `near`, as the
+def layered_eyeball(ext: np.ndarray, crop: np.ndarray, lay: Layers | None, weight: np.ndarray | None) -> np.ndarray:
+    """`ext` turned towards the sclera's colour by `weight`: the share of it that the
+    extension carried from the iris and its ring (the extension of `near`, as the
     extension is linear in what it extends), outside the disc, below the iris centre
     and only where nothing is surely seen (under the lids). Elsewhere, the lid margins
     beside the sclera included, the local extension stays: a sclera estimate there
     would draw its error along the margin as a line."""
-    lay = s.layers
-    if lay is None:
+    if lay is None or weight is None:
         return ext
     total = cv2.GaussianBlur(crop * lay.certain, (0, 0), lay.sigma, borderType=cv2.BORDER_CONSTANT)
     sclera = total / np.maximum(lay.reach, np.float32(1e-3))
-    return ext + lay.weight * (sclera - ext)
+    return ext + weight * (sclera - ext)
 
 
 def field_weight(gx: np.ndarray, gy: np.ndarray, centre: np.ndarray, ux: np.ndarray, r: float) -> np.ndarray:
@@ -265,6 +356,8 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     `lights` (catchlights()) kept near their place. None when it would change nothing."""
     to_plane = lambda p: np.stack([p[..., 0] * scale, (p[..., 1] - y_offset) * scale], -1)
     polygon = to_plane(edit.opening)
+    # the lids are the opening's two runs of points (EyeEdit.upper, .lower)
+    upper, lower = polygon[: edit.upper_count], polygon[edit.upper_count:][::-1]
     shift = edit.shift * scale
     magnitude = float(np.hypot(*shift))
     band = edit.band * scale
@@ -274,7 +367,7 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     # the opening and, when the lid rises, its band above the upper lid: only what the
     # edit may write or read, since every pixel of the box costs the extension's steps
     uy = np.array([-edit.ux[1], edit.ux[0]])
-    reach = polygon if lift < 1e-3 else np.concatenate([polygon, to_plane(edit.upper) - band * uy])
+    reach = polygon if lift < 1e-3 else np.concatenate([polygon, upper - band * uy])
     margin = math.ceil(max(magnitude, lift)) + 4 + math.ceil(3 * min(edit.blur * scale, MAX_BLUR))
     x0 = max(0, math.floor(reach[:, 0].min()) - margin)
     y0 = max(0, math.floor(reach[:, 1].min()) - margin)
@@ -303,57 +396,79 @@ def stencil(edit: EyeEdit, shape: tuple[int, int], scale: float, y_offset: float
     # the eyeball is continued under the lids along the move (up), far enough for
     # both the moved iris and what the raised lid uncovers
     direction = shift / magnitude if magnitude >= 1e-3 else -uy
-    push, spread, unsure = extension_weights(sure, keep, (gx, gy), direction, math.ceil(max(magnitude, lift)) + 3)
+    extension = extension_weights(sure, keep, (gx, gy), direction, math.ceil(max(magnitude, lift)) + 3)
     centre = to_plane(edit.iris[None])[0] - np.array([x0, y0])
-    weight = field_weight(gx, gy, centre, edit.ux, edit.r * scale)
-    warp = (gx - np.float32(shift[0]) * weight, gy - np.float32(shift[1]) * weight)
     layers = sclera_layers(sure, (gx, gy), centre, edit.ux, edit.r * scale)
-    lid = None
+    rise = None
     touched = inside
     if lift >= 1e-3:
         offset = np.array([x0, y0])
-        rise = lid_weight(gx, gy, to_plane(edit.upper) - offset, to_plane(edit.lower) - offset, edit.ux, band)
+        rise = lid_weight(gx, gy, upper - offset, lower - offset, edit.ux, band)
         moves = rise > 0
         if moves.any():
-            # a pixel of the raised lid shows what was `lift · rise` below it
-            step = np.float32(lift) * rise
-            mx, my = gx + step * np.float32(uy[0]), gy + step * np.float32(uy[1])
-            lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            lid = (mx, my, lid_alpha, moves)
             touched = inside | moves
-    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, push, spread, unsure, warp, lid, touched)
+        else:
+            rise = None
+    # the warps are sampled only where the edit writes: remap's output at a pixel
+    # depends on its map entry alone, so maps of that area give the same values there
+    rows, cols = np.flatnonzero(touched.any(axis=1)), np.flatnonzero(touched.any(axis=0))
+    area = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    ax, ay = gx[area], gy[area]
+    weight = field_weight(ax, ay, centre, edit.ux, edit.r * scale)
+    warp = (ax - np.float32(shift[0]) * weight, ay - np.float32(shift[1]) * weight)
+    lid = None
+    if rise is not None:
+        # a pixel of the raised lid shows what was `lift · rise` below it
+        step = np.float32(lift) * rise[area]
+        mx, my = ax + step * np.float32(uy[0]), ay + step * np.float32(uy[1])
+        lid_alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        lid = (mx, my, lid_alpha, moves[area])
+    result = Stencil((x0, y0, x1, y1), alpha, inside, sure, keep, extension, area, warp, lid, touched[area])
     if layers is not None:
-        share = extend_eyeball(layers.near, result)  # how much of each pixel came from `near`
         known = np.clip(layers.reach / np.float32(0.05), 0.0, 1.0)  # sclera near enough to tell
-        weight = keep * known * layers.below * (1.0 - layers.disc) * share
-        result.layers = replace(layers, weight=weight.astype(np.float32))
+        result.layers = replace(layers, turn=keep * known * layers.below * (1.0 - layers.disc))
     if lights is not None and magnitude >= 1e-3:
         result.catch = catchlight_maps(lights, (x0, y0), (gx, gy), scale, y_offset, shift)
     return result
 
 
-def apply_stencil(plane: np.ndarray, s: Stencil) -> int:
-    """Re-render one plane in place; returns how many samples changed."""
+def apply_stencil(planes: list[np.ndarray], s: Stencil) -> list[int]:
+    """Re-render planes of one stencil (luma, or U and V) in place; returns how many
+    samples of each changed."""
     x0, y0, x1, y1 = s.box
-    view = plane[y0:y1, x0:x1]
-    crop = view.astype(np.float32)
-    glints = None
+    views = [plane[y0:y1, x0:x1] for plane in planes]
+    crops = np.stack(views).astype(np.float32)
+    glints: list[np.ndarray | None] = [None] * len(views)
     if s.catch is not None:
-        crop, glints = lift_catchlights(crop, s.catch)
-    ext = layered_eyeball(extend_eyeball(crop, s), crop, s)
-    warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    if glints is not None:
-        warped = warped + glints
-    out = crop + s.alpha * (warped - ext)
-    if s.lid is not None:
-        mx, my, lid_alpha, moves = s.lid
-        lid_crop = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        lid_ext = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        out = np.where(moves, lid_crop + lid_alpha * (warped - lid_ext), out)
-    result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    changed = s.touched & (result != view)
-    view[changed] = result[changed]
-    return int(changed.sum())
+        for i, crop in enumerate(crops):
+            crops[i], glints[i] = lift_catchlights(crop, s.catch)
+    lay = s.layers
+    if lay is not None and lay.turn is not None:
+        # `near` extended with the planes: how much of each pixel came from it
+        share, *exts = extend_eyeball(np.concatenate([lay.near[None], crops]), s.extension)
+        weight = lay.turn * share
+    else:
+        exts, weight = list(extend_eyeball(crops, s.extension)), None
+    counts = []
+    area = s.area
+    for view, crop, ext, glint in zip(views, crops, exts, glints):
+        ext = layered_eyeball(ext, crop, lay, weight)
+        # the whole box is sampled, only `area` is composited and written
+        warped = cv2.remap(ext, *s.warp, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        if glint is not None:
+            warped = warped + glint[area]
+        out = crop[area] + s.alpha[area] * (warped - ext[area])
+        if s.lid is not None:
+            mx, my, lid_alpha, moves = s.lid
+            lid_crop = cv2.remap(crop, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            lid_ext = cv2.remap(ext, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            out = np.where(moves, lid_crop + lid_alpha * (warped - lid_ext), out)
+        result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        target = view[area]  # a view: written through to the plane
+        changed = s.touched & (result != target)
+        target[changed] = result[changed]
+        counts.append(int(changed.sum()))
+    return counts
 
 
 def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
@@ -362,12 +477,11 @@ def edit_eye(y: np.ndarray, u: np.ndarray, v: np.ndarray, edit: EyeEdit) -> int:
     edit = replace(edit, blur=limbus_blur(y, edit))
     lights = catchlights(y, edit)
     luma = stencil(edit, y.shape, 1.0, 0.0, lights)
-    changed = apply_stencil(y, luma) if luma is not None else 0
+    changed = apply_stencil([y], luma)[0] if luma is not None else 0
     if changed:
         chroma = stencil(edit, u.shape, 0.5, 0.5, lights)
         if chroma is not None:
-            apply_stencil(u, chroma)
-            apply_stencil(v, chroma)
+            apply_stencil([u, v], chroma)
     return changed
 
 
@@ -493,18 +607,50 @@ def limbus_blur(luma: np.ndarray, edit: EyeEdit) -> float:
     t = np.arange(-2.0 * r, 2.0 * r + 0.25, 0.25, dtype=np.float32)
     xs = (edit.iris[0] + t * edit.ux[0]).astype(np.float32)[None]
     ys = (edit.iris[1] + t * edit.ux[1]).astype(np.float32)[None]
-    line = cv2.remap(luma.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+    # only the line's neighbourhood as float (the whole plane cost ~1 ms an eye): it
+    # holds every pixel a sample reads, and reaches the plane's edge wherever a sample
+    # lies past it, so the replicated border is the same; taking an integer off a
+    # coordinate no smaller than it is exact in float32, so the samples are too
+    (x0, y0), (x1, y1) = _reach(xs, ys, luma.shape)
+    near = luma[y0:y1, x0:x1].astype(np.float32)
+    line = cv2.remap(near, xs - np.float32(x0), ys - np.float32(y0), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)[0]  # fmt: skip
     slope = np.abs(np.gradient(line, 0.25))
-    iris = float(np.median(line[np.abs(t) < 0.6 * r]))
+    iris = _median(line[np.abs(t) < 0.6 * r])
     sigmas = []
     for side in (-1.0, 1.0):
         beyond = (side * t > 1.3 * r) & (side * t < 1.8 * r)
         edge = (side * t > 0.6 * r) & (side * t < 1.4 * r)
-        step = float(np.median(line[beyond])) - iris
+        step = _median(line[beyond]) - iris
         steepest = float(slope[edge].max())
         if step > 12.0 and steepest > 0.0:
             sigmas.append(step / (steepest * math.sqrt(2 * math.pi)))
     return min(sigmas) if sigmas else 0.0
+
+
+def _reach(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The corners (x0, y0), (x1, y1) of the part of a plane of `shape` that bilinear
+    samples at (xs, ys) read: a pixel's margin around them, clipped to the plane but
+    never empty, so a sample past an edge still finds that edge in it."""
+    lo, hi = [], []
+    for values, size in ((xs, shape[1]), (ys, shape[0])):
+        start = min(max(math.floor(float(values.min())) - 1, 0), size - 1)
+        lo.append(start)
+        hi.append(min(max(math.floor(float(values.max())) + 3, start + 1), size))
+    return (lo[0], lo[1]), (hi[0], hi[1])
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D float32 array, without its overhead (a tenth of a millisecond
+    an eye): the middle value, or the middle two's float32 mean, as np.median gives
+    (NaN for none)."""
+    n = values.size
+    if not n:
+        return math.nan
+    middle = np.partition(values, [(n - 1) // 2, n // 2])
+    if n % 2:
+        return float(middle[n // 2])
+    return float((middle[n // 2 - 1] + middle[n // 2]) / np.float32(2))
 
 
 def iris_contrast(luma: np.ndarray, edit: EyeEdit) -> float:
