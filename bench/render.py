@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 REFERENCE = [
-    "-c:v", "libx264", "-preset", "veryfast", "-crf", "21", "-profile:v", "high",
-    "-level", "4.1", "-bf", "2", "-g", "60", "-maxrate", "12M", "-bufsize", "24M",
+    "-c:v", "libx264", "-preset", "veryfast", "-crf", "24", "-profile:v", "high",
+    "-level", "4.1", "-bf", "2", "-g", "60", "-x264-params", "mbtree=0",
     "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2",
     "-movflags", "+faststart",
 ]  # fmt: skip

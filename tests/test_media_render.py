@@ -22,7 +22,16 @@ from tests.platform import platform_problems
 from vidprod.media.cuts import CutRules, PlannedPart, plan_file
 from vidprod.media.faces import FaceFinder, face_model_bytes, main_face
 from vidprod.media.planes import plane_views
-from vidprod.media.render import LOOK_AHEAD, RenderOptions, RenderStopped, part_filename, render_parts
+from vidprod.media.ratecap import keep_to_cap, vbv_excess
+from vidprod.media.render import (
+    LOOK_AHEAD,
+    MUXER_OPTIONS,
+    VIDEO_OPTIONS,
+    RenderOptions,
+    RenderStopped,
+    part_filename,
+    render_parts,
+)
 
 SMALL = (360, 640)
 
@@ -429,3 +438,56 @@ def test_a_render_on_one_core_gives_the_same_frames_as_on_every_core(tmp_path):
     assert names and names == sorted(p.name for p in (tmp_path / "one").glob("part-*.mp4"))
     for name in names:
         assert _decoded(tmp_path / "one" / name) == _decoded(tmp_path / "all" / name), name
+
+
+def _noisy_pictures(count: int = 60) -> list[np.ndarray]:
+    """A slow pan over a photo under heavy sensor-like noise: many bits a frame."""
+    photo = grace_hopper()
+    rng = np.random.default_rng(5)
+    return [np.clip(np.roll(photo, 4 * i, axis=1) + rng.normal(0, 24, photo.shape), 0, 255).astype(np.uint8)
+            for i in range(count)]  # fmt: skip
+
+
+def _encoded_with_part_settings(path, pictures) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """`pictures` (yuv420p arrays) through the parts' encoder settings, back as pixels."""
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=30, options=dict(VIDEO_OPTIONS))
+        stream.height, stream.width = pictures[0].shape[0] * 2 // 3, pictures[0].shape[1]
+        stream.pix_fmt = "yuv420p"
+        for i, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return _decoded(path)
+
+
+def test_the_part_encoder_settings_give_the_same_pixels_every_time(tmp_path):
+    """Frames handed to the encoder as fast as it takes them, three times in one process
+    (the settings before gave different pixels: x264's VBV on frame threads depends on
+    their timing, and its MB-tree reads memory it never wrote)."""
+    # as the render hands them over: 360x640 yuv420p, ready to encode
+    pictures = [av.VideoFrame.from_ndarray(p, format="rgb24").reformat(360, 640, "yuv420p").to_ndarray()
+                for p in _noisy_pictures(60)]  # fmt: skip
+    first = _encoded_with_part_settings(tmp_path / "a.mp4", pictures)
+    for name in ("b.mp4", "c.mp4"):
+        assert _encoded_with_part_settings(tmp_path / name, pictures) == first
+
+
+def test_a_part_over_the_bit_rate_cap_is_encoded_again_under_it(tmp_path):
+    source = encode_pictures(tmp_path / "noise.mp4", _noisy_pictures())
+    _, [part] = _render(source, tmp_path / "out", size=(360, 640))
+    crf_only = vbv_excess(part.path, 1_000_000, 2_000_000)
+    assert crf_only > 0, "the noisy clip must break a 1 Mbps cap for this test to mean anything"
+    before = media_facts(part.path)
+    assert keep_to_cap(part.path, VIDEO_OPTIONS, MUXER_OPTIONS, 1_000_000, 2_000_000)
+    assert vbv_excess(part.path, 1_000_000, 2_000_000) <= 0
+    after = media_facts(part.path)
+    assert platform_problems(part.path) == []
+    assert after["video_duration"] == pytest.approx(before["video_duration"], abs=1e-3)
+    assert after["audio_duration"] == pytest.approx(before["audio_duration"], abs=1e-3)
+    assert [p.name for p in part.path.parent.iterdir() if "capped" in p.name] == []
+    # within the cap already: left as it is
+    assert not keep_to_cap(part.path, VIDEO_OPTIONS, MUXER_OPTIONS, 1_000_000, 2_000_000)
