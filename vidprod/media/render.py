@@ -63,8 +63,8 @@ AAC_PRIMING = 1024  # FFmpeg's AAC encoder's initial padding
 # Settings every target platform accepts (see shared/DESIGN.md), chosen so the same
 # frames always encode to the same pixels, on any machine under any load:
 # - no VBV here: with maxrate/bufsize on more than one thread, x264 sizes each row's
-#   quantiser from how far the frames beside it have got (6 runs, 6 results); the bit
-#   rate cap is kept by ratecap.keep_to_cap;
+#   quantiser from how far the frames beside it have got (on a busy machine, 5 encodes
+#   of one clip gave 4 results); the bit rate cap is kept by ratecap.keep_to_cap;
 # - no MB-tree: it reads memory x264 never wrote (the first encode in a process came
 #   out different from the next ones; with glibc's malloc perturbation, all alike). It
 #   saves ~10 % of bits at equal quality, so CRF 24 instead of 21: on two real clips
