@@ -124,6 +124,9 @@ class Decision:
     # the eye's own motion (a saccade, a blink) or an uncorrected frame before this one
     # hides a change of the correction now: what it holds steady may be taken up afresh
     hidden: bool = True
+    # the eye's own motion now (a blink, a saccade, a track's first frame): what is held
+    # through a fixation regardless of what is on screen may be taken up afresh
+    moved: bool = True
 
 
 # Blink: openness against its reference; the gate closes below CLOSED, reopens above OPEN.
@@ -338,7 +341,7 @@ class GazeControl:
             # less the threshold, so a correction fading out reaches 0 without a last step
             degrees -= MIN_DEGREES
         self.shown = reason is None
-        return Decision(degrees=degrees, gate=gate, reason=reason, hidden=hidden)
+        return Decision(degrees=degrees, gate=gate, reason=reason, hidden=hidden, moved=eye_moved)
 
     def prime(self, lid_pitch: float, seconds: float) -> None:
         """Start the track with the speaker's gaze already read (a census of the shot's

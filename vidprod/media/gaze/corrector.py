@@ -41,6 +41,7 @@ from vidprod.media.gaze.control import (
     EVIDENCE_SECONDS,
     POSE_LIMIT,
     MIN_DEGREES,
+    RAMP_SECONDS,
     GazeControl,
     Measure,
     OneEuro,
@@ -205,6 +206,7 @@ class GazeCorrector:
         self._band_recent: dict[int, deque[float]] = {}  # and its last BAND_MEASURES measures
         self._band_filter: dict[int, OneEuro] = {}
         self._held_band: dict[int, float] = {}  # and smoothed, as taken at a hidden moment
+        self._fade: tuple[float, float] | None = None  # the iris-contrast fade and its time
         self._last_center: np.ndarray | None = None
         self._announced: deque[_Announced] = deque()
         self._in_flight: deque[_Announced] = deque()  # in the order the child answers
@@ -275,6 +277,8 @@ class GazeCorrector:
             lid_pitch=_lid_pitch(raw),
         )
         decision = self.control.update(measure)
+        if decision.moved:
+            self._fade = None
         if self.control.evidence >= EVIDENCE_SECONDS and decision.reason != "blink":
             self.gaze_estimates.append(self.control.pitch)
         if decision.reason is not None:
@@ -292,6 +296,7 @@ class GazeCorrector:
         self._band_now.clear()
         self._band_recent.clear()
         self._band_filter.clear()
+        self._fade = None
         self.control.restart()
 
     def _skip(self, reason: str, frame: av.VideoFrame | None = None) -> av.VideoFrame:
@@ -522,11 +527,7 @@ class GazeCorrector:
             edits = [replace(e, shift=e.shift * min(room), lift=e.lift * min(room)) for e in edits]
             if degrees < MIN_DEGREES:
                 return self._skip("no_room_above", frame)
-        # an iris that hardly stands out from the rest of the opening (a blurred or
-        # shadowed eye) cannot be seen to move and its lids cannot be fitted: the
-        # correction fades out with the contrast, smoothed so that it never steps
-        contrast = min(self._contrast(i, luma, e, fresh) for i, e in enumerate(edits))
-        fade = float(np.clip((contrast - MIN_IRIS_CONTRAST) / MIN_IRIS_CONTRAST, 0.0, 1.0))
+        fade = self._steady_fade(luma, edits, fresh)
         if fade < 1.0:
             if degrees * fade < MIN_DEGREES:
                 return self._skip("iris_not_distinct", frame)
@@ -590,6 +591,29 @@ class GazeCorrector:
         if flt.t is not None and t - flt.t > STALE_AFTER:  # a gap: start afresh
             flt.reset()
         return flt(np.asarray(value, np.float64), t)
+
+    def _steady_fade(self, luma: np.ndarray, edits: list[EyeEdit], fresh: bool) -> float:
+        """How much of the correction the irises' contrast allows (0-1): an iris that
+        hardly stands out from the rest of the opening (a blurred or shadowed eye) cannot
+        be seen to move and its lids cannot be fitted, so the correction fades out from
+        2 * MIN_IRIS_CONTRAST down to it. Taken up where the eye itself moves (a blink,
+        a saccade, a new track); within a fixation it never falls and rises no faster
+        than a correction starting without a blink (RAMP_SECONDS). The measure swings by
+        a third from one measured frame to the next (lashes, an eye narrowing before a
+        blink), and following it bobbed the iris by up to 1.5 px within a fixation or
+        dropped the correction for a frame or two; an eye reopening after a blink
+        measures little contrast for its first frames, and the fade rises from there.
+        Returned through a smoothstep, as the control's gates are."""
+        contrast = min(self._contrast(i, luma, e, fresh) for i, e in enumerate(edits))
+        wanted = float(np.clip((contrast - MIN_IRIS_CONTRAST) / MIN_IRIS_CONTRAST, 0.0, 1.0))
+        t = self.control.last_t or 0.0
+        if self._fade is None:
+            fade = wanted
+        else:
+            fade, since = self._fade
+            fade = float(np.clip(wanted, fade, fade + (t - since) / RAMP_SECONDS))
+        self._fade = (fade, t)
+        return fade * fade * (3 - 2 * fade)  # smoothstep: a rise starts and ends without a jolt
 
     def _contrast(self, i: int, luma: np.ndarray, edit: EyeEdit, fresh: bool) -> float:
         held = self._smooth.get((i, "contrast"))
