@@ -1065,6 +1065,20 @@ def test_an_iris_whose_contrast_wavers_keeps_one_correction_through_a_fixation(c
     assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
 
 
+def test_a_narrow_eye_gets_no_second_lash_line():
+    """liveportrait_d20 reads ~9° below the lens through slits whose upper lid sits at
+    the iris centre. The lid rising 3 px further than the iris uncovered a strip the
+    eye never showed, continued into a light line under a second line of lashes (edge
+    gain 1.107). Kept to the iris seen above the centre, the lid rises about as far as
+    the iris does and the eyes gain no edges."""
+    path = shared_media("talking_heads/liveportrait_d20.mp4")
+    with GazeCorrector(model(), GazeSettings()) as corrector:
+        summary = evaluate_frames(clip_frames(path), corrector, name=path.name)
+    assert summary["report"]["frames_corrected"] >= 0.6 * summary["frames"]
+    assert summary["report"]["mean_correction_degrees"] > 7
+    assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR
+
+
 def test_real_blurred_faces_are_passed_through():
     """Intel's walking-past GIF upscaled 4x: eyes wide enough, but a blur where iris
     and sclera differ by 2-4 grey levels. Nothing changes."""

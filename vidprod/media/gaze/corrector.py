@@ -74,6 +74,12 @@ log = logging.getLogger(__name__)
 DEFAULT_STRENGTH = 1.0
 MIN_EYE_PX = 28.0
 BAND_WOBBLE = 1.0  # px: how far a lid band held through a fixation may exceed the frame's measure
+# The lid's rise beyond the iris's (`uncover`) shows eyeball the lid hid, continued from
+# the iris seen above its centre; it is kept to this share of that visible height. On a
+# narrow eye whose lid sits at the iris centre (liveportrait_d20: 0.8 px above it, 3 px
+# asked) the strip read as a second lash line at 2x from 1 px on; eyes with 3-6 px of
+# iris above the centre asked 0.2-0.77 of it and look clean.
+UNCOVER_PER_ABOVE = 0.8
 # The band held through a fixation is smoothed from the median of the last this many
 # measures: a lid opening after a blink, still below its lashes, measures ~0 for a
 # frame or two, and taken up at that hidden moment, a low-pass of it capped the turn
@@ -201,7 +207,8 @@ class GazeCorrector:
         self._points = OneEuro(2.0, 0.05)
         self._lids: dict[tuple[int, bool], LidTracker] = {}
         self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
-        self._held_up: dict[int, np.ndarray] = {}  # per eye: "up" as taken at a hidden moment
+        self._held: dict[tuple[int, str], np.ndarray] = {}  # per eye: "up" as taken at a hidden moment
+        self._above_filter: dict[int, OneEuro] = {}  # per eye: the iris seen above its centre
         self._band_now: dict[int, float] = {}  # per eye: the lid skin's reach, last measured
         self._band_recent: dict[int, deque[float]] = {}  # and its last BAND_MEASURES measures
         self._band_filter: dict[int, OneEuro] = {}
@@ -296,6 +303,7 @@ class GazeCorrector:
         self._band_now.clear()
         self._band_recent.clear()
         self._band_filter.clear()
+        self._above_filter.clear()
         self._fade = None
         self.control.restart()
 
@@ -513,6 +521,7 @@ class GazeCorrector:
             # look up: the gap from lid to iris centre grows by what gaze_pitch_degrees
             # reads as `degrees`, so the edited eye reads as turned by that much
             uncover = degrees / DEGREES_PER_GAP * float(np.hypot(*radius)) / eyeball_radius(1.0)
+            uncover = min(uncover, UNCOVER_PER_ABOVE * self._steady_above(i, eye, upper))
             lift = float(np.hypot(*move)) + uncover
             held, band = self._steady_band(i, luma, eye, upper, fresh, hidden)
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=move,
@@ -558,10 +567,23 @@ class GazeCorrector:
         when the head moves fast (±1 %, a 0.02 px wobble of the iris), and taken up only
         at hidden moments, as the control holds the angle: a face's size and roll change
         by a few per cent between saccades or blinks, a few hundredths of a pixel."""
-        up = self._smoothed(i, "up", eyeball_radius(eye.r) * eye.uy)
-        if hidden or i not in self._held_up:
-            self._held_up[i] = up
-        return self._held_up[i]
+        return self._steady(i, "up", eyeball_radius(eye.r) * eye.uy, hidden)
+
+    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray) -> float:
+        """How much iris shows above its centre (px, 0 when the lid is at or below it),
+        from the fitted upper lid, over the last few seconds: it says how narrow the eye
+        is, which changes slowly, while a lid reopening after a blink reads low for a few
+        frames (not restarted after a blink, as the band's filter is not)."""
+        x, y = eye.iris_local
+        flt = self._above_filter.setdefault(i, OneEuro(0.1, 0.0))
+        above = flt(np.asarray(y - np.interp(x, eye.xs, upper)), self.control.last_t or 0.0)
+        return max(0.0, float(above))
+
+    def _steady(self, i: int, key: str, value: np.ndarray | float, hidden: bool) -> np.ndarray:
+        smoothed = self._smoothed(i, key, value)
+        if hidden or (i, key) not in self._held:
+            self._held[i, key] = smoothed
+        return self._held[i, key]
 
     def _steady_band(self, i: int, luma: np.ndarray, eye: EyeFrame, upper: np.ndarray, fresh: bool,
                      hidden: bool) -> tuple[float, float]:  # fmt: skip
