@@ -1266,6 +1266,11 @@ def test_eye_contact_that_corrected_frames_counts_them_and_why_it_left_the_rest(
     assert describe_report(report) == (
         "Eyes raised by about 8° on 60 of 73 frames; left alone during 9 blink frames, 4 frames with the head turned."
     )
+    report["skipped"] = {"blink": 1, "iris_not_distinct": 1}
+    assert describe_report(report) == (
+        "Eyes raised by about 8° on 60 of 73 frames; left alone during 1 blink frame, "
+        "1 frame with the iris too dark or blurred to move."
+    )
 
 
 @pytest.mark.parametrize(("name", "turns"), [("video_90.mov", -1), ("video_270.mov", 1)])

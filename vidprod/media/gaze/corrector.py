@@ -829,7 +829,8 @@ def describe_report(report: dict[str, Any]) -> str:
         reason = max(skipped, key=skipped.__getitem__, default="no_face")
         return _NOTHING_DONE.get(reason, "Nothing to correct.")
     text = f"Eyes raised by about {report.get('mean_correction_degrees', 0):.0f}° on {corrected} of {seen} frames"
-    alone = [f"{n} {'blink frames' if k == 'blink' else 'frames ' + _LEFT_ALONE[k]}"
+    alone = [f"{n} {'blink frame' if k == 'blink' else 'frame'}{'' if n == 1 else 's'}"
+             + ("" if k == "blink" else " " + _LEFT_ALONE[k])
              for k, n in sorted(skipped.items(), key=lambda kv: -kv[1]) if k in _LEFT_ALONE]  # fmt: skip
     if alone:
         text += "; left alone during " + ", ".join(alone)
