@@ -95,7 +95,7 @@ def texture_shift_fit(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tup
     mask &= ~catchlight_footprint(y_in, edit, (x0, y0), a.shape)
     if mask.sum() < 12:
         return None
-    d = np.zeros(2, np.float64)
+    d = _coarse_start(a, b, mask, (gx, gy), float(np.hypot(*shift)) + 1.0)
     for _ in range(20):
         warped = cv2.remap(a, gx - np.float32(d[0]), gy - np.float32(d[1]), cv2.INTER_CUBIC,
                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
@@ -118,6 +118,26 @@ def texture_shift_fit(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tup
     gradient = math.sqrt(float(jx @ jx + jy @ jy) / jx.size)
     rounding = (0.5 / math.sqrt(3)) / max(gradient, 1e-6)
     return d, math.sqrt(statistical + rounding**2)
+
+
+def _coarse_start(a: np.ndarray, b: np.ndarray, mask: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
+                  reach: float) -> np.ndarray:  # fmt: skip
+    """Where texture_shift_fit's Gauss-Newton starts: the best of a 0.5 px grid of moves
+    within `reach` either way. From no move it ran off on a weak texture (a blurred
+    dark iris, ~30 px of it: retalking face_1 read 2 px down for a 1.1 px move up that
+    this search finds), which also threw the iris radius ratio and the jitter."""
+    gx, gy = grid
+    steps = np.arange(-math.floor(2 * reach), math.floor(2 * reach) + 1) / 2.0
+    target = b[mask]
+    best, start = math.inf, np.zeros(2, np.float64)
+    for dy in steps:
+        for dx in steps:
+            warped = cv2.remap(a, gx - np.float32(dx), gy - np.float32(dy), cv2.INTER_CUBIC,
+                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            cost = float(np.mean(np.square(warped[mask] - target)))
+            if cost < best:
+                best, start = cost, np.array([dx, dy], np.float64)
+    return start
 
 
 def catchlight_footprint(y_in: np.ndarray, edit: EyeEdit, origin: tuple[int, int],
