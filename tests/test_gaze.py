@@ -107,7 +107,7 @@ def test_reader_irises_move_by_the_requested_amount(reader):
     assert report["frames_corrected"] >= 30
     # clearly visible: the lens-looker level is ~3.5° above such a reader
     assert report["mean_correction_degrees"] >= 2.5
-    for eye in summary["texture_shift"]["eyes_40px_and_wider"]:
+    for eye in summary["texture_shift"]["for_the_bar"]:
         assert eye is not None and eye["n"] >= 30
         assert eye["min"] >= 0.9
         assert eye["mean"] <= 1.1
@@ -279,7 +279,7 @@ def test_glasses_and_dark_irises_are_corrected_cleanly(hard):
     assert summary["locality"]["changed_outside_eye_regions"] == 0
     untouched = summary["untouched"]
     assert untouched["blink"]["frames"] == untouched["blink"]["identical"] >= sum(fixture.blink)
-    for eye in summary["texture_shift"]["eyes_40px_and_wider"]:  # where the iris is measurable
+    for eye in summary["texture_shift"]["for_the_bar"]:  # where the iris is measurable
         assert eye is not None and eye["n"] >= 30
         assert eye["min"] >= 0.9 and eye["mean"] <= 1.1
     iris = summary["fidelity"]["iris_radius_ratio"]
@@ -1094,6 +1094,21 @@ def test_the_harness_measures_a_blurred_dark_iris_without_running_off():
     assert stability["iris_jitter_out_px"] <= stability["iris_jitter_in_px"]
     iris = summary["fidelity"]["iris_radius_ratio"]
     assert IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]
+
+
+def test_the_texture_bar_counts_only_measures_that_can_resolve_it():
+    """hdtf_RD_Radio2 frame 165: the iris of one eye is mostly two glints, left out of
+    the fit, and its texture measures 0.84 ± 0.29 of the move asked, which cannot tell
+    0.9 from 1 (the render gave the whole move: a search over moves finds it). The bar
+    counts the measures precise to 0.1; every one of them is over 0.9."""
+    path = shared_media("talking_heads/hdtf_RD_Radio2_000.mp4")
+    with GazeCorrector(model(), GazeSettings()) as corrector:
+        summary = evaluate_frames(clip_frames(path), corrector, name=path.name)
+    every, counted = summary["texture_shift"]["per_eye"], summary["texture_shift"]["for_the_bar"]
+    assert min(eye["min"] for eye in every) < 0.9
+    assert all(eye["n"] >= 100 and eye["min"] >= 0.9 for eye in counted)
+    assert sum(eye["n"] for eye in counted) >= 0.9 * sum(eye["n"] for eye in every)
+    assert summary["misses"] == []
 
 
 def test_real_blurred_faces_are_passed_through():
