@@ -1111,6 +1111,20 @@ def test_the_texture_bar_counts_only_measures_that_can_resolve_it():
     assert summary["misses"] == []
 
 
+def test_the_iris_size_is_read_along_a_tilted_eye_not_across_its_lids():
+    """retalking face_2 tilts their head by ~10°: rays along the picture's horizontal
+    crossed a narrow eye's lids, read the raised lid as an iris shrunk to 0.94 (0.92
+    with the lid raised alone, the iris left in place). Along the eye's corner line the
+    iris keeps its size."""
+    path = shared_media("talking_heads/retalking_face_2.mp4")
+    with GazeCorrector(model(), GazeSettings()) as corrector:
+        summary = evaluate_frames(clip_frames(path), corrector, name=path.name)
+    iris = summary["fidelity"]["iris_radius_ratio"]
+    assert iris["n"] >= 200
+    assert IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]
+    assert summary["misses"] == []
+
+
 def test_real_blurred_faces_are_passed_through():
     """Intel's walking-past GIF upscaled 4x: eyes wide enough, but a blur where iris
     and sclera differ by 2-4 grey levels. Nothing changes."""

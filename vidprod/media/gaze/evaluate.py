@@ -161,7 +161,7 @@ def evaluate_frames(frames: Iterable[av.VideoFrame], corrector: GazeCorrector, *
             moves.append(edit.shift if confirmed else measured)
             ratio = None
             if measured is not None:  # a visible move: compare the iris sizes
-                ratio = iris_radius_ratio(before[0], after[0], edit.iris, edit.iris + measured, edit.r)
+                ratio = iris_radius_ratio(before[0], after[0], edit.iris, edit.iris + measured, edit.r, edit.ux)
             result.iris_ratio.append(ratio)
         result.moved = np.mean(moves, axis=0) if moves and not identical else np.zeros(2)
         if not identical:
