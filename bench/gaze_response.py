@@ -1,9 +1,10 @@
 """What an independent gaze estimator reads of the re-render's two moves, apart (issue 19).
 
 The re-render turns an eye up by moving its iris (the eyeball model) and raising its
-upper lid (the iris move plus `uncover`, so the product's own lid-gap reading sees the
-turn). This runs the product's GazeCorrector, at default settings, on each reader's
-source frames with the iris move and the lid rise scaled apart:
+upper lid (the iris move plus `uncover`, kept to the iris seen above its centre on a
+narrow eye, so the product's own lid-gap reading sees the turn). This runs the
+product's GazeCorrector, at default settings, on each reader's source frames with the
+iris move and the lid rise scaled apart:
 
 - as rendered (iris 1, lid 1);
 - iris only (iris 1, lid 0): the lid stays where it was;

@@ -207,7 +207,7 @@ class GazeCorrector:
         self._points = OneEuro(2.0, 0.05)
         self._lids: dict[tuple[int, bool], LidTracker] = {}
         self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
-        self._held: dict[tuple[int, str], np.ndarray] = {}  # per eye: "up" as taken at a hidden moment
+        self._held: dict[tuple[int, str], np.ndarray] = {}  # (eye, "up" or "above") as taken at a hidden moment
         self._above_filter: dict[int, OneEuro] = {}  # per eye: the iris seen above its centre
         self._band_now: dict[int, float] = {}  # per eye: the lid skin's reach, last measured
         self._band_recent: dict[int, deque[float]] = {}  # and its last BAND_MEASURES measures
@@ -519,9 +519,10 @@ class GazeCorrector:
             move = up * radius
             # the upper lid rises with the iris and uncovers more of it, as in a real
             # look up: the gap from lid to iris centre grows by what gaze_pitch_degrees
-            # reads as `degrees`, so the edited eye reads as turned by that much
+            # reads as `degrees`, so the edited eye reads as turned by that much (less
+            # on a narrow eye, where it is kept to the iris seen above the centre)
             uncover = degrees / DEGREES_PER_GAP * float(np.hypot(*radius)) / eyeball_radius(1.0)
-            uncover = min(uncover, UNCOVER_PER_ABOVE * self._steady_above(i, eye, upper))
+            uncover = min(uncover, UNCOVER_PER_ABOVE * self._steady_above(i, eye, upper, hidden))
             lift = float(np.hypot(*move)) + uncover
             held, band = self._steady_band(i, luma, eye, upper, fresh, hidden)
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=move,
@@ -569,15 +570,18 @@ class GazeCorrector:
         by a few per cent between saccades or blinks, a few hundredths of a pixel."""
         return self._steady(i, "up", eyeball_radius(eye.r) * eye.uy, hidden)
 
-    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray) -> float:
+    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray, hidden: bool) -> float:
         """How much iris shows above its centre (px, 0 when the lid is at or below it),
-        from the fitted upper lid, over the last few seconds: it says how narrow the eye
-        is, which changes slowly, while a lid reopening after a blink reads low for a few
-        frames (not restarted after a blink, as the band's filter is not)."""
+        from the fitted upper lid, averaged over the last few seconds (it says how narrow
+        the eye is, which changes slowly; not restarted after a blink, as a reopening lid
+        reads low for a few frames) and taken up at hidden moments, as the move's size
+        is: it caps the lid's rise, and through the band's room, the turn."""
         x, y = eye.iris_local
         flt = self._above_filter.setdefault(i, OneEuro(0.1, 0.0))
         above = flt(np.asarray(y - np.interp(x, eye.xs, upper)), self.control.last_t or 0.0)
-        return max(0.0, float(above))
+        if hidden or (i, "above") not in self._held:
+            self._held[i, "above"] = above
+        return max(0.0, float(self._held[i, "above"]))
 
     def _steady(self, i: int, key: str, value: np.ndarray | float, hidden: bool) -> np.ndarray:
         smoothed = self._smoothed(i, key, value)
@@ -625,7 +629,10 @@ class GazeCorrector:
         blink), and following it bobbed the iris by up to 1.5 px within a fixation or
         dropped the correction for a frame or two; an eye reopening after a blink
         measures little contrast for its first frames, and the fade rises from there.
-        Returned through a smoothstep, as the control's gates are."""
+        After frames left alone for another reason (a turned head) it is taken up as
+        it stands: the control's gates bring those back in. Returned through a
+        smoothstep, as the control's gates are, so a rise from none to all starts and
+        ends without a jolt (it also makes the fade steeper between 6 and 12 levels)."""
         contrast = min(self._contrast(i, luma, e, fresh) for i, e in enumerate(edits))
         wanted = float(np.clip((contrast - MIN_IRIS_CONTRAST) / MIN_IRIS_CONTRAST, 0.0, 1.0))
         t = self.control.last_t or 0.0
@@ -635,7 +642,7 @@ class GazeCorrector:
             fade, since = self._fade
             fade = float(np.clip(wanted, fade, fade + (t - since) / RAMP_SECONDS))
         self._fade = (fade, t)
-        return fade * fade * (3 - 2 * fade)  # smoothstep: a rise starts and ends without a jolt
+        return fade * fade * (3 - 2 * fade)
 
     def _contrast(self, i: int, luma: np.ndarray, edit: EyeEdit, fresh: bool) -> float:
         held = self._smooth.get((i, "contrast"))

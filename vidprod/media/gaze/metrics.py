@@ -6,8 +6,8 @@
   they are information only, never the pass mark.
 - locality: changed samples outside the eye regions (each eye's contour dilated by
   ceil(0.04w)+2 px); chroma samples count by their 2x2 luma footprint.
-- iris radius ratio: the radial scale that aligns the output's iris edge (along
-  near-horizontal rays) with the input's.
+- iris radius ratio: the radial scale that aligns the output's iris edge (along rays
+  near the eye's corner line) with the input's.
 - flicker: mean absolute frame-to-frame change inside the eye regions; output over
   input shows what the edit adds (lid-fit flicker, gate ramps, a wobbling shift).
 - edge gain: the eye regions' summed gradient magnitude, output over input. A moved
@@ -95,7 +95,7 @@ def texture_shift_fit(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tup
     mask &= ~catchlight_footprint(y_in, edit, (x0, y0), a.shape)
     if mask.sum() < 12:
         return None
-    d = _coarse_start(a, b, mask, (gx, gy), float(np.hypot(*shift)) + 1.0)
+    d = _coarse_start(a, b, mask, (gx, gy), shift).astype(np.float64)
     for _ in range(20):
         warped = cv2.remap(a, gx - np.float32(d[0]), gy - np.float32(d[1]), cv2.INTER_CUBIC,
                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
@@ -121,22 +121,27 @@ def texture_shift_fit(y_in: np.ndarray, y_out: np.ndarray, edit: EyeEdit) -> tup
 
 
 def _coarse_start(a: np.ndarray, b: np.ndarray, mask: np.ndarray, grid: tuple[np.ndarray, np.ndarray],
-                  reach: float) -> np.ndarray:  # fmt: skip
-    """Where texture_shift_fit's Gauss-Newton starts: the best of a 0.5 px grid of moves
-    within `reach` either way. From no move it ran off on a weak texture (a blurred
-    dark iris, ~30 px of it: retalking face_1 read 2 px down for a 1.1 px move up that
-    this search finds), which also threw the iris radius ratio and the jitter."""
-    gx, gy = grid
-    steps = np.arange(-math.floor(2 * reach), math.floor(2 * reach) + 1) / 2.0
+                  shift: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Where texture_shift_fit's Gauss-Newton starts: the best of moves 0.5 px apart
+    along the asked one, from 1 px short of no move to 1 px past it, and up to 1 px
+    either side. From no move it ran off on a weak texture (a blurred dark iris, ~30 px
+    of it: retalking face_1 read 2 px down for a 1.1 px move up that this search
+    finds), which also threw the iris radius ratio and the jitter. Sampled on the mask's
+    pixels alone (remap's value at a pixel depends on its map entry alone)."""
+    size = float(np.hypot(*shift))
+    along = shift / size if size > 1e-6 else np.array([1.0, 0.0])
+    across = np.array([-along[1], along[0]])
+    xs, ys = grid[0][mask][:, None], grid[1][mask][:, None]
     target = b[mask]
     best, start = math.inf, np.zeros(2, np.float64)
-    for dy in steps:
-        for dx in steps:
-            warped = cv2.remap(a, gx - np.float32(dx), gy - np.float32(dy), cv2.INTER_CUBIC,
+    for t in np.arange(-1.0, size + 1.0 + 1e-9, 0.5):
+        for c in (-1.0, -0.5, 0.0, 0.5, 1.0):
+            d = t * along + c * across
+            warped = cv2.remap(a, xs - np.float32(d[0]), ys - np.float32(d[1]), cv2.INTER_CUBIC,
                                borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-            cost = float(np.mean(np.square(warped[mask] - target)))
+            cost = float(np.mean(np.square(warped[:, 0] - target)))
             if cost < best:
-                best, start = cost, np.array([dx, dy], np.float64)
+                best, start = cost, d
     return start
 
 
@@ -185,7 +190,8 @@ def _radial_profiles(y: np.ndarray, centre: np.ndarray, radii: np.ndarray, axis:
     """Mean luma along rays within 12° of the eye's corner line (`axis`, degrees in the
     picture), (left, right) x radii: there the iris meets the sclera, not a lid. (Rays
     around the picture's horizontal met the lids of a head tilted by 10°, and measured
-    the raised lid as an iris shrunk to 0.92: retalking face_2.)"""
+    the raised lid as an iris shrunk to 0.94, 0.92 with the lid raised alone:
+    retalking face_2.)"""
     out = []
     for middle in (axis + 180, axis):
         angles = np.radians(np.arange(middle - 12, middle + 13, 4))
@@ -201,7 +207,8 @@ def iris_radius_ratio(y_in: np.ndarray, y_out: np.ndarray, centre_in: np.ndarray
                       centre_out: np.ndarray, r: float, ux: np.ndarray = _RIGHT) -> float | None:  # fmt: skip
     """How much bigger the iris is in the output than in the input: the radial scale k
     that best aligns the output's radial profiles (around the moved centre) with the
-    input's, over 0.6r-1.5r where the iris edge ramps up to the sclera.
+    input's, over 0.6r-1.25r where the iris edge ramps up to the sclera, along rays near
+    the eye's corner line (`ux`).
 
     Picking the edge in each picture separately (the strongest dark-to-bright step)
     was fooled by catchlights: on the astronaut a studio light inside the iris gave
@@ -209,7 +216,7 @@ def iris_radius_ratio(y_in: np.ndarray, y_out: np.ndarray, centre_in: np.ndarray
     pattern compares like with like: a catchlight that moves with the iris cancels,
     only a real change of the iris's size moves the edge ramp. (One the re-render
     keeps near its place, rerender.catchlights, moves half as far; it weighs only
-    where it lies on these near-horizontal rays, and then little against the ramp.)"""
+    where it lies on these rays, and then little against the ramp.)"""
     step = 0.25
     radii = np.arange(0.2 * r, 2.0 * r, step, dtype=np.float32)
     axis = math.degrees(math.atan2(float(ux[1]), float(ux[0])))
