@@ -40,6 +40,7 @@ from vidprod.media.gaze import corrector as corrector_module
 from vidprod.media.gaze.control import (
     COUNTER_ROTATION,
     MIN_DEGREES,
+    RAMP_SECONDS,
     GazeControl,
     Measure,
     gaze_pitch_degrees,
@@ -1053,6 +1054,29 @@ def test_real_head_pose_clip_upscaled_is_corrected_without_added_jitter():
     assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR
     iris = summary["fidelity"]["iris_radius_ratio"]
     assert IRIS_RATIO_BAR[0] <= iris["min"] and iris["max"] <= IRIS_RATIO_BAR[1]
+
+
+def test_the_contrast_fade_never_falls_within_a_fixation_and_rises_gently():
+    """The policy behind the test below, on measures given by hand (iris contrast in
+    grey levels; the fade runs from 6 to 12): a dip holds the fade where it was, the
+    eye's own move takes the measure up as it stands, and from there the fade climbs
+    no faster than a correction starting without a blink."""
+    measures = iter([12.0, 7.0, 7.0, 7.0, 12.0, 12.0, 12.0])
+    seen = []
+    with GazeCorrector(model(), steady()) as corrector:  # landmarks never start here
+        corrector._contrast = lambda *args: next(measures)  # type: ignore[method-assign]
+        for step in range(7):
+            if step == 3:
+                corrector._fade = None  # what a blink or saccade does (Decision.moved)
+            corrector.control.last_t = step / 30
+            seen.append(corrector._steady_fade(np.zeros((4, 4), np.uint8), [None], True))  # type: ignore[list-item]
+    assert seen[:3] == [1.0, 1.0, 1.0]  # the dip below 12 changes nothing
+    taken = (7.0 - 6.0) / 6.0
+    assert seen[3] == pytest.approx(taken * taken * (3 - 2 * taken))
+    rises = np.diff(seen[3:])
+    assert (rises > 0).all()
+    # linear underneath at most 1/RAMP_SECONDS a second: through the smoothstep, 1.5x that
+    assert rises.max() <= 1.5 * (1 / 30) / RAMP_SECONDS + 1e-9
 
 
 @cache
