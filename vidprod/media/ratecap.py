@@ -72,14 +72,13 @@ def encode_capped(source: Path, target: Path, video_options: dict[str, str], mux
 def keep_to_cap(path: Path, video_options: dict[str, str], muxer_options: dict[str, str],
                 rate: int = MAX_RATE, buffer: int = BUFFER) -> bool:  # fmt: skip
     """Encode the part at `path` again under the cap when it breaks it (in place, by
-    rename: the part is whole at every moment); True when it did."""
+    rename: the part is whole at every moment); True when it did. Not synced here: in
+    the render `path` is the temporary part, which is synced before it is named."""
     if vbv_excess(path, rate, buffer) <= 0:
         return False
     capped = path.with_name(path.name + ".capped")
     try:
         encode_capped(path, capped, video_options, muxer_options, rate, buffer)
-        with open(capped, "rb") as f:
-            os.fsync(f.fileno())
         os.replace(capped, path)
     finally:
         capped.unlink(missing_ok=True)
