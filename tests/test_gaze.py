@@ -69,6 +69,7 @@ from vidprod.media.gaze.rerender import (
     edit_eye,
     lid_weight,
     limbus_blur,
+    push_kernel,
     stencil,
 )
 from vidprod.media.planes import plane_views
@@ -613,6 +614,22 @@ def test_an_eye_without_catchlights_renders_as_before():
             assert differ.size
             reach = float(np.hypot(*edit.shift)) + 4.0  # the glint's softened mask and its move
             assert np.hypot(*(differ[:, ::-1] - spot).T).max() <= reach
+
+
+@pytest.mark.parametrize("angle", [90.0, -90.0, 0.0, 180.0, 45.0, -135.0, 100.0, -80.0])
+def test_the_extensions_push_samples_one_pixel_along_its_direction(angle):
+    """The eyeball is continued under the lids by pushing values one pixel along the
+    move at a time: a 3x3 filter that gives each pixel the bilinear value at itself plus
+    the direction, as a remap by that offset does, zeros past the edges included."""
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0, 255, (23, 31)).astype(np.float32)
+    dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    pushed = cv2.filter2D(values, -1, push_kernel(dx, dy), borderType=cv2.BORDER_CONSTANT)
+    gy, gx = np.mgrid[0:23, 0:31].astype(np.float32)
+    sampled = cv2.remap(values, gx + np.float32(dx), gy + np.float32(dy), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    assert np.abs(pushed - sampled).max() < 1e-2  # float rounding apart
+    assert push_kernel(dx, dy).sum() == pytest.approx(1.0)
 
 
 def test_sclera_and_lid_sheen_are_no_catchlights():
