@@ -312,6 +312,15 @@ class ReadingControl(GazeControl):
 
 
 @cache
+def astronaut_narrow_fixture() -> Fixture:
+    """The reading astronaut with her upper lids half-way down over her irises (a narrow
+    eye), blinking as every fixture does: her lid is still half down at frame 25."""
+    still = astronaut()
+    points = find_points(still)
+    return animate("astronaut_narrow", close_eyes(still, points, 0.5), 2.6, points=points)
+
+
+@cache
 def astronaut_dark_fixture() -> Fixture:
     """The reading astronaut with dark irises hardly brighter than their pupils."""
     still = astronaut()

@@ -25,6 +25,7 @@ from tests.gaze_fixtures import (
     astronaut_dark_fixture,
     astronaut_fixture,
     astronaut_glasses_fixture,
+    astronaut_narrow_fixture,
     astronaut_shaded_fixture,
     find_points,
     grace_hopper,
@@ -1130,6 +1131,27 @@ def test_a_narrow_eye_gets_no_second_lash_line():
     assert summary["report"]["frames_corrected"] >= 0.6 * summary["frames"]
     assert summary["report"]["mean_correction_degrees"] > 7
     assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR
+
+
+def test_a_narrow_eye_still_half_closed_after_a_blink_gets_no_extra_lid_rise():
+    """A narrow eye turned 9° up: its lid rises beyond the iris by the iris seen above
+    the centre, as a slow average. At frame 25 the lid is still half down after a blink
+    (0.8 px of iris above the centre against 3 usually) while the landmarks already read
+    the eye open; lifted by the usual 2 px beyond the iris, the lid uncovered a strip
+    with nothing to continue and showed a second lash line (edge gain 1.089 against at
+    most 1.078 on the open frames before the blink). On liveportrait_d20 the same
+    happened for 10 frames after a blink."""
+    fixture = astronaut_narrow_fixture()
+    gains = {}
+    with reading(pitch=-9.0) as corrector:
+        for i, frame in enumerate(fixture.video_frames()):
+            before = _planes(frame)[0]
+            after = _planes(corrector(frame))[0]
+            if corrector.last_points is not None and not np.array_equal(before, after):
+                gains[i] = edge_gain(before, after, eye_region_mask(corrector.last_points, before.shape))
+    open_before = [gain for i, gain in gains.items() if i < 20]
+    assert len(open_before) >= 3 and 25 in gains  # the half-closed frame is corrected
+    assert gains[25] <= max(open_before)
 
 
 def test_the_harness_measures_a_blurred_dark_iris_without_running_off():

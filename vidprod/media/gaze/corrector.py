@@ -80,6 +80,13 @@ BAND_WOBBLE = 1.0  # px: how far a lid band held through a fixation may exceed t
 # asked) the strip read as a second lash line at 2x from 1 px on; eyes with 3-6 px of
 # iris above the centre asked 0.2-0.77 of it and look clean.
 UNCOVER_PER_ABOVE = 0.8
+# That height is a slow average held through a fixation, but on a frame where the eye is
+# far narrower than usual (a lid still low after a blink while the landmarks lag, a
+# squint) the strip has nothing above the centre to continue: liveportrait_d20's left
+# eye, its lid at the iris centre for 10 frames after a blink, showed the second lash
+# line again. From half the usual height down to a quarter of it the extra rise fades
+# out (an eye open as usual, whose height wobbles by 0.05-0.6 px, is never touched).
+NARROWER_FROM, NARROWER_TO = 0.5, 0.25
 # The band held through a fixation is smoothed from the median of the last this many
 # measures: a lid opening after a blink, still below its lashes, measures ~0 for a
 # frame or two, and taken up at that hidden moment, a low-pass of it capped the turn
@@ -522,7 +529,9 @@ class GazeCorrector:
             # reads as `degrees`, so the edited eye reads as turned by that much (less
             # on a narrow eye, where it is kept to the iris seen above the centre)
             uncover = degrees / DEGREES_PER_GAP * float(np.hypot(*radius)) / eyeball_radius(1.0)
-            uncover = min(uncover, UNCOVER_PER_ABOVE * self._steady_above(i, eye, upper, hidden))
+            usual, now = self._steady_above(i, eye, upper, hidden)
+            narrower = (now / usual - NARROWER_TO) / (NARROWER_FROM - NARROWER_TO) if usual > 0 else 0.0
+            uncover = min(uncover, UNCOVER_PER_ABOVE * usual * min(max(narrower, 0.0), 1.0))
             lift = float(np.hypot(*move)) + uncover
             held, band = self._steady_band(i, luma, eye, upper, fresh, hidden)
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=move,
@@ -570,18 +579,19 @@ class GazeCorrector:
         by a few per cent between saccades or blinks, a few hundredths of a pixel."""
         return self._steady(i, "up", eyeball_radius(eye.r) * eye.uy, hidden)
 
-    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray, hidden: bool) -> float:
+    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray, hidden: bool) -> tuple[float, float]:
         """How much iris shows above its centre (px, 0 when the lid is at or below it),
-        from the fitted upper lid, averaged over the last few seconds (it says how narrow
+        from the fitted upper lid: averaged over the last few seconds (it says how narrow
         the eye is, which changes slowly; not restarted after a blink, as a reopening lid
         reads low for a few frames) and taken up at hidden moments, as the move's size
-        is: it caps the lid's rise, and through the band's room, the turn."""
+        is, and on this frame alone. Returns (usual, now)."""
         x, y = eye.iris_local
+        now = float(y - np.interp(x, eye.xs, upper))
         flt = self._above_filter.setdefault(i, OneEuro(0.1, 0.0))
-        above = flt(np.asarray(y - np.interp(x, eye.xs, upper)), self.control.last_t or 0.0)
+        above = flt(np.asarray(now), self.control.last_t or 0.0)
         if hidden or (i, "above") not in self._held:
             self._held[i, "above"] = above
-        return max(0.0, float(self._held[i, "above"]))
+        return max(0.0, float(self._held[i, "above"])), max(0.0, now)
 
     def _steady(self, i: int, key: str, value: np.ndarray | float, hidden: bool) -> np.ndarray:
         smoothed = self._smoothed(i, key, value)
