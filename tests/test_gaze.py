@@ -47,7 +47,14 @@ from vidprod.media.gaze.control import (
     gaze_pitch_degrees,
 )
 from vidprod.media.gaze.corrector import describe_report, lid_scores_crop, with_look_ahead
-from vidprod.media.gaze.evaluate import EDGE_GAIN_BAR, IRIS_RATIO_BAR, clip_frames, evaluate_dir, evaluate_frames
+from vidprod.media.gaze.evaluate import (
+    EDGE_GAIN_BAR,
+    IRIS_RATIO_BAR,
+    TEXTURE_PRECISION,
+    clip_frames,
+    evaluate_dir,
+    evaluate_frames,
+)
 from vidprod.media.gaze.geometry import eye_frames
 from vidprod.media.gaze.landmarks import ChildLandmarker, VideoLandmarker
 from vidprod.media.gaze.lids import apply_fit, corner_taper, fit_lid
@@ -58,6 +65,7 @@ from vidprod.media.gaze.metrics import (
     iris_radius_ratio,
     shift_ratio,
     texture_shift,
+    texture_shift_fit,
 )
 from vidprod.media.gaze.lids import skin_band
 from vidprod.media.gaze.rerender import (
@@ -1170,14 +1178,36 @@ def test_the_harness_measures_a_blurred_dark_iris_without_running_off():
 
 
 def test_the_texture_bar_counts_only_measures_that_can_resolve_it():
-    """hdtf_RD_Radio2 frame 165: the iris of one eye is mostly two glints, left out of
-    the fit, and its texture measures 0.84 ± 0.29 of the move asked, which cannot tell
-    0.9 from 1. The bar counts the measures precise to 0.1 (all but a few) and every
-    one of them is over 0.9."""
+    """An iris with texture measures its move to a hundredth of it. One with none left
+    (hdtf_RD_Radio2 once had an eye whose iris was mostly two glints, left out of the
+    fit, measured at 0.84 ± 0.29 of its move) cannot tell 0.9 from 1, and the fit says
+    so: its error is over TEXTURE_PRECISION of the move, so gaze-eval's bar leaves it
+    out instead of calling a clean render a miss."""
+    errors, ratios = {}, {}
+    for flat in (False, True):
+        frame, _, edit, _ = _eye_with_a_glint(glint=False)
+        y = plane_views(frame)[0]
+        if flat:
+            gy, gx = np.mgrid[0 : y.shape[0], 0 : y.shape[1]]
+            disc = np.hypot(gx - edit.iris[0], gy - edit.iris[1]) < edit.r
+            y[disc] = int(np.median(y[disc]))
+        before = y.copy()
+        edit_eye(*plane_views(frame), edit)
+        fit = texture_shift_fit(before, plane_views(frame)[0], edit)
+        assert fit is not None
+        move = float(np.hypot(*edit.shift))
+        errors[flat], ratios[flat] = fit[1] / move, shift_ratio(fit[0], edit.shift)
+    assert errors[False] <= 0.1 * TEXTURE_PRECISION and ratios[False] == pytest.approx(1.0, abs=0.02)
+    assert errors[True] > TEXTURE_PRECISION and ratios[True] < 0.9  # counted, a false miss
+
+
+def test_a_real_reader_meets_every_bar_of_the_harness():
+    """hdtf_RD_Radio2 at default settings: the iris texture moves as asked on every
+    measure the bar counts, and gaze-eval finds no miss."""
     summary = _evaluated("hdtf_RD_Radio2_000")
     texture = summary["texture_shift"]
     counted, wide = sum(eye["n"] for eye in texture["for_the_bar"]), sum(texture["on_wide_eyes"])
-    assert 0.9 * wide <= counted < wide
+    assert 0.9 * wide <= counted <= wide
     assert all(eye["n"] >= 100 and eye["min"] >= 0.9 for eye in texture["for_the_bar"])
     assert summary["misses"] == []
 
@@ -1253,6 +1283,34 @@ def test_sparse_landmarks_interpolate_and_never_edit_a_blink(monkeypatch, interv
     assert sum(c for i, c in enumerate(changed) if i % interval) >= 15  # the ones between are edited
     assert not any(c for c, blink in zip(changed, fixture.blink) if blink)
     assert corrector.report()["landmark_interval"] == interval
+
+
+def test_a_head_faster_than_the_landmark_cadence_is_left_alone_as_moving_not_as_no_face():
+    """The reader whips sideways by 0.3 eye widths a frame for 6 frames (hdtf_RD_Radio2
+    turns its head 0.6-0.9 eye widths between measured frames): a frame between two
+    measured ones that far apart could sit on either side of a cut, so it is left
+    alone, in words that say why (it read "no face in view", for a face always in
+    view, and restarted the track); the measured frames of the move are still edited."""
+    fixture = astronaut_fixture()
+    step = 0.3 * fixture.eye_width
+    frames = []
+    for i, rgb in enumerate(fixture.frames):
+        pan = np.float32([[1, 0, -step * min(max(i - 28, 0), 6)], [0, 1, 0]])
+        moved = cv2.warpAffine(rgb, pan, SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frame = av.VideoFrame.from_ndarray(moved, format="rgb24").reformat(format="yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 30)
+        frames.append(frame)
+    reasons = []
+    with reading(GazeSettings(landmark_interval=3)) as corrector:
+        for frame in with_look_ahead(frames, corrector):
+            corrector(frame)
+            reasons.append(corrector.last_reason)
+        report = corrector.report()
+    moving = [i for i, reason in enumerate(reasons) if reason == "moving"]
+    assert moving and all(28 <= i <= 34 and i % 3 for i in moving), moving
+    assert "no_face" not in reasons
+    assert reasons[30] is None and reasons[33] is None  # measured during the move: edited
+    assert "frames with the head moving too fast to follow" in report["summary"]
 
 
 def test_a_dead_landmark_process_turns_eye_contact_off_and_frames_go_on():

@@ -98,6 +98,12 @@ BAND_MEASURES = 5
 JUMP = 0.25
 # What a broken landmark process raises: it died (EOF, broken pipe) or hung (timeout).
 LANDMARK_FAILURES = (EOFError, OSError, RuntimeError)
+
+
+class Unplaced(Exception):
+    """A frame between measured ones whose neighbours are too far apart to place its
+    points between them: a cut, or a head moving faster than the landmark cadence
+    follows (hdtf_RD_Radio2 turns its head 0.6-0.9 eye widths in 0.1 s)."""
 # Luma levels an iris must stand out by from the sclera beside it (rerender.iris_contrast):
 # corrections fade out from twice this down to it. Our fixtures and Intel's head-pose
 # GIFs upscaled 4x read 12-147; a walker far from a webcam, upscaled 4x, reads 2-4.
@@ -256,6 +262,11 @@ class GazeCorrector:
         face = None
         try:
             face = self._landmarks(frame, t)
+        except Unplaced:
+            # no restart: the next measured frame tells a cut (its points jump from the
+            # smoothed ones) from motion, which the smoothing follows on
+            self.last_points = None
+            return self._skip("moving", frame)
         except LANDMARK_FAILURES as exc:
             self._fail(exc)
         if self.failure:  # landmarks failed just now
@@ -452,7 +463,8 @@ class GazeCorrector:
 
     def _interpolated(self, t: float) -> FaceLandmarks | None:
         """Points between the measured frames on either side (the next one was announced
-        before this frame arrived); the lids judged by the more closed of the two."""
+        before this frame arrived); the lids judged by the more closed of the two. None
+        when either has no face; raises Unplaced when they are too far apart."""
         if self._measured is None or self._measured[1] is None:
             return None
         t0, face0 = self._measured
@@ -465,7 +477,7 @@ class GazeCorrector:
             return None
         eyes0, eyes1 = face0.readings, face1.readings
         if _jumped(face0.points, face1.points, min(e.w for e in eyes1), 2 * JUMP):
-            return None  # a cut between the two: which side this frame is on is unknown
+            raise Unplaced  # if a cut, which side of it this frame is on is unknown
         a = (t - t0) / max(following.t - t0, 1e-6)
         points = (1 - a) * face0.points + a * face1.points
         openness = (min(eyes0[0].openness, eyes1[0].openness), min(eyes0[1].openness, eyes1[1].openness))
@@ -816,6 +828,7 @@ _LEFT_ALONE = {
     "fading_in": "while turning back",
     "iris_not_distinct": "with the iris too dark or blurred to move",
     "no_face": "with no face in view",
+    "moving": "with the head moving too fast to follow",
     "small_eyes": "with the eyes too small",
     "no_room_above": "with glasses or brows too close above the eyes",
 }
@@ -824,6 +837,7 @@ _NOTHING_DONE = {
     "strength_0": "Eye contact was off.",
     "landmarks_failed": "Eye contact stopped: the face could not be tracked.",
     "no_face": "No face was found.",
+    "moving": "The head moved too fast to follow.",
     "small_eyes": "No face large enough: the eyes must be at least 28 pixels wide.",
     "looking_at_lens": "Already looking into the lens: nothing to correct.",
     "iris_not_distinct": "The eyes are too dark or blurred to tell the iris from the white.",
