@@ -87,6 +87,7 @@ UNCOVER_PER_ABOVE = 0.8
 # line again. From half the usual height down to a quarter of it the extra rise fades
 # out (an eye open as usual, whose height wobbles by 0.05-0.6 px, is never touched).
 NARROWER_FROM, NARROWER_TO = 0.5, 0.25
+NARROWER_RECOVERY = 0.2  # s from none of that rise back to all of it (~the rest of a reopening)
 # The band held through a fixation is smoothed from the median of the last this many
 # measures: a lid opening after a blink, still below its lashes, measures ~0 for a
 # frame or two, and taken up at that hidden moment, a low-pass of it capped the turn
@@ -98,12 +99,6 @@ BAND_MEASURES = 5
 JUMP = 0.25
 # What a broken landmark process raises: it died (EOF, broken pipe) or hung (timeout).
 LANDMARK_FAILURES = (EOFError, OSError, RuntimeError)
-
-
-class Unplaced(Exception):
-    """A frame between measured ones whose neighbours are too far apart to place its
-    points between them: a cut, or a head moving faster than the landmark cadence
-    follows (hdtf_RD_Radio2 turns its head 0.6-0.9 eye widths in 0.1 s)."""
 # Luma levels an iris must stand out by from the sclera beside it (rerender.iris_contrast):
 # corrections fade out from twice this down to it. Our fixtures and Intel's head-pose
 # GIFs upscaled 4x read 12-147; a walker far from a webcam, upscaled 4x, reads 2-4.
@@ -124,6 +119,12 @@ SPARSEST = 3
 # Every third frame is the default: the render with eye contact stays near 1.3x a plain
 # transcode (bench/gaze.py), and blinks, saccades and cuts are still caught.
 DEFAULT_INTERVAL = SPARSEST
+
+
+class Unplaced(Exception):
+    """A frame between measured ones whose neighbours are too far apart to place its
+    points between them: a cut, or a head moving faster than the landmark cadence
+    follows (hdtf_RD_Radio2 turns its head 0.6-0.9 eye widths in 0.1 s)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ class GazeCorrector:
         self._smooth: dict[tuple[int, str], OneEuro] = {}  # per eye: "up", "contrast"
         self._held: dict[tuple[int, str], np.ndarray] = {}  # (eye, "up" or "above") as taken at a hidden moment
         self._above_filter: dict[int, OneEuro] = {}  # per eye: the iris seen above its centre
+        self._narrowing: dict[int, tuple[float, float]] = {}  # per eye: _open_as_usual's last (value, t)
         self._band_now: dict[int, float] = {}  # per eye: the lid skin's reach, last measured
         self._band_recent: dict[int, deque[float]] = {}  # and its last BAND_MEASURES measures
         self._band_filter: dict[int, OneEuro] = {}
@@ -263,8 +265,9 @@ class GazeCorrector:
         try:
             face = self._landmarks(frame, t)
         except Unplaced:
-            # no restart: the next measured frame tells a cut (its points jump from the
-            # smoothed ones) from motion, which the smoothing follows on
+            # as after a cut: the next measured frame starts a new track from its own
+            # points (smoothing carried over a 0.1 s gap would lag 0.1-0.2 eye widths)
+            self._restart()
             self.last_points = None
             return self._skip("moving", frame)
         except LANDMARK_FAILURES as exc:
@@ -322,6 +325,7 @@ class GazeCorrector:
         self._band_recent.clear()
         self._band_filter.clear()
         self._above_filter.clear()
+        self._narrowing.clear()
         self._fade = None
         self.control.restart()
 
@@ -541,9 +545,8 @@ class GazeCorrector:
             # reads as `degrees`, so the edited eye reads as turned by that much (less
             # on a narrow eye, where it is kept to the iris seen above the centre)
             uncover = degrees / DEGREES_PER_GAP * float(np.hypot(*radius)) / eyeball_radius(1.0)
-            usual, now = self._steady_above(i, eye, upper, hidden)
-            narrower = (now / usual - NARROWER_TO) / (NARROWER_FROM - NARROWER_TO) if usual > 0 else 0.0
-            uncover = min(uncover, UNCOVER_PER_ABOVE * usual * min(max(narrower, 0.0), 1.0))
+            usual = self._steady_above(i, eye, upper, hidden)
+            uncover = min(uncover, UNCOVER_PER_ABOVE * usual * self._open_as_usual(i, eye, upper, usual))
             lift = float(np.hypot(*move)) + uncover
             held, band = self._steady_band(i, luma, eye, upper, fresh, hidden)
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=move,
@@ -591,19 +594,31 @@ class GazeCorrector:
         by a few per cent between saccades or blinks, a few hundredths of a pixel."""
         return self._steady(i, "up", eyeball_radius(eye.r) * eye.uy, hidden)
 
-    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray, hidden: bool) -> tuple[float, float]:
+    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray, hidden: bool) -> float:
         """How much iris shows above its centre (px, 0 when the lid is at or below it),
-        from the fitted upper lid: averaged over the last few seconds (it says how narrow
+        from the fitted upper lid, averaged over the last few seconds (it says how narrow
         the eye is, which changes slowly; not restarted after a blink, as a reopening lid
         reads low for a few frames) and taken up at hidden moments, as the move's size
-        is, and on this frame alone. Returns (usual, now)."""
-        x, y = eye.iris_local
-        now = float(y - np.interp(x, eye.xs, upper))
+        is: it caps the lid's rise, and through the band's room, the turn."""
         flt = self._above_filter.setdefault(i, OneEuro(0.1, 0.0))
-        above = flt(np.asarray(now), self.control.last_t or 0.0)
+        above = flt(np.asarray(_iris_above(eye, upper)), self.control.last_t or 0.0)
         if hidden or (i, "above") not in self._held:
             self._held[i, "above"] = above
-        return max(0.0, float(self._held[i, "above"])), max(0.0, now)
+        return max(0.0, float(self._held[i, "above"]))
+
+    def _open_as_usual(self, i: int, eye: EyeFrame, upper: np.ndarray, usual: float) -> float:
+        """1 while eye i shows at least NARROWER_FROM of its usual iris above the centre
+        on this frame, 0 below NARROWER_TO of it: falls at once as a lid comes down,
+        rises back over NARROWER_RECOVERY seconds, so a height that wobbles near the
+        threshold never flickers the lid."""
+        share = _iris_above(eye, upper) / usual if usual > 0 else 0.0
+        target = min(max((share - NARROWER_TO) / (NARROWER_FROM - NARROWER_TO), 0.0), 1.0)
+        t = self.control.last_t or 0.0
+        last = self._narrowing.get(i)
+        if last is not None and target > last[0]:
+            target = min(target, last[0] + max(t - last[1], 0.0) / NARROWER_RECOVERY)
+        self._narrowing[i] = (target, t)
+        return target
 
     def _steady(self, i: int, key: str, value: np.ndarray | float, hidden: bool) -> np.ndarray:
         smoothed = self._smoothed(i, key, value)
@@ -912,6 +927,13 @@ def _weighted_median(values: list[float | None], weights: list[int]) -> float | 
 def _lid_pitch(readings: Iterable[EyeReading]) -> float:
     """The gaze both eyes' lids read (degrees against the lens, their mean)."""
     return gaze_pitch_degrees(float(np.mean([e.upper_gap for e in readings])))
+
+
+def _iris_above(eye: EyeFrame, upper: np.ndarray) -> float:
+    """How much iris shows above its centre on this frame: how far below the upper lid
+    `upper` the centre sits (px along the eye's uy; negative when the lid is lower)."""
+    x, y = eye.iris_local
+    return float(y - np.interp(x, eye.xs, upper))
 
 
 def _jumped(a: np.ndarray, b: np.ndarray, eye_width: float, limit: float = JUMP) -> bool:
