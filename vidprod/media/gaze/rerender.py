@@ -205,7 +205,7 @@ def push_kernel(dx: float, dy: float) -> np.ndarray:
     per plane and step (6 % of the re-render's time)."""
     kernel = np.zeros((3, 3), np.float32)
     taps = []
-    for d in (min(max(dx, -1.0), 1.0), min(max(dy, -1.0), 1.0)):  # a unit vector's, to the float
+    for d in (min(max(dx, -1.0), 1.0), min(max(dy, -1.0), 1.0)):  # a unit vector's, but for rounding
         whole = min(math.floor(d), 0)  # the lower tap's offset, -1 or 0
         taps.append(((whole, 1.0 - (d - whole)), (whole + 1, d - whole)))
     for oy, wy in taps[1]:
