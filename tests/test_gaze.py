@@ -76,6 +76,7 @@ from vidprod.media.gaze.rerender import (
     catchlights,
     coverage,
     edit_eye,
+    extend_eyeball,
     lid_weight,
     limbus_blur,
     push_kernel,
@@ -1145,6 +1146,25 @@ def test_a_narrow_eye_gets_no_second_lash_line():
     assert summary["report"]["frames_corrected"] >= 0.6 * summary["frames"]
     assert summary["report"]["mean_correction_degrees"] > 7
     assert summary["fidelity"]["edge_gain"]["max"] <= EDGE_GAIN_BAR
+
+
+def test_the_extension_continues_stacked_planes_exactly_as_each_alone():
+    """The planes of one stencil go through the extension's steps stacked, with a row
+    of zeros between them standing for the border: no value may leak from one plane
+    into the next (a raised lid and its band, so the push and the spread both run)."""
+    frame, _, edit, _ = _eye_with_a_glint(glint=False)
+    y = plane_views(frame)[0]
+    edit = replace(edit, blur=limbus_blur(y, edit), lift=4.0, band=12.0)
+    s = stencil(edit, y.shape, 1.0, 0.0)
+    assert s is not None and s.extension.steps > 0 and s.extension.spread
+    x0, y0, x1, y1 = s.box
+    crop = y[y0:y1, x0:x1].astype(np.float32)
+    noise = np.random.default_rng(3).uniform(0, 255, crop.shape).astype(np.float32)
+    planes = np.stack([crop, 255 - crop, noise])
+    together = extend_eyeball(planes, s.extension)
+    assert not np.array_equal(together, planes)  # it extended something
+    for plane, extended in zip(planes, together):
+        assert np.array_equal(extend_eyeball(plane[None], s.extension)[0], extended)
 
 
 def test_a_narrow_eye_still_half_closed_after_a_blink_gets_no_extra_lid_rise():
