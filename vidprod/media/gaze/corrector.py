@@ -85,8 +85,9 @@ UNCOVER_PER_ABOVE = 0.8
 # squint) the strip has nothing above the centre to continue: liveportrait_d20's left
 # eye, its lid at the iris centre for 10 frames after a blink, showed the second lash
 # line again. From half the usual height down to a quarter of it the extra rise fades
-# out. An eye open as usual stays above half (that height moves by 0.04-0.16 px a frame
-# at the median on the developer clips, and its slowest tenth sits at 0.6-0.9 of usual).
+# out. An eye open as usual stays above half: on the developer clips that height moves
+# by 0.04-0.16 px a frame at the median, and its lowest tenth sits at 0.6-0.94 of usual
+# on every eye but d20's left one (whose lowest tenth is those 10 frames).
 NARROWER_FROM, NARROWER_TO = 0.5, 0.25
 NARROWER_RECOVERY = 0.2  # s from none of that rise back to all of it (~the rest of a reopening)
 # The band held through a fixation is smoothed from the median of the last this many
