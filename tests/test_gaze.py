@@ -1320,13 +1320,10 @@ def test_a_head_faster_than_the_landmark_cadence_is_left_alone_as_moving_not_as_
     a new track from its own points, as after a cut."""
     fixture = astronaut_fixture()
     step = 0.3 * fixture.eye_width
-    frames = []
-    for i, rgb in enumerate(fixture.frames):
-        pan = np.float32([[1, 0, -step * min(max(i - 28, 0), 6)], [0, 1, 0]])
-        moved = cv2.warpAffine(rgb, pan, SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        frame = av.VideoFrame.from_ndarray(moved, format="rgb24").reformat(format="yuv420p")
-        frame.pts, frame.time_base = i, Fraction(1, 30)
-        frames.append(frame)
+    pans = [np.float32([[1, 0, -step * min(max(i - 28, 0), 6)], [0, 1, 0]]) for i in range(len(fixture.frames))]
+    panned = [cv2.warpAffine(rgb, pan, SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+              for rgb, pan in zip(fixture.frames, pans)]  # fmt: skip
+    frames = replace(fixture, frames=panned).video_frames()
     reasons, lag = [], {}
     with reading(GazeSettings(landmark_interval=3)) as corrector:
         for i, frame in enumerate(with_look_ahead(frames, corrector)):

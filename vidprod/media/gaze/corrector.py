@@ -547,8 +547,9 @@ class GazeCorrector:
             # reads as `degrees`, so the edited eye reads as turned by that much (less
             # on a narrow eye, where it is kept to the iris seen above the centre)
             uncover = degrees / DEGREES_PER_GAP * float(np.hypot(*radius)) / eyeball_radius(1.0)
-            usual = self._steady_above(i, eye, upper, hidden)
-            uncover = min(uncover, UNCOVER_PER_ABOVE * usual * self._open_as_usual(i, eye, upper, usual))
+            above = _iris_above(eye, upper)
+            usual = self._steady_above(i, above, hidden)
+            uncover = min(uncover, UNCOVER_PER_ABOVE * usual * self._open_as_usual(i, above, usual))
             lift = float(np.hypot(*move)) + uncover
             held, band = self._steady_band(i, luma, eye, upper, fresh, hidden)
             edits.append(EyeEdit(opening=opening, iris=eye.iris, r=eye.r, ux=eye.ux, shift=move,
@@ -596,24 +597,24 @@ class GazeCorrector:
         by a few per cent between saccades or blinks, a few hundredths of a pixel."""
         return self._steady(i, "up", eyeball_radius(eye.r) * eye.uy, hidden)
 
-    def _steady_above(self, i: int, eye: EyeFrame, upper: np.ndarray, hidden: bool) -> float:
+    def _steady_above(self, i: int, above: float, hidden: bool) -> float:
         """How much iris shows above its centre (px, 0 when the lid is at or below it),
-        from the fitted upper lid, averaged over the last few seconds (it says how narrow
+        from this frame's `above` (_iris_above), averaged over the last few seconds (it says how narrow
         the eye is, which changes slowly; not restarted after a blink, as a reopening lid
         reads low for a few frames) and taken up at hidden moments, as the move's size
         is: it caps the lid's rise, and through the band's room, the turn."""
         flt = self._above_filter.setdefault(i, OneEuro(0.1, 0.0))
-        above = flt(np.asarray(_iris_above(eye, upper)), self.control.last_t or 0.0)
+        smoothed = flt(np.asarray(above), self.control.last_t or 0.0)
         if hidden or (i, "above") not in self._held:
-            self._held[i, "above"] = above
+            self._held[i, "above"] = smoothed
         return max(0.0, float(self._held[i, "above"]))
 
-    def _open_as_usual(self, i: int, eye: EyeFrame, upper: np.ndarray, usual: float) -> float:
+    def _open_as_usual(self, i: int, above: float, usual: float) -> float:
         """1 while eye i shows at least NARROWER_FROM of its usual iris above the centre
         on this frame, 0 below NARROWER_TO of it: falls at once as a lid comes down,
         rises back over NARROWER_RECOVERY seconds, so a height that wobbles near the
         threshold never flickers the lid."""
-        share = _iris_above(eye, upper) / usual if usual > 0 else 0.0
+        share = above / usual if usual > 0 else 0.0
         target = min(max((share - NARROWER_TO) / (NARROWER_FROM - NARROWER_TO), 0.0), 1.0)
         t = self.control.last_t or 0.0
         last = self._narrowing.get(i)
