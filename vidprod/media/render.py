@@ -102,13 +102,13 @@ SEEK_MARGIN = Fraction(1)
 # the hook (gaze keeps each part's figures, so a part made again replaces its own). A
 # source frame shown on both sides of a cut goes through the hook once, in the first.
 FrameHook = Callable[[av.VideoFrame], av.VideoFrame]
-# Five: gaze landmarks run as sparsely as every third frame (gaze.corrector.SPARSEST),
-# and a measured frame needs the next measured one's answer (whether the head moves too
-# fast between them). Announced five ahead, that picture goes to the landmark process
-# two frames before it is needed (four ahead, one frame before, and the render waited
-# for it: p95 17 ms a frame at 1080x1920 on 2 cores; five ahead 6 ms). Costs four
-# decoded frames of memory (12 MB at 1080x1920).
-LOOK_AHEAD = 5
+# Four: gaze landmarks run as sparsely as every third frame (gaze.corrector.SPARSEST),
+# and the frame after a measured one needs the next measured one's answer. Announced
+# four ahead, that picture went to the landmark process three frames before it is
+# needed (three ahead, two frames before, and the render waited for it: p95 11.5 ms
+# a frame at 1080x1920 on 2 cores; now 4 ms). Costs three decoded frames of memory
+# (9 MB at 1080x1920).
+LOOK_AHEAD = 4
 
 
 class RenderStopped(Exception):

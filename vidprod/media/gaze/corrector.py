@@ -116,7 +116,7 @@ CLOCK_AFTER_CENSUS_MS = 2000
 # Every third frame is as sparse as landmarks go: a blink lasts 3-12 frames at 30 fps,
 # so one between two measured frames still shows in at least one of them (and then
 # its neighbours are left alone too). It needs frames announced at least three ahead
-# (the render's LOOK_AHEAD): a measured frame needs the next one's answer.
+# (the render's LOOK_AHEAD): the frame after a measured one needs the next one's answer.
 SPARSEST = 3
 # Every third frame is the default: the landmark process then costs ~5 ms a frame instead
 # of ~14 (bench/gaze.py), and blinks, saccades and cuts are still caught.

@@ -87,7 +87,7 @@ def landmark_picture(frame: av.VideoFrame) -> tuple[np.ndarray, float]:
 
 # Pictures in flight to the landmark process: the render announces frames up to
 # render.LOOK_AHEAD ahead of the one it edits, and a dropped frame may still be queued.
-PICTURE_SLOTS = 6
+PICTURE_SLOTS = 5
 SLOT_BYTES = LANDMARK_LONG_SIDE * LANDMARK_LONG_SIDE * 3
 ANSWER_TIMEOUT = 20  # seconds; one frame takes ~10 ms, so only a stuck child is this slow
 
