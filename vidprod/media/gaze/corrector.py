@@ -126,8 +126,7 @@ DEFAULT_INTERVAL = SPARSEST
 class Unplaced(Exception):
     """A frame between measured ones whose neighbours are too far apart to place its
     points between them: a cut, or a head moving faster than the landmark cadence
-    follows (hdtf_RD_Radio2 turns its head 0.6-0.9 eye widths in 0.1 s). The first of
-    the two measured frames is left alone with them."""
+    follows (hdtf_RD_Radio2 turns its head 0.6-0.9 eye widths in 0.1 s)."""
 
 
 @dataclass(frozen=True)
@@ -463,20 +462,10 @@ class GazeCorrector:
             self.look_ahead(frame)
         if self._announced and abs(self._announced[0].t - t) <= 1e-6:
             entry = self._announced.popleft()
-            if not entry.measured:
-                return self._interpolated(t)
-            face = self._resolve(entry)
-            following = self._following() if self.settings.landmark_interval > 1 else None
-            if face is not None and following is not None and _too_far(face, self._face_of(following)):
-                # the frames up to the next measured one are left alone: so is this one,
-                # or a head turning fast would flash the correction on for single frames
-                raise Unplaced
-            return face
-        return self._interpolated(t)  # shown though not announced: the frames after it are in flight
-
-    def _following(self) -> _Announced | None:
-        """The next measured frame announced, if any."""
-        return next((e for e in self._announced if e.measured), None)
+            face = self._resolve(entry) if entry.measured else self._interpolated(t)
+        else:  # shown though not announced: the frames after it are in flight
+            face = self._interpolated(t)
+        return face
 
     def _interpolated(self, t: float) -> FaceLandmarks | None:
         """Points between the measured frames on either side (the next one was announced
@@ -485,16 +474,16 @@ class GazeCorrector:
         if self._measured is None or self._measured[1] is None:
             return None
         t0, face0 = self._measured
-        following = self._following()
+        following = next((e for e in self._announced if e.measured), None)
         if following is None:  # the last frame: carry the smoothed points on
             predicted = self._points.predict(t)
             return None if predicted is None else FaceLandmarks(predicted, face0.matrix, measured=False)
         face1 = self._face_of(following)
         if face1 is None:
             return None
-        if _too_far(face0, face1):
-            raise Unplaced  # if a cut, which side of it this frame is on is unknown
         eyes0, eyes1 = face0.readings, face1.readings
+        if _jumped(face0.points, face1.points, min(e.w for e in eyes1), 2 * JUMP):
+            raise Unplaced  # if a cut, which side of it this frame is on is unknown
         a = (t - t0) / max(following.t - t0, 1e-6)
         points = (1 - a) * face0.points + a * face1.points
         openness = (min(eyes0[0].openness, eyes1[0].openness), min(eyes0[1].openness, eyes1[1].openness))
@@ -948,11 +937,6 @@ def _iris_above(eye: EyeFrame, upper: np.ndarray) -> float:
     `upper` the centre sits (px along the eye's uy; negative when the lid is lower)."""
     x, y = eye.iris_local
     return float(y - np.interp(x, eye.xs, upper))
-
-
-def _too_far(face0: FaceLandmarks, face1: FaceLandmarks | None) -> bool:
-    """Two measured frames too far apart at the eyes to place the frames between them."""
-    return face1 is not None and _jumped(face0.points, face1.points, min(e.w for e in face1.readings), 2 * JUMP)
 
 
 def _jumped(a: np.ndarray, b: np.ndarray, eye_width: float, limit: float = JUMP) -> bool:
