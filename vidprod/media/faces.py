@@ -100,16 +100,17 @@ def main_face(faces: list[Face], width: int, height: int) -> Face | None:
     return max(faces, key=score)
 
 
-def create_landmarker(model: bytes, max_faces: int, *, video: bool = False):  # type: ignore[no-untyped-def]
+def create_landmarker(model: bytes, max_faces: int, *, video: bool = False, matrix: bool | None = None):  # type: ignore[no-untyped-def]
     """MediaPipe's FaceLandmarker: IMAGE mode (each call stands alone), or VIDEO mode
-    (tracking between frames, with the head's transformation matrix)."""
+    (tracking between frames); with the head's transformation matrix in VIDEO mode,
+    or where `matrix` asks for it."""
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_buffer=model),
         running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
         num_faces=max_faces,
-        output_facial_transformation_matrixes=video,
+        output_facial_transformation_matrixes=video if matrix is None else matrix,
     )
     return vision.FaceLandmarker.create_from_options(options)
 

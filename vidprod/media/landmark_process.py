@@ -28,6 +28,8 @@ class VideoLandmarker:
     def __init__(self, model: bytes, max_faces: int = 3) -> None:
         self._landmarker = create_landmarker(model, max_faces, video=True)
         self._last_ms = -1
+        self._model, self._max_faces = model, max_faces
+        self._alone = None  # IMAGE mode, for still(); made when first asked (~35 MB)
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
         import mediapipe as mp
@@ -35,16 +37,32 @@ class VideoLandmarker:
         timestamp_ms = max(timestamp_ms, self._last_ms + 1)  # VIDEO mode needs increasing times
         self._last_ms = timestamp_ms
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._landmarker.detect_for_video(image, timestamp_ms)
-        matrices = result.facial_transformation_matrixes or []
-        faces = []
-        for i, landmarks in enumerate(result.face_landmarks):
-            points = np.array([(p.x, p.y) for p in landmarks], np.float64)
-            faces.append((points, np.asarray(matrices[i]) if i < len(matrices) else None))
-        return faces
+        return _faces(self._landmarker.detect_for_video(image, timestamp_ms))
+
+    def still(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """detect() on a picture on its own (IMAGE mode), leaving the tracking alone: for
+        frames between tracked ones, which VIDEO mode cannot take (its times only rise)."""
+        import mediapipe as mp
+
+        if self._alone is None:
+            self._alone = create_landmarker(self._model, self._max_faces, matrix=True)
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        return _faces(self._alone.detect(image))
 
     def close(self) -> None:
         self._landmarker.close()
+        if self._alone is not None:
+            self._alone.close()
+
+
+def _faces(result) -> list[tuple[np.ndarray, np.ndarray | None]]:  # type: ignore[no-untyped-def]
+    """Normalised points and matrix (if asked for) of each face in a FaceLandmarker result."""
+    matrices = result.facial_transformation_matrixes or []
+    faces = []
+    for i, landmarks in enumerate(result.face_landmarks):
+        points = np.array([(p.x, p.y) for p in landmarks], np.float64)
+        faces.append((points, np.asarray(matrices[i]) if i < len(matrices) else None))
+    return faces
 
 
 def serve_landmarks(connection, model: bytes, max_faces: int, pictures, slot_count: int) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +104,7 @@ def serve_landmarks(connection, model: bytes, max_faces: int, pictures, slot_cou
             slot, shape, timestamp_ms = message
             rgb = slots[slot, : int(np.prod(shape))].reshape(shape)
             started = time.process_time()
-            faces = landmarker.detect(rgb, timestamp_ms)
+            faces = landmarker.detect(rgb, timestamp_ms) if timestamp_ms is not None else landmarker.still(rgb)
             connection.send((faces, (time.process_time() - started) * 1e3))
     finally:
         if landmarker is not None:

@@ -86,12 +86,6 @@ class OneEuro:
         self.t = t
         return self.value.copy()
 
-    def predict(self, t: float) -> np.ndarray | None:
-        """The smoothed value carried forward to time t at the smoothed speed."""
-        if self.value is None or self.t is None or self.speed is None:
-            return None
-        return self.value + self.speed * max(0.0, t - self.t)
-
     def reset(self) -> None:
         self.value = self.speed = None
         self.t = None

@@ -99,6 +99,11 @@ BAND_MEASURES = 5
 # Smoothed eye points this many eye widths from the measured ones mean a jump (a cut,
 # another speaker), not motion: One Euro lags ~0.04w at 1000 px/s.
 JUMP = 0.25
+# Eye widths the smoothed points may lag the measured ones at the eyes: a head turning
+# fast drew them 0.1 eye widths behind (hdtf_RD_Radio2), which placed the edit beside
+# the eye (its lower lashes drawn into the white). Still, they lag by MediaPipe's noise.
+LAG_LIMIT = 0.04
+_EYE_CORNERS = [33, 133, 362, 263]
 # What a broken landmark process raises: it died (EOF, broken pipe) or hung (timeout).
 LANDMARK_FAILURES = (EOFError, OSError, RuntimeError)
 # Luma levels an iris must stand out by from the sclera beside it (rerender.iris_contrast):
@@ -124,9 +129,9 @@ DEFAULT_INTERVAL = SPARSEST
 
 
 class Unplaced(Exception):
-    """A frame between measured ones whose neighbours are too far apart to place its
-    points between them: a cut, or a head moving faster than the landmark cadence
-    follows (hdtf_RD_Radio2 turns its head 0.6-0.9 eye widths in 0.1 s)."""
+    """A frame between measured ones too far apart to place its points between them
+    (a cut, or a head moving faster than the landmark cadence follows), and no face
+    found on it alone either (a blur)."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,7 @@ class GazeCorrector:
             # beside the eyes, so start over
             self._restart()
             smooth = self._points(face.points, t)
+        smooth = self._within_reach(smooth, face.points, min(e.w for e in raw))
         self.last_points = smooth
         eyes = eye_frames(smooth)
         width = min(e.w for e in eyes)
@@ -317,6 +323,19 @@ class GazeCorrector:
         edited = self._edit(frame, eyes, decision.degrees, index, fresh=face.measured, hidden=decision.hidden)
         self.render_ms.append((time.perf_counter() - started) * 1e3)
         return edited
+
+    def _within_reach(self, smooth: np.ndarray, measured: np.ndarray, eye_width: float) -> np.ndarray:
+        """The smoothed points, moved towards the measured ones until the eye corners lag
+        them by at most LAG_LIMIT eye widths on average (and the smoothing goes on from
+        there). Moved, not blended: the smoothed shape stays, so the eye's size and tilt,
+        which scale and turn the edit, do not take on the measured points' noise."""
+        apart = (smooth[_EYE_CORNERS] - measured[_EYE_CORNERS]).mean(axis=0)
+        lag = float(np.hypot(*apart)) / eye_width
+        if lag <= LAG_LIMIT:
+            return smooth
+        smooth = smooth - apart * (1 - LAG_LIMIT / lag)
+        self._points.value = smooth.copy()  # the filter goes on from the moved points
+        return smooth
 
     def _restart(self) -> None:
         """Forget the smoothed points, lid fits and the person's gaze: a new track."""
@@ -462,32 +481,51 @@ class GazeCorrector:
             self.look_ahead(frame)
         if self._announced and abs(self._announced[0].t - t) <= 1e-6:
             entry = self._announced.popleft()
-            face = self._resolve(entry) if entry.measured else self._interpolated(t)
+            face = self._resolve(entry) if entry.measured else self._interpolated(frame, t)
         else:  # shown though not announced: the frames after it are in flight
-            face = self._interpolated(t)
+            face = self._interpolated(frame, t)
         return face
 
-    def _interpolated(self, t: float) -> FaceLandmarks | None:
+    def _interpolated(self, frame: av.VideoFrame, t: float) -> FaceLandmarks | None:
         """Points between the measured frames on either side (the next one was announced
         before this frame arrived); the lids judged by the more closed of the two. None
-        when either has no face; raises Unplaced when they are too far apart."""
+        when either has no face. Where they are too far apart to place this frame's
+        points between them, the points are measured on this frame alone."""
         if self._measured is None or self._measured[1] is None:
             return None
         t0, face0 = self._measured
         following = next((e for e in self._announced if e.measured), None)
-        if following is None:  # the last frame: carry the smoothed points on
-            predicted = self._points.predict(t)
-            return None if predicted is None else FaceLandmarks(predicted, face0.matrix, measured=False)
+        if following is None:  # the video's last frames: nothing to interpolate towards
+            return self._measured_alone(frame)
         face1 = self._face_of(following)
         if face1 is None:
             return None
         eyes0, eyes1 = face0.readings, face1.readings
         if _jumped(face0.points, face1.points, min(e.w for e in eyes1), 2 * JUMP):
-            raise Unplaced  # if a cut, which side of it this frame is on is unknown
+            # a head turning faster than the cadence follows (hdtf_RD_Radio2: 0.6-0.9 eye
+            # widths in 0.1 s), or a cut, which side of it this frame is on unknown
+            return self._measured_alone(frame)
         a = (t - t0) / max(following.t - t0, 1e-6)
         points = (1 - a) * face0.points + a * face1.points
         openness = (min(eyes0[0].openness, eyes1[0].openness), min(eyes0[1].openness, eyes1[1].openness))
         return FaceLandmarks(points, face0.matrix if a < 0.5 else face1.matrix, openness, measured=False)
+
+    def _measured_alone(self, frame: av.VideoFrame) -> FaceLandmarks:
+        """The main face measured on this frame on its own (outside the tracking, whose
+        times only rise); raises Unplaced when no face is found there (a blur)."""
+        assert self._landmarker is not None
+        while self._in_flight:  # answers come in order: the tracked frames' first
+            self._collect_next()
+        started = time.perf_counter()
+        rgb, _ = landmark_picture(frame)
+        picture_ms = (time.perf_counter() - started) * 1e3
+        faces = self._landmarker.still(rgb)
+        child_ms = getattr(self._landmarker, "last_cpu_ms", None)  # counted as _measure counts it
+        self.landmark_ms.append((time.perf_counter() - started) * 1e3 if child_ms is None else picture_ms + child_ms)
+        face = self._pick(faces, frame.width, frame.height)
+        if face is None:
+            raise Unplaced
+        return face
 
     def _pick(self, faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
               ) -> FaceLandmarks | None:  # fmt: skip

@@ -51,6 +51,10 @@ class Landmarker(Protocol):
         """Normalised (478, 2) points and matrix of every face in an RGB picture."""
         ...
 
+    def still(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The same for a picture on its own, outside the tracking."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -118,7 +122,8 @@ class ChildLandmarker:
     def pid(self) -> int | None:
         return self._process.pid
 
-    def submit(self, rgb: np.ndarray, timestamp_ms: int) -> None:
+    def submit(self, rgb: np.ndarray, timestamp_ms: int | None) -> None:
+        """A picture to track at `timestamp_ms`, or, with None, to read on its own."""
         if self._in_flight >= PICTURE_SLOTS:
             raise RuntimeError("collect an answer before submitting more pictures")
         if rgb.size > SLOT_BYTES:
@@ -142,6 +147,13 @@ class ChildLandmarker:
         while self._in_flight:
             self.collect()
         self.submit(rgb, timestamp_ms)
+        return self.collect()
+
+    def still(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """VideoLandmarker.still in the child; the answers in flight are collected first."""
+        if self._in_flight:
+            raise RuntimeError("collect the answers in flight before asking for a still")
+        self.submit(rgb, None)
         return self.collect()
 
     def open_eyes(self, pictures: list[np.ndarray]) -> list[bool]:
