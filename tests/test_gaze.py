@@ -1375,6 +1375,23 @@ def test_a_head_faster_than_the_landmark_cadence_is_measured_frame_by_frame_and_
     assert max(lag[i] for i in range(27, 35)) <= corrector_module.LAG_LIMIT + 1e-9
 
 
+def test_a_frame_of_a_fast_move_with_no_face_on_it_is_left_alone_as_moving():
+    """A frame of the whip pan on which no face is found when it is measured on its own
+    (a blur, or the grey between two shots) is left alone, in words that say why, and
+    the track starts afresh from the next frame's points, which are edited."""
+    fixture = astronaut_fixture()
+    frames = _whip_pan(fixture, 0.3 * fixture.eye_width, 28, 6)
+    grey = av.VideoFrame.from_ndarray(np.full((SIZE[1], SIZE[0], 3), 128, np.uint8), format="rgb24")
+    frames[29] = grey.reformat(format="yuv420p")
+    frames[29].pts, frames[29].time_base = 29, Fraction(1, 30)
+    with reading(GazeSettings(landmark_interval=3)) as corrector:
+        reasons, lag = _edit_lags(corrector, frames)
+        report = corrector.report()
+    assert reasons[29] == "moving" and reasons.count("moving") == 1, reasons[26:36]
+    assert reasons[28] is None and reasons[30] is None and lag[30] == 0.0  # a new track starts at 30
+    assert report["skipped"]["moving"] == 1 and "1 frame with the head moving too fast to follow" in report["summary"]
+
+
 def test_the_last_frames_of_a_video_are_measured_not_guessed():
     """After the last measured frame there is nothing to interpolate towards: those
     frames were edited on points carried on from it, so an eye that closed there got
