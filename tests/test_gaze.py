@@ -729,7 +729,9 @@ def test_slow_landmarks_change_nothing_but_the_time(interval):
         assert report["frames_corrected"] >= 30
     assert outputs[0] == outputs[1]
     census = -(-30 // corrector_module.CENSUS_EVERY)  # every third of the first second
-    assert measured[0] == measured[1] == census + -(-len(outputs[0]) // interval)
+    frames = len(outputs[0])
+    after_the_last_measured = (frames - 1) % interval  # tracked too: nothing to interpolate towards
+    assert measured[0] == measured[1] == census + -(-frames // interval) + after_the_last_measured
 
 
 def _late_serve(connection, model_bytes, max_faces, pictures, slot_count):  # type: ignore[no-untyped-def]
@@ -1292,9 +1294,9 @@ class _Counting:
 def test_sparse_landmarks_interpolate_and_never_edit_a_blink(monkeypatch, interval):
     """Frames between measured ones are edited with interpolated points, their lid fits
     held from the measured frame before: the fits are only scored on measured frames
-    (the clip's last frames, after its last tracked one, are measured on their own), or
-    on the first edited frame after a run of skipped ones (a look-away) once the last
-    fit has gone stale."""
+    (the frames of a move too fast to interpolate are measured on their own, and the
+    clip's last ones are tracked too), or on the first edited frame after a run of
+    skipped ones (a look-away) once the last fit has gone stale."""
     fixture = astronaut_fixture()
     counting = _Counting()
     corrector = reading(GazeSettings(landmark_interval=interval), landmarker=counting)
@@ -1321,11 +1323,12 @@ def test_sparse_landmarks_interpolate_and_never_edit_a_blink(monkeypatch, interv
             reasons.append(corrector.last_reason)
     finally:
         counting.close()
-    assert counting.calls == 30 // corrector_module.CENSUS_EVERY + len(changed) // interval
-    after_the_last_tracked = set(range((len(changed) - 1) // interval * interval + 1, len(changed)))
-    assert after_the_last_tracked <= alone  # and any frames of the fast move too far apart
+    after_the_last_measured = (len(changed) - 1) % interval  # tracked too: nothing to interpolate towards
+    assert counting.calls == 30 // corrector_module.CENSUS_EVERY + len(changed) // interval + after_the_last_measured
+    assert alone == {34, 35} if interval == 3 else not alone  # the fixture's fast move
     assert sum(changed) >= 30, corrector.report()["skipped"]
-    assert scored_on and all(i % interval == 0 or i in alone or reasons[i - 1] for i in scored_on), sorted(scored_on)
+    measured = {i for i in range(len(changed)) if i % interval == 0 or i in alone or i > len(changed) - 1 - after_the_last_measured}
+    assert scored_on and all(i in measured or reasons[i - 1] for i in scored_on), sorted(scored_on)
     assert sum(c for i, c in enumerate(changed) if i % interval) >= 15  # the ones between are edited
     assert not any(c for c, blink in zip(changed, fixture.blink) if blink)
     assert corrector.report()["landmark_interval"] == interval
@@ -1369,7 +1372,7 @@ def test_a_head_faster_than_the_landmark_cadence_is_measured_frame_by_frame_and_
     with reading(GazeSettings(landmark_interval=3), landmarker=landmarker) as corrector:
         reasons, lag = _edit_lags(corrector, frames)
     # measured frames 27, 30 and 33 sit 0.6, 0.9 and 0.3 eye widths apart
-    assert landmarker.stills == 6  # 28, 29, 31 and 32; and after the last measured frame, 58 and 59
+    assert landmarker.stills == 4  # 28, 29, 31 and 32
     assert not {"moving", "no_face"} & set(reasons), reasons
     assert all(reasons[i] is None for i in range(27, 35)), reasons[27:35]
     assert max(lag[i] for i in range(27, 35)) <= corrector_module.LAG_LIMIT + 1e-9
@@ -1396,15 +1399,16 @@ def test_the_last_frames_of_a_video_are_measured_not_guessed():
     """After the last measured frame there is nothing to interpolate towards: those
     frames were edited on points carried on from it, so an eye that closed there got
     its iris moved under a shut lid (liveportrait_d9_glasses' last two frames, iris
-    read 1.05 times its size). They are measured on their own now: the clip ends
-    with the reader's blink at 0.85 closed, and that frame is left alone as a blink."""
+    read 1.05 times its size). They are tracked as measured frames are now: the clip
+    ends with the reader's blink at 0.85 closed, and that frame is left alone."""
     fixture = astronaut_fixture()
     frames = fixture.video_frames()[1:22]  # measured: 1, 4, ... 19; then 20 and 21
     assert fixture.blink[21] and not fixture.blink[19]
     landmarker = _Counting()
     with reading(GazeSettings(landmark_interval=3), landmarker=landmarker) as corrector:
         reasons, _ = _edit_lags(corrector, frames)
-    assert landmarker.stills == 2
+    census = -(-len(frames) // corrector_module.CENSUS_EVERY)
+    assert landmarker.calls == census + 7 + 2 and landmarker.stills == 0
     assert reasons[-1] == "blink" and not corrector.last_edits
 
 
@@ -1491,6 +1495,31 @@ def test_the_landmark_process_still_answers_pictures_after_the_open_eyes_check()
         fresh.close()
     assert matrix is not None
     np.testing.assert_allclose(points, expected, atol=1e-6)
+
+
+def test_the_landmark_process_reads_a_picture_on_its_own_between_tracked_ones():
+    """A still (a frame of a fast move, outside the tracking) is answered only once the
+    tracked pictures in flight are collected, with the points and head pose an
+    in-process read finds, and the tracking goes on after it."""
+    fixture = astronaut_fixture()
+    child = ChildLandmarker(model())
+    try:
+        child.submit(fixture.frames[0], 0)
+        with pytest.raises(RuntimeError):
+            child.still(fixture.frames[40])
+        assert len(child.collect()) == 1
+        [(points, matrix)] = child.still(fixture.frames[40])
+        assert len(child.detect(fixture.frames[1], 33)) == 1
+    finally:
+        child.close()
+    alone = VideoLandmarker(model())
+    try:
+        [(expected, expected_matrix)] = alone.still(fixture.frames[40])
+    finally:
+        alone.close()
+    assert matrix is not None and expected_matrix is not None
+    np.testing.assert_allclose(points, expected, atol=1e-6)
+    np.testing.assert_allclose(matrix, expected_matrix, atol=1e-6)
 
 
 def test_a_cut_never_puts_the_edit_beside_the_eyes():

@@ -102,8 +102,8 @@ def main_face(faces: list[Face], width: int, height: int) -> Face | None:
 
 def create_landmarker(model: bytes, max_faces: int, *, video: bool = False, matrix: bool | None = None):  # type: ignore[no-untyped-def]
     """MediaPipe's FaceLandmarker: IMAGE mode (each call stands alone), or VIDEO mode
-    (tracking between frames); with the head's transformation matrix in VIDEO mode,
-    or where `matrix` asks for it."""
+    (tracking between frames). It gives the head's transformation matrix if `matrix`
+    (by default, in VIDEO mode only)."""
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.FaceLandmarkerOptions(

@@ -1,5 +1,6 @@
 """The landmark process's side of gaze.landmarks.ChildLandmarker: MediaPipe's
-FaceLandmarker in VIDEO mode and the loop that serves it.
+FaceLandmarker in VIDEO mode (and in IMAGE mode for pictures outside the tracking) and
+the loop that serves it.
 
 Outside the gaze package on purpose: a spawned process imports the module of its
 target and every package above it, and this one imports no PyAV (the gaze package
@@ -29,7 +30,7 @@ class VideoLandmarker:
         self._landmarker = create_landmarker(model, max_faces, video=True)
         self._last_ms = -1
         self._model, self._max_faces = model, max_faces
-        self._alone = None  # IMAGE mode, for still(); made when first asked (~35 MB)
+        self._alone = None  # IMAGE mode, for still(); made when first asked (~36 MB)
 
     def detect(self, rgb: np.ndarray, timestamp_ms: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
         import mediapipe as mp
@@ -90,8 +91,9 @@ def serve_landmarks(connection, model: bytes, max_faces: int, pictures, slot_cou
                 break
             if message[0] == "open_eyes":
                 # Asked once the render has passed its last frame (the thumbnails' check):
-                # the tracker goes before the image-mode model loads, or both sit in
-                # memory at once, this process's peak (197 against 162 MB at 1080x1920).
+                # the tracker (with its model for stills, if a fast move loaded it) goes
+                # before the image-mode model loads, or both sit in memory at once, this
+                # process's peak (197 against 162 MB at 1080x1920).
                 if landmarker is not None:
                     landmarker.close()
                     landmarker = None

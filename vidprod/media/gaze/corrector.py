@@ -272,8 +272,7 @@ class GazeCorrector:
         try:
             face = self._landmarks(frame, t)
         except Unplaced:
-            # as after a cut: the next measured frame starts a new track from its own
-            # points (smoothing carried over a 0.1 s gap would lag 0.1-0.2 eye widths)
+            # as after a cut: the next frame starts a new track from its own points
             self._restart()
             self.last_points = None
             return self._skip("moving", frame)
@@ -481,22 +480,23 @@ class GazeCorrector:
             self.look_ahead(frame)
         if self._announced and abs(self._announced[0].t - t) <= 1e-6:
             entry = self._announced.popleft()
-            face = self._resolve(entry) if entry.measured else self._interpolated(frame, t)
+            face = self._resolve(entry) if entry.measured else self._between(frame, t)
         else:  # shown though not announced: the frames after it are in flight
-            face = self._interpolated(frame, t)
+            face = self._between(frame, t)
         return face
 
-    def _interpolated(self, frame: av.VideoFrame, t: float) -> FaceLandmarks | None:
-        """Points between the measured frames on either side (the next one was announced
-        before this frame arrived); the lids judged by the more closed of the two. None
-        when either has no face. Where they are too far apart to place this frame's
-        points between them, the points are measured on this frame alone."""
+    def _between(self, frame: av.VideoFrame, t: float) -> FaceLandmarks | None:
+        """A frame between measured ones (the next one was announced before this frame
+        arrived): its points interpolated between theirs, the lids judged by the more
+        closed of the two; None when either has no face. Where they are too far apart to
+        place its points between them, they are measured on this frame alone; after the
+        video's last measured frame, this frame is tracked as measured ones are."""
         if self._measured is None or self._measured[1] is None:
             return None
         t0, face0 = self._measured
         following = next((e for e in self._announced if e.measured), None)
-        if following is None:  # the video's last frames: nothing to interpolate towards
-            return self._measured_alone(frame)
+        if following is None:  # nothing to interpolate towards: its time is the newest yet
+            return self._tracked_late(frame, t)
         face1 = self._face_of(following)
         if face1 is None:
             return None
@@ -511,21 +511,46 @@ class GazeCorrector:
         return FaceLandmarks(points, face0.matrix if a < 0.5 else face1.matrix, openness, measured=False)
 
     def _measured_alone(self, frame: av.VideoFrame) -> FaceLandmarks:
-        """The main face measured on this frame on its own (outside the tracking, whose
-        times only rise); raises Unplaced when no face is found there (a blur)."""
+        """The main face measured on this frame on its own, outside the tracking (whose
+        times only rise, and the next measured frame's is in already); raises Unplaced
+        when no face is found there (a blur, or a cut's grey). The speaker chosen stays
+        the one the measured frames chose."""
         assert self._landmarker is not None
-        while self._in_flight:  # answers come in order: the tracked frames' first
+        center = self._last_center
+        face = self._pick(self._answer(frame, self._landmarker.still), frame.width, frame.height)
+        self._last_center = center
+        if face is None:
+            raise Unplaced
+        return face
+
+    def _tracked_late(self, frame: av.VideoFrame, t: float) -> FaceLandmarks | None:
+        """The main face on a frame after the last one measured, tracked as measured
+        frames are (carried on from the last measured points instead, a reader's eye that
+        closed there was edited as open)."""
+        assert self._landmarker is not None
+        stamp = round(t * 1000) + self._clock_ms
+        faces = self._answer(frame, lambda rgb: self._landmarker.detect(rgb, stamp))  # type: ignore[union-attr]
+        return self._pick(faces, frame.width, frame.height)
+
+    def _answer(self, frame: av.VideoFrame, ask: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray | None]]]
+                ) -> list[tuple[np.ndarray, np.ndarray | None]]:  # fmt: skip
+        """`ask` for this frame's faces now, the answers in flight collected first (they
+        come in order); its cost counted as _measure counts it, and from a landmark
+        process the render's wait for it as waited."""
+        while self._in_flight:
             self._collect_next()
         started = time.perf_counter()
         rgb, _ = landmark_picture(frame)
         picture_ms = (time.perf_counter() - started) * 1e3
-        faces = self._landmarker.still(rgb)
-        child_ms = getattr(self._landmarker, "last_cpu_ms", None)  # counted as _measure counts it
-        self.landmark_ms.append((time.perf_counter() - started) * 1e3 if child_ms is None else picture_ms + child_ms)
-        face = self._pick(faces, frame.width, frame.height)
-        if face is None:
-            raise Unplaced
-        return face
+        faces = ask(rgb)
+        wall_ms = (time.perf_counter() - started) * 1e3
+        child_ms = getattr(self._landmarker, "last_cpu_ms", None)
+        if child_ms is None:
+            self.landmark_ms.append(wall_ms)
+        else:
+            self.landmark_ms.append(picture_ms + child_ms)
+            self.landmark_wait_ms.append(wall_ms - picture_ms)
+        return faces
 
     def _pick(self, faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
               ) -> FaceLandmarks | None:  # fmt: skip

@@ -37,7 +37,7 @@ class FaceLandmarks:
     # (the smaller of the two measured neighbours', so a blink starting between them
     # is never edited).
     openness: tuple[float, float] | None = None
-    measured: bool = True  # False: interpolated or carried on from measured frames
+    measured: bool = True  # False: interpolated between measured frames
 
     @cached_property
     def readings(self) -> tuple[EyeReading, EyeReading]:
