@@ -1410,6 +1410,12 @@ def test_the_last_frames_of_a_video_are_measured_not_guessed():
     census = -(-len(frames) // corrector_module.CENSUS_EVERY)
     assert landmarker.calls == census + 7 + 2 and landmarker.stills == 0
     assert reasons[-1] == "blink" and not corrector.last_edits
+    # a video that fades out: its last frame has no face, and says so
+    frames[-1] = av.VideoFrame.from_ndarray(np.zeros((SIZE[1], SIZE[0], 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+    frames[-1].pts, frames[-1].time_base = 21, Fraction(1, 30)
+    with reading(GazeSettings(landmark_interval=3)) as corrector:
+        reasons, _ = _edit_lags(corrector, frames)
+    assert reasons[-1] == "no_face"
 
 
 def test_the_edit_keeps_up_with_a_head_that_turns_fast():
