@@ -1343,18 +1343,25 @@ def _whip_pan(fixture: Fixture, step: float, start: int, frames: int) -> list[av
     return replace(fixture, frames=panned).video_frames()
 
 
-def _edit_lags(corrector: GazeCorrector, frames: list[av.VideoFrame]) -> tuple[list[str | None], dict[int, float]]:
+def _edit_lags(corrector: GazeCorrector, frames: list[av.VideoFrame], outside: dict[int, int] | None = None
+               ) -> tuple[list[str | None], dict[int, float]]:  # fmt: skip
     """Each frame's skip reason, and on edited frames how far the edit's (smoothed) eye
-    corners lie from the ones measured on that frame, on average, in eye widths."""
+    corners lie from the ones measured on that frame, on average, in eye widths; into
+    `outside`, if given, the samples each edited frame changed outside the eye regions
+    of its own measured points."""
     reasons, lag = [], {}
     for i, frame in enumerate(with_look_ahead(frames, corrector)):
-        corrector(frame)
+        before = _planes(frame) if outside is not None else ()
+        after = plane_views(corrector(frame))
         reasons.append(corrector.last_reason)
         if corrector.last_edits:
             corners = [33, 133, 362, 263]
             apart = corrector.last_points[corners] - corrector.last_raw_points[corners]
             width = min(e.w for e in eye_frames(corrector.last_raw_points))
             lag[i] = float(np.hypot(*apart.mean(axis=0))) / width
+            if outside is not None:
+                region = eye_region_mask(corrector.last_raw_points, before[0].shape)
+                outside[i] = changed_outside(before, after, region)
     return reasons, lag
 
 
@@ -1369,12 +1376,14 @@ def test_a_head_faster_than_the_landmark_cadence_is_measured_frame_by_frame_and_
     fixture = astronaut_fixture()
     frames = _whip_pan(fixture, 0.3 * fixture.eye_width, 28, 6)
     landmarker = _Counting()
+    outside: dict[int, int] = {}
     with reading(GazeSettings(landmark_interval=3), landmarker=landmarker) as corrector:
-        reasons, lag = _edit_lags(corrector, frames)
+        reasons, lag = _edit_lags(corrector, frames, outside)
     # measured frames 27, 30 and 33 sit 0.6, 0.9 and 0.3 eye widths apart
     assert landmarker.stills == 4  # 28, 29, 31 and 32
     assert not {"moving", "no_face"} & set(reasons), reasons
     assert all(reasons[i] is None for i in range(27, 35)), reasons[27:35]
+    assert sum(outside[i] for i in range(27, 35)) == 0  # each edit on that frame's own eyes
     assert max(lag[i] for i in range(27, 35)) <= corrector_module.LAG_LIMIT + 1e-9
 
 
