@@ -100,17 +100,16 @@ def main_face(faces: list[Face], width: int, height: int) -> Face | None:
     return max(faces, key=score)
 
 
-def create_landmarker(model: bytes, max_faces: int, *, video: bool = False, matrix: bool | None = None):  # type: ignore[no-untyped-def]
+def create_landmarker(model: bytes, max_faces: int, *, video: bool = False, matrix: bool = False):  # type: ignore[no-untyped-def]
     """MediaPipe's FaceLandmarker: IMAGE mode (each call stands alone), or VIDEO mode
-    (tracking between frames). It gives the head's transformation matrix if `matrix`
-    (by default, in VIDEO mode only)."""
+    (tracking between frames); with the head's transformation matrix if `matrix`."""
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_buffer=model),
         running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
         num_faces=max_faces,
-        output_facial_transformation_matrixes=video if matrix is None else matrix,
+        output_facial_transformation_matrixes=matrix,
     )
     return vision.FaceLandmarker.create_from_options(options)
 

@@ -27,7 +27,7 @@ class VideoLandmarker:
     went uncorrected, a glasses rim was touched, a look-away's return went unseen)."""
 
     def __init__(self, model: bytes, max_faces: int = 3) -> None:
-        self._landmarker = create_landmarker(model, max_faces, video=True)
+        self._landmarker = create_landmarker(model, max_faces, video=True, matrix=True)
         self._last_ms = -1
         self._model, self._max_faces = model, max_faces
         self._alone = None  # IMAGE mode, for still(); made when first asked (~36 MB)

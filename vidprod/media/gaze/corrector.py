@@ -495,8 +495,10 @@ class GazeCorrector:
             return None
         t0, face0 = self._measured
         following = next((e for e in self._announced if e.measured), None)
-        if following is None:  # nothing to interpolate towards: its time is the newest yet
-            return self._tracked_late(frame, t)
+        if following is None:  # nothing to interpolate towards: measured as announced ones are
+            entry = _Announced(t, frame.width, frame.height, measured=True)  # its time is the newest yet
+            self._measure(entry, frame)
+            return self._resolve(entry)
         face1 = self._face_of(following)
         if face1 is None:
             return None
@@ -514,35 +516,15 @@ class GazeCorrector:
         """The main face measured on this frame on its own, outside the tracking (whose
         times only rise, and the next measured frame's is in already); raises Unplaced
         when no face is found there (a blur, or a cut's grey). The speaker chosen stays
-        the one the measured frames chose."""
+        the one the measured frames chose. Its cost is counted as _measure counts it,
+        and from a landmark process the render's wait for it as waited."""
         assert self._landmarker is not None
-        center = self._last_center
-        face = self._pick(self._answer(frame, self._landmarker.still), frame.width, frame.height)
-        self._last_center = center
-        if face is None:
-            raise Unplaced
-        return face
-
-    def _tracked_late(self, frame: av.VideoFrame, t: float) -> FaceLandmarks | None:
-        """The main face on a frame after the last one measured, tracked as measured
-        frames are (carried on from the last measured points instead, a reader's eye that
-        closed there was edited as open)."""
-        assert self._landmarker is not None
-        stamp = round(t * 1000) + self._clock_ms
-        faces = self._answer(frame, lambda rgb: self._landmarker.detect(rgb, stamp))  # type: ignore[union-attr]
-        return self._pick(faces, frame.width, frame.height)
-
-    def _answer(self, frame: av.VideoFrame, ask: Callable[[np.ndarray], list[tuple[np.ndarray, np.ndarray | None]]]
-                ) -> list[tuple[np.ndarray, np.ndarray | None]]:  # fmt: skip
-        """`ask` for this frame's faces now, the answers in flight collected first (they
-        come in order); its cost counted as _measure counts it, and from a landmark
-        process the render's wait for it as waited."""
-        while self._in_flight:
+        while self._in_flight:  # answers come in order: the tracked frames' first
             self._collect_next()
         started = time.perf_counter()
         rgb, _ = landmark_picture(frame)
         picture_ms = (time.perf_counter() - started) * 1e3
-        faces = ask(rgb)
+        faces = self._landmarker.still(rgb)
         wall_ms = (time.perf_counter() - started) * 1e3
         child_ms = getattr(self._landmarker, "last_cpu_ms", None)
         if child_ms is None:
@@ -550,7 +532,12 @@ class GazeCorrector:
         else:
             self.landmark_ms.append(picture_ms + child_ms)
             self.landmark_wait_ms.append(wall_ms - picture_ms)
-        return faces
+        center = self._last_center
+        face = self._pick(faces, frame.width, frame.height)
+        self._last_center = center
+        if face is None:
+            raise Unplaced
+        return face
 
     def _pick(self, faces: list[tuple[np.ndarray, np.ndarray | None]], width: int, height: int
               ) -> FaceLandmarks | None:  # fmt: skip
